@@ -1,0 +1,1 @@
+"""Device emulator: flash with A/B slots, boot, timing, battery, sensor feed."""

@@ -1,0 +1,1 @@
+"""The `kasmina-edge` command line (typer). Command modules import heavy parts lazily."""

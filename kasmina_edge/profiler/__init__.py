@@ -1,0 +1,1 @@
+"""kasmina_edge.profiler"""
