@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from kasmina_edge.contracts.errors import IllegalTransitionError
 
@@ -28,7 +28,7 @@ class Stage(IntEnum):
     TERMINATED = 10
 
 
-class Gate(str, Enum):
+class Gate(StrEnum):
     G0 = "G0"  # sanity
     G1 = "G1"  # gradient health
     G2 = "G2"  # stability
