@@ -37,7 +37,7 @@ class Gate(StrEnum):
     G5 = "G5"  # reset sanity
 
     @property
-    def title(self) -> str:
+    def purpose(self) -> str:
         return GATE_TITLES[self]
 
 
@@ -171,7 +171,7 @@ class SeedLifecycle:
             if gate is None:
                 raise IllegalTransitionError(
                     f"seed {self.seed_id}: {self.stage.name} -> {dst.name} needs gate {needed.value} "
-                    f"({needed.title}), which was not evaluated"
+                    f"({needed.purpose}), which was not evaluated"
                 )
             if gate.gate is not needed:
                 raise IllegalTransitionError(
@@ -180,7 +180,7 @@ class SeedLifecycle:
                 )
             if not gate.passed:
                 raise IllegalTransitionError(
-                    f"seed {self.seed_id}: gate {needed.value} ({needed.title}) failed: {gate.reason}"
+                    f"seed {self.seed_id}: gate {needed.value} ({needed.purpose}) failed: {gate.reason}"
                 )
         if dst is Stage.CULLED and not reason.strip():
             raise IllegalTransitionError(f"seed {self.seed_id}: culling needs a reason code")
