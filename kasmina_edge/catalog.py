@@ -248,7 +248,9 @@ class LoRaProfile(_LoRaCommon):
     name: Name
     kind: Literal["lorawan"] = "lorawan"
     data_rate: LoRaDataRate
-    duty_cycle: float | None = Field(default=None, gt=0, le=1)  # of the uplink sub-band; None where none applies
+    duty_cycle: float | None = Field(
+        default=None, gt=0, le=1
+    )  # of the uplink sub-band; None where none applies
     downlink_duty_cycle: float | None = Field(default=None, gt=0, le=1)
 
     @property
@@ -295,9 +297,13 @@ class LoRaRegion(_LoRaCommon):
         for field in ("uplink_sub_band", "downlink_sub_band"):
             value = getattr(self, field)
             if value is not None and value not in bands:
-                raise FieldProblem((field,), f"'{value}' is not one of the sub_bands ({', '.join(bands) or 'none'})")
+                raise FieldProblem(
+                    (field,), f"'{value}' is not one of the sub_bands ({', '.join(bands) or 'none'})"
+                )
         if self.uplink_sub_band is None and self.dwell_time_s is None:
-            raise FieldProblem(("uplink_sub_band",), "a region needs a duty-cycled uplink_sub_band or a dwell_time_s")
+            raise FieldProblem(
+                ("uplink_sub_band",), "a region needs a duty-cycled uplink_sub_band or a dwell_time_s"
+            )
         seen: set[int] = set()
         cr = _coding_rate_index(self.coding_rate)
         for i, rate in enumerate(self.data_rates):
@@ -412,7 +418,9 @@ class Target(_Frozen):
         if 8 not in self.bits_allowed:
             raise FieldProblem(("bits_allowed",), "every target must allow 8 bits")
         if (4 in self.bits_allowed) != self.quantization.int4_weights:
-            raise FieldProblem(("quantization", "int4_weights"), "must be true exactly when bits_allowed has 4")
+            raise FieldProblem(
+                ("quantization", "int4_weights"), "must be true exactly when bits_allowed has 4"
+            )
         if self.quantization.int4_weights and not self.quantization.int4_ops:
             raise FieldProblem(("quantization", "int4_ops"), "name the ops that take 4-bit weights")
         tflite_runtimes = ("litert", "litert-edgetpu", "tflite-micro")
@@ -440,7 +448,11 @@ class Target(_Frozen):
 def default_data_dir() -> Path:
     """The checkout's top level when running from one, else the copy installed inside the package."""
     repo_root = Path(__file__).resolve().parent.parent
-    if (repo_root / "pyproject.toml").is_file() and (repo_root / "profiles").is_dir() and (repo_root / "targets").is_dir():
+    if (
+        (repo_root / "pyproject.toml").is_file()
+        and (repo_root / "profiles").is_dir()
+        and (repo_root / "targets").is_dir()
+    ):
         return repo_root
     return Path(str(resources.files("kasmina_edge").joinpath("_data")))
 
@@ -605,7 +617,9 @@ def _load_cached(path: Path, stamp: tuple[int, int], kind: str) -> Any:
         return _validate(Target, data, text, path)
     network_kind = data.get("kind")
     if network_kind not in NETWORK_KINDS:
-        raise _problem(path, text, ("kind",), f"must be one of {', '.join(NETWORK_KINDS)} (got {network_kind!r})")
+        raise _problem(
+            path, text, ("kind",), f"must be one of {', '.join(NETWORK_KINDS)} (got {network_kind!r})"
+        )
     if network_kind == "lorawan":
         return tuple(_validate(LoRaRegion, data, text, path).profiles())
     return (_validate(IpLinkProfile, data, text, path),)
@@ -628,6 +642,21 @@ def _named_file(folder: Path, name: str) -> Path | None:
     return path if re.fullmatch(r"[a-z0-9][a-z0-9-]*", name) and path.is_file() else None
 
 
+def hardware_names(data_dir: Path | None = None) -> list[str]:
+    """Names of the hardware profiles (the file names: nothing is parsed)."""
+    return [path.stem for path in _files(_folder(data_dir, "profiles", "hardware"))]
+
+
+def network_names(data_dir: Path | None = None) -> list[str]:
+    """Names of the network profiles, each LoRaWAN data rate on its own."""
+    return [profile.name for profile in list_network(data_dir)]
+
+
+def target_names(data_dir: Path | None = None) -> list[str]:
+    """Names of the build targets (the file names: nothing is parsed)."""
+    return [path.stem for path in _files(_folder(data_dir, "targets"))]
+
+
 def list_hardware(data_dir: Path | None = None) -> list[HardwareProfile]:
     """Every hardware profile, sorted by name."""
     return [_load(path, "hardware") for path in _files(_folder(data_dir, "profiles", "hardware"))]
@@ -637,7 +666,7 @@ def hardware(name: str, data_dir: Path | None = None) -> HardwareProfile:
     folder = _folder(data_dir, "profiles", "hardware")
     path = _named_file(folder, name)
     if path is None:
-        raise _unknown("hardware profile", name, [p.stem for p in _files(folder)])
+        raise _unknown("hardware profile", name, hardware_names(data_dir))
     profile: HardwareProfile = _load(path, "hardware")
     return profile
 
@@ -656,7 +685,7 @@ def network(name: str, data_dir: Path | None = None) -> NetworkProfile:
         for profile in _load(path, "network"):
             if profile.name == name:
                 return profile  # type: ignore[no-any-return]
-    raise _unknown("network profile", name, [p.name for p in list_network(data_dir)])
+    raise _unknown("network profile", name, network_names(data_dir))
 
 
 def list_targets(data_dir: Path | None = None) -> list[Target]:
@@ -668,7 +697,7 @@ def target(name: str, data_dir: Path | None = None) -> Target:
     folder = _folder(data_dir, "targets")
     path = _named_file(folder, name)
     if path is None:
-        raise _unknown("target", name, [p.stem for p in _files(folder)])
+        raise _unknown("target", name, target_names(data_dir))
     found: Target = _load(path, "target")
     return found
 
@@ -698,4 +727,6 @@ def check_catalog(data_dir: Path | None = None) -> None:
         if tgt.name not in default.targets:
             raise at(path, ("default_profile",), f"'{default.name}' does not list target '{tgt.name}'")
         if default.runtime != tgt.runtime:
-            raise at(path, ("runtime",), f"{tgt.runtime} differs from {default.name}'s runtime {default.runtime}")
+            raise at(
+                path, ("runtime",), f"{tgt.runtime} differs from {default.name}'s runtime {default.runtime}"
+            )

@@ -1,20 +1,348 @@
-"""`kasmina-edge profiles` and `kasmina-edge targets` (placeholder until the catalog lands)."""
+"""`kasmina-edge profiles` and `kasmina-edge targets`: list and show the hardware, network and target files."""
 
 from __future__ import annotations
 
-import typer
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
-from kasmina_edge.cli.common import fail
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kasmina_edge import catalog
+from kasmina_edge.catalog import HardwareProfile, IpLinkProfile, LoRaProfile, NetworkProfile, Target
+from kasmina_edge.cli.common import console, fail
+from kasmina_edge.contracts.errors import KasminaError
 
 profiles_app = typer.Typer(help="Hardware and network profiles.", no_args_is_help=True)
 targets_app = typer.Typer(help="Build targets (edgetpu, cortex-m, linux-arm, x86).", no_args_is_help=True)
 
 
+class ProfileKind(StrEnum):
+    hardware = "hardware"
+    network = "network"
+
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON only.")
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def _si(value: float, unit: str) -> str:
+    """480000000, 'Hz' -> '480 MHz'; 0.0099, 'W' -> '9.9 mW'."""
+    if value == 0:
+        return f"0 {unit}"
+    for factor, prefix in (
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+        (1, ""),
+        (1e-3, "m"),
+        (1e-6, "µ"),
+    ):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _size(n: float) -> str:
+    """Bytes in binary units: 1048576 -> '1 MiB' (datasheets' 'MB' for memories mean MiB)."""
+    if n == 0:
+        return "-"
+    for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= factor:
+            return f"{n / factor:.3g} {unit}"
+    return f"{n:g} B"
+
+
+def _seconds(s: float) -> str:
+    if s >= 1:
+        return f"{s:.3g} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e6:.3g} µs"
+
+
+def _value(key: str, value: Any) -> str:
+    """Format one field by its unit suffix (the field names carry their units)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    if not isinstance(value, int | float):
+        return str(value)
+    leaf = key.rsplit(".", 1)[-1]
+    if key.startswith("peak_ops_per_s."):
+        return _si(value, "OPS")
+    if leaf.endswith("_bytes"):
+        # Memories in binary units; payloads and headers are counted in bytes.
+        small = "payload" in leaf or "overhead" in leaf
+        return f"{value:g} B" if small else _size(value)
+    if leaf.endswith("_Bps"):
+        return _si(value, "B/s")
+    if leaf.endswith("_bps"):
+        return _si(value, "bit/s")
+    if leaf.endswith("_hz"):
+        return _si(value, "Hz")
+    if leaf.endswith("_w"):
+        return _si(value, "W")
+    if leaf.endswith("_s") or leaf.endswith("_s_per_day"):
+        return _seconds(value) + (" per day" if leaf.endswith("per_day") else "")
+    if leaf in ("duty_cycle", "downlink_duty_cycle", "loss_rate", "efficiency"):
+        return f"{value:.3g} ({value * 100:.3g} %)"
+    return f"{value:g}"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(_flatten(value, f"{path}."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, item in enumerate(value):
+                rows.extend(_flatten(item, f"{path}[{i}]."))
+        else:
+            rows.append((path, value))
+    return rows
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def _duty_or_dwell(p: NetworkProfile) -> str:
+    if isinstance(p, IpLinkProfile):
+        return "-"
+    parts = []
+    if p.duty_cycle is not None:
+        parts.append(f"{p.duty_cycle:.1%} duty")
+    if p.dwell_time_s is not None:
+        parts.append(f"{_seconds(p.dwell_time_s)} dwell")
+    return ", ".join(parts) or "-"
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+
+def hardware_table(profiles: list[HardwareProfile], *, compact: bool = False) -> Table:
+    table = Table(title="hardware profiles")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("kind")
+    if not compact:
+        table.add_column("runtime", no_wrap=True)
+    table.add_column("clock", justify="right", no_wrap=True)
+    table.add_column("cores", justify="right")
+    table.add_column("int8 peak", justify="right", no_wrap=True)
+    table.add_column("SRAM", justify="right", no_wrap=True)
+    table.add_column("flash", justify="right", no_wrap=True)
+    if not compact:
+        table.add_column("DRAM", justify="right", no_wrap=True)
+    table.add_column("active", justify="right", no_wrap=True)
+    table.add_column("targets")
+    for p in profiles:
+        int8 = _si(p.peak_ops_per_s["int8"], "OPS") if "int8" in p.peak_ops_per_s else "-"
+        row = [p.name, p.kind]
+        if not compact:
+            row.append(p.runtime)
+        row += [
+            _si(p.clock_hz, "Hz"),
+            str(p.cores),
+            int8,
+            _size(p.memory.sram_bytes),
+            _size(p.memory.flash_bytes),
+        ]
+        if not compact:
+            row.append(_size(p.memory.dram_bytes))
+        row += [_si(p.power.active_w, "W"), ", ".join(p.targets)]
+        table.add_row(*row)
+    return table
+
+
+def network_table(profiles: list[NetworkProfile]) -> Table:
+    table = Table(title="network profiles")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("kind")
+    table.add_column("uplink", justify="right", no_wrap=True)
+    table.add_column("max payload", justify="right")
+    table.add_column("latency / airtime at max", justify="right")
+    table.add_column("limit")
+    table.add_column("TX power", justify="right", no_wrap=True)
+    for p in profiles:
+        if isinstance(p, LoRaProfile):
+            rate, delay = p.bit_rate_bps, _seconds(p.time_on_air_s(p.max_payload_bytes))
+            extra = f"SF{p.data_rate.spreading_factor}/{p.data_rate.bandwidth_hz // 1000} kHz, "
+        else:
+            rate, delay = p.uplink_bps, f"{_seconds(p.latency.median_s)} / p99 {_seconds(p.latency.p99_s)}"
+            extra = ""
+        table.add_row(
+            p.name,
+            extra + p.kind,
+            _si(rate, "bit/s"),
+            f"{p.max_payload_bytes} B",
+            delay,
+            _duty_or_dwell(p),
+            _si(p.radio.tx_power_w, "W"),
+        )
+    return table
+
+
+def targets_table(targets: list[Target], *, compact: bool = False) -> Table:
+    table = Table(title="build targets")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("format", no_wrap=True)
+    table.add_column("runtime", no_wrap=True)
+    table.add_column("bits")
+    table.add_column("weights / activations / I/O")
+    table.add_column("max dims", justify="right")
+    table.add_column("ops", justify="right")
+    if not compact:
+        table.add_column("fallback")
+    table.add_column("default profile", no_wrap=True)
+    for t in targets:
+        q = t.quantization
+        weights = f"{q.weights_dtype} {q.weights_granularity}"
+        row = [
+            t.name,
+            t.format,
+            t.runtime,
+            ", ".join(str(b) for b in t.bits_allowed),
+            f"{weights} / {q.activations_dtype} {q.activations_granularity} / {q.io_dtype}",
+            str(t.rules.max_nontrivial_dims or "-"),
+            str(len(t.rules.allowed_ops)) if t.rules.allowed_ops is not None else "any",
+        ]
+        if not compact:
+            row.append(t.rules.cpu_fallback)
+        row.append(t.default_profile)
+        table.add_row(*row)
+    return table
+
+
+def _fields_table(title: str, data: dict[str, Any], derived: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("field", no_wrap=True, style="bold")
+    table.add_column("value")
+    first = {k: data[k] for k in ("name", "kind") if k in data}
+    for key, value in _flatten(first | data):
+        table.add_row(key, _value(key, value))
+    for key, text in derived:
+        table.add_row(f"[italic]{key}[/]", text)
+    return table
+
+
+def _derived(profile: HardwareProfile | NetworkProfile) -> list[tuple[str, str]]:
+    if isinstance(profile, HardwareProfile):
+        rows = [
+            (f"effective {d} (peak x efficiency)", _si(profile.effective_ops_per_s(d), "OPS"))
+            for d in profile.peak_ops_per_s
+        ]
+        if profile.battery is not None:
+            rows.append(("battery energy", f"{profile.battery.energy_j:.4g} J"))
+        return rows
+    if isinstance(profile, LoRaProfile):
+        return [
+            (
+                f"time on air of {profile.max_payload_bytes} B",
+                _seconds(profile.time_on_air_s(profile.max_payload_bytes)),
+            ),
+            ("low data rate optimisation", "yes" if profile.data_rate.low_data_rate_optimize else "no"),
+        ]
+    return [("latency lognormal sigma", f"{profile.latency.sigma:.3f}")]
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
 @profiles_app.command("list")
-def profiles_list() -> None:
-    fail("profiles are not available yet (issue 2)")
+def profiles_list(
+    kind: ProfileKind | None = typer.Option(None, "--kind", help="Only hardware or only network profiles."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the hardware and network profiles."""
+    try:
+        hw = catalog.list_hardware() if kind in (None, ProfileKind.hardware) else None
+        net = catalog.list_network() if kind in (None, ProfileKind.network) else None
+    except KasminaError as exc:
+        fail(str(exc))
+    if as_json:
+        out: dict[str, Any] = {}
+        if hw is not None:
+            out["hardware"] = [p.model_dump(mode="json") for p in hw]
+        if net is not None:
+            out["network"] = [p.model_dump(mode="json") for p in net]
+        _print_json(out)
+        return
+    if hw is not None:
+        console.print(hardware_table(hw))
+    if net is not None:
+        console.print(network_table(net))
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: str = typer.Argument(..., help="A hardware or network profile name (see `profiles list`)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show every field of one hardware or network profile."""
+    try:
+        hw_names, net_names = catalog.hardware_names(), catalog.network_names()
+        if name in hw_names:
+            profile: HardwareProfile | NetworkProfile = catalog.hardware(name)
+            title = f"hardware profile {name}"
+        elif name in net_names:
+            profile = catalog.network(name)
+            title = f"network profile {name}"
+        else:
+            fail(
+                f"unknown profile '{name}'; known hardware: {', '.join(hw_names)}; known network: {', '.join(net_names)}"
+            )
+    except KasminaError as exc:
+        fail(str(exc))
+    if as_json:
+        _print_json(profile.model_dump(mode="json"))
+        return
+    console.print(_fields_table(title, profile.model_dump(mode="json"), _derived(profile)))
 
 
 @targets_app.command("list")
-def targets_list() -> None:
-    fail("targets are not available yet (issue 2)")
+def targets_list(as_json: bool = JSON_OPTION) -> None:
+    """List the build targets."""
+    try:
+        targets = catalog.list_targets()
+    except KasminaError as exc:
+        fail(str(exc))
+    if as_json:
+        _print_json([t.model_dump(mode="json") for t in targets])
+        return
+    console.print(targets_table(targets))
+
+
+@targets_app.command("show")
+def targets_show(
+    name: str = typer.Argument(..., help="A target name (see `targets list`)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show every field of one build target, op list included."""
+    try:
+        tgt = catalog.target(name)
+    except KasminaError as exc:
+        fail(str(exc))
+    if as_json:
+        _print_json(tgt.model_dump(mode="json"))
+        return
+    console.print(_fields_table(f"target {name}", tgt.model_dump(mode="json"), []))
+
+
+def demo_step(console: Console, workdir: Path) -> None:
+    """Demo stage: the devices and targets the rest of the path builds for."""
+    del workdir  # nothing to write: the catalog is read-only
+    console.print(hardware_table(catalog.list_hardware(), compact=True))
+    console.print(targets_table(catalog.list_targets(), compact=True))
+    names = catalog.network_names()
+    console.print(f"{len(names)} network profiles: {', '.join(names)}")
