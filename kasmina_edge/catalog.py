@@ -12,6 +12,7 @@ Imports only the standard library, pydantic and ``kasmina_edge.contracts`` (devi
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -586,9 +587,17 @@ def _validate(model: type[_Model], data: dict[str, Any], text: str, path: Path) 
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
+        # A misspelt key gives "extra" at its line and "missing" elsewhere: point at the misspelling.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
         message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            parent, key = tuple(first["loc"][:-1]), str(first["loc"][-1])
+            missing = [
+                str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"][:-1] == parent
+            ]
+            close = difflib.get_close_matches(key, missing, n=1)
+            message = f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field"
         if first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
             message += f" (got {first.get('input')!r:.60})"
         if len(errors) > 1:
