@@ -1,30 +1,288 @@
-"""QRS detection (Pan-Tompkins family), batch and streaming, and beat matching."""
+"""QRS detection after Pan & Tompkins (1985), batch and streaming, and beat matching.
+
+The signal chain is PT's: band-pass 5-15 Hz (Butterworth, ``sosfilt``), five-point
+derivative, squaring, 150 ms moving-window integration (MWI). Candidate peaks are local
+maxima of the MWI that dominate +/-``PEAK_HALF_WINDOW_S``; each is classified with PT's
+adaptive signal/noise levels (SPKI/NPKI), the 200 ms refractory period, the T-wave slope
+test within 360 ms, and search-back at half threshold when no beat came for 1.66 mean RR.
+The R peak is then placed on the raw signal: the largest deviation from the local median
+near the band-passed peak, moved back by the band-pass group delay.
+
+Written by hand (no library ships a streaming detector with a known delay); the filters are
+scipy's. The batch :func:`detect_qrs` *is* the streaming detector fed one chunk, and every
+stage is computed so that chunking does not change a single bit (``sosfilt`` with carried
+state, ``np.convolve`` over carried history), so batch and stream detect the same beats.
+
+Delay: a beat is reported once the signal has run ``PEAK_HALF_WINDOW_S`` past its MWI peak
+(~0.3 s after the R peak); a beat found by search-back is reported with the next
+candidate peak, at most ~1.66 mean RR + 0.5 s late. The first ``LEARN_S`` seconds are buffered
+to learn the thresholds before anything is reported.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import butter, group_delay, sos2tf, sosfilt, sosfilt_zi
+
+from kasmina_edge.contracts.errors import KasminaError
+
+LEARN_S = 2.0
+REFRACTORY_S = 0.2
+T_WAVE_S = 0.36
+MWI_S = 0.15
+PEAK_HALF_WINDOW_S = 0.15  # a candidate must be the MWI maximum within +/- this
+R_SEARCH_S = 0.05  # R refinement on the raw signal: +/- this around the band-passed peak
+BASELINE_S = 0.25  # local median for the R refinement: +/- this
+SEARCHBACK_RR = 1.66
+STALL_S = 2.5  # no beat for this long and search-back finds nothing: lower the signal level
 
 
 class QrsDetector:
     """Streaming QRS detector: feed raw chunks, get R-peak sample indices (global) back."""
 
     def __init__(self, fs: float) -> None:
+        if not np.isfinite(fs) or fs < 50.0:
+            raise KasminaError(f"sample rate {fs} Hz is not supported by the QRS detector (need >= 50 Hz)")
         self.fs = float(fs)
+        self._sos = butter(2, [5.0, 15.0], btype="bandpass", fs=self.fs, output="sos")
+        b, a = sos2tf(self._sos)
+        self._bp_delay = int(round(float(group_delay((b, a), w=[10.0], fs=self.fs)[1][0])))
+        # PT's derivative (1/8T)(-x[n-2] - 2x[n-1] + 2x[n+1] + x[n+2]), made causal (2 samples late).
+        self._deriv = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * self.fs / 8.0
+        self._n_mwi = max(1, int(round(MWI_S * self.fs)))
+        self._half = max(1, int(round(PEAK_HALF_WINDOW_S * self.fs)))
+        self._refractory = int(round(REFRACTORY_S * self.fs))
+        self._t_wave = int(round(T_WAVE_S * self.fs))
+        self._learn = int(round(LEARN_S * self.fs))
+        self._r_search = max(1, int(round(R_SEARCH_S * self.fs)))
+        self._baseline = int(round(BASELINE_S * self.fs))
+        self._stall = int(round(STALL_S * self.fs))
+        self.reset()
+
+    def reset(self) -> None:
+        self._zi: np.ndarray | None = None
+        self._bp_hist = np.zeros(0)  # last len(deriv) - 1 band-passed samples
+        self._sq_hist = np.zeros(0)  # last n_mwi - 1 squared-derivative samples
+        # Buffers of raw, band-passed, |derivative| and MWI samples from global index _start.
+        self._start = 0
+        self._raw = np.zeros(0)
+        self._bp = np.zeros(0)
+        self._dabs = np.zeros(0)
+        self._mwi = np.zeros(0)
+        self._n = 0  # samples seen
+        self._next = 0  # next sample that may become a candidate peak
+        self._ready = False
+        self._spki = 0.0
+        self._npki = 0.0
+        self._last_qrs: int | None = None  # MWI index of the last accepted QRS
+        self._last_slope = 0.0
+        self._rr: list[int] = []  # last RR intervals (samples), for search-back
+        self._pending: list[tuple[int, float, int, float]] = []  # rejected since the last QRS: (k, value, r, slope)
+        self._last_r = -(10**12)
+
+    # -- signal chain -------------------------------------------------------------------
+    def _chain(self, x: np.ndarray) -> None:
+        if self._zi is None:
+            self._zi = sosfilt_zi(self._sos) * x[0]
+            self._bp_hist = np.zeros(len(self._deriv) - 1)
+            self._sq_hist = np.zeros(self._n_mwi - 1)
+        bp, self._zi = sosfilt(self._sos, x, zi=self._zi)
+        buf = np.concatenate([self._bp_hist, bp])
+        self._bp_hist = buf[-(len(self._deriv) - 1):]
+        d = np.convolve(buf, self._deriv, mode="valid")
+        sq = d * d
+        buf = np.concatenate([self._sq_hist, sq])
+        self._sq_hist = buf[-(self._n_mwi - 1):] if self._n_mwi > 1 else np.zeros(0)
+        mwi = np.convolve(buf, np.full(self._n_mwi, 1.0 / self._n_mwi), mode="valid")
+        self._raw = np.concatenate([self._raw, x])
+        self._bp = np.concatenate([self._bp, bp])
+        self._dabs = np.concatenate([self._dabs, np.abs(d)])
+        self._mwi = np.concatenate([self._mwi, mwi])
+        self._n += x.shape[0]
 
     def process(self, chunk: np.ndarray) -> list[int]:
-        raise NotImplementedError
+        """Feed raw samples (1-D); returns the R peaks (global sample indices) now certain."""
+        x = np.asarray(chunk, dtype=np.float64).reshape(-1)
+        if x.size == 0:
+            return []
+        if not np.all(np.isfinite(x)):
+            bad = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise KasminaError(f"non-finite sample (NaN/inf) at sample {self._n + bad}")
+        self._chain(x)
+        if not self._ready:
+            if self._n < self._learn + self._half:
+                return []
+            self._init_levels()
+        return self._scan(final=False)
 
     def flush(self) -> list[int]:
-        raise NotImplementedError
+        """End of stream: decide the remaining candidates."""
+        if self._n == 0:
+            return []
+        if not self._ready:
+            self._init_levels()
+        out = self._scan(final=True)
+        return out
+
+    # -- decisions ----------------------------------------------------------------------
+    def _g(self, buf: np.ndarray, i: int) -> float:
+        return float(buf[i - self._start])
+
+    def _init_levels(self) -> None:
+        learn = self._mwi[: min(self._learn, self._mwi.shape[0])]
+        self._spki = 0.25 * float(np.max(learn))
+        self._npki = 0.5 * float(np.mean(learn))
+        self._ready = True
+
+    def _candidates(self, final: bool) -> np.ndarray:
+        lo = self._next
+        hi = self._n if final else self._n - self._half  # exclusive
+        if hi <= lo:
+            return np.zeros(0, dtype=np.int64)
+        h = self._half
+        a = lo - h
+        seg_lo = max(a, self._start)
+        seg = self._mwi[seg_lo - self._start: min(hi + h, self._n) - self._start]
+        # Pad to the full +/-h neighbourhood: -inf outside the signal (start, and end at flush).
+        pad_left = seg_lo - a
+        pad_right = (hi + h) - min(hi + h, self._n)
+        seg = np.concatenate([np.full(pad_left, -np.inf), seg, np.full(pad_right, -np.inf)])
+        centre = seg[h: h + (hi - lo)]
+        win = np.lib.stride_tricks.sliding_window_view(seg, h)
+        left = win[: hi - lo]  # the h samples before each centre
+        right = win[h + 1: h + 1 + (hi - lo)]  # the h samples after
+        is_peak = (centre > left.max(axis=1)) & (centre >= right.max(axis=1)) & (centre > 0)
+        self._next = hi
+        return lo + np.flatnonzero(is_peak)
+
+    def _locate_r(self, k: int) -> int:
+        """R peak on the raw signal for an MWI peak at k."""
+        lo = max(k - self._n_mwi, self._start)
+        bp = self._bp[lo - self._start: k + 1 - self._start]
+        j = lo + int(np.argmax(np.abs(bp))) - self._bp_delay
+        a = max(j - self._r_search, self._start)
+        b = min(j + self._r_search + 1, self._n)
+        if b <= a:
+            return max(j, 0)
+        ba = max(j - self._baseline, self._start)
+        bb = min(j + self._baseline + 1, self._n)
+        base = float(np.median(self._raw[ba - self._start: bb - self._start]))
+        dev = np.abs(self._raw[a - self._start: b - self._start] - base)
+        return a + int(np.argmax(dev))
+
+    def _accept(self, k: int, value: float, r: int, slope: float, searchback: bool, out: list[int]) -> None:
+        if self._last_qrs is not None:
+            self._rr = (self._rr + [k - self._last_qrs])[-8:]
+        self._last_qrs = k
+        self._last_slope = slope
+        weight = 0.25 if searchback else 0.125
+        self._spki = weight * value + (1 - weight) * self._spki
+        self._pending = []
+        if r > self._last_r:  # R peaks stay strictly increasing
+            out.append(r)
+            self._last_r = r
+
+    def _slope(self, k: int) -> float:
+        lo = max(k - self._n_mwi, self._start)
+        return float(np.max(self._dabs[lo - self._start: k + 1 - self._start]))
+
+    def _noise(self, value: float) -> None:
+        self._npki = 0.125 * value + 0.875 * self._npki
+
+    def _searchback(self, k: int, out: list[int]) -> None:
+        """Before deciding candidate k: look back for a missed beat if the gap is too long."""
+        while self._last_qrs is not None:
+            rr_mean = float(np.mean(self._rr)) if self._rr else self.fs
+            gap = k - self._last_qrs
+            if gap <= SEARCHBACK_RR * rr_mean:
+                return
+            thr2 = 0.5 * (self._npki + 0.25 * (self._spki - self._npki))
+            eligible = [c for c in self._pending if c[0] - self._last_qrs >= self._refractory and c[1] > thr2]
+            if eligible:
+                best = max(eligible, key=lambda c: c[1])
+                self._pending = [c for c in self._pending if c[0] > best[0]]
+                rest = self._pending
+                self._accept(best[0], best[1], best[2], best[3], searchback=True, out=out)
+                self._pending = rest
+                continue
+            if gap > self._stall:
+                # Nothing even at half threshold for seconds: the signal level was learnt on
+                # something bigger (an artifact); let it decay towards the noise level.
+                self._spki = max(0.5 * self._spki, 2.0 * self._npki)
+            return
+
+    def _scan(self, final: bool) -> list[int]:
+        out: list[int] = []
+        for k in self._candidates(final):
+            k = int(k)
+            value = self._g(self._mwi, k)
+            self._searchback(k, out)
+            if self._last_qrs is not None and k - self._last_qrs < self._refractory:
+                continue
+            thr1 = self._npki + 0.25 * (self._spki - self._npki)
+            r = self._locate_r(k)
+            slope = self._slope(k)
+            if value > thr1:
+                if (
+                    self._last_qrs is not None
+                    and k - self._last_qrs < self._t_wave
+                    and slope < 0.5 * self._last_slope
+                ):
+                    self._noise(value)  # a T wave
+                    continue
+                self._accept(k, value, r, slope, searchback=False, out=out)
+            else:
+                self._noise(value)
+                self._pending.append((k, value, r, slope))
+        if final and self._last_qrs is not None:
+            self._searchback(self._n + int(SEARCHBACK_RR * self.fs * 10), out)
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        keep = self._half + self._n_mwi + self._bp_delay + self._baseline + self._r_search + 2
+        keep_from = max(self._start, self._next - keep)
+        if keep_from > self._start:
+            cut = keep_from - self._start
+            self._raw = self._raw[cut:]
+            self._bp = self._bp[cut:]
+            self._dabs = self._dabs[cut:]
+            self._mwi = self._mwi[cut:]
+            self._start = keep_from
 
 
 def detect_qrs(signal: np.ndarray, fs: float) -> np.ndarray:
-    raise NotImplementedError
+    """Batch QRS detection: the streaming detector fed the whole signal at once."""
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 1:
+        raise KasminaError(f"detect_qrs wants one lead (1-D), got shape {x.shape}")
+    det = QrsDetector(fs)
+    peaks = det.process(x) + det.flush()
+    return np.asarray(peaks, dtype=np.int64)
 
 
 def match_beats(ref: np.ndarray, det: np.ndarray, fs: float, window_s: float = 0.15) -> tuple[int, int, int]:
-    raise NotImplementedError
+    """(tp, fp, fn): one-to-one matching, each reference beat to the nearest free detection within the window."""
+    r = np.sort(np.asarray(ref, dtype=np.int64).reshape(-1))
+    d = np.sort(np.asarray(det, dtype=np.int64).reshape(-1))
+    w = int(round(window_s * fs))
+    used = np.zeros(d.shape[0], dtype=bool)
+    tp = 0
+    for x in r:
+        lo = int(np.searchsorted(d, x - w, side="left"))
+        hi = int(np.searchsorted(d, x + w, side="right"))
+        best, best_dist = -1, w + 1
+        for j in range(lo, hi):
+            if not used[j] and abs(int(d[j]) - int(x)) < best_dist:
+                best, best_dist = j, abs(int(d[j]) - int(x))
+        if best >= 0:
+            used[best] = True
+            tp += 1
+    return tp, int(d.shape[0]) - tp, int(r.shape[0]) - tp
 
 
 def sensitivity_ppv(tp: int, fp: int, fn: int) -> tuple[float, float]:
-    raise NotImplementedError
+    """(Se, +P) as fractions; NaN where undefined (no reference beats / no detections)."""
+    se = tp / (tp + fn) if tp + fn else float("nan")
+    ppv = tp / (tp + fp) if tp + fp else float("nan")
+    return se, ppv
