@@ -1,0 +1,193 @@
+"""The heuristic Tamiyo: explicit rules the policy network first learns to imitate.
+
+When: plateau detection on the monitored metric (validation macro-F1 on the host; the
+device watches prediction entropy instead). Whether: a symptom must show against the
+reference observation taken on clean data (more noise, baseline or mains power, a changed
+beat shape, or higher prediction entropy with a clean signal: a patient shift).
+Where: per-site health telemetry (activation drift), weighted by where the symptom is best
+treated (signal artifacts early, morphology in the middle, patient shift late).
+What: the first blueprint on the symptom's preference list that the masks allow.
+How fast: intensity from the symptom's severity; grafting from drift and battery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kasmina_edge.host.tamiyo.features import INDEX, N_SITES
+from kasmina_edge.host.tamiyo.masks import ACT, ActionSpace, Masks
+
+SYMPTOMS = ("noise", "baseline", "powerline", "morphology", "shift")
+
+# Where each symptom is best treated: a prior weight per site (site0 = earliest).
+SITE_PRIOR: dict[str, tuple[float, ...]] = {
+    "noise": (1.0, 0.8, 0.4, 0.2),
+    "baseline": (1.0, 0.7, 0.3, 0.2),
+    "powerline": (1.0, 0.6, 0.3, 0.1),
+    "morphology": (0.4, 1.0, 0.8, 0.5),
+    "shift": (0.2, 0.4, 0.8, 1.0),
+}
+
+# Blueprint preference by symptom: filters for artifacts, re-mappings for shape and patient shift.
+BLUEPRINT_PREFERENCE: dict[str, tuple[str, ...]] = {
+    "noise": ("depthwise_separable", "sliding_conv", "bottleneck_adapter", "low_rank_residual"),
+    "baseline": ("sliding_conv", "depthwise_separable", "bottleneck_adapter", "low_rank_residual"),
+    "powerline": ("depthwise_separable", "sliding_conv", "bottleneck_adapter", "low_rank_residual"),
+    "morphology": ("bottleneck_adapter", "low_rank_residual", "residual_mlp", "depthwise_separable"),
+    "shift": ("bottleneck_adapter", "low_rank_residual", "latent_align", "residual_mlp"),
+}
+
+GRAFTING_DEFAULT = "performance_linked"
+GRAFTING_DRIFT = "drift_controlled"
+GRAFTING_CHEAP = "fixed_ramp"
+
+
+@dataclass(frozen=True)
+class Decision:
+    act: bool
+    site: int | None = None
+    blueprint: int | None = None
+    intensity: int = 1
+    grafting: int | None = None
+    reason: str = ""
+
+    def describe(self, space: ActionSpace) -> dict[str, object]:
+        if not self.act:
+            return {"act": False, "reason": self.reason}
+        assert self.site is not None and self.blueprint is not None and self.grafting is not None
+        return {
+            "act": True,
+            "site": space.sites[self.site],
+            "blueprint": space.blueprints[self.blueprint],
+            "intensity": space.intensities[self.intensity],
+            "grafting": space.graftings[self.grafting],
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class PlateauDetector:
+    """True once the best value of the last ``patience`` steps improved less than ``min_delta``."""
+
+    patience: int = 3
+    min_delta: float = 0.002
+    history: list[float] = field(default_factory=list)
+
+    def update(self, value: float) -> bool:
+        self.history.append(value)
+        return self.plateau()
+
+    def plateau(self) -> bool:
+        if len(self.history) <= self.patience:
+            return False
+        before = max(self.history[: -self.patience])
+        recent = max(self.history[-self.patience :])
+        return recent - before < self.min_delta
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    power: float = 0.15  # 3 dB (features are dB / 20) above the clean reference
+    template_corr: float = 0.85  # median beat vs reference template
+    entropy: float = 0.04  # mean normalised entropy above the reference
+    drift: float = 0.25  # scaled per-site drift (features' drift / 4) that counts as unhealthy
+
+
+@dataclass
+class HeuristicTamiyo:
+    """Rule-based controller. ``reference`` is the feature vector measured on clean data."""
+
+    space: ActionSpace
+    reference: np.ndarray
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def symptoms(self, obs: np.ndarray) -> dict[str, float]:
+        """Severity (> 0 when present) of each symptom against the clean reference."""
+        ref, t = self.reference, self.thresholds
+        sev = {
+            "noise": obs[INDEX["noise_power"]] - ref[INDEX["noise_power"]] - t.power,
+            "baseline": obs[INDEX["baseline_power"]] - ref[INDEX["baseline_power"]] - t.power,
+            "powerline": obs[INDEX["powerline_power"]] - ref[INDEX["powerline_power"]] - t.power,
+            "morphology": t.template_corr - obs[INDEX["qrs_template_corr"]],
+        }
+        signal_clean = all(v <= 0 for v in sev.values())
+        ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - t.entropy
+        drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - t.drift
+        # A patient shift: the model is unsure (or its sites drift) while the signal itself looks clean.
+        sev["shift"] = max(ent, drift * 0.25) if signal_clean else -1.0
+        return {k: float(v) for k, v in sev.items()}
+
+    def site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
+        drift = np.array([obs[INDEX[f"drift_site{i}"]] for i in range(len(self.space.sites))], dtype=np.float64)
+        norm = drift / (drift.max() + 1e-9)
+        prior = np.array(SITE_PRIOR[symptom][: len(self.space.sites)], dtype=np.float64)
+        return 0.5 * norm + prior
+
+    def rank_sites(self, obs: np.ndarray, masks: Masks, symptom: str) -> list[int]:
+        scores = self.site_scores(obs, symptom)
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        return [i for i in order if masks.location[i] and masks.blueprint[i].any()]
+
+    def pick_blueprint(self, site: int, masks: Masks, symptom: str) -> int | None:
+        for name in BLUEPRINT_PREFERENCE[symptom]:
+            if name in self.space.blueprints:
+                j = self.space.blueprints.index(name)
+                if masks.blueprint[site, j]:
+                    return j
+        allowed = np.flatnonzero(masks.blueprint[site])
+        return int(allowed[0]) if allowed.size else None
+
+    def pick_intensity(self, severity: float) -> int:
+        levels = len(self.space.intensities)
+        # severity ~0 → the base rate (index 1); every 0.25 above → one level up.
+        return int(min(levels - 1, 1 + int(severity / 0.25)))
+
+    def pick_grafting(self, obs: np.ndarray) -> int:
+        drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES))
+        if obs[INDEX["battery"]] < 0.2 and GRAFTING_CHEAP in self.space.graftings:
+            name = GRAFTING_CHEAP
+        elif drift > 2 * self.thresholds.drift and GRAFTING_DRIFT in self.space.graftings:
+            name = GRAFTING_DRIFT
+        else:
+            name = GRAFTING_DEFAULT if GRAFTING_DEFAULT in self.space.graftings else self.space.graftings[0]
+        return self.space.graftings.index(name)
+
+    def decide(self, obs: np.ndarray, masks: Masks) -> Decision:
+        if obs[INDEX["security_alert"]] >= 0.5:
+            return Decision(False, reason="security_alert")
+        if not masks.act[ACT]:
+            return Decision(False, reason="masked")
+        if obs[INDEX["plateau"]] < 0.5:
+            return Decision(False, reason="still_improving")
+        sev = self.symptoms(obs)
+        symptom, severity = max(sev.items(), key=lambda kv: kv[1])
+        if severity <= 0:
+            return Decision(False, reason="no_degradation")
+        for site in self.rank_sites(obs, masks, symptom):
+            bp = self.pick_blueprint(site, masks, symptom)
+            if bp is not None:
+                return Decision(
+                    True,
+                    site=site,
+                    blueprint=bp,
+                    intensity=self.pick_intensity(severity),
+                    grafting=self.pick_grafting(obs),
+                    reason=f"{symptom} severity {severity:.2f}",
+                )
+        return Decision(False, reason="no_allowed_site")
+
+    def dominant_symptom(self, obs: np.ndarray) -> str:
+        sev = self.symptoms(obs)
+        return max(sev.items(), key=lambda kv: kv[1])[0]
+
+
+def agreement(a: Sequence[Decision], b: Sequence[Decision]) -> float:
+    """Fraction of decisions that agree on act/wait and, when acting, on site and blueprint."""
+    same = 0
+    for x, y in zip(a, b, strict=True):
+        if x.act == y.act and (not x.act or (x.site == y.site and x.blueprint == y.blueprint)):
+            same += 1
+    return same / max(1, len(a))
