@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -131,59 +132,61 @@ def _duty_or_dwell(p: NetworkProfile) -> str:
 # ------------------------------------------------------------------------------------------ tables
 
 
+def _table(title: str) -> Table:
+    # No vertical rules: a catalog row has many short cells, and terminals are often 80-100 columns.
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+
+
+def _columns(table: Table, *headers: str) -> None:
+    """Add columns; a header ending in '>' is right-aligned, one starting with '~' is free text.
+
+    Names stay on one line; other cells wrap or fold when the terminal is narrow, never vanish.
+    """
+    for header in headers:
+        text = header.startswith("~")
+        table.add_column(
+            header.strip("~>"),
+            justify="right" if header.endswith(">") else "left",
+            no_wrap=header == "name",
+            overflow="fold",
+            min_width=7 if text else None,
+        )
+
+
 def hardware_table(profiles: list[HardwareProfile], *, compact: bool = False) -> Table:
-    table = Table(title="hardware profiles")
-    table.add_column("name", no_wrap=True, style="bold")
-    table.add_column("kind")
-    if not compact:
-        table.add_column("runtime", no_wrap=True)
-    table.add_column("clock", justify="right", no_wrap=True)
-    table.add_column("cores", justify="right")
-    table.add_column("int8 peak", justify="right", no_wrap=True)
-    table.add_column("SRAM", justify="right", no_wrap=True)
-    table.add_column("flash", justify="right", no_wrap=True)
-    if not compact:
-        table.add_column("DRAM", justify="right", no_wrap=True)
-    table.add_column("active", justify="right", no_wrap=True)
-    table.add_column("targets")
+    table = _table("hardware profiles")
+    if compact:
+        _columns(table, "name", "compute>", "int8 peak>", "SRAM>", "flash>", "power>")
+    else:
+        _columns(
+            table, "name", "kind", "compute>", "int8 peak>", "SRAM>", "flash>", "DRAM>", "power>", "~targets"
+        )
     for p in profiles:
         int8 = _si(p.peak_ops_per_s["int8"], "OPS") if "int8" in p.peak_ops_per_s else "-"
-        row = [p.name, p.kind]
-        if not compact:
-            row.append(p.runtime)
-        row += [
-            _si(p.clock_hz, "Hz"),
-            str(p.cores),
-            int8,
-            _size(p.memory.sram_bytes),
-            _size(p.memory.flash_bytes),
-        ]
-        if not compact:
-            row.append(_size(p.memory.dram_bytes))
-        row += [_si(p.power.active_w, "W"), ", ".join(p.targets)]
-        table.add_row(*row)
+        compute = (f"{p.cores}x " if p.cores > 1 else "") + _si(p.clock_hz, "Hz")
+        memory = [_size(p.memory.sram_bytes), _size(p.memory.flash_bytes)]
+        power = _si(p.power.active_w, "W")
+        if compact:
+            table.add_row(p.name, compute, int8, *memory, power)
+        else:
+            dram = _size(p.memory.dram_bytes)
+            table.add_row(p.name, p.kind, compute, int8, *memory, dram, power, ", ".join(p.targets))
     return table
 
 
 def network_table(profiles: list[NetworkProfile]) -> Table:
-    table = Table(title="network profiles")
-    table.add_column("name", no_wrap=True, style="bold")
-    table.add_column("kind")
-    table.add_column("uplink", justify="right", no_wrap=True)
-    table.add_column("max payload", justify="right")
-    table.add_column("latency / airtime at max", justify="right")
-    table.add_column("limit")
-    table.add_column("TX power", justify="right", no_wrap=True)
+    table = _table("network profiles")
+    _columns(table, "name", "kind", "uplink>", "payload>", "~airtime / latency>", "~limit", "TX>")
     for p in profiles:
         if isinstance(p, LoRaProfile):
+            kind = f"SF{p.data_rate.spreading_factor} {p.data_rate.bandwidth_hz // 1000}k"
             rate, delay = p.bit_rate_bps, _seconds(p.time_on_air_s(p.max_payload_bytes))
-            extra = f"SF{p.data_rate.spreading_factor}/{p.data_rate.bandwidth_hz // 1000} kHz, "
         else:
-            rate, delay = p.uplink_bps, f"{_seconds(p.latency.median_s)} / p99 {_seconds(p.latency.p99_s)}"
-            extra = ""
+            kind, rate = p.kind, p.uplink_bps
+            delay = f"{_seconds(p.latency.median_s)} (p99 {_seconds(p.latency.p99_s)})"
         table.add_row(
             p.name,
-            extra + p.kind,
+            kind,
             _si(rate, "bit/s"),
             f"{p.max_payload_bytes} B",
             delay,
@@ -194,38 +197,33 @@ def network_table(profiles: list[NetworkProfile]) -> Table:
 
 
 def targets_table(targets: list[Target], *, compact: bool = False) -> Table:
-    table = Table(title="build targets")
-    table.add_column("name", no_wrap=True, style="bold")
-    table.add_column("format", no_wrap=True)
-    table.add_column("runtime", no_wrap=True)
-    table.add_column("bits")
-    table.add_column("weights / activations / I/O")
-    table.add_column("max dims", justify="right")
-    table.add_column("ops", justify="right")
-    if not compact:
-        table.add_column("fallback")
-    table.add_column("default profile", no_wrap=True)
+    table = _table("build targets")
+    if compact:
+        _columns(table, "name", "format", "runtime", "bits", "dims>", "ops>", "default profile")
+    else:
+        _columns(
+            table, "name", "format", "~runtime", "bits", "~weights", "~activations", "I/O",
+            "dims>", "ops>", "~fallback", "~default profile",
+        )  # fmt: skip
     for t in targets:
         q = t.quantization
-        weights = f"{q.weights_dtype} {q.weights_granularity}"
-        row = [
-            t.name,
-            t.format,
-            t.runtime,
-            ", ".join(str(b) for b in t.bits_allowed),
-            f"{weights} / {q.activations_dtype} {q.activations_granularity} / {q.io_dtype}",
-            str(t.rules.max_nontrivial_dims or "-"),
-            str(len(t.rules.allowed_ops)) if t.rules.allowed_ops is not None else "any",
-        ]
-        if not compact:
-            row.append(t.rules.cpu_fallback)
-        row.append(t.default_profile)
-        table.add_row(*row)
+        bits = ", ".join(str(b) for b in t.bits_allowed)
+        dims = str(t.rules.max_nontrivial_dims or "-")
+        ops = str(len(t.rules.allowed_ops)) if t.rules.allowed_ops is not None else "any"
+        if compact:
+            table.add_row(t.name, t.format, t.runtime, bits, dims, ops, t.default_profile)
+        else:
+            weights = f"{q.weights_dtype}/{q.weights_granularity.removeprefix('per-')}"
+            activations = f"{q.activations_dtype}/{q.activations_granularity.removeprefix('per-')}"
+            table.add_row(
+                t.name, t.format, t.runtime, bits, weights, activations, q.io_dtype,
+                dims, ops, t.rules.cpu_fallback, t.default_profile,
+            )  # fmt: skip
     return table
 
 
 def _fields_table(title: str, data: dict[str, Any], derived: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=True)
+    table = _table(title)
     table.add_column("field", no_wrap=True, style="bold")
     table.add_column("value")
     first = {k: data[k] for k in ("name", "kind") if k in data}
