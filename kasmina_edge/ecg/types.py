@@ -46,6 +46,7 @@ class Interval:
     end: int
     label: str
     level_db: float | None = None  # SNR in dB for artifacts, where it applies
+    source: str = ""  # where an artifact came from (e.g. 'nstdb:ma' real noise, 'synthetic'), when known
 
 
 @dataclass
