@@ -1,0 +1,718 @@
+"""KasminaLayer: a seed site between two blocks of a 1-D CNN.
+
+The activation (B, C, L) is split along channels into ``chunks`` chunks; each chunk is a logical
+seed slot whose state lives in per-chunk buffers (stage, blueprint id, epochs in stage, grafting
+strategy id, alpha, telemetry). Two ways to grow a seed:
+
+* **chunk bank** (the fast path): a ``bottleneck_adapter`` of the layer's rank on one chunk is a
+  row of two stacked parameters (S, c, r) / (S, r, c), evaluated for all chunks at once by
+  ``kernels.reference.seed_layer_reference`` — thousands of seeds cost one einsum, no Python loop.
+* **module seeds**: any other blueprint, on one chunk or on the whole layer (``chunk=None``),
+  runs through its own module (few per layer; the forward loops over *live module seeds* only).
+
+Stages change only through the :class:`LifecycleEngine`; the buffers mirror it via a callback.
+What the forward does per stage: GERMINATED/TRAINING return the host tensor itself (TRAINING
+seeds are computed on ``host.detach()`` into ``incubator_output()`` for their own loss);
+BLENDING adds ``alpha · delta``; SHADOWING/PROBATIONARY/FOSSILIZED add the full delta.
+Seeds always see ``host.detach()``: no gradient goes from a seed into the host.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.lifecycle import Stage, TransitionEvent
+from kasmina_edge.host.blueprints import create_blueprint, get_blueprint, is_registered
+from kasmina_edge.host.blueprints.registry import BlueprintSpec
+from kasmina_edge.host.kasmina.export_view import SeedLayerView, dense_bank
+from kasmina_edge.host.kasmina.gates import (
+    GradientHealthInputs,
+    InterfaceInputs,
+    ResetInputs,
+    SanityInputs,
+    StabilityInputs,
+    SystemImpactInputs,
+)
+from kasmina_edge.host.kasmina.grafting import GraftingStrategy, GraftSignals, make_grafting
+from kasmina_edge.host.kasmina.isolation import IsolationMonitor
+from kasmina_edge.host.kasmina.lifecycle_engine import LifecycleEngine
+from kasmina_edge.host.kasmina.registry import ParameterRegistry
+from kasmina_edge.host.kasmina.telemetry import TELEMETRY_KEYS, chunk_abs_sum, chunk_stats
+from kasmina_edge.host.kernels.reference import (
+    BLENDING_CODE,
+    DORMANT_CODE,
+    FOSSILIZED_CODE,
+    seed_layer_reference,
+)
+
+
+class SeedError(KasminaError):
+    """A seed request the layer cannot honour (bad chunk, slot taken, unknown seed)."""
+
+
+class GerminationRejected(KasminaError):
+    """G0 refused the germination; the message carries the gate's reason."""
+
+
+# Stages whose seeds change the layer's output, and the kernel code each maps to.
+OUTPUT_STAGES = frozenset({Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED})
+# Stages in which a seed holds its slot (its chunks cannot be germinated by another seed).
+SLOT_STAGES = frozenset(
+    {Stage.GERMINATED, Stage.TRAINING, *OUTPUT_STAGES, Stage.CULLED, Stage.EMBARGOED, Stage.RESETTING}
+)
+_KERNEL_CODE = [DORMANT_CODE] * len(Stage)
+for _s in (Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY):
+    _KERNEL_CODE[_s] = BLENDING_CODE
+_KERNEL_CODE[Stage.FOSSILIZED] = FOSSILIZED_CODE
+
+
+@dataclass
+class _Seed:
+    """Host-side bookkeeping of one seed (never touched by the forward for bank seeds)."""
+
+    seed_id: str
+    start: int  # first chunk
+    stop: int  # one past the last chunk
+    blueprint: str
+    params: dict[str, Any]
+    in_bank: bool
+    module: nn.Module | None
+    grafting: GraftingStrategy
+    monitor: IsolationMonitor | None = None
+    seed_losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    alpha_history: list[float] = field(default_factory=list)
+    val_history: list[float] = field(default_factory=list)
+    baseline_metric: float | None = None
+
+
+@dataclass(frozen=True)
+class SeedInfo:
+    """A snapshot of one seed's state (``KasminaLayer.seed``)."""
+
+    seed_id: str
+    site: int
+    chunks: tuple[int, int]
+    channels: tuple[int, int]
+    blueprint: str
+    params: dict[str, Any]
+    stage: Stage
+    alpha: float
+    epochs_in_stage: int
+    grafting: str
+    param_count: int
+    in_bank: bool
+    isolation_violations: int
+
+
+class KasminaLayer(nn.Module):
+    def __init__(
+        self,
+        channels: int,
+        chunks: int,
+        site: int,
+        *,
+        rank: int = 4,
+        length: int | None = None,
+        target: str | None = None,
+        max_params: int | None = None,
+        max_macs: int | None = None,
+        dead_eps: float = 1e-6,
+        engine: LifecycleEngine | None = None,
+        registry: ParameterRegistry | None = None,
+    ) -> None:
+        super().__init__()
+        if channels < 1 or chunks < 1 or channels % chunks:
+            raise SeedError(f"KasminaLayer(site {site}): channels={channels} must be a positive multiple of chunks={chunks}")
+        self.channels, self.chunks, self.site, self.rank = channels, chunks, site, rank
+        self.chunk_size = channels // chunks
+        self.length = length
+        self.target, self.max_params, self.max_macs = target, max_params, max_macs
+        self.dead_eps = dead_eps
+        self.telemetry_enabled = True
+        s, c = chunks, self.chunk_size
+        # The chunk bank: row i is chunk i's adapter. W_up rows are zeroed at germination.
+        self.w_down = nn.Parameter(torch.randn(s, c, rank) / math.sqrt(c))
+        self.w_up = nn.Parameter(torch.zeros(s, rank, c))
+        self.seed_modules = nn.ModuleDict()
+        # Per-chunk seed state (mirrors the lifecycle engine; the forward reads only these).
+        self.register_buffer("stage", torch.zeros(s, dtype=torch.long))
+        self.register_buffer("blueprint_id", torch.full((s,), -1, dtype=torch.long))
+        self.register_buffer("epochs_in_stage", torch.zeros(s, dtype=torch.long))
+        self.register_buffer("grafting_id", torch.full((s,), -1, dtype=torch.long))
+        self.register_buffer("alpha", torch.zeros(s))
+        self.register_buffer("lr_scale", torch.ones(s))
+        self.register_buffer("in_bank", torch.zeros(s, dtype=torch.bool))  # chunk runs through the bank
+        self.register_buffer("kernel_code_lut", torch.tensor(_KERNEL_CODE, dtype=torch.long), persistent=False)
+        # Per-chunk telemetry of the last forward, and the reference recorded at germination.
+        for name in TELEMETRY_KEYS:
+            self.register_buffer(f"tel_{name}", torch.zeros(s))
+        self.register_buffer("ref_mean", torch.zeros(s))
+        self.register_buffer("ref_std", torch.ones(s))
+        self.register_buffer("ref_set", torch.zeros(s, dtype=torch.bool))
+        self.register_buffer("ref_pending", torch.zeros(s, dtype=torch.bool))
+        self.register_buffer("tel_batches", torch.zeros((), dtype=torch.long))
+        self._seeds: dict[str, _Seed] = {}
+        self._chunk_owner: dict[int, str] = {}  # chunk -> seed id (slot-holding seeds only)
+        # Python-side sets so the forward decides what to run without reading tensors.
+        self._bank_output: set[str] = set()
+        self._bank_training: set[str] = set()
+        self._module_output: list[str] = []
+        self._module_training: list[str] = []
+        self._incubator: torch.Tensor | None = None
+        self._bank_registered_with: ParameterRegistry | None = None
+        self.engine = engine or LifecycleEngine()
+        self.registry = registry or ParameterRegistry()
+        self._register_bank()
+
+    # -- wiring -----------------------------------------------------------------------------
+    def attach(
+        self,
+        engine: LifecycleEngine | None = None,
+        registry: ParameterRegistry | None = None,
+        **limits: Any,
+    ) -> None:
+        """Share a model-wide engine/registry (before any germination) and set target/max_params/max_macs."""
+        if self._seeds and (engine is not None or registry is not None):
+            raise SeedError(f"site {self.site}: attach the engine/registry before germinating seeds")
+        if engine is not None:
+            self.engine = engine
+        if registry is not None:
+            self.registry = registry
+            self._register_bank()
+        for key, value in limits.items():
+            if key not in ("target", "max_params", "max_macs", "length"):
+                raise SeedError(f"site {self.site}: unknown limit {key!r}")
+            setattr(self, key, value)
+
+    def _register_bank(self) -> None:
+        if self._bank_registered_with is not self.registry:
+            self.registry.register_bank([self.w_down, self.w_up], self.lr_scale)
+            self._bank_registered_with = self.registry
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.channels:
+            raise SeedError(f"site {self.site}: expected (B, {self.channels}, L), got {tuple(x.shape)}")
+        if self.length is None and not torch.compiler.is_compiling():
+            self.length = int(x.shape[2])
+        out = x
+        xd = x.detach()
+        bank_tel: torch.Tensor | None = None
+        if self._bank_output:
+            code = torch.where(self.in_bank, self.kernel_code_lut[self.stage], DORMANT_CODE)
+            alpha = torch.where(self.stage == int(Stage.BLENDING), self.alpha, torch.ones_like(self.alpha))
+            flat = xd.permute(0, 2, 1).reshape(-1, self.channels)
+            out_flat, bank_tel = seed_layer_reference(
+                flat, code, alpha, self.w_down, self.w_up, self.dead_eps, telemetry=self.telemetry_enabled
+            )
+            bank_out = out_flat.reshape(x.shape[0], x.shape[2], self.channels).permute(0, 2, 1)
+            live = (code != DORMANT_CODE).repeat_interleave(self.chunk_size).view(1, -1, 1)
+            # + (x - xd): value unchanged, gradient to the host straight through; where(): chunks
+            # without a live seed return the host's values exactly.
+            out = torch.where(live, bank_out + (x - xd), x)
+        for sid in self._module_output:
+            out = self._apply_module(sid, out)
+        self._incubator = self._incubate(out) if (self._bank_training or self._module_training) else None
+        if self.telemetry_enabled and not torch.compiler.is_compiling():
+            self._record_telemetry(xd, out, bank_tel if not self._module_output else None)
+        return out
+
+    def _channel_range(self, seed: _Seed) -> tuple[int, int]:
+        return seed.start * self.chunk_size, seed.stop * self.chunk_size
+
+    def _apply_module(self, sid: str, y: torch.Tensor) -> torch.Tensor:
+        seed = self._seeds[sid]
+        a, b = self._channel_range(seed)
+        whole = (a, b) == (0, self.channels)
+        seg = y if whole else y[:, a:b]
+        segd = seg.detach()
+        assert seed.module is not None
+        delta = seed.module(segd) - segd
+        if self.engine.stage(sid) is Stage.BLENDING:
+            delta = self.alpha[seed.start] * delta
+        seg_out = seg + delta
+        return seg_out if whole else torch.cat([y[:, :a], seg_out, y[:, b:]], dim=1)
+
+    def _incubate(self, out: torch.Tensor) -> torch.Tensor:
+        """The layer's output as if every TRAINING seed were live (alpha 1), from detached input."""
+        inc = out.detach()
+        if self._bank_training:
+            training = self.in_bank & (self.stage == int(Stage.TRAINING))
+            code = torch.where(training, torch.full_like(self.stage, FOSSILIZED_CODE), DORMANT_CODE)
+            flat = inc.permute(0, 2, 1).reshape(-1, self.channels)
+            inc_flat, _ = seed_layer_reference(flat, code, self.alpha, self.w_down, self.w_up, telemetry=False)
+            inc = inc_flat.reshape(out.shape[0], out.shape[2], self.channels).permute(0, 2, 1)
+        for sid in self._module_training:
+            seed = self._seeds[sid]
+            a, b = self._channel_range(seed)
+            assert seed.module is not None
+            if (a, b) == (0, self.channels):
+                inc = seed.module(inc)
+            else:
+                inc = torch.cat([inc[:, :a], seed.module(inc[:, a:b]), inc[:, b:]], dim=1)
+        return inc
+
+    def incubator_output(self) -> torch.Tensor | None:
+        """What TRAINING seeds would output (from the last forward), for their own loss; None if none.
+
+        Gradients from a loss on it reach only the TRAINING seeds' parameters (its input is detached).
+        """
+        return self._incubator
+
+    @torch.no_grad()
+    def _record_telemetry(self, xd: torch.Tensor, out: torch.Tensor, tel: torch.Tensor | None) -> None:
+        s = self.chunks
+        if tel is None:
+            tel = chunk_stats(out, s, self.dead_eps)
+        count = float(out.shape[0] * self.chunk_size * out.shape[2])
+        mean = tel[:, 0] / count
+        var = (tel[:, 1] / count - mean * mean).clamp_min(0.0)
+        self.tel_mean.copy_(mean)
+        self.tel_var.copy_(var)
+        self.tel_dead_ratio.copy_(tel[:, 4] / count)
+        # The reference of freshly germinated chunks is the first batch they see (host output).
+        self.ref_mean.copy_(torch.where(self.ref_pending, mean, self.ref_mean))
+        self.ref_std.copy_(torch.where(self.ref_pending, var.sqrt(), self.ref_std))
+        self.ref_set |= self.ref_pending
+        self.ref_pending.zero_()
+        drift = (mean - self.ref_mean).abs() / (self.ref_std + 1e-6)
+        self.tel_drift.copy_(torch.where(self.ref_set, drift, torch.zeros_like(drift)))
+        # Utilization: how much the seeds move their chunk (candidate output for TRAINING seeds).
+        effect = (self._incubator if self._incubator is not None else out).detach() - xd
+        self.tel_utilization.copy_(chunk_abs_sum(effect, s) / (chunk_abs_sum(xd, s) + 1e-12))
+        self.tel_batches += 1
+
+    def telemetry(self) -> dict[str, torch.Tensor]:
+        """Per-chunk telemetry of the last forward: mean, var, dead_ratio, drift, utilization (each (S,))."""
+        return {k: getattr(self, f"tel_{k}").clone() for k in TELEMETRY_KEYS}
+
+    # -- seeds ------------------------------------------------------------------------------
+    def _seed_id(self, start: int, stop: int) -> str:
+        base = f"site{self.site}/all" if (start, stop) == (0, self.chunks) else (
+            f"site{self.site}/c{start}" if stop == start + 1 else f"site{self.site}/c{start}-{stop - 1}"
+        )
+        sid, n = base, 1
+        while sid in self.engine.seed_ids() and self.engine.stage(sid) is Stage.TERMINATED:
+            n += 1
+            sid = f"{base}#{n}"
+        return sid
+
+    def _chunk_range(self, chunk: int | tuple[int, int] | None) -> tuple[int, int]:
+        if chunk is None:
+            return 0, self.chunks
+        start, stop = (chunk, chunk + 1) if isinstance(chunk, int) else chunk
+        if not 0 <= start < stop <= self.chunks:
+            raise SeedError(f"site {self.site}: chunk range [{start}, {stop}) outside 0..{self.chunks - 1}")
+        return start, stop
+
+    def germinate(
+        self,
+        chunk: int | tuple[int, int] | None,
+        blueprint: str,
+        *,
+        grafting: str | GraftingStrategy = "fixed_ramp",
+        lr_scale: float = 1.0,
+        **params: Any,
+    ) -> str:
+        """Grow ``blueprint`` on one chunk, a (start, stop) chunk range, or the whole layer (None).
+
+        Runs G0 (registered, finite, within budget, target can run it) and moves DORMANT ->
+        GERMINATED. Returns the seed id; raises GerminationRejected with G0's reason.
+        """
+        start, stop = self._chunk_range(chunk)
+        taken = sorted({self._chunk_owner[i] for i in range(start, stop) if i in self._chunk_owner})
+        if taken:
+            raise SeedError(f"site {self.site}: chunks [{start}, {stop}) held by {', '.join(taken)}")
+        graft = make_grafting(grafting) if isinstance(grafting, str) else grafting
+        sid = self._seed_id(start, stop)
+        channels = (stop - start) * self.chunk_size
+        if not is_registered(blueprint):
+            measures = SanityInputs(blueprint, False, True, 0, 0, self.max_params, self.max_macs, self.target, False)
+            self._germinate_gate(sid, measures)
+        spec = get_blueprint(blueprint)
+        resolved = spec.resolve(**params)
+        in_bank = spec.chunk_kernel and stop == start + 1 and resolved.get("rank") == self.rank
+        module = None if in_bank else create_blueprint(blueprint, channels, self.length, **resolved)
+        if in_bank:
+            with torch.no_grad():
+                nn.init.normal_(self.w_down[start], std=1.0 / math.sqrt(self.chunk_size))
+                self.w_up[start].zero_()
+        measures = self._sanity_inputs(spec, channels, resolved, module, start)
+        seed = _Seed(sid, start, stop, blueprint, resolved, in_bank, module, graft)
+        self._germinate_gate(sid, measures, seed)
+        return sid
+
+    def _sanity_inputs(
+        self, spec: BlueprintSpec, channels: int, params: dict[str, Any], module: nn.Module | None, row: int
+    ) -> SanityInputs:
+        tensors = [self.w_down[row], self.w_up[row]] if module is None else list(module.parameters())
+        finite = all(bool(torch.isfinite(t).all()) for t in tensors)
+        length = self.length or 1
+        return SanityInputs(
+            blueprint=spec.name,
+            registered=True,
+            params_finite=finite,
+            param_count=spec.param_count(channels, **params),
+            macs=spec.macs(channels, length, **params),
+            max_params=self.max_params,
+            max_macs=self.max_macs,
+            target=self.target,
+            target_ok=self.target is None or spec.supports(self.target, channels, **params),
+        )
+
+    def _germinate_gate(self, sid: str, measures: SanityInputs, seed: _Seed | None = None) -> None:
+        self.engine.register(sid, on_move=self._on_move, on_reset=lambda sid=sid: self._clear_slot(sid))
+        result = self.engine.evaluate(sid, Stage.GERMINATED, measures)
+        if result is None or not result.passed or seed is None:
+            raise GerminationRejected(
+                f"site {self.site}: G0 refused {measures.blueprint!r}: {result.reason if result else 'no gate'}"
+            )
+        self._seeds[sid] = seed
+        for i in range(seed.start, seed.stop):
+            self._chunk_owner[i] = sid
+        if seed.module is not None:
+            self.seed_modules[_module_key(sid)] = seed.module
+            self.registry.register_seed(sid, seed.module.parameters(), lr_scale=1.0)
+        else:
+            self.registry.register_seed_row(sid, self.w_down, seed.start)
+        seed.monitor = IsolationMonitor(self.registry.seed_parameters(sid), self.registry.host_parameters())
+        sl = slice(seed.start, seed.stop)
+        with torch.no_grad():
+            self.blueprint_id[sl] = get_blueprint(seed.blueprint).blueprint_id
+            self.grafting_id[sl] = seed.grafting.strategy_id
+            self.in_bank[sl] = seed.in_bank
+            if int(self.tel_batches) > 0:
+                self.ref_mean[sl] = self.tel_mean[sl]
+                self.ref_std[sl] = self.tel_var[sl].sqrt()
+                self.ref_set[sl] = True
+            else:
+                self.ref_pending[sl] = True
+        self.engine.move(sid, Stage.GERMINATED, reason=f"germinate {seed.blueprint}", gate=result)
+
+    def _on_move(self, event: TransitionEvent) -> None:
+        """Mirror a transition into the per-chunk buffers and the forward's Python-side sets."""
+        sid, dst = event.seed_id, event.dst
+        seed = self._seeds.get(sid)
+        if seed is None:
+            return
+        sl = slice(seed.start, seed.stop)
+        with torch.no_grad():
+            self.stage[sl] = int(dst)
+            self.epochs_in_stage[sl] = 0
+            if dst is Stage.BLENDING:
+                seed.grafting.reset()
+                self.alpha[sl] = seed.grafting.alpha
+                seed.alpha_history = [seed.grafting.alpha]
+            elif dst in (Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED):
+                self.alpha[sl] = 1.0
+            elif dst not in OUTPUT_STAGES:
+                self.alpha[sl] = 0.0
+        out_set, train_set = (self._bank_output, self._bank_training) if seed.in_bank else (None, None)
+        if seed.in_bank:
+            assert out_set is not None and train_set is not None
+            (out_set.add if dst in OUTPUT_STAGES else out_set.discard)(sid)
+            (train_set.add if dst is Stage.TRAINING else train_set.discard)(sid)
+        else:
+            self._module_output = self._ordered(self._module_output, sid, dst in OUTPUT_STAGES)
+            self._module_training = self._ordered(self._module_training, sid, dst is Stage.TRAINING)
+        if dst is Stage.TERMINATED:
+            self._clear_slot(sid)
+
+    def _ordered(self, ids: list[str], sid: str, member: bool) -> list[str]:
+        rest = [s for s in ids if s != sid] + ([sid] if member else [])
+        return sorted(rest, key=lambda s: self._seeds[s].start)
+
+    def _clear_slot(self, sid: str) -> ResetInputs:
+        """RESETTING: drop the seed's module and parameters, zero its rows, clear counters and caches."""
+        seed = self._seeds.pop(sid, None)
+        if seed is not None:
+            sl = slice(seed.start, seed.stop)
+            for i in range(seed.start, seed.stop):
+                self._chunk_owner.pop(i, None)
+            key = _module_key(sid)
+            if key in self.seed_modules:
+                del self.seed_modules[key]
+            self.registry.release(sid)
+            with torch.no_grad():
+                if seed.in_bank:
+                    self.w_up[sl] = 0.0
+                self.alpha[sl] = 0.0
+                self.blueprint_id[sl] = -1
+                self.in_bank[sl] = False
+                self.grafting_id[sl] = -1
+                self.epochs_in_stage[sl] = 0
+                self.lr_scale[sl] = 1.0
+                self.ref_set[sl] = False
+                self.ref_pending[sl] = False
+                self.ref_mean[sl] = 0.0
+                self.ref_std[sl] = 1.0
+            self._bank_output.discard(sid)
+            self._bank_training.discard(sid)
+            self._module_output = [s for s in self._module_output if s != sid]
+            self._module_training = [s for s in self._module_training if s != sid]
+            self._incubator = None
+            start, stop = seed.start, seed.stop
+        else:
+            start, stop = 0, 0
+        sl = slice(start, stop)
+        return ResetInputs(
+            slot_empty=sid not in self._seeds and _module_key(sid) not in self.seed_modules,
+            params_remaining=self.registry.owned_numel(sid),
+            alpha=float(self.alpha[sl].abs().sum()) if stop > start else 0.0,
+            counters_clear=bool((self.epochs_in_stage[sl] == 0).all()) and bool((self.blueprint_id[sl] == -1).all()),
+            caches_clear=self._incubator is None and not bool(self.ref_set[sl].any()),
+        )
+
+    def seeds(self) -> Iterator[SeedInfo]:
+        """Every seed that holds a slot in this layer (not DORMANT-after-reset or TERMINATED)."""
+        for sid in list(self._seeds):
+            yield self.seed(sid)
+
+    def seed(self, seed_id: str) -> SeedInfo:
+        s = self._get(seed_id)
+        a, b = self._channel_range(s)
+        return SeedInfo(
+            seed_id=seed_id,
+            site=self.site,
+            chunks=(s.start, s.stop),
+            channels=(a, b),
+            blueprint=s.blueprint,
+            params=dict(s.params),
+            stage=self.engine.stage(seed_id),
+            alpha=float(self.alpha[s.start]),
+            epochs_in_stage=int(self.epochs_in_stage[s.start]),
+            grafting=s.grafting.name,
+            param_count=self.registry.owned_numel(seed_id),
+            in_bank=s.in_bank,
+            isolation_violations=s.monitor.violations if s.monitor else 0,
+        )
+
+    def _get(self, seed_id: str) -> _Seed:
+        try:
+            return self._seeds[seed_id]
+        except KeyError:
+            raise SeedError(f"site {self.site}: no seed {seed_id!r} holds a slot here") from None
+
+    def stage_of(self, seed_id: str) -> Stage:
+        return self.engine.stage(seed_id)
+
+    def seed_parameters(self, seed_id: str) -> list[nn.Parameter]:
+        """Parameters owned by the seed (a bank seed owns one row of ``w_down``/``w_up``: those are returned)."""
+        self._get(seed_id)
+        return self.registry.seed_parameters(seed_id)
+
+    def seed_module(self, seed_id: str) -> nn.Module:
+        """A standalone module computing the seed on its channels (bank seeds: a bottleneck adapter copy)."""
+        s = self._get(seed_id)
+        if s.module is not None:
+            return s.module
+        m = create_blueprint("bottleneck_adapter", self.chunk_size, self.length, rank=self.rank)
+        with torch.no_grad():
+            m.block.down.weight.copy_(self.w_down[s.start].T.unsqueeze(-1))  # type: ignore[union-attr]
+            m.block.up.weight.copy_(self.w_up[s.start].T.unsqueeze(-1))  # type: ignore[union-attr]
+        return m
+
+    def set_alpha(self, seed_id: str, alpha: float) -> None:
+        """Set a BLENDING seed's alpha directly (grafting strategies normally do it via ``step_alpha``)."""
+        s = self._get(seed_id)
+        if self.engine.stage(seed_id) is not Stage.BLENDING:
+            raise SeedError(f"seed {seed_id}: alpha is set only while BLENDING (now {self.engine.stage(seed_id).name})")
+        if not 0.0 <= alpha <= 1.0:
+            raise SeedError(f"seed {seed_id}: alpha {alpha} outside [0, 1]")
+        with torch.no_grad():
+            self.alpha[s.start : s.stop] = alpha
+        s.alpha_history.append(float(alpha))
+
+    def step_alpha(self, seed_id: str, signals: GraftSignals | None = None) -> float:
+        """One grafting step for a BLENDING seed (its strategy decides whether alpha advances)."""
+        s = self._get(seed_id)
+        if signals is None or signals.drift is None:
+            drift = float(self.tel_drift[s.start : s.stop].max())
+            base = signals or GraftSignals()
+            signals = GraftSignals(base.val_metric, base.baseline_metric, drift, base.grad_norm)
+        if signals.grad_norm is None and s.grad_norms:
+            signals = GraftSignals(signals.val_metric, signals.baseline_metric, signals.drift, s.grad_norms[-1])
+        alpha = s.grafting.step(signals)
+        self.set_alpha(seed_id, alpha)
+        if signals.val_metric is not None:
+            s.val_history.append(float(signals.val_metric))
+        return alpha
+
+    def set_lr_scale(self, seed_id: str, scale: float) -> None:
+        self._get(seed_id)
+        self.registry.set_lr_scale(seed_id, scale)
+
+    def end_epoch(self) -> None:
+        """Count one more epoch in stage for every slot-holding seed (vectorised)."""
+        with torch.no_grad():
+            holding = (self.blueprint_id >= 0) & (self.stage != int(Stage.DORMANT))
+            self.epochs_in_stage += holding.long()
+
+    # -- training the seeds ------------------------------------------------------------------
+    def seed_backward(self, loss: torch.Tensor) -> float:
+        """Backward a loss on ``incubator_output()`` for this layer's TRAINING seeds, watched for
+        isolation; records loss and gradient norms (G1's window). A tripped breaker culls the seed.
+        """
+        training = [self._seeds[s] for s in (*self._bank_training, *self._module_training)]
+        monitors = [s.monitor for s in training if s.monitor is not None]
+        watch = monitors[0] if monitors else None
+        if watch is None:
+            loss.backward()
+        else:
+            with watch.seed_backward():
+                loss.backward()
+            for m in monitors[1:]:
+                m.violations, m.reasons = watch.violations, watch.reasons
+        value = float(loss.detach())
+        row_norms = None
+        if self._bank_training:
+            sq = torch.zeros(self.chunks)
+            for p in (self.w_down, self.w_up):
+                if p.grad is not None:
+                    sq += p.grad.detach().pow(2).flatten(1).sum(1)
+            row_norms = sq.sqrt().tolist()
+        for s in training:
+            s.seed_losses.append(value)
+            if s.in_bank and row_norms is not None:
+                s.grad_norms.append(row_norms[s.start])
+            else:
+                assert s.module is not None
+                sq_m = [float(p.grad.pow(2).sum()) for p in s.module.parameters() if p.grad is not None]
+                s.grad_norms.append(math.sqrt(sum(sq_m)))
+            if s.monitor is not None and s.monitor.tripped and self.engine.stage(s.seed_id) is Stage.TRAINING:
+                self.engine.cull(s.seed_id, "health_isolation_breaker: " + "; ".join(s.monitor.reasons[-1:]))
+        return value
+
+    # -- lifecycle: measurements and moves ----------------------------------------------------
+    def gradient_health_inputs(self, seed_id: str, **bounds: Any) -> GradientHealthInputs:
+        s = self._get(seed_id)
+        m = s.monitor
+        return GradientHealthInputs(
+            isolation_violations=m.violations if m else 0,
+            breaker_tripped=m.tripped if m else False,
+            seed_losses=tuple(s.seed_losses),
+            grad_norms=tuple(s.grad_norms),
+            **bounds,
+        )
+
+    def stability_inputs(self, seed_id: str, **bounds: Any) -> StabilityInputs:
+        s = self._get(seed_id)
+        return StabilityInputs(
+            alphas=tuple(s.alpha_history),
+            drift=float(self.tel_drift[s.start : s.stop].max()),
+            val_metrics=tuple(s.val_history),
+            **bounds,
+        )
+
+    def interface_inputs(self, seed_id: str, probe: torch.Tensor | None = None) -> InterfaceInputs:
+        """Run the seed alone on a probe, torch.export it, and check telemetry is present and finite."""
+        s = self._get(seed_id)
+        a, b = self._channel_range(s)
+        if probe is None:
+            probe = torch.randn(2, b - a, self.length or 32, generator=torch.Generator().manual_seed(0))
+        module = self.seed_module(seed_id)
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                y = module(probe)
+            try:
+                torch.export.export(module, (probe,))
+                export_ok, err = True, ""
+            except Exception as exc:  # noqa: BLE001 - any export failure is the gate's finding
+                export_ok, err = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        finally:
+            module.train(was_training)
+        tel = self.telemetry()
+        missing = tuple(k for k in TELEMETRY_KEYS if k not in tel)
+        finite = all(bool(torch.isfinite(v[s.start : s.stop]).all()) for v in tel.values())
+        return InterfaceInputs(
+            expected_shape=tuple(probe.shape),
+            got_shape=tuple(y.shape),
+            expected_dtype=str(probe.dtype),
+            got_dtype=str(y.dtype),
+            export_ok=export_ok,
+            export_error=err,
+            telemetry_missing=missing,
+            telemetry_finite=finite and int(self.tel_batches) > 0,
+        )
+
+    def system_impact_inputs(self, seed_id: str, val_metric: float, **kw: Any) -> SystemImpactInputs:
+        s = self._get(seed_id)
+        baseline = kw.pop("baseline_metric", s.baseline_metric)
+        if baseline is None:
+            raise SeedError(f"seed {seed_id}: no pre-germination baseline recorded (set_baseline)")
+        return SystemImpactInputs(val_metric=val_metric, baseline_metric=baseline, **kw)
+
+    def set_baseline(self, seed_id: str, metric: float) -> None:
+        """The validation metric before germination (G4 measures the gain against it)."""
+        self._get(seed_id).baseline_metric = float(metric)
+
+    def advance(self, seed_id: str, measurements: object | None = None) -> TransitionEvent:
+        """One step forward through the engine; measurements default to what this layer measures
+        itself (G1 gradient health, G2 stability, G3 interface). G4 needs ``system_impact_inputs``."""
+        stage = self.engine.stage(seed_id)
+        if measurements is None:
+            if stage is Stage.TRAINING:
+                measurements = self.gradient_health_inputs(seed_id)
+            elif stage is Stage.BLENDING:
+                measurements = self.stability_inputs(seed_id)
+            elif stage is Stage.SHADOWING:
+                measurements = self.interface_inputs(seed_id)
+        return self.engine.try_advance(seed_id, measurements)
+
+    def cull(self, seed_id: str, reason: str) -> TransitionEvent:
+        self._get(seed_id)
+        return self.engine.cull(seed_id, reason)
+
+    def reset_seed(self, seed_id: str, reason: str = "reset_requested") -> TransitionEvent | None:
+        """Retire a seed: cull it (-> EMBARGOED); its slot returns via ``engine.tick()`` after the embargo."""
+        stage = self.engine.stage(seed_id)
+        if stage in (Stage.CULLED, Stage.EMBARGOED, Stage.RESETTING, Stage.DORMANT, Stage.TERMINATED):
+            return None
+        return self.cull(seed_id, reason)
+
+    def terminate(self, seed_id: str, reason: str = "administrative teardown") -> TransitionEvent:
+        return self.engine.terminate(seed_id, reason)
+
+    # -- export -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def export_view(self) -> SeedLayerView:
+        """A plain module equal to this layer's current output (identity when no seed is live)."""
+        bank_down = bank_up = None
+        if self._bank_output:
+            rows = torch.tensor(sorted(self._seeds[s].start for s in self._bank_output), dtype=torch.long)
+            alpha = torch.where(self.stage == int(Stage.BLENDING), self.alpha, torch.ones_like(self.alpha))
+            bank_down, bank_up = dense_bank(self.w_down, self.w_up, rows, alpha, self.channels)
+        modules = []
+        for sid in self._module_output:
+            s = self._seeds[sid]
+            a, b = self._channel_range(s)
+            alpha = float(self.alpha[s.start]) if self.engine.stage(sid) is Stage.BLENDING else 1.0
+            assert s.module is not None
+            modules.append((a, b, s.module, alpha))
+        return SeedLayerView(self.channels, bank_down, bank_up, modules).eval()
+
+    fossilized_module = export_view
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, chunks={self.chunks}, site={self.site}, rank={self.rank}"
+
+
+def _module_key(seed_id: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", seed_id)
+
+
+def host_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The model's parameters that belong to no KasminaLayer (what base training should optimise)."""
+    seed_ids = {id(p) for m in model.modules() if isinstance(m, KasminaLayer) for p in m.parameters()}
+    return [p for p in model.parameters() if id(p) not in seed_ids]
