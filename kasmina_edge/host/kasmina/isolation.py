@@ -41,9 +41,25 @@ class IsolationMonitor:
         self.host_grad_from_seed = 0.0  # largest |grad| a host parameter got from a seed loss
         self.seed_grad_from_host = 0.0  # largest |grad| a seed parameter got from the host loss
         self.seed_grad_norms: list[float] = []
-        n_shared = sum(1 for s in self.seed_params if any(overlapping(s, h) for h in self.host_params))
-        if n_shared:
-            self.record(f"{n_shared} parameter(s) shared between seed and host")
+        self._known_shared: set[int] = set()
+        self.rescan()
+
+    def rescan(
+        self, seed_params: Iterable[nn.Parameter] | None = None, host_params: Iterable[nn.Parameter] | None = None
+    ) -> int:
+        """(Re)check for parameters shared between seed and host; each newly found one is a violation."""
+        if seed_params is not None:
+            self.seed_params = list(seed_params)
+        if host_params is not None:
+            self.host_params = list(host_params)
+        new = [
+            s for s in self.seed_params
+            if id(s) not in self._known_shared and any(overlapping(s, h) for h in self.host_params)
+        ]  # fmt: skip
+        for s in new:
+            self._known_shared.add(id(s))
+            self.record(f"parameter {tuple(s.shape)} shared between seed and host")
+        return len(new)
 
     @property
     def tripped(self) -> bool:

@@ -162,6 +162,7 @@ class KasminaLayer(nn.Module):
         self.register_buffer("tel_batches", torch.zeros((), dtype=torch.long))
         self._seeds: dict[str, _Seed] = {}
         self._chunk_owner: dict[int, str] = {}  # chunk -> seed id (slot-holding seeds only)
+        self._cleared: dict[str, tuple[int, int]] = {}  # RESETTING seeds whose slot is already clean
         # Python-side sets so the forward decides what to run without reading tensors.
         self._bank_output: set[str] = set()
         self._bank_training: set[str] = set()
@@ -301,7 +302,7 @@ class KasminaLayer(nn.Module):
             f"site{self.site}/c{start}" if stop == start + 1 else f"site{self.site}/c{start}-{stop - 1}"
         )
         sid, n = base, 1
-        while sid in self.engine.seed_ids() and self.engine.stage(sid) is Stage.TERMINATED:
+        while self.engine.knows(sid) and self.engine.stage(sid) is Stage.TERMINATED:
             n += 1
             sid = f"{base}#{n}"
         return sid
@@ -381,10 +382,12 @@ class KasminaLayer(nn.Module):
             self._chunk_owner[i] = sid
         if seed.module is not None:
             self.seed_modules[_module_key(sid)] = seed.module
-            self.registry.register_seed(sid, seed.module.parameters(), lr_scale=1.0)
+            # strict=False: a parameter shared with the host is not refused here but becomes an
+            # isolation violation (the monitor below counts it; G1 fails, the breaker trips).
+            self.registry.register_seed(sid, seed.module.parameters(), strict=False)
         else:
             self.registry.register_seed_row(sid, self.w_down, seed.start)
-        seed.monitor = IsolationMonitor(self.registry.seed_parameters(sid), self.registry.host_parameters())
+        seed.monitor = IsolationMonitor(self._own_params(seed), self.registry.host_parameters())
         sl = slice(seed.start, seed.stop)
         with torch.no_grad():
             self.blueprint_id[sl] = get_blueprint(seed.blueprint).blueprint_id
@@ -403,6 +406,13 @@ class KasminaLayer(nn.Module):
         sid, dst = event.seed_id, event.dst
         seed = self._seeds.get(sid)
         if seed is None:
+            # A cleared slot (RESETTING -> DORMANT): mirror the stage, then hand the chunks back.
+            start, stop = self._cleared.pop(sid, (0, 0))
+            with torch.no_grad():
+                self.stage[start:stop] = int(dst)
+            for i in range(start, stop):
+                if self._chunk_owner.get(i) == sid:
+                    del self._chunk_owner[i]
             return
         sl = slice(seed.start, seed.stop)
         with torch.no_grad():
@@ -426,6 +436,10 @@ class KasminaLayer(nn.Module):
             self._module_training = self._ordered(self._module_training, sid, dst is Stage.TRAINING)
         if dst is Stage.TERMINATED:
             self._clear_slot(sid)
+            self._on_move(event)
+
+    def _own_params(self, seed: _Seed) -> list[nn.Parameter]:
+        return list(seed.module.parameters()) if seed.module is not None else [self.w_down, self.w_up]
 
     def _ordered(self, ids: list[str], sid: str, member: bool) -> list[str]:
         rest = [s for s in ids if s != sid] + ([sid] if member else [])
@@ -436,8 +450,8 @@ class KasminaLayer(nn.Module):
         seed = self._seeds.pop(sid, None)
         if seed is not None:
             sl = slice(seed.start, seed.stop)
-            for i in range(seed.start, seed.stop):
-                self._chunk_owner.pop(i, None)
+            # The chunks stay held until the move to DORMANT (or TERMINATED) hands them back.
+            self._cleared[sid] = (seed.start, seed.stop)
             key = _module_key(sid)
             if key in self.seed_modules:
                 del self.seed_modules[key]
@@ -563,15 +577,20 @@ class KasminaLayer(nn.Module):
         isolation; records loss and gradient norms (G1's window). A tripped breaker culls the seed.
         """
         training = [self._seeds[s] for s in (*self._bank_training, *self._module_training)]
-        monitors = [s.monitor for s in training if s.monitor is not None]
-        watch = monitors[0] if monitors else None
-        if watch is None:
+        host = self.registry.host_parameters()
+        for s in training:
+            if s.monitor is not None and not s.in_bank:
+                s.monitor.rescan(self._own_params(s), host)
+        # One watch on the host for the whole layer: a host gradient from this loss is a
+        # violation of every seed that the loss trains.
+        watch = IsolationMonitor([], host)
+        with watch.seed_backward():
             loss.backward()
-        else:
-            with watch.seed_backward():
-                loss.backward()
-            for m in monitors[1:]:
-                m.violations, m.reasons = watch.violations, watch.reasons
+        for s in training:
+            if s.monitor is not None:
+                for reason in watch.reasons:
+                    s.monitor.record(reason)
+                s.monitor.host_grad_from_seed = max(s.monitor.host_grad_from_seed, watch.host_grad_from_seed)
         value = float(loss.detach())
         row_norms = None
         if self._bank_training:

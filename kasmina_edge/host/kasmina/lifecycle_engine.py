@@ -111,6 +111,9 @@ class LifecycleEngine:
     def stage(self, seed_id: str) -> Stage:
         return self.lifecycle(seed_id).stage
 
+    def knows(self, seed_id: str) -> bool:
+        return seed_id in self._seeds
+
     def seed_ids(self) -> list[str]:
         return list(self._seeds)
 

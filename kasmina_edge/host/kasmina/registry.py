@@ -47,6 +47,7 @@ class _Bank:
     params: tuple[nn.Parameter, ...]
     row_scale: torch.Tensor  # (S,) lr scale per row, applied to the gradient by a hook
     rows: dict[str, int] = field(default_factory=dict)  # seed_id -> row
+    owners: dict[int, str] = field(default_factory=dict)  # row -> seed_id
 
 
 @dataclass
@@ -110,25 +111,34 @@ class ParameterRegistry:
                 return HOST
         return None
 
-    def register_seed(self, seed_id: str, params: Iterable[nn.Parameter], *, lr_scale: float = 1.0) -> None:
-        """``seed_id`` owns ``params``; refuses any parameter already owned by the host or a seed."""
-        plist = list(params)
-        for p in plist:
-            owner = self.owner_of(p)
+    def register_seed(
+        self, seed_id: str, params: Iterable[nn.Parameter], *, lr_scale: float = 1.0, strict: bool = True
+    ) -> list[str]:
+        """``seed_id`` owns ``params``. A parameter already owned by the host or another seed raises
+        SharedParameterError, or with ``strict=False`` is left to its owner and reported (returned)."""
+        plist, shared = [], []
+        for p in params:
+            owner = self.owner_of(p) or ("a chunk bank" if self._bank_of(p) is not None else None)
             if owner is not None and owner != seed_id:
-                raise SharedParameterError(f"seed {seed_id}: a parameter {tuple(p.shape)} is already owned by {owner}")
-            if self._bank_of(p) is not None:
-                raise SharedParameterError(f"seed {seed_id}: a chunk-bank parameter cannot be owned whole")
+                if strict:
+                    raise SharedParameterError(
+                        f"seed {seed_id}: a parameter {tuple(p.shape)} is already owned by {owner}"
+                    )
+                shared.append(owner)
+                continue
+            plist.append(p)
         self._seeds[seed_id] = _SeedEntry(plist, lr_scale)
+        return shared
 
     def register_seed_row(self, seed_id: str, bank_param: nn.Parameter, row: int, *, lr_scale: float = 1.0) -> None:
         bank = self._bank_of(bank_param)
         if bank is None:
             raise SharedParameterError(f"seed {seed_id}: parameter is not a registered chunk bank")
-        taken = {r: s for s, r in bank.rows.items()}
-        if row in taken and taken[row] != seed_id:
-            raise SharedParameterError(f"seed {seed_id}: bank row {row} already owned by {taken[row]}")
+        holder = bank.owners.get(row)
+        if holder is not None and holder != seed_id:
+            raise SharedParameterError(f"seed {seed_id}: bank row {row} already owned by {holder}")
         bank.rows[seed_id] = row
+        bank.owners[row] = seed_id
         self._seeds[seed_id] = _SeedEntry(list(bank.params), lr_scale, bank, row)
         bank.row_scale[row] = lr_scale
 
@@ -136,6 +146,7 @@ class ParameterRegistry:
         entry = self._seeds.pop(seed_id, None)
         if entry is not None and entry.bank is not None:
             entry.bank.rows.pop(seed_id, None)
+            entry.bank.owners.pop(entry.row, None)
             entry.bank.row_scale[entry.row] = 1.0
 
     def seed_ids(self) -> list[str]:
@@ -197,16 +208,16 @@ class ParameterRegistry:
                         raise UpdateRejected(f"update rejected: seed {sid} is not being trained but has a gradient")
         for bank in self._banks:
             allowed = torch.zeros(bank.row_scale.shape[0], dtype=torch.bool, device=bank.row_scale.device)
-            for sid, row in bank.rows.items():
-                if sid in act:
-                    allowed[row] = True
+            rows = [row for sid, row in bank.rows.items() if sid in act]
+            if rows:
+                allowed[torch.tensor(rows, dtype=torch.long)] = True
             for p in bank.params:
                 if p.grad is None:
                     continue
                 bad = p.grad.ne(0).flatten(1).any(dim=1) & ~allowed
                 if bool(bad.any()):
                     row = int(bad.nonzero()[0, 0])
-                    owner = next((s for s, r in bank.rows.items() if r == row), "nobody")
+                    owner = bank.owners.get(row, "nobody")
                     raise UpdateRejected(f"update rejected: chunk-bank row {row} (owner {owner}) has a gradient")
         if params is not None:
             known = {id(p) for p in self.host_parameters()} | {id(p) for e in self._seeds.values() for p in e.params}
