@@ -33,6 +33,7 @@ from kasmina_edge.host.kasmina.layer import (
     KasminaLayer,
     SeedError,
     SeedInfo,
+    freeze_host,
     host_parameters,
 )
 from kasmina_edge.host.kasmina.lifecycle_engine import NEXT_STAGE, LifecycleEngine
@@ -74,6 +75,7 @@ __all__ = [
     "g3_interface",
     "g4_system_impact",
     "g5_reset_sanity",
+    "freeze_host",
     "host_parameters",
     "make_grafting",
 ]

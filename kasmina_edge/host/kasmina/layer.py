@@ -735,3 +735,15 @@ def host_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The model's parameters that belong to no KasminaLayer (what base training should optimise)."""
     seed_ids = {id(p) for m in model.modules() if isinstance(m, KasminaLayer) for p in m.parameters()}
     return [p for p in model.parameters() if id(p) not in seed_ids]
+
+
+def freeze_host(model: nn.Module) -> list[nn.Parameter]:
+    """Stop gradients into the host (every parameter outside KasminaLayers) for the morph phase.
+
+    A seed trained through the downstream head (task loss on ``incubator_output()``) then gives
+    exactly zero host gradient. Returns the frozen parameters (``requires_grad_(True)`` undoes it).
+    """
+    params = host_parameters(model)
+    for p in params:
+        p.requires_grad_(False)
+    return params

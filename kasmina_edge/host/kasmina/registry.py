@@ -73,8 +73,8 @@ class ParameterRegistry:
             else ((f"{prefix}{i}", p) for i, p in enumerate(params))
         )
         for name, p in named:
-            if self._owner_by_identity(p) not in (None, HOST):
-                continue  # a KasminaLayer's seed parameters live inside the host module: keep them
+            if self._owner_by_identity(p) not in (None, HOST) or self._bank_of(p) is not None:
+                continue  # a KasminaLayer's seed parameters live inside the host module: not host
             self._host[id(p)] = (name, p)
 
     def host_parameters(self) -> list[nn.Parameter]:
