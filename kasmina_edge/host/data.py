@@ -138,3 +138,55 @@ def to_tensors(ds: BeatDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 def class_counts(ds: BeatDataset, n_classes: int = 5) -> list[int]:
     return [int(v) for v in np.bincount(np.asarray(ds.labels, dtype=np.int64), minlength=n_classes)[:n_classes]]
+
+
+@dataclass
+class ConditionSplit:
+    """The data one condition is morphed (and benchmarked) on.
+
+    ``adapt``: what a seed (or, as the upper bound, full fine-tuning) trains on;
+    ``val``: what gates judge it on (G4's pre-germination baseline and gain);
+    ``test``: held-out beats for the benchmark (None in morph);
+    ``records``: the raw records under the condition, for Tamiyo's signal features.
+    """
+
+    condition: Condition
+    adapt: BeatDataset
+    val: BeatDataset
+    test: BeatDataset | None
+    records: list[Record]
+    lead: int
+
+
+def condition_split(
+    cond: Condition,
+    adapt_records: Sequence[Record],
+    val_records: Sequence[Record],
+    test_records: Sequence[Record] | None = None,
+    *,
+    seed: int = 0,
+    calibration_s: float = 90.0,
+) -> ConditionSplit:
+    """Artifact and lead conditions: adapt on the training patients under the condition, judge on
+    the validation patients, test on held-out ones. Patient shift: patients the base never saw
+    (the test patients, or in morph the validation ones), each adapted on its first
+    ``calibration_s`` seconds (70 % to train, 30 % to judge) and tested on the rest.
+    """
+    if cond.kind == "patient":
+        patients = list(test_records) if test_records else list(val_records)
+        too_short = [r.name for r in patients if r.seconds <= calibration_s + 10]
+        if too_short:
+            raise KasminaError(
+                f"condition patient: records {', '.join(too_short[:3])} are not longer than the "
+                f"{calibration_s:g} s calibration (+10 s)"
+            )
+        cal, rest = zip(*(time_split(r, calibration_s) for r in patients), strict=True)
+        fit, check = zip(*(time_split(c, 0.7 * calibration_s) for c in cal), strict=True)
+        return ConditionSplit(cond, beats(fit), beats(check), beats(rest) if test_records else None, list(cal), 0)
+
+    def under(records: Sequence[Record], salt: int) -> list[Record]:
+        return [apply_condition(r, cond, seed * 7919 + salt * 1009 + i) for i, r in enumerate(records)]
+
+    val_c = under(val_records, 2)
+    test = beats(under(test_records, 3), cond.lead) if test_records else None
+    return ConditionSplit(cond, beats(under(adapt_records, 1), cond.lead), beats(val_c, cond.lead), test, val_c, cond.lead)

@@ -26,7 +26,8 @@ from kasmina_edge.ecg.types import AAMI_CLASSES
 WINDOW = 256
 N_RR = 4
 
-SiteFactory = Callable[[int, int, str], nn.Module]
+# (channels, chunks, site index, activation length) -> the module at that seed site
+SiteFactory = Callable[[int, int, int, int], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ def get_config(name: str) -> ModelConfig:
     return CONFIGS[name]
 
 
-def default_site_factory(channels: int, chunks: int, site: str) -> nn.Module:
+def default_site_factory(channels: int, chunks: int, site: int, length: int) -> nn.Module:
     from kasmina_edge.host.kasmina import KasminaLayer
 
-    return KasminaLayer(channels, chunks, site)  # type: ignore[no-any-return]
+    return KasminaLayer(channels, chunks, site, length=length)
 
 
 class ConvBlock(nn.Module):
@@ -153,8 +154,12 @@ class BeatClassifier(nn.Module):
         self.blocks = nn.ModuleList(
             ConvBlock(widths[i], widths[i + 1], cfg.kernels[i], cfg.convs_per_block) for i in range(len(cfg.channels))
         )
+        shapes = cfg.site_shapes()
         self.sites = nn.ModuleDict(
-            {name: make_site(c, k, name) for name, c, k in zip(cfg.site_names, cfg.channels, cfg.chunks, strict=True)}
+            {
+                name: make_site(c, k, i, shapes[name][1])
+                for i, (name, c, k) in enumerate(zip(cfg.site_names, cfg.channels, cfg.chunks, strict=True))
+            }
         )
         self.head = Head(cfg.channels[-1], cfg.n_rr, cfg.head_hidden, cfg.n_classes)
 
@@ -172,6 +177,15 @@ class BeatClassifier(nn.Module):
             h = site(block(h))
             out[name] = h
         return out
+
+    def downstream(self, site: str, act: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        """The network from just after ``site`` to the logits (what a seed's loss is computed through)."""
+        names = list(self.sites)
+        k = names.index(site)
+        h = act
+        for name, block in zip(names[k + 1 :], list(self.blocks)[k + 1 :], strict=True):
+            h = self.sites[name](block(h))
+        return self.head(h, rr)  # type: ignore[no-any-return]
 
     def host_parameters(self) -> list[nn.Parameter]:
         """The base network's own weights (blocks and head), never a seed's."""

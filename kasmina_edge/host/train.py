@@ -332,3 +332,20 @@ def load_base(path: Path, site_factory: SiteFactory | None = None) -> tuple[Beat
     model.load_state_dict(ckpt["state"])
     model.eval()
     return model, ckpt
+
+
+@dataclass
+class SyntheticSplit:
+    train: Beats
+    val: Beats
+    train_records: list[Any]
+    val_records: list[Any]
+
+
+def synthetic_split(cfg: TrainConfig) -> SyntheticSplit:
+    """Synthetic patients from ``cfg.seed``, split patient-wise into training and validation."""
+    from kasmina_edge.host.data import beats, patient_records, split_patients
+
+    records = patient_records(cfg.patients, cfg.minutes, cfg.seed)
+    tr, va = split_patients(records, cfg.val_fraction, cfg.seed)
+    return SyntheticSplit(beats(tr), beats(va), tr, va)

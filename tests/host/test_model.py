@@ -53,7 +53,7 @@ def test_four_seed_sites_are_kasmina_layers_and_start_as_identity() -> None:
     assert len(model.sites) >= 4
     assert all(isinstance(s, KasminaLayer) for s in model.sites.values())
     x, rr = example_inputs(model.config, batch=3)
-    plain = BeatClassifier(model.config, site_factory=lambda c, k, s: nn.Identity())
+    plain = BeatClassifier(model.config, site_factory=lambda c, k, s, n: nn.Identity())
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("sites.")}, strict=True)
     model.eval()
     plain.eval()
