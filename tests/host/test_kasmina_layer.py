@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from kasmina_edge.host.kasmina import (
     KasminaLayer,
     LifecycleEngine,
     SeedError,
+    build_seed_module,
     host_parameters,
 )
 from kasmina_edge.host.kasmina import layer as layer_mod
@@ -218,6 +220,14 @@ def test_full_lifecycle_to_fossil_and_export(
         assert torch.allclose(ep_layer.module()(x), y, atol=1e-5)
     stages = [e["to"] for e in engine.events if e["event"] == "transition"]
     assert stages == ["GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY", "FOSSILIZED"]
+    # A seed-library record round-trips to a module computing the same seed.
+    record = layer.seed_record(sid)
+    json.dumps(record)
+    assert record["stage"] == "FOSSILIZED" and [h["to"] for h in record["history"]] == stages
+    rebuilt = build_seed_module(record, layer.seed_state_dict(sid))
+    seg = x[:, a:b]
+    with torch.no_grad():
+        assert torch.allclose(seg + (rebuilt(seg) - seg), y[:, a:b], atol=1e-5)
 
 
 def test_export_view_is_identity_without_live_seeds() -> None:

@@ -33,6 +33,7 @@ from kasmina_edge.host.kasmina.layer import (
     KasminaLayer,
     SeedError,
     SeedInfo,
+    build_seed_module,
     freeze_host,
     host_parameters,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "g3_interface",
     "g4_system_impact",
     "g5_reset_sanity",
+    "build_seed_module",
     "freeze_host",
     "host_parameters",
     "make_grafting",

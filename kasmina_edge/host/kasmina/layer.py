@@ -516,6 +516,40 @@ class KasminaLayer(nn.Module):
         except KeyError:
             raise SeedError(f"site {self.site}: no seed {seed_id!r} holds a slot here") from None
 
+    def seed_record(self, seed_id: str) -> dict[str, Any]:
+        """JSON-ready description of a seed for a seed library: blueprint, site, chunks, params,
+        stage, alpha, parameter count, MACs, histories and its whole lifecycle (events)."""
+        s = self._get(seed_id)
+        info = self.seed(seed_id)
+        spec = get_blueprint(s.blueprint)
+        channels = info.channels[1] - info.channels[0]
+        return {
+            "seed_id": seed_id,
+            "site": self.site,
+            "blueprint": s.blueprint,
+            "blueprint_id": spec.blueprint_id,
+            "params": dict(s.params),
+            "chunks": list(info.chunks),
+            "channels": list(info.channels),
+            "in_bank": s.in_bank,
+            "stage": info.stage.name,
+            "alpha": info.alpha,
+            "param_count": info.param_count,
+            "macs": spec.macs(channels, self.length or 1, **s.params),
+            "ops": list(spec.ops),
+            "targets": sorted(spec.targets),
+            "grafting": s.grafting.name,
+            "baseline_metric": s.baseline_metric,
+            "seed_losses": list(s.seed_losses),
+            "alpha_history": list(s.alpha_history),
+            "isolation_violations": info.isolation_violations,
+            "history": [e.to_json() for e in self.engine.lifecycle(seed_id).history],
+        }
+
+    def seed_state_dict(self, seed_id: str) -> dict[str, torch.Tensor]:
+        """The seed's weights as a standalone module's state dict (``seed_module(seed_id)``)."""
+        return {k: v.detach().clone() for k, v in self.seed_module(seed_id).state_dict().items()}
+
     def stage_of(self, seed_id: str) -> Stage:
         return self.engine.stage(seed_id)
 
@@ -747,3 +781,11 @@ def freeze_host(model: nn.Module) -> list[nn.Parameter]:
     for p in params:
         p.requires_grad_(False)
     return params
+
+
+def build_seed_module(record: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    """Rebuild a seed saved with ``seed_record`` / ``seed_state_dict`` as a plain module on its channels."""
+    channels = int(record["channels"][1]) - int(record["channels"][0])
+    module = create_blueprint(str(record["blueprint"]), channels, None, **dict(record["params"]))
+    module.load_state_dict(state)
+    return module.eval()
