@@ -1,0 +1,280 @@
+"""Split a morphed model at its seed sites into base segments and per-site seed kernels.
+
+The chain on the device is ``segment_0 → [kernel at site 0] → segment_1 → … → segment_N(h, rr)``,
+where each bracket is either a seed kernel or nothing (the site is a pass-through when no seed is
+live). For int8 tensors to pass between these artifacts without requantizing, everything that meets
+at a site shares one int8 grid: the output of the segment before it, the input of the segment after
+it, and the input and output of every kernel that may sit there. :func:`calibrate_site_grids` picks
+that grid from calibration windows (covering the host path and every kernel), and
+:func:`assert_cuts_match` checks the exported artifacts really carry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from kasmina_edge.compile.errors import CutMismatchError
+from kasmina_edge.compile.quantize import QuantGrid
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class Site:
+    """A seed site: the activation between two base blocks, shape (channels, length)."""
+
+    index: int
+    name: str
+    channels: int
+    length: int
+
+
+@dataclass
+class SeedKernel:
+    """One seed kernel from the library: a plain module mapping the site activation to itself."""
+
+    seed_id: str
+    site: int
+    blueprint: str
+    module: nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+@dataclass
+class SegmentedModel:
+    """A model cut at its seed sites. ``segments[0](x)``, ``segments[i](h)``, ``segments[-1](h, rr)``."""
+
+    segments: list[nn.Module]
+    sites: list[Site]
+    kernels: list[SeedKernel]
+    window: int = 256
+    rr_features: int = 4
+    classes: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+
+    def __post_init__(self) -> None:
+        if len(self.segments) != len(self.sites) + 1:
+            raise ValueError(f"{len(self.sites)} sites need {len(self.sites) + 1} segments, got {len(self.segments)}")
+        for k in self.kernels:
+            if not 0 <= k.site < len(self.sites):
+                raise ValueError(f"kernel {k.seed_id} sits at site {k.site}, the model has {len(self.sites)}")
+        for m in self.segments:
+            m.eval()
+        for k in self.kernels:
+            k.module.eval()
+
+    def kernels_at(self, site: int) -> list[SeedKernel]:
+        return [k for k in self.kernels if k.site == site]
+
+    def kernel(self, seed_id: str) -> SeedKernel:
+        for k in self.kernels:
+            if k.seed_id == seed_id:
+                return k
+        raise KeyError(seed_id)
+
+    def default_active(self) -> dict[int, str]:
+        """The morphed model: at each site the library's first kernel there, if any."""
+        active: dict[int, str] = {}
+        for k in self.kernels:
+            active.setdefault(k.site, k.seed_id)
+        return active
+
+    def forward(
+        self, x: torch.Tensor, rr: torch.Tensor, active: Mapping[int, str] | None = None
+    ) -> torch.Tensor:
+        return self.trace(x, rr, active)[-1]
+
+    def trace(
+        self, x: torch.Tensor, rr: torch.Tensor, active: Mapping[int, str] | None = None
+    ) -> list[torch.Tensor]:
+        """``[site inputs..., site outputs..., logits]`` interleaved as the chain runs:
+        ``[in_0, out_0, in_1, out_1, ..., logits]`` where in_j is the segment's output at site j and
+        out_j is what the kernel there (or the pass-through) hands on."""
+        import torch
+
+        active = active or {}
+        seen: list[torch.Tensor] = []
+        with torch.no_grad():
+            h = self.segments[0](x)
+            for j in range(len(self.sites)):
+                seen.append(h)
+                if j in active:
+                    h = self.kernel(active[j]).module(h)
+                seen.append(h)
+                h = self.segments[j + 1](h, rr) if j + 1 == len(self.sites) else self.segments[j + 1](h)
+            if not self.sites:  # a model without sites: one segment taking (x, rr)
+                raise ValueError("a segmented model needs at least one site")
+            seen.append(h)
+        return seen
+
+
+def calibrate_site_grids(
+    model: SegmentedModel,
+    x: torch.Tensor,
+    rr: torch.Tensor,
+    configurations: Sequence[Mapping[int, str]] | None = None,
+) -> dict[int, QuantGrid]:
+    """One symmetric int8 grid per site, wide enough for the host path and every kernel's output."""
+    configs: list[Mapping[int, str]] = list(configurations or [])
+    configs += [{}, model.default_active()] + [{k.site: k.seed_id} for k in model.kernels]
+    lo = [0.0] * len(model.sites)
+    hi = [0.0] * len(model.sites)
+    for active in configs:
+        seen = model.trace(x, rr, active)
+        for j in range(len(model.sites)):
+            for t in (seen[2 * j], seen[2 * j + 1]):
+                lo[j] = min(lo[j], float(t.min()))
+                hi[j] = max(hi[j], float(t.max()))
+    return {j: QuantGrid.from_range(lo[j], hi[j]) for j in range(len(model.sites))}
+
+
+ArtifactKind = Literal["segment", "kernel"]
+
+
+@dataclass
+class ArtifactSpec:
+    """One artifact to export: what module, which inputs, and which grids are forced at its cuts."""
+
+    name: str
+    kind: ArtifactKind
+    module: nn.Module
+    input_names: list[str]
+    example_args: tuple[torch.Tensor, ...]
+    calibration: list[tuple[torch.Tensor, ...]]
+    input_grids: dict[int, QuantGrid]
+    output_grid: QuantGrid | None
+    site: int | None = None
+    seed_id: str | None = None
+    blueprint: str | None = None
+    bits: int = 8
+    # site -> grid on both sides of the artifact (input side site, output side site)
+    in_site: int | None = None
+    out_site: int | None = None
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def segment_name(i: int) -> str:
+    return f"segment_{i}"
+
+
+def kernel_name(k: SeedKernel) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in k.seed_id)
+    return f"kernel_s{k.site}_{safe}"
+
+
+def plan_artifacts(
+    model: SegmentedModel,
+    grids: Mapping[int, QuantGrid],
+    x: torch.Tensor,
+    rr: torch.Tensor,
+    *,
+    batch: int = 128,
+    kernel_bits: int = 8,
+) -> list[ArtifactSpec]:
+    """Every base segment and every seed kernel as an :class:`ArtifactSpec`, with calibration inputs.
+
+    A segment is calibrated on what reaches it with no kernel live and with the morphed model's
+    kernels live, so its interior grids cover both.
+    """
+    import torch
+
+    n_sites = len(model.sites)
+    traces = [model.trace(x, rr, {}), model.trace(x, rr, model.default_active())]
+    specs: list[ArtifactSpec] = []
+
+    def batches(*tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        n = tensors[0].shape[0]
+        return [tuple(t[i : i + batch] for t in tensors) for i in range(0, n, batch)]
+
+    for i, seg in enumerate(model.segments):
+        if i == 0:
+            inputs: tuple[torch.Tensor, ...] = (x,)
+            names = ["window"]
+            in_grids: dict[int, QuantGrid] = {}
+            calib = batches(x)
+        else:
+            site_in = torch.cat([t[2 * (i - 1) + 1] for t in traces])
+            names = [f"site{i - 1}"]
+            in_grids = {0: grids[i - 1]}
+            if i == n_sites:
+                rr_both = torch.cat([rr for _ in traces])
+                inputs = (site_in, rr_both)
+                names.append("rr")
+                calib = batches(site_in, rr_both)
+            else:
+                inputs = (site_in,)
+                calib = batches(site_in)
+        specs.append(
+            ArtifactSpec(
+                name=segment_name(i),
+                kind="segment",
+                module=seg,
+                input_names=names,
+                example_args=tuple(t[:2] for t in inputs),
+                calibration=calib,
+                input_grids=in_grids,
+                output_grid=grids[i] if i < n_sites else None,
+                in_site=i - 1 if i > 0 else None,
+                out_site=i if i < n_sites else None,
+            )
+        )
+    for k in model.kernels:
+        site_in = torch.cat([t[2 * k.site] for t in traces])
+        specs.append(
+            ArtifactSpec(
+                name=kernel_name(k),
+                kind="kernel",
+                module=k.module,
+                input_names=[f"site{k.site}"],
+                example_args=(site_in[:2],),
+                calibration=batches(site_in),
+                input_grids={0: grids[k.site]},
+                output_grid=grids[k.site],
+                site=k.site,
+                seed_id=k.seed_id,
+                blueprint=k.blueprint,
+                bits=kernel_bits,
+                in_site=k.site,
+                out_site=k.site,
+            )
+        )
+    return specs
+
+
+@dataclass(frozen=True)
+class ArtifactIO:
+    """The grids an exported artifact actually carries at its first input and its output."""
+
+    input_grid: QuantGrid | None
+    output_grid: QuantGrid | None
+
+
+def assert_cuts_match(specs: Sequence[ArtifactSpec], io: Mapping[str, ArtifactIO]) -> int:
+    """Check that at every site all artifacts meeting there carry the same grid; return cuts checked."""
+    per_site: dict[int, list[tuple[str, QuantGrid | None]]] = {}
+    for spec in specs:
+        got = io[spec.name]
+        if spec.in_site is not None:
+            per_site.setdefault(spec.in_site, []).append((f"{spec.name} input", got.input_grid))
+        if spec.out_site is not None:
+            per_site.setdefault(spec.out_site, []).append((f"{spec.name} output", got.output_grid))
+    checked = 0
+    for site, sides in sorted(per_site.items()):
+        first_name, first = sides[0]
+        for name, grid in sides[1:]:
+            checked += 1
+            if grid is None or first is None or grid != first:
+                raise CutMismatchError(
+                    f"site {site}: {name} carries {grid}, but {first_name} carries {first}: chaining would not be exact"
+                )
+    return checked
