@@ -171,7 +171,9 @@ def test_one_optimizer_group_per_seed_with_lr_scale() -> None:
     host, reg = _host_with_registry(chunks=4)
     a = _to_training(host.site, (0, 2), "glu")
     b = _to_training(host.site, 2, "squeeze_excitation")
-    c = _to_training(host.site, 3, "bottleneck_adapter")
+    c = host.site.germinate(3, "bottleneck_adapter", lr_scale=0.75)
+    assert host.site.lr_scale[3] == 0.75
+    host.site.engine.try_advance(c)
     host.site.set_lr_scale(a, 0.5)
     groups = reg.optimizer_param_groups(0.1)
     by_seed = {g.get("seed_id"): g for g in groups}
@@ -214,3 +216,22 @@ def test_cross_seed_update_is_rejected_before_the_step() -> None:
     stray.grad = torch.ones(3)
     with pytest.raises(UpdateRejected, match="unregistered parameter"):
         reg.check_update([a, b, m], params=[stray])
+
+
+def test_bank_row_lr_scale_scales_that_rows_gradient() -> None:
+    layer = KasminaLayer(C, 2, site=0)
+    a = _to_training(layer, 0, "bottleneck_adapter")
+    b = _to_training(layer, 1, "bottleneck_adapter")
+    with torch.no_grad():
+        layer.w_down[1] = layer.w_down[0]
+    layer.set_lr_scale(b, 0.25)
+    x = torch.randn(3, C, L)
+    x[:, 4:] = x[:, :4]  # both chunks see the same signal
+    layer(x)
+    inc = layer.incubator_output()
+    assert inc is not None
+    layer.seed_backward((inc - 2 * x).pow(2).sum())
+    g = layer.w_up.grad
+    assert g is not None and bool(g[0].ne(0).any())
+    assert torch.allclose(g[1], 0.25 * g[0])
+    assert layer.seed(a).param_count == layer.seed(b).param_count == 2 * 4 * 4

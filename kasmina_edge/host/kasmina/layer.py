@@ -350,6 +350,8 @@ class KasminaLayer(nn.Module):
         measures = self._sanity_inputs(spec, channels, resolved, module, start)
         seed = _Seed(sid, start, stop, blueprint, resolved, in_bank, module, graft)
         self._germinate_gate(sid, measures, seed)
+        if lr_scale != 1.0:
+            self.registry.set_lr_scale(sid, lr_scale)
         return sid
 
     def _sanity_inputs(
@@ -579,6 +581,10 @@ class KasminaLayer(nn.Module):
         with torch.no_grad():
             self.alpha[s.start : s.stop] = alpha
         s.alpha_history.append(float(alpha))
+
+    def record_val_metric(self, seed_id: str, metric: float) -> None:
+        """A validation metric measured while the seed blends (G2 checks it does not oscillate)."""
+        self._get(seed_id).val_history.append(float(metric))
 
     def step_alpha(self, seed_id: str, signals: GraftSignals | None = None) -> float:
         """One grafting step for a BLENDING seed (its strategy decides whether alpha advances)."""
