@@ -76,7 +76,7 @@ class QrsDetector:
         self._npki = 0.0
         self._last_qrs: int | None = None  # MWI index of the last accepted QRS
         self._last_slope = 0.0
-        self._rr: list[int] = []  # last RR intervals (samples), for search-back
+        self._rr: list[int] = []  # last 8 RR intervals (samples): PT's RR AVERAGE1
         self._pending: list[tuple[int, float, int, float]] = []  # rejected since the last QRS: (k, value, r, slope)
         self._last_r = -(10**12)
 
@@ -171,13 +171,14 @@ class QrsDetector:
         return a + int(np.argmax(dev))
 
     def _accept(self, k: int, value: float, r: int, slope: float, searchback: bool, out: list[int]) -> None:
+        self._fill_gap(k, out)
         if self._last_qrs is not None:
             self._rr = (self._rr + [k - self._last_qrs])[-8:]
         self._last_qrs = k
         self._last_slope = slope
         weight = 0.25 if searchback else 0.125
         self._spki = weight * value + (1 - weight) * self._spki
-        self._pending = []
+        self._pending = [c for c in self._pending if c[0] > k]
         if r > self._last_r:  # R peaks stay strictly increasing
             out.append(r)
             self._last_r = r
@@ -189,27 +190,47 @@ class QrsDetector:
     def _noise(self, value: float) -> None:
         self._npki = 0.125 * value + 0.875 * self._npki
 
+    def _thr2(self) -> float:
+        return 0.5 * (self._npki + 0.25 * (self._spki - self._npki))
+
     def _searchback(self, k: int, out: list[int]) -> None:
-        """Before deciding candidate k: look back for a missed beat if the gap is too long."""
+        """Before deciding candidate k: PT's search-back when no beat came for 1.66 mean RR."""
         while self._last_qrs is not None:
             rr_mean = float(np.mean(self._rr)) if self._rr else self.fs
             gap = k - self._last_qrs
             if gap <= SEARCHBACK_RR * rr_mean:
                 return
-            thr2 = 0.5 * (self._npki + 0.25 * (self._spki - self._npki))
+            thr2 = self._thr2()
             eligible = [c for c in self._pending if c[0] - self._last_qrs >= self._refractory and c[1] > thr2]
             if eligible:
                 best = max(eligible, key=lambda c: c[1])
-                self._pending = [c for c in self._pending if c[0] > best[0]]
-                rest = self._pending
                 self._accept(best[0], best[1], best[2], best[3], searchback=True, out=out)
-                self._pending = rest
                 continue
             if gap > self._stall:
                 # Nothing even at half threshold for seconds: the signal level was learnt on
                 # something bigger (an artifact); let it decay towards the noise level.
                 self._spki = max(0.5 * self._spki, 2.0 * self._npki)
             return
+
+    def _fill_gap(self, k: int, out: list[int]) -> None:
+        """A beat is accepted after a long gap: was a (smaller) beat missed half way?
+
+        PT's search-back picks the largest candidate of a gap and waits 1.66 mean RR; when
+        the rate rises and the amplitude drops at once (a paced run after sinus rhythm), every
+        other beat can stay under threshold. A candidate near the middle of a gap over 1.5
+        mean RR, above half threshold, is such a beat (T and P waves sit near the ends of a gap).
+        """
+        if self._last_qrs is None or not self._rr:
+            return
+        gap = k - self._last_qrs
+        if gap <= 1.5 * float(np.mean(self._rr)):
+            return
+        thr2 = self._thr2()
+        mid = [c for c in self._pending
+               if c[0] < k and 0.3 * gap <= c[0] - self._last_qrs <= 0.7 * gap and c[1] > thr2]
+        if mid:
+            best = max(mid, key=lambda c: c[1])
+            self._accept(best[0], best[1], best[2], best[3], searchback=True, out=out)
 
     def _scan(self, final: bool) -> list[int]:
         out: list[int] = []

@@ -61,6 +61,7 @@ class Record:
     artifact_mask: np.ndarray | None = None  # uint8 bit flags per sample (ARTIFACT_BITS)
     rhythms: list[Interval] = field(default_factory=list)
     conditions: list[Interval] = field(default_factory=list)
+    anomalies: list[Interval] = field(default_factory=list)  # synthetic ground truth: where each anomaly was put
 
     @property
     def n_samples(self) -> int:
