@@ -219,7 +219,12 @@ def test_cross_seed_update_is_rejected_before_the_step() -> None:
 
 
 def test_bank_row_lr_scale_scales_that_rows_gradient() -> None:
-    layer = KasminaLayer(C, 2, site=0)
+    import copy
+
+    original = KasminaLayer(C, 2, site=0)
+    original.attach(registry=ParameterRegistry())
+    layer = copy.deepcopy(original)  # morph works on a copy of the base: nothing may point back
+    layer.attach(registry=ParameterRegistry())
     a = _to_training(layer, 0, "bottleneck_adapter")
     b = _to_training(layer, 1, "bottleneck_adapter")
     with torch.no_grad():

@@ -212,8 +212,9 @@ class KasminaLayer(nn.Module):
             code = torch.where(self.in_bank, self.kernel_code_lut[self.stage], DORMANT_CODE)
             alpha = torch.where(self.stage == int(Stage.BLENDING), self.alpha, torch.ones_like(self.alpha))
             flat = xd.permute(0, 2, 1).reshape(-1, self.channels)
+            w_down, w_up = self._bank_weights()
             out_flat, bank_tel = seed_layer_reference(
-                flat, code, alpha, self.w_down, self.w_up, self.dead_eps, telemetry=self.telemetry_enabled
+                flat, code, alpha, w_down, w_up, self.dead_eps, telemetry=self.telemetry_enabled
             )
             bank_out = out_flat.reshape(x.shape[0], x.shape[2], self.channels).permute(0, 2, 1)
             live = (code != DORMANT_CODE).repeat_interleave(self.chunk_size).view(1, -1, 1)
@@ -226,6 +227,14 @@ class KasminaLayer(nn.Module):
         if self.telemetry_enabled and not torch.compiler.is_compiling():
             self._record_telemetry(xd, out, bank_tel if not self._module_output else None)
         return out
+
+    def _bank_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bank's weights, with each row's gradient scaled by its seed's lr scale (Tamiyo's
+        intensity): value w exactly, gradient lr_scale[row]. Skipped where no gradient is taken."""
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self.w_down, self.w_up
+        scale = self.lr_scale.view(-1, 1, 1)
+        return tuple(w.detach() + (w - w.detach()) * scale for w in (self.w_down, self.w_up))  # type: ignore[return-value]
 
     def _channel_range(self, seed: _Seed) -> tuple[int, int]:
         return seed.start * self.chunk_size, seed.stop * self.chunk_size
@@ -250,7 +259,8 @@ class KasminaLayer(nn.Module):
             training = self.in_bank & (self.stage == int(Stage.TRAINING))
             code = torch.where(training, torch.full_like(self.stage, FOSSILIZED_CODE), DORMANT_CODE)
             flat = inc.permute(0, 2, 1).reshape(-1, self.channels)
-            inc_flat, _ = seed_layer_reference(flat, code, self.alpha, self.w_down, self.w_up, telemetry=False)
+            w_down, w_up = self._bank_weights()
+            inc_flat, _ = seed_layer_reference(flat, code, self.alpha, w_down, w_up, telemetry=False)
             inc = inc_flat.reshape(out.shape[0], out.shape[2], self.channels).permute(0, 2, 1)
         for sid in self._module_training:
             seed = self._seeds[sid]

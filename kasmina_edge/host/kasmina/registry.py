@@ -45,7 +45,7 @@ def overlapping(a: torch.Tensor, b: torch.Tensor) -> bool:
 @dataclass
 class _Bank:
     params: tuple[nn.Parameter, ...]
-    row_scale: torch.Tensor  # (S,) lr scale per row, applied to the gradient by a hook
+    row_scale: torch.Tensor  # (S,) lr scale per row; the bank's owner scales each row's gradient by it
     rows: dict[str, int] = field(default_factory=dict)  # seed_id -> row
     owners: dict[int, str] = field(default_factory=dict)  # row -> seed_id
 
@@ -86,9 +86,6 @@ class ParameterRegistry:
         for p in bank.params:
             self._host.pop(id(p), None)
         self._banks.append(bank)
-        for p in bank.params:
-            # Scale each row's gradient by its seed's lr scale (the bank is one optimizer group).
-            p.register_hook(lambda g, s=row_scale: g * s.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
 
     def _bank_of(self, p: torch.Tensor) -> _Bank | None:
         return next((b for b in self._banks if any(q is p for q in b.params)), None)
