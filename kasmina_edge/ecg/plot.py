@@ -40,8 +40,12 @@ def plot_strip(
     leads: Sequence[int] | None = None,
     detected: np.ndarray | None = None,
     title: str | None = None,
+    time_offset_s: float = 0.0,
 ) -> Path:
-    """Draw [start_s, start_s + seconds) of ``record`` to ``out`` (.png, .svg or .pdf)."""
+    """Draw [start_s, start_s + seconds) of ``record`` to ``out`` (.png, .svg or .pdf).
+
+    ``time_offset_s`` is added to the time axis (for a record already cut out of a longer one).
+    """
     out = Path(out)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -55,7 +59,7 @@ def plot_strip(
         if not 0 <= li < part.signal.shape[1]:
             raise KasminaError(f"lead {li} out of range ({part.signal.shape[1]} leads)")
     offset = int(round(start_s * record.fs))
-    t = (np.arange(part.n_samples) + offset) / part.fs
+    t = (np.arange(part.n_samples) + offset) / part.fs + time_offset_s
     fig, axes = plt.subplots(len(lead_idx), 1, figsize=(max(8.0, 1.6 * part.seconds), 2.4 * len(lead_idx)),
                              sharex=True, squeeze=False)
     shaded: set[str] = set()
@@ -85,7 +89,8 @@ def plot_strip(
             d = np.asarray(detected, dtype=np.int64) - offset
             d = d[(d >= 0) & (d < part.n_samples)]
             ax.plot(t[d], x[d], "v", color="#d35400", markersize=4, label="detected" if row == 0 else None)
-    spans = [f"{iv.label} {iv.start / part.fs + start_s:.1f}-{iv.end / part.fs + start_s:.1f}s"
+    t0 = start_s + time_offset_s
+    spans = [f"{iv.label} {iv.start / part.fs + t0:.1f}-{iv.end / part.fs + t0:.1f}s"
              for iv in (*part.rhythms, *part.conditions) if iv.label != "N" or len(part.rhythms) > 1]
     head = title or part.name
     axes[0][0].set_title(head + (" | " + ", ".join(spans[:6]) if spans else ""), fontsize=9, loc="left")

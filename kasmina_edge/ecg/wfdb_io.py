@@ -9,8 +9,8 @@ Any other symbol is an error by default (``unknown="error"``), or labelled Q
 (``unknown="q"``), or skipped (``unknown="skip"``).
 
 Files this module writes beside the standard ``.hea``/``.dat``/``.atr``: ``.cnd`` (signal
-conditions such as ``emg`` at an SNR, as ``(``/``)`` pairs) and ``.art`` (runs of the
-artifact mask), both ordinary WFDB annotation files, so that a synthetic record read back
+conditions such as ``emg`` at an SNR, as ``(``/``)`` pairs), ``.evt`` (anomaly spans of a
+synthetic record, same form) and ``.art`` (runs of the artifact mask), all ordinary WFDB annotation files, so that a synthetic record read back
 carries every label it was written with.
 """
 
@@ -209,7 +209,8 @@ def read_wfdb(
         return np.clip(np.round(s).astype(np.int64), 0, n_out)
 
     beats, rhythms = _beats_and_rhythms(wfdb, base, sampfrom, sampto, unknown, rescale, n_out)
-    conditions = _read_conditions(wfdb, base, sampfrom, sampto, rescale)
+    conditions = _read_intervals(wfdb, base, "cnd", sampfrom, sampto, rescale)
+    anomalies = _read_intervals(wfdb, base, "evt", sampfrom, sampto, rescale)
     mask = _read_mask(wfdb, base, sampfrom, sampto, rescale, n_out)
     return Record(
         name=base.name,
@@ -220,6 +221,7 @@ def read_wfdb(
         artifact_mask=mask,
         rhythms=rhythms,
         conditions=conditions,
+        anomalies=anomalies,
     )
 
 
@@ -264,8 +266,9 @@ def _beats_and_rhythms(
     return beats, rhythms
 
 
-def _read_conditions(wfdb: Any, base: Path, sampfrom: int, sampto: int, rescale: Any) -> list[Interval]:
-    ann = _read_ann(wfdb, base, "cnd")
+def _read_intervals(wfdb: Any, base: Path, ext: str, sampfrom: int, sampto: int, rescale: Any) -> list[Interval]:
+    """Labelled spans written by :func:`_write_intervals` ('(' ... ')' pairs matched by an id)."""
+    ann = _read_ann(wfdb, base, ext)
     if ann is None:
         return []
     opened: dict[str, tuple[int, str, float | None, str]] = {}
@@ -302,11 +305,11 @@ def _read_mask(wfdb: Any, base: Path, sampfrom: int, sampto: int, rescale: Any, 
     return mask
 
 
-_NAME_RE = re.compile(r"[^A-Za-z0-9_]")
+_NAME_RE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def _record_name(name: str) -> str:
-    clean = _NAME_RE.sub("_", name).strip("_") or "record"
+    clean = _NAME_RE.sub("_", name).strip("_-") or "record"
     return clean
 
 
@@ -346,7 +349,8 @@ def write_wfdb(record: Record, out_dir: str | Path) -> Path:
             comments=["written by kasmina-edge"], write_dir=str(tmp),
         )
         _write_atr(wfdb, record, name, tmp)
-        _write_conditions(wfdb, record, name, tmp)
+        _write_intervals(wfdb, record.conditions, record.fs, name, "cnd", tmp)
+        _write_intervals(wfdb, record.anomalies, record.fs, name, "evt", tmp)
         if record.artifact_mask is not None and np.any(record.artifact_mask):
             runs = _mask_runs(record.artifact_mask)
             samples = [s for a, b, _ in runs for s in (a, b)]
@@ -383,16 +387,17 @@ def _write_atr(wfdb: Any, record: Record, name: str, tmp: Path) -> None:
     )
 
 
-def _write_conditions(wfdb: Any, record: Record, name: str, tmp: Path) -> None:
-    if not record.conditions:
+def _write_intervals(wfdb: Any, intervals: list[Interval], fs: float, name: str, ext: str, tmp: Path) -> None:
+    """Spans as '(' at the start (aux 'id|label|level|source') and ')' at the end (aux 'id')."""
+    if not intervals:
         return
     entries: list[tuple[int, int, str, str]] = []
-    for i, iv in enumerate(record.conditions):
+    for i, iv in enumerate(intervals):
         level = "" if iv.level_db is None else repr(float(iv.level_db))
         entries.append((int(iv.start), 1, "(", f"{i}|{iv.label}|{level}|{iv.source}"))
         entries.append((int(iv.end), 0, ")", f"{i}"))
     entries.sort(key=lambda e: (e[0], e[1]))
     wfdb.wrann(
-        name, "cnd", np.asarray([e[0] for e in entries], dtype=np.int64), symbol=[e[2] for e in entries],
-        aux_note=[e[3] for e in entries], fs=float(record.fs), write_dir=str(tmp),
+        name, ext, np.asarray([e[0] for e in entries], dtype=np.int64), symbol=[e[2] for e in entries],
+        aux_note=[e[3] for e in entries], fs=float(fs), write_dir=str(tmp),
     )
