@@ -118,12 +118,22 @@ class Head(nn.Module):
 
     def __init__(self, c_in: int, n_rr: int, hidden: int, n_classes: int) -> None:
         super().__init__()
+        # RR features arrive in seconds (and a ratio); standardised with the training set's
+        # statistics (set once by training, saved with the weights, foldable into fc1 at export).
+        self.register_buffer("rr_mean", torch.zeros(n_rr))
+        self.register_buffer("rr_std", torch.ones(n_rr))
         self.fc1 = nn.Linear(c_in + n_rr, hidden)
         self.fc2 = nn.Linear(hidden, n_classes)
 
     def forward(self, act: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         pooled = act.mean(dim=2)
-        return self.fc2(torch.relu(self.fc1(torch.cat([pooled, rr], dim=1))))  # type: ignore[no-any-return]
+        rr_n = (rr - self.rr_mean) / self.rr_std
+        return self.fc2(torch.relu(self.fc1(torch.cat([pooled, rr_n], dim=1))))  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def set_rr_stats(self, rr: torch.Tensor) -> None:
+        self.rr_mean.copy_(rr.mean(dim=0))
+        self.rr_std.copy_(rr.std(dim=0).clamp_min(1e-3))
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class MorphConfig:
     blend_steps: int = 6  # grafting steps from alpha 0 to 1
     blend_batches: int = 8  # seed updates between two grafting steps
     batch_size: int = 128
-    lr: float = 3e-3
+    lr: float = 1e-3  # seeds' base learning rate (Tamiyo's intensity multiplies it)
     min_gain: float = 0.01  # G4: macro-F1 gain over the pre-germination baseline needed to fossilize
     global_tolerance: float = 0.05  # G4: how much worse clean data may get with the seed in
     max_oscillation: float = 0.03  # G2
@@ -84,7 +84,7 @@ MORPH_PRESETS: dict[str, MorphConfig] = {
     "default": MorphConfig(),
     "tiny": MorphConfig(
         conditions=("emg", "lead"), sites_per_condition=1, train_epochs=3, blend_steps=4, blend_batches=4,
-        batch_size=64, lr=5e-3, calibration_s=40.0,
+        batch_size=64, calibration_s=40.0,
     ),
 }
 
@@ -166,6 +166,7 @@ class TrialResult:
     shadow_agreement: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, torch.Tensor] | None = None  # the seed module's weights (fossilized only)
+    record: dict[str, Any] | None = None  # the KasminaLayer's own description of the seed (fossilized only)
     channels: int = 0
     length: int = 0
     seconds: float = 0.0
@@ -213,9 +214,10 @@ def _tensors(ds: Beats) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def prepare_host(base: BeatClassifier, budget: Budget, engine: Any, registry: Any) -> BeatClassifier:
     """A copy of the base with its weights frozen, registered as the host, sites sharing one engine."""
+    from kasmina_edge.host.kasmina.layer import freeze_host
+
     model = copy.deepcopy(base)
-    for p in model.host_parameters():
-        p.requires_grad_(False)
+    freeze_host(model)
     for site in model.sites.values():
         site.attach(engine, registry, target=budget.target, max_params=budget.max_params, max_macs=budget.max_macs)
     registry.register_host(model.blocks, prefix="blocks.")
@@ -274,6 +276,8 @@ def run_trial(
     x, rr, y = _tensors(split.adapt)
     baseline = evaluate(model, split.val).macro_f1
     clean_host = evaluate(model, clean_val).macro_f1
+    host_val_pred = predict_logits(model, split.val).argmax(1)
+    test_base = evaluate(model, split.test).to_dict() if split.test is not None else None
     probe_x, probe_rr = x[:64], rr[:64]
     with torch.no_grad():
         host_probe = model(probe_x, probe_rr)
@@ -356,6 +360,12 @@ def run_trial(
     model.train(False)
     batches = iter(())  # type: ignore[var-annotated]
     for _ in range(3 * cfg.blend_steps):
+        # The strategy sees the metric at the current alpha, steps, then the seed trains at the new alpha.
+        val = evaluate(model, split.val).macro_f1
+        grad = layer.gradient_health_inputs(sid).grad_norms
+        alpha = layer.step_alpha(sid, GraftSignals(val_metric=val, baseline_metric=baseline,
+                                                   grad_norm=grad[-1] if grad else None))  # fmt: skip
+        on_event({"event": "blend_step", "seed_id": sid, "alpha": alpha, "val_macro_f1_before": val})
         for _b in range(cfg.blend_batches):
             idx = next(batches, None)
             if idx is None:
@@ -366,11 +376,6 @@ def run_trial(
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             clock.advance(1.0)
-        val = evaluate(model, split.val).macro_f1
-        grad = layer.gradient_health_inputs(sid).grad_norms
-        alpha = layer.step_alpha(sid, GraftSignals(val_metric=val, baseline_metric=baseline,
-                                                   grad_norm=grad[-1] if grad else None))  # fmt: skip
-        on_event({"event": "blend_step", "seed_id": sid, "alpha": alpha, "val_macro_f1": val})
         if alpha >= 1.0:
             break
     layer.end_epoch()
@@ -381,8 +386,7 @@ def run_trial(
     # SHADOWING: full alpha, the host path computed beside it for comparison.
     say_("SHADOWING")
     seeded = predict_logits(model, split.val).argmax(1)
-    host = predict_logits(base, split.val).argmax(1)
-    result.shadow_agreement = float((seeded == host).float().mean())
+    result.shadow_agreement = float((seeded == host_val_pred).float().mean())
     on_event({"event": "shadow", "seed_id": sid, "agreement_with_host": result.shadow_agreement})
     layer.advance(sid, layer.interface_inputs(sid, probe=torch.randn(2, channels, length, generator=gen)))  # G3
     if culled():
@@ -399,11 +403,11 @@ def run_trial(
     layer.advance(sid, impact)  # G4
     if split.test is not None:
         result.test_seed = evaluate(model, split.test).to_dict()
-        result.test_base = evaluate(base, split.test).to_dict()
+        result.test_base = test_base
     if culled():
         return release(engine.lifecycle(sid).cull_reason or "G4")
-    module = layer.seed_module(sid)
-    result.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    result.state = layer.seed_state_dict(sid)
+    result.record = layer.seed_record(sid)
     return finish(f"fossilized: gain {result.gain:+.4f} macro-F1 over the pre-germination baseline")
 
 
@@ -544,7 +548,7 @@ def _save_state(path: Any, cfg: MorphConfig, experiment_id: str, outcomes: list[
     save_checkpoint(path, {"kind": "morph_state", "config": cfg.to_dict(), "experiment_id": experiment_id, "done": done})
 
 
-def _load_state(path: Any, cfg: MorphConfig) -> tuple[str, dict[str, ConditionOutcome]]:
+def load_state(path: Any, cfg: MorphConfig) -> tuple[str, dict[str, ConditionOutcome]]:
     from kasmina_edge.contracts.errors import KasminaError
     from kasmina_edge.host.experiment import load_checkpoint
 
@@ -572,7 +576,7 @@ def library_entry(t: TrialResult, base_params: int, site_index: int, tags: Seque
         grafting=t.grafting, intensity=t.intensity, param_count=t.param_count,
         param_fraction=t.param_count / max(1, base_params), macs=t.macs, baseline_val=t.baseline_val,
         seed_val=t.seed_val, gain=t.gain, clean_host=t.clean_host, clean_seed=t.clean_seed, seed_id=t.seed_id,
-        lifecycle=[e for e in t.history if e.get("event") in ("transition", "gate")],
+        lifecycle=[e for e in t.history if e.get("event") in ("transition", "gate")], kasmina=t.record or {},
         test_base_f1=(t.test_base or {}).get("macro_f1"), test_seed_f1=(t.test_seed or {}).get("macro_f1"),
     )  # fmt: skip
 
@@ -607,7 +611,7 @@ def run_morph(
     experiment_id = log.experiment_id if log is not None else "morph"
     done: dict[str, ConditionOutcome] = {}
     if resume and state_path.exists():
-        experiment_id, done = _load_state(state_path, cfg)
+        experiment_id, done = load_state(state_path, cfg)
     tcfg = ckpt["train_config"]
     patients = cfg.patients or int(tcfg["patients"])
     minutes = cfg.minutes or float(tcfg["minutes"])

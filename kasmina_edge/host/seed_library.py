@@ -53,6 +53,7 @@ class LibraryEntry:
     clean_seed: float | None
     seed_id: str
     lifecycle: list[dict[str, Any]] = field(default_factory=list)
+    kasmina: dict[str, Any] = field(default_factory=dict)  # KasminaLayer.seed_record(): ops, targets, histories
     test_base_f1: float | None = None
     test_seed_f1: float | None = None
 

@@ -7,6 +7,7 @@ its checkpoint after epoch ``e`` continues exactly as the uninterrupted run woul
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -234,6 +235,7 @@ def _checkpoint_payload(
     model: BeatClassifier,
     best_state: dict[str, torch.Tensor],
     opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
     cfg: TrainConfig,
     epoch: int,
     history: list[EpochRecord],
@@ -249,6 +251,7 @@ def _checkpoint_payload(
         "state": best_state,  # the weights to use: best validation macro-F1
         "last_state": model.state_dict(),  # the weights to resume from
         "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
         "train_config": cfg.to_dict(),
         "epochs_done": epoch,
         "best_epoch": best_epoch,
@@ -291,10 +294,19 @@ def train_base(
         model.load_state_dict(ckpt["last_state"])
         opt.load_state_dict(ckpt["optimizer"])
         best_state = ckpt["state"]
-        for _ in range(start_epoch):
-            sched.step()
+        if int(ckpt["train_config"]["epochs"]) == cfg.epochs:
+            sched.load_state_dict(ckpt["scheduler"])
+        else:  # a longer (or shorter) run: the cosine schedule is stretched to the new total
+            sched.last_epoch = start_epoch
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * start_epoch / max(1, cfg.epochs)))
     experiment_id = log.experiment_id if log is not None else (ckpt or {}).get("experiment_id", "")
     data = _tensors(train_ds)
+    for site in model.sites.values():
+        site.telemetry_enabled = False  # dormant sites: per-chunk telemetry would only cost time
+    if ckpt is None:
+        model.head.set_rr_stats(data[1])
+        best_state = {k: v.clone() for k, v in model.state_dict().items()}
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(train_ds.labels)))
     val: ClassMetrics | None = None
     for epoch in range(start_epoch, cfg.epochs):
@@ -315,10 +327,12 @@ def train_base(
         if out is not None:
             save_checkpoint(
                 out,
-                _checkpoint_payload(model, best_state, opt, cfg, epoch + 1, history, best_epoch, best_f1,
+                _checkpoint_payload(model, best_state, opt, sched, cfg, epoch + 1, history, best_epoch, best_f1,
                                     experiment_id, val),
             )  # fmt: skip
     model.load_state_dict(best_state)
+    for site in model.sites.values():
+        site.telemetry_enabled = True
     final = evaluate(model, val_ds)
     if log is not None:
         log.write("trained", best_epoch=best_epoch, val=final.to_dict(), checkpoint=str(out) if out else None)

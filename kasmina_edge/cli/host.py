@@ -1,0 +1,323 @@
+"""`kasmina-edge train` and `kasmina-edge morph`, and the demo's host step.
+
+torch and the ECG generators are imported inside the commands: `kasmina-edge --help` and the
+device never pay for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kasmina_edge.cli.common import console
+
+if TYPE_CHECKING:
+    from kasmina_edge.host.morph import MorphResult
+    from kasmina_edge.host.train import ClassMetrics, TrainResult
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{100 * v:.1f}"
+
+
+def metrics_table(title: str, m: ClassMetrics) -> Table:
+    from kasmina_edge.ecg.types import AAMI_CLASSES
+
+    t = Table(title=title)
+    t.add_column("class")
+    t.add_column("beats", justify="right")
+    t.add_column("Se %", justify="right")
+    t.add_column("+P %", justify="right")
+    t.add_column("F1 %", justify="right")
+    for i, c in enumerate(AAMI_CLASSES):
+        t.add_row(c, str(int(m.support[i])), _pct(m.se[i]), _pct(m.ppv[i]), _pct(m.f1[i]))
+    t.add_row("[bold]macro-F1", "", "", "", f"[bold]{_pct(m.macro_f1)}")
+    t.add_row("accuracy", "", "", "", _pct(m.accuracy))
+    return t
+
+
+def _progress(con: Console) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=con, transient=False,
+    )  # fmt: skip
+
+
+def run_train(
+    con: Console,
+    *,
+    config: str = "default",
+    patients: int | None = None,
+    minutes: float | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    out: Path = Path("runs/base.pt"),
+    resume: Path | None = None,
+    log: Path | None = None,
+) -> TrainResult:
+    import dataclasses
+    import time
+
+    from kasmina_edge.host.experiment import ExperimentLog, load_checkpoint
+    from kasmina_edge.host.model import count_host_parameters, count_macs, example_inputs
+    from kasmina_edge.host.train import (
+        BASE_KIND,
+        TRAIN_PRESETS,
+        TrainConfig,
+        set_threads,
+        synthetic_split,
+        train_base,
+    )
+
+    if config not in TRAIN_PRESETS:
+        from kasmina_edge.contracts.errors import KasminaError
+
+        raise KasminaError(f"--config: unknown {config!r}; choose one of: {', '.join(TRAIN_PRESETS)}")
+    cfg = TRAIN_PRESETS[config]
+    experiment_id = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, kind=BASE_KIND)
+        cfg = TrainConfig(**ckpt["train_config"])
+        experiment_id = ckpt.get("experiment_id") or None
+    overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
+    if resume is not None:
+        fixed = [k for k in ("patients", "minutes", "seed") if overrides[k] is not None and overrides[k] != getattr(cfg, k)]
+        if fixed:
+            from kasmina_edge.contracts.errors import KasminaError
+
+            raise KasminaError(f"--resume: {', '.join('--' + k for k in fixed)} must match the checkpoint's")
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    threads = set_threads()
+    log_path = log or out.with_suffix(".jsonl")
+    xlog = ExperimentLog(
+        log_path, command="train", config=cfg.to_dict(), seed=cfg.seed, experiment_id=experiment_id,
+        resumed=resume is not None,
+    )  # fmt: skip
+    con.print(
+        f"experiment {xlog.experiment_id}: {cfg.model} model, {cfg.patients} synthetic patients × {cfg.minutes:g} min, "
+        f"{cfg.epochs} epochs, seed {cfg.seed}, {threads} thread(s)"
+    )
+    t0 = time.perf_counter()
+    with _progress(con) as prog:
+        task = prog.add_task("synthesizing patients", total=None, info="")
+        split = synthetic_split(cfg)
+        counts = {c: int((split.train.labels == i).sum()) for i, c in enumerate("NSVFQ")}
+        prog.update(task, total=1, completed=1, info=f"{len(split.train)} train / {len(split.val)} val beats")
+        n_batches = max(1, (len(split.train) + cfg.batch_size - 1) // cfg.batch_size)
+        done = 0
+        if resume is not None:
+            done = int(load_checkpoint(resume, kind=BASE_KIND)["epochs_done"])
+        bar = prog.add_task("training", total=n_batches * max(1, cfg.epochs), completed=n_batches * done, info="")
+
+        def on_batch(epoch: int, b: int, nb: int, loss: float) -> None:
+            prog.update(bar, completed=epoch * nb + b, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
+
+        xlog.write("data", train_beats=len(split.train), val_beats=len(split.val), train_classes=counts,
+                   train_patients=[r.name for r in split.train_records],
+                   val_patients=[r.name for r in split.val_records])  # fmt: skip
+        result = train_base(cfg, split.train, split.val, out=out, resume=resume, log=xlog, on_batch=on_batch)
+    secs = time.perf_counter() - t0
+    assert result.val is not None
+    con.print(metrics_table(f"validation (held-out patients), best epoch {result.best_epoch}", result.val))
+    x, rr = example_inputs(result.model_config)
+    con.print(
+        f"{count_host_parameters(result.model):,} parameters, {count_macs(result.model, x, rr):,} MACs per beat; "
+        f"{secs:.1f} s; checkpoint [bold]{out}[/], log {log_path}"
+    )
+    return result
+
+
+def train(
+    config: str = typer.Option("default", "--config", help="Model and training preset: default or tiny."),
+    patients: int = typer.Option(None, "--patients", help="Synthetic patients (split patient-wise)."),
+    minutes: float = typer.Option(None, "--minutes", help="Minutes of ECG per patient."),
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs (with --resume: the new total)."),
+    seed: int = typer.Option(None, "--seed", help="Seed for data, initialisation and batch order."),
+    out: Path = typer.Option(Path("runs/base.pt"), "--out", help="Checkpoint to write (atomically, every epoch)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue from this checkpoint."),
+    log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: beside --out)."),
+) -> None:
+    """Train the base ECG beat classifier on synthetic patients."""
+    run_train(console, config=config, patients=patients, minutes=minutes, epochs=epochs, seed=seed, out=out,
+              resume=resume, log=log)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- morph
+
+
+def _stage_style(stage: str) -> str:
+    return {"FOSSILIZED": "green", "CULLED": "red", "DORMANT": "yellow"}.get(stage, "white")
+
+
+def results_table(result: MorphResult) -> Table:
+    t = Table(title="morph results (macro-F1 % on each condition's validation patients)")
+    for col, just in (("condition", "left"), ("base", "right"), ("seed", "right"), ("gain", "right"),
+                      ("clean base→seed", "right"), ("site", "left"), ("blueprint", "left"),
+                      ("params", "right"), ("stage", "left"), ("reason", "left")):  # fmt: skip
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    base_params = int(result.library.meta.get("base_params", 0)) or 1
+    for o in result.outcomes:
+        if not o.trials:
+            t.add_row(o.condition, _pct(o.base_val), "-", "-", "-", "-", "-", "-", "[yellow]no action",
+                      str(o.decision.get("reason", "")))  # fmt: skip
+        for tr in o.trials:
+            clean = f"{_pct(tr.clean_host)}→{_pct(tr.clean_seed)}" if tr.clean_seed is not None else "-"
+            t.add_row(
+                tr.condition, _pct(tr.baseline_val), _pct(tr.seed_val),
+                f"{100 * tr.gain:+.1f}" if tr.seed_val is not None else "-", clean, tr.site, tr.blueprint,
+                f"{tr.param_count} ({100 * tr.param_count / base_params:.1f}%)",
+                f"[{_stage_style(tr.final_stage)}]{tr.final_stage}", tr.reason[:60],
+            )  # fmt: skip
+    return t
+
+
+def lifecycle_trace(result: MorphResult) -> Table:
+    t = Table(title="lifecycle trace (every transition, with its gate verdict)")
+    t.add_column("seed")
+    t.add_column("trace")
+    for tr in result.trials():
+        parts: list[str] = []
+        pending_gate: dict[str, Any] | None = None
+        for ev in tr.history:
+            if ev.get("event") == "gate":
+                pending_gate = ev
+                if not ev.get("passed"):
+                    parts.append(f"[red]{ev['gate']}✗ {ev.get('reason', '')}[/]")
+            elif ev.get("event") == "transition":
+                gate = ""
+                if pending_gate is not None and pending_gate.get("passed"):
+                    gate = f"[green]{pending_gate['gate']}✓[/] "
+                pending_gate = None
+                if not parts:
+                    parts.append(str(ev["from"]))
+                parts.append(f"{gate}[{_stage_style(str(ev['to']))}]{ev['to']}[/]")
+        t.add_row(f"{tr.condition}\n{tr.seed_id}\n{tr.blueprint}", " → ".join(parts) or "-")
+    return t
+
+
+def tamiyo_line(tamiyo: dict[str, Any]) -> str:
+    if not tamiyo:
+        return "Tamiyo policy: not trained"
+    return (
+        f"Tamiyo policy ({tamiyo['policy_params']:,} params): imitation agreement "
+        f"{100 * tamiyo['imitation_agreement']:.0f}% (chance {100 * tamiyo['imitation_chance']:.0f}%, "
+        f"majority {100 * tamiyo['imitation_majority']:.0f}%); mean reward heuristic {tamiyo['reward_heuristic']:+.3f}, "
+        f"policy after imitation {tamiyo['reward_policy_imitation']:+.3f}, after REINFORCE "
+        f"{tamiyo['reward_policy_reinforce']:+.3f}; decision latency p50 {tamiyo['decision_latency_p50_us']:.0f} µs, "
+        f"p99 {tamiyo['decision_latency_p99_us']:.0f} µs"
+    )
+
+
+def run_morph_command(
+    con: Console,
+    *,
+    checkpoint: Path,
+    conditions: str | None = None,
+    out: Path = Path("runs/seeds"),
+    target: str = "edgetpu",
+    preset: str = "default",
+    seed: int | None = None,
+    patients: int | None = None,
+    minutes: float | None = None,
+    resume: bool = False,
+    report: bool = False,
+    log: Path | None = None,
+) -> MorphResult:
+    import dataclasses
+
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.blueprints import TARGETS
+    from kasmina_edge.host.data import parse_conditions
+    from kasmina_edge.host.experiment import ExperimentLog
+    from kasmina_edge.host.morph import MORPH_PRESETS, STATE_FILE, run_morph
+    from kasmina_edge.host.train import load_base, set_threads
+
+    if preset not in MORPH_PRESETS:
+        raise KasminaError(f"--preset: unknown {preset!r}; choose one of: {', '.join(MORPH_PRESETS)}")
+    if target not in (*TARGETS, "host"):
+        raise KasminaError(f"--target: unknown {target!r}; choose one of: {', '.join((*TARGETS, 'host'))}")
+    cfg = MORPH_PRESETS[preset]
+    changes: dict[str, Any] = {"target": None if target == "host" else target}
+    if conditions is not None:
+        changes["conditions"] = tuple(c.name for c in parse_conditions(conditions))
+    for key, value in (("seed", seed), ("patients", patients), ("minutes", minutes)):
+        if value is not None:
+            changes[key] = value
+    cfg = dataclasses.replace(cfg, **changes)
+    base, ckpt = load_base(checkpoint)
+    set_threads()
+    log_path = log or out / "morph.jsonl"
+    resumed = resume and (out / STATE_FILE).exists()
+    xlog = ExperimentLog(log_path, command="morph", config={**cfg.to_dict(), "checkpoint": str(checkpoint)},
+                         seed=cfg.seed, resumed=resumed)  # fmt: skip
+    if resumed:
+        from kasmina_edge.host.morph import load_state
+
+        xlog.experiment_id = load_state(out / STATE_FILE, cfg)[0]
+    con.print(
+        f"experiment {xlog.experiment_id}: morphing {checkpoint} over {', '.join(cfg.conditions)} "
+        f"for target {cfg.target or 'host'}{' (resumed)' if resumed else ''}"
+    )
+    with _progress(con) as prog:
+        task = prog.add_task("morph", total=len(cfg.conditions) + 1, info="")
+        seen: set[str] = set()
+
+        def say(msg: str) -> None:
+            cond = msg.split(":")[0].split(" ·")[0]
+            if cond in cfg.conditions and cond not in seen:
+                seen.add(cond)
+                prog.update(task, completed=len(seen) - 1)
+            prog.update(task, info=msg[:70])
+
+        result = run_morph(base, ckpt, cfg, out, log=xlog, say=say, resume=resume)
+        prog.update(task, completed=len(cfg.conditions) + 1, info="done")
+    if report:
+        con.print(lifecycle_trace(result))
+    con.print(results_table(result))
+    con.print(tamiyo_line(result.tamiyo))
+    n_fossil = sum(t.fossilized for t in result.trials())
+    con.print(
+        f"{n_fossil} seed(s) fossilized, {len(result.trials()) - n_fossil} culled or refused; library "
+        f"[bold]{out / 'library.json'}[/] ({len(result.library.entries)} seeds), log {log_path}, "
+        f"{result.seconds:.1f} s"
+    )
+    return result
+
+
+def morph(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`."),
+    conditions: str = typer.Option(None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient."),
+    out: Path = typer.Option(Path("runs/seeds"), "--out", help="Seed library folder to write."),
+    target: str = typer.Option("edgetpu", "--target", help="Target whose op set and budget limit the seeds (or host)."),
+    preset: str = typer.Option("default", "--preset", help="Morph budget preset: default or tiny."),
+    seed: int = typer.Option(None, "--seed", help="Seed for data, seeds and Tamiyo."),
+    patients: int = typer.Option(None, "--patients", help="Synthetic patients (default: the checkpoint's)."),
+    minutes: float = typer.Option(None, "--minutes", help="Minutes per patient (default: the checkpoint's)."),
+    report: bool = typer.Option(False, "--report", help="Also print the lifecycle trace of every seed."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the conditions already done in --out."),
+    log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: OUT/morph.jsonl)."),
+) -> None:
+    """Grow seed kernels per signal condition and write the seed library."""
+    run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out, target=target, preset=preset,
+                      seed=seed, patients=patients, minutes=minutes, resume=resume, report=report, log=log)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def demo_step(con: Console, workdir: Path) -> None:
+    """Train a tiny model and morph it for two conditions (well under a minute on 2 cores)."""
+    folder = workdir / "host"
+    run_train(con, config="tiny", out=folder / "base.pt")
+    run_morph_command(con, checkpoint=folder / "base.pt", out=folder / "seeds", preset="tiny", report=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="train", help="Train the base ECG beat classifier on synthetic patients.")(train)
+    app.command(name="morph", help="Grow seed kernels per signal condition and write the seed library.")(morph)
