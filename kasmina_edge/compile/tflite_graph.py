@@ -67,6 +67,33 @@ class OpInfo:
     version: int
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    fused_activation: str | None = None  # RELU, RELU6, ... where the op fuses one; None otherwise
+
+
+# builtin-options tables that carry a fused activation function
+_FUSED_OPTIONS = (
+    "Conv2DOptions",
+    "DepthwiseConv2DOptions",
+    "Pool2DOptions",
+    "FullyConnectedOptions",
+    "ConcatenationOptions",
+    "AddOptions",
+    "MulOptions",
+    "SubOptions",
+)
+
+
+def _fused_activation(schema: Any, op: Any) -> str | None:
+    kind = op.BuiltinOptionsType()
+    for name in _FUSED_OPTIONS:
+        if kind == getattr(schema.BuiltinOptions, name):
+            table = op.BuiltinOptions()
+            opts = getattr(schema, name)()
+            opts.Init(table.Bytes, table.Pos)
+            code = opts.FusedActivationFunction()
+            names = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+            return None if code == 0 else names.get(code, str(code))
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,7 +181,16 @@ def read_graph(data: bytes) -> TfliteGraph:
         name, version = codes[op.OpcodeIndex()]
         ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
         outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-        ops.append(OpInfo(index=i, name=name, version=version, inputs=ins, outputs=outs))
+        ops.append(
+            OpInfo(
+                index=i,
+                name=name,
+                version=version,
+                inputs=ins,
+                outputs=outs,
+                fused_activation=_fused_activation(schema, op),
+            )
+        )
     return TfliteGraph(
         ops=tuple(ops),
         tensors=tuple(tensors),
