@@ -10,8 +10,8 @@ instead of integrating the ODE sample by sample we use its solution with the
 relaxation term dropped: each wave contributes (a_i b_i^2 / omega) * exp(-dtheta_i^2 / (2 b_i^2)),
 i.e. a Gaussian in time centred at theta_i / omega, of width b_i / omega. We state
 amplitudes directly in mV (A_i = a_i b_i^2 / omega) and keep McSharry's angles and
-widths in radians, with ECGSYN's rate correction (widths * sqrt(HR/60), angles of P and
-T * (HR/60)^(1/4), of Q and S * sqrt(HR/60)). z0 is a small respiratory baseline.
+widths in radians, with ECGSYN's rate correction for P and T (see ``_ANGLE_EXP``; the
+QRS keeps its duration in seconds at any rate). z0 is a small respiratory baseline.
 
 What we add to the paper, so that anomalies can be labelled beat by beat: the phase
 restarts at every beat (each beat carries its own R time, its own "sinus" cycle length
@@ -41,16 +41,23 @@ W = {name: i for i, name in enumerate(WAVES)}
 LEAD_NAMES: tuple[str, ...] = ("MLII", "V1")
 
 # McSharry et al. 2003, Table 1 (angles and widths in radians at 60 bpm), plus R' and ST.
-DEFAULT_ANGLES = np.array([-1.2217, -0.2618, 0.0, 0.2618, 1.7453, 0.40, 0.75])
-DEFAULT_WIDTHS = np.array([0.25, 0.10, 0.10, 0.10, 0.40, 0.10, 0.35])
+# Q and S sit a little closer to R (0.21 rad, not 0.26) and the QRS Gaussians are a little
+# narrower (0.09 rad), so that a normal QRS lasts 80-110 ms and "wide" (> 120 ms) means something.
+DEFAULT_ANGLES = np.array([-1.2217, -0.21, 0.0, 0.21, 1.7453, 0.40, 0.75])
+DEFAULT_WIDTHS = np.array([0.25, 0.09, 0.09, 0.09, 0.40, 0.10, 0.35])
 # Peak amplitudes (mV) per lead: an MLII-like limb lead (upright P, tall R, upright T) and a
 # V1-like chest lead (small r, deep S, flat T), so that swapping them is a real "lead change".
 DEFAULT_AMPLITUDES = np.array([
     [0.15, -0.10, 1.20, -0.25, 0.30, 0.0, 0.0],
     [0.08, 0.00, 0.25, -0.90, 0.10, 0.0, 0.0],
 ])
-# ECGSYN's rate correction exponents for angles: P, T by (HR/60)^(1/4); Q, S (and R', ST) by (HR/60)^(1/2).
-_ANGLE_EXP = np.array([0.25, 0.5, 0.0, 0.5, 0.25, 0.5, 0.25])
+# Rate correction, as exponents e of (HR/60) multiplying angles and widths (in radians).
+# ECGSYN: P and T angles by (HR/60)^(1/4), Q and S by (HR/60)^(1/2), all widths by (HR/60)^(1/2),
+# so P-R and Q-T shorten with rate (QT ~ RR^0.75). We keep that for P, T and ST, but the
+# ventricular waves (Q, R, S, R') get e = 1, i.e. fixed durations in seconds: a QRS does not
+# narrow at high rates (a VT run stays wide), nor widen past 120 ms in bradycardia.
+_ANGLE_EXP = np.array([0.25, 1.0, 0.0, 1.0, 0.25, 1.0, 0.5])
+_WIDTH_EXP = np.array([0.5, 1.0, 1.0, 1.0, 0.5, 1.0, 0.5])
 N_WAVES = len(WAVES)
 MIN_RR_S = 0.25  # no two beats closer than this (240 bpm)
 MARGIN_S = 3.0  # beats are planned this far beyond both ends, so edges look like the middle
@@ -270,9 +277,9 @@ def _render_waves(plan: BeatPlan, n: int, fs: float) -> np.ndarray:
         return out
     rr = np.maximum(plan.rr_ref, MIN_RR_S)
     omega = 2 * np.pi / rr  # rad/s
-    hr_factor = np.sqrt(1.0 / rr)  # sqrt(HR/60)
-    centres = plan.t[:, None] + plan.angles * hr_factor[:, None] ** (2 * _ANGLE_EXP)[None, :] / omega[:, None]
-    sigmas = np.maximum(plan.widths * hr_factor[:, None] / omega[:, None], 0.5 / fs)
+    rate = (1.0 / rr)[:, None]  # HR/60
+    centres = plan.t[:, None] + plan.angles * rate ** _ANGLE_EXP[None, :] / omega[:, None]
+    sigmas = np.maximum(plan.widths * rate ** _WIDTH_EXP[None, :] / omega[:, None], 0.5 / fs)
     for wave in range(N_WAVES):
         amp = plan.amps[:, :, wave]  # (beats, leads)
         live = np.any(amp != 0, axis=1)
