@@ -65,14 +65,14 @@ class VentricularShape:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> VentricularShape:
-        return cls(float(rng.uniform(1.1, 1.6)), float(rng.choice([-1.0, 1.0])), float(rng.uniform(0.28, 0.36)))
+        return cls(float(rng.uniform(1.1, 1.6)), float(rng.choice([-1.0, 1.0])), float(rng.uniform(0.17, 0.22)))
 
     def apply(self, plan: BeatPlan, i: int, rng: np.random.Generator) -> None:
         amp, ang, wid = plan.amps[i], plan.angles[i], plan.widths[i]
         r = max(abs(float(amp[0, W["R"]])), 0.3)
         amp[:, [W["P"], W["Q"], W["R2"], W["ST"]]] = 0.0
         wid[W["R"]] = self.width * rng.uniform(0.95, 1.05)
-        wid[W["S"]], ang[W["S"]] = 0.25, 0.55
+        wid[W["S"]], ang[W["S"]] = 0.18, 0.42
         ang[W["T"]], wid[W["T"]] = 2.0, 0.45
         amp[0, W["R"]] = self.r_gain * r
         amp[0, W["S"]] = -0.25 * r
@@ -94,9 +94,9 @@ def _bundle_branch_block(plan: BeatPlan, i: int, side: str) -> None:
     amp, ang, wid = plan.amps[i], plan.angles[i], plan.widths[i]
     r = max(abs(float(amp[0, W["R"]])), 0.3)
     if side == "L":  # broad, notched R in MLII; deep broad QS in V1; discordant T
-        wid[W["R"]] = 0.22
+        wid[W["R"]] = 0.16
         amp[0, W["Q"]] = 0.0
-        amp[0, W["R2"]], ang[W["R2"]], wid[W["R2"]] = 0.7 * r, 0.32, 0.16
+        amp[0, W["R2"]], ang[W["R2"]], wid[W["R2"]] = 0.7 * r, 0.30, 0.13
         amp[0, W["S"]] = 0.0
         amp[0, W["T"]] = -0.25 * r
         if plan.n_leads > 1:
