@@ -95,7 +95,7 @@ def load_npz(data: bytes) -> dict[str, np.ndarray]:
 
 
 def macro_f1(truth: np.ndarray, logits: np.ndarray, n_classes: int = 5) -> float:
-X
+    """Macro-F1 over the classes present in ``truth`` (the host's definition, so figures compare)."""
     from kasmina_edge.host.train import class_metrics
 
     return float(class_metrics(np.asarray(truth), np.asarray(logits).argmax(1), n_classes).macro_f1)
