@@ -79,6 +79,8 @@ class Preprocessor:
     back by ``delay``; its last ``delay`` samples are computed as if the last input sample
     were held, which is what the streaming ``flush()`` does at the end of a stream.
     The filter starts from the steady state of the first sample (no start-up step).
+    Response (2 s of taps, Hamming): -6 dB at 0.5 and 40 Hz, 0.17 at 0.1 Hz, ~1 from 2 to
+    35 Hz, < 0.001 above 45 Hz (so 50/60 Hz mains is removed as well).
     """
 
     def __init__(
