@@ -272,7 +272,7 @@ def _read_intervals(wfdb: Any, base: Path, ext: str, sampfrom: int, sampto: int,
     if ann is None:
         return []
     opened: dict[str, tuple[int, str, float | None, str]] = {}
-    out: list[Interval] = []
+    out: list[tuple[int, Interval]] = []
     for i, (s, sym) in enumerate(zip(ann.sample, ann.symbol, strict=False)):
         parts = _aux(ann, i).split("|")
         if sym == "(" and len(parts) >= 2:
@@ -283,8 +283,8 @@ def _read_intervals(wfdb: Any, base: Path, ext: str, sampfrom: int, sampto: int,
             lo, hi = max(s0, sampfrom), min(int(s), sampto)
             if hi > lo:
                 a, b = rescale(np.array([lo - sampfrom, hi - sampfrom]))
-                out.append(Interval(int(a), int(b), label, level, source))
-    return out
+                out.append((int(parts[0]) if parts[0].isdigit() else len(out), Interval(int(a), int(b), label, level, source)))
+    return [iv for _, iv in sorted(out, key=lambda e: e[0])]  # in the order they were written
 
 
 def _read_mask(wfdb: Any, base: Path, sampfrom: int, sampto: int, rescale: Any, n_out: int) -> np.ndarray | None:

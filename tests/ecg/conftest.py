@@ -32,4 +32,4 @@ def tmp_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     # wfdb 4.3 calls a pandas API that pandas 3 deprecates; not ours to fix.
-    config.addinivalue_line("filterwarnings", "ignore:The inplace keyword in DataFrame.set_index")
+    config.addinivalue_line("filterwarnings", "ignore:The inplace keyword in DataFrame")
