@@ -90,7 +90,7 @@ def beats_from_record(
     150 ms and are dropped where there is none (kept as UNLABELLED when the record has no
     annotations at all).
     """
-    spec = spec or WindowSpec(fs=record.fs)
+    spec = spec or WindowSpec()  # the model's: 360 Hz
     if abs(spec.fs - record.fs) > 1e-9:
         raise KasminaError(f"{record.name}: record is {record.fs} Hz but the window spec is {spec.fs} Hz "
                            "(read it with fs=spec.fs to resample)")

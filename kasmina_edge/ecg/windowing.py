@@ -198,7 +198,7 @@ class StreamingBeatizer:
         from kasmina_edge.ecg.qrs import QrsDetector  # qrs imports nothing from here; kept local for clarity
 
         self.fs = float(fs)
-        self.spec = spec or WindowSpec(fs=self.fs)
+        self.spec = spec or WindowSpec()  # the model's: 360 Hz; another rate needs its own spec
         if abs(self.spec.fs - self.fs) > 1e-9:
             raise KasminaError(f"window spec is for {self.spec.fs} Hz but the stream is {self.fs} Hz")
         self.lead = lead
