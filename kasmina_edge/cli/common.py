@@ -24,7 +24,7 @@ def add_pending(app: typer.Typer, name: str, issue: int, what: str) -> None:
 
     @app.command(
         name=name,
-        help=f"{what} [not available yet: issue {issue}]",
+        help=f"{what} (not available yet: issue {issue})",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def _pending(ctx: typer.Context) -> None:
