@@ -26,6 +26,22 @@ from scipy.signal import butter, group_delay, sos2tf, sosfilt, sosfilt_zi
 
 from kasmina_edge.contracts.errors import KasminaError
 
+try:  # scipy's compiled second-order-section kernel, without sosfilt's per-call checks (~100 us)
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - a scipy without it: the public function does the same
+    _sosfilt_kernel = None
+
+
+def sosfilt_state(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.sosfilt(sos, x, zi=zi)`` for 1-D float64 ``x`` (same numbers, less overhead)."""
+    if _sosfilt_kernel is None:
+        y, z = sosfilt(sos, x, zi=zi)
+        return np.asarray(y), np.asarray(z)
+    y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
+    z = np.array(zi, dtype=np.float64, order="C").reshape(1, -1, 2)
+    _sosfilt_kernel(sos, y, z)
+    return y.reshape(-1), z.reshape(-1, 2)
+
 LEARN_S = 2.0
 REFRACTORY_S = 0.2
 T_WAVE_S = 0.36
@@ -44,7 +60,7 @@ class QrsDetector:
         if not np.isfinite(fs) or fs < 50.0:
             raise KasminaError(f"sample rate {fs} Hz is not supported by the QRS detector (need >= 50 Hz)")
         self.fs = float(fs)
-        self._sos = butter(2, [5.0, 15.0], btype="bandpass", fs=self.fs, output="sos")
+        self._sos = np.ascontiguousarray(butter(2, [5.0, 15.0], btype="bandpass", fs=self.fs, output="sos"))
         b, a = sos2tf(self._sos)
         self._bp_delay = int(round(float(group_delay((b, a), w=[10.0], fs=self.fs)[1][0])))
         # PT's derivative (1/8T)(-x[n-2] - 2x[n-1] + 2x[n+1] + x[n+2]), made causal (2 samples late).
@@ -86,7 +102,7 @@ class QrsDetector:
             self._zi = sosfilt_zi(self._sos) * x[0]
             self._bp_hist = np.zeros(len(self._deriv) - 1)
             self._sq_hist = np.zeros(self._n_mwi - 1)
-        bp, self._zi = sosfilt(self._sos, x, zi=self._zi)
+        bp, self._zi = sosfilt_state(self._sos, x, self._zi)
         buf = np.concatenate([self._bp_hist, bp])
         self._bp_hist = buf[-(len(self._deriv) - 1):]
         d = np.convolve(buf, self._deriv, mode="valid")
@@ -135,25 +151,38 @@ class QrsDetector:
         self._ready = True
 
     def _candidates(self, final: bool) -> np.ndarray:
+        """MWI samples in [_next, frontier) that are the maximum of their +/-h neighbourhood.
+
+        Strictly above the h samples before, at least the h samples after (the first sample of a
+        plateau wins); outside the signal counts as -inf. Only samples whose whole neighbourhood
+        has been seen are decided (all of them at flush), so chunking cannot change the answer.
+        """
         lo = self._next
         hi = self._n if final else self._n - self._half  # exclusive
         if hi <= lo:
             return np.zeros(0, dtype=np.int64)
-        h = self._half
-        a = lo - h
-        seg_lo = max(a, self._start)
-        seg = self._mwi[seg_lo - self._start: min(hi + h, self._n) - self._start]
-        # Pad to the full +/-h neighbourhood: -inf outside the signal (start, and end at flush).
-        pad_left = seg_lo - a
-        pad_right = (hi + h) - min(hi + h, self._n)
-        seg = np.concatenate([np.full(pad_left, -np.inf), seg, np.full(pad_right, -np.inf)])
-        centre = seg[h: h + (hi - lo)]
-        win = np.lib.stride_tricks.sliding_window_view(seg, h)
-        left = win[: hi - lo]  # the h samples before each centre
-        right = win[h + 1: h + 1 + (hi - lo)]  # the h samples after
-        is_peak = (centre > left.max(axis=1)) & (centre >= right.max(axis=1)) & (centre > 0)
         self._next = hi
-        return lo + np.flatnonzero(is_peak)
+        h = self._half
+        m = self._mwi
+        off = self._start
+        # cheap pre-selection: local maxima (few per beat), then the full neighbourhood test
+        a = max(lo, off + 1)
+        b = min(hi, self._n - 1)
+        seg = m[a - 1 - off: b + 1 - off]
+        local = a + np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:]) & (seg[1:-1] > 0))
+        if final and hi == self._n and self._n - 1 >= lo and self._n >= 2 and m[-1] > m[-2] and m[-1] > 0:
+            local = np.append(local, self._n - 1)  # the last sample can be a peak at the end of the stream
+        if lo == 0 and self._n > 1 and m[0] >= m[1] and m[0] > 0:
+            local = np.insert(local, 0, 0)  # so can the first
+        out = []
+        for k in local:
+            k = int(k)
+            left = m[max(k - h, off) - off: k - off]
+            right = m[k + 1 - off: min(k + h + 1, self._n) - off]
+            v = m[k - off]
+            if (left.size == 0 or v > left.max()) and (right.size == 0 or v >= right.max()):
+                out.append(k)
+        return np.asarray(out, dtype=np.int64)
 
     def _locate_r(self, k: int) -> int:
         """R peak on the raw signal for an MWI peak at k."""

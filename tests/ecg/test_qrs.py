@@ -59,6 +59,12 @@ def test_streaming_equals_batch_for_any_chunking_with_bounded_delay() -> None:
     x = rec.lead(0)
     batch = detect_qrs(x, rec.fs)
     for max_chunk in (1, 37, 360, 5000):
+        if max_chunk == 1:  # sample by sample: 20 s are enough (and keep the test fast)
+            x1 = x[: int(20 * rec.fs)]
+            det = QrsDetector(rec.fs)
+            one = [p for i in range(x1.shape[0]) for p in det.process(x1[i: i + 1])] + det.flush()
+            assert np.array_equal(np.asarray(one), detect_qrs(x1, rec.fs))
+            continue
         det = QrsDetector(rec.fs)
         out: list[int] = []
         delays: list[int] = []
@@ -103,3 +109,17 @@ def test_bad_input() -> None:
         detect_qrs(np.zeros((100, 2)), 360)
     with pytest.raises(KasminaError, match="sample rate"):
         QrsDetector(10.0)
+
+
+def test_fast_sosfilt_matches_scipy() -> None:
+    from scipy.signal import butter, sosfilt
+
+    from kasmina_edge.ecg.qrs import sosfilt_state
+
+    sos = butter(2, [5, 15], btype="bandpass", fs=360, output="sos")
+    x = np.random.default_rng(0).normal(size=1000)
+    zi = np.random.default_rng(1).normal(size=(2, 2))
+    y_ref, z_ref = sosfilt(sos, x, zi=zi)
+    y, z = sosfilt_state(sos, x, zi)
+    assert np.array_equal(y, y_ref) and np.array_equal(z, z_ref)
+    assert zi.shape == (2, 2) and not np.array_equal(zi, z)  # the caller's state is not modified in place
