@@ -174,9 +174,8 @@ class QrsDetector:
             local = np.append(local, self._n - 1)  # the last sample can be a peak at the end of the stream
         if lo == 0 and self._n > 1 and m[0] >= m[1] and m[0] > 0:
             local = np.insert(local, 0, 0)  # so can the first
-        out = []
-        for k in local:
-            k = int(k)
+        out: list[int] = []
+        for k in local.tolist():
             left = m[max(k - h, off) - off: k - off]
             right = m[k + 1 - off: min(k + h + 1, self._n) - off]
             v = m[k - off]

@@ -124,8 +124,11 @@ class Event(Protocol):
     morphology), then of ``start_s``.
     """
 
-    priority: int
-    start_s: float
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def start_s(self) -> float: ...
 
     def apply(self, plan: BeatPlan, rng: np.random.Generator) -> None: ...
 

@@ -355,7 +355,7 @@ def write_wfdb(record: Record, out_dir: str | Path) -> Path:
             runs = _mask_runs(record.artifact_mask)
             samples = [s for a, b, _ in runs for s in (a, b)]
             symbols = [sym for _ in runs for sym in ("(", ")")]
-            aux = [str(v) for _, _, v in runs for v in (v, "")]
+            aux = [note for _, _, bits in runs for note in (str(bits), "")]
             wfdb.wrann(name, "art", np.asarray(samples, dtype=np.int64), symbol=symbols, aux_note=aux,
                        fs=float(record.fs), write_dir=str(tmp))
         for f in tmp.iterdir():
