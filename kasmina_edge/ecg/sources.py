@@ -77,9 +77,14 @@ class RecordSource:
         return self._record
 
 
-def _options(query: str, allowed: set[str], spec: str) -> dict[str, str]:
+def _options(query: str, allowed: set[str] | None, spec: str) -> dict[str, str]:
+    """``a=1&b=2`` -> dict; options outside ``allowed`` (None: any) are an error naming them."""
     opts = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
-    return {k: v for k, v in opts.items() if k in allowed or not allowed}
+    unknown = sorted(set(opts) - allowed) if allowed is not None else []
+    if unknown:
+        known = ", ".join(sorted(allowed or [])) or "none"
+        raise KasminaError(f"source {spec!r}: unknown option(s) {', '.join(unknown)} (options: {known})")
+    return opts
 
 
 def _float(opts: dict[str, str], key: str, default: float, spec: str) -> float:
@@ -94,7 +99,7 @@ def _float(opts: dict[str, str], key: str, default: float, spec: str) -> float:
 def open_synthetic(name: str, query: str, fs: float, spec: str) -> RecordSource:
     from kasmina_edge.ecg.scenarios import make_scenario
 
-    opts = _options(query, set(), spec)
+    opts = _options(query, None, spec)  # scenario levels are checked by make_scenario
     minutes = _float(opts, "minutes", DEFAULT_SYNTH_MINUTES, spec)
     seed_f = _float(opts, "seed", 0.0, spec)
     if seed_f != int(seed_f) or seed_f < 0:

@@ -103,3 +103,12 @@ def test_paced_realtime_and_fast() -> None:
     t0 = time.monotonic()
     assert len(list(paced(chunks, 360.0, realtime=False))) == 5
     assert time.monotonic() - t0 < 0.1
+
+
+def test_unknown_options_are_named(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text("0.1\n0.2\n")
+    with pytest.raises(KasminaError, match="unknown option.*rate.*options: fs"):
+        open_source(f"csv:{f}?rate=250")
+    with pytest.raises(KasminaError, match="takes no level"):
+        open_source("synthetic:clean?loud=3")
