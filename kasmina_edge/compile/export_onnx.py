@@ -98,7 +98,8 @@ def export_int8_onnx(
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             overrides: dict[str, list[dict[str, Any]]] = {}
             for pos, grid in input_grids.items():
-                overrides[input_names[pos]] = [_override(grid)]
+                for name in _grid_sharing_chain_forward(pre.read_bytes(), input_names[pos]):
+                    overrides[name] = [_override(grid)]
             if output_grid is not None:
                 for name in _grid_sharing_chain(pre.read_bytes(), "output"):
                     overrides[name] = [_override(output_grid)]
@@ -147,6 +148,19 @@ def _grid_sharing_chain(data: bytes, output: str) -> list[str]:
     return names
 
 
+def _grid_sharing_chain_forward(data: bytes, graph_input: str) -> list[str]:
+    """The input tensor and the layout-only ops' outputs after it (the quantizer puts the first
+    QuantizeLinear after an Unsqueeze/Reshape that starts a graph)."""
+    onnx = require("onnx", "ONNX export")
+    graph = onnx.load_from_string(data).graph
+    names = [graph_input]
+    while True:
+        users = [n for n in graph.node if names[-1] in n.input]
+        if len(users) != 1 or users[0].op_type not in _GRID_SHARING_OPS:
+            return names
+        names.append(users[0].output[0])
+
+
 def _override(grid: QuantGrid) -> dict[str, Any]:
     return {"scale": np.array(grid.scale, np.float32), "zero_point": np.array(grid.zero_point, np.int8)}
 
@@ -176,10 +190,16 @@ def onnx_io_grids(data: bytes) -> tuple[dict[str, QuantGrid], QuantGrid | None]:
 
     inputs: dict[str, QuantGrid] = {}
     for graph_input in model.graph.input:
-        for node in model.graph.node:
-            if node.op_type == "QuantizeLinear" and node.input[0] == graph_input.name:
-                inputs[graph_input.name] = grid(node)
+        tensor = graph_input.name
+        for _ in range(8):  # through layout-only ops to the first QuantizeLinear
+            users = [n for n in model.graph.node if tensor in n.input]
+            q = next((n for n in users if n.op_type == "QuantizeLinear"), None)
+            if q is not None:
+                inputs[graph_input.name] = grid(q)
                 break
+            if len(users) != 1 or users[0].op_type not in _GRID_SHARING_OPS:
+                break
+            tensor = users[0].output[0]
     out_name = model.graph.output[0].name
     producer = next((n for n in model.graph.node if out_name in n.output), None)
     output = grid(producer) if producer is not None and producer.op_type == "DequantizeLinear" else None

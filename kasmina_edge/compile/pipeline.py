@@ -673,7 +673,7 @@ def _target_checks(
 
                 raise ParityError(
                     f"{name}: TFLite Micro differs from LiteRT reference kernels by {par.max_lsb} LSB "
-                    f"(allowed {1 if par.documented_ops else 0}); argmax agreement {par.argmax_agreement}"
+                    f"(allowed {1 if par.documented_ops else 0}); argmax agreement where decisive {par.decisive_argmax_agreement}"
                 )
         mem = check_memory(
             sizes,

@@ -182,6 +182,8 @@ def prepare_int8(
 
     input_grids = input_grids or {}
     weight_scales = weight_scales or {}
+    # a batch of 1 would be specialised to a constant; export with 2 and keep the batch dynamic
+    example_args = tuple(a if a.shape[0] > 1 else a.expand(2, *a.shape[1:]).contiguous() for a in example_args)
     # strict export keeps the source-function records the quantizer's patterns (add, ...) look for
     exported = torch.export.export(
         module.eval(), tuple(example_args), strict=True, dynamic_shapes=_dynamic_batch(example_args)

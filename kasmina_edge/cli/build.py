@@ -1,0 +1,97 @@
+"""`kasmina-edge build`: ahead-of-time build of a checkpoint and its seed library for one target.
+
+torch, litert-torch and onnxruntime's quantizer are imported inside the command only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from kasmina_edge.cli.common import console
+
+TARGETS = ("edgetpu", "cortex-m", "linux-arm", "x86")
+
+
+def build(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`."),
+    seeds: Path = typer.Option(None, "--seeds", help="Seed library folder from `kasmina-edge morph` (omit: base only)."),
+    target: str = typer.Option(..., "--target", help="edgetpu, cortex-m, linux-arm or x86."),
+    profile: str = typer.Option(None, "--profile", help="Hardware profile (default: the target's)."),
+    bits: int = typer.Option(8, "--bits", help="Seed kernel weights: 8 (PTQ int8) or 4 (Brevitas QAT, packed)."),
+    out: Path = typer.Option(None, "--out", help="Bundle to write (default: <target>.kedge)."),
+    explain: bool = typer.Option(False, "--explain", help="Show the build plan and stop."),
+    keys: Path = typer.Option(None, "--keys", help="Signing keys folder from `kasmina-edge keys init`."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the build report as JSON here."),
+) -> None:
+    """Quantize, split at the seed sites, export and check for one target; write a signed bundle."""
+    run_build(
+        console,
+        checkpoint=checkpoint,
+        seeds=seeds,
+        target=target,
+        profile=profile,
+        bits=bits,
+        out=out,
+        explain=explain,
+        keys=keys,
+        json_out=json_out,
+    )
+
+
+def run_build(
+    con: Console,
+    *,
+    checkpoint: Path,
+    seeds: Path | None,
+    target: str,
+    profile: str | None = None,
+    bits: int = 8,
+    out: Path | None = None,
+    explain: bool = False,
+    keys: Path | None = None,
+    json_out: Path | None = None,
+) -> None:
+    from kasmina_edge.compile.errors import UnknownTargetError
+
+    if target not in TARGETS:
+        raise UnknownTargetError(f"--target: unknown {target!r}; choose one of: {', '.join(TARGETS)}")
+    if bits not in (4, 8):
+        raise UnknownTargetError(f"--bits: {bits} is not supported; use 8 or 4")
+    from kasmina_edge.compile.pipeline import BuildRequest, build, plan
+
+    req = BuildRequest(checkpoint=checkpoint, seeds=seeds, target=target, profile=profile, bits=bits, out=out, keys=keys)
+    the_plan = plan(req)
+    if explain:
+        the_plan.render(con)
+        return
+    result = build(req, con)
+    result.report.render(con)
+    if json_out is not None:
+        import json
+
+        from kasmina_edge.host.experiment import atomic_write_json
+
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(json_out, json.loads(json.dumps(result.report.to_dict(), default=str)))
+        con.print(f"report: {json_out}")
+
+
+def demo_step(con: Console, workdir: Path) -> None:
+    """Build the demo's tiny model (from the host step) for the Edge TPU."""
+    host = workdir / "host"
+    checkpoint, seeds = host / "base.pt", host / "seeds"
+    run_build(
+        con,
+        checkpoint=checkpoint,
+        seeds=seeds if (seeds / "library.json").exists() else None,
+        target="edgetpu",
+        out=workdir / "build" / "demo-edgetpu.kedge",
+        keys=(workdir / "keys") if (workdir / "keys").is_dir() else None,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="build", help="Ahead-of-time build per target into a signed bundle (see --explain).")(build)
