@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -33,27 +34,55 @@ def _root(
     """kasmina-edge: train → morph → build → flash → run."""
 
 
-def _register_host_commands() -> None:
+# Command modules that `register(app)` themselves, and the placeholders used until each exists:
+# module -> [(command, issue, what)].
+_MODULES: dict[str, list[tuple[str, int, str]]] = {
+    "kasmina_edge.cli.host": [
+        ("train", 4, "train the base ECG beat classifier"),
+        ("morph", 4, "grow seed kernels per signal condition"),
+    ],
+    "kasmina_edge.cli.build": [("build", 5, "ahead-of-time build per target into a signed bundle")],
+    "kasmina_edge.cli.device": [
+        ("flash", 6, "flash a bundle to a device or emulator"),
+        ("run", 6, "stream ECG through the on-device runtime"),
+    ],
+    "kasmina_edge.cli.net": [
+        ("broker", 9, "embedded MQTT broker"),
+        ("monitor", 9, "live telemetry monitor"),
+    ],
+}
+
+
+def _register_modules() -> None:
+    for module, placeholders in _MODULES.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real import error inside the module must surface
+                raise
+            for name, issue, what in placeholders:
+                add_pending(app, name, issue, what)
+            continue
+        mod.register(app)
+
+
+def _register_keys() -> None:
     try:
-        from kasmina_edge.cli import host
-    except ImportError:  # the host command module is not written yet
-        add_pending(app, "train", 4, "train the base ECG beat classifier")
-        add_pending(app, "morph", 4, "grow seed kernels per signal condition")
+        keys = importlib.import_module("kasmina_edge.cli.keys")
+    except ModuleNotFoundError as exc:
+        if exc.name != "kasmina_edge.cli.keys":
+            raise
+        add_pending(app, "keys", 5, "create the Ed25519 signing keys for bundles")
         return
-    host.register(app)
+    app.add_typer(keys.app, name="keys")
 
 
 app.add_typer(ecg.app, name="ecg")
 app.add_typer(catalog.profiles_app, name="profiles")
 app.add_typer(catalog.targets_app, name="targets")
-add_pending(app, "keys", 5, "create the Ed25519 signing keys for bundles")
-_register_host_commands()
-add_pending(app, "build", 5, "ahead-of-time build per target into a signed bundle")
-add_pending(app, "flash", 6, "flash a bundle to a device or emulator")
-add_pending(app, "run", 6, "stream ECG through the on-device runtime")
+_register_keys()
+_register_modules()
 add_pending(app, "profile", 10, "hardware profiler reports")
-add_pending(app, "broker", 9, "embedded MQTT broker")
-add_pending(app, "monitor", 9, "live telemetry monitor")
 add_pending(app, "send", 9, "signed command to a device")
 add_pending(app, "ota", 9, "over-the-air bundle update")
 add_pending(app, "dashboard", 9, "web dashboard")

@@ -24,6 +24,8 @@ STEPS: list[tuple[str, str]] = [
     ("contracts: telemetry frame and signed command", "kasmina_edge.cli.demo_contracts"),
     ("ECG: synthetic scenario and QRS detection", "kasmina_edge.cli.ecg"),
     ("host: train and morph a tiny model", "kasmina_edge.cli.host"),
+    ("build: int8 bundle for the Edge TPU", "kasmina_edge.cli.build"),
+    ("device: flash, boot and stream on an emulator", "kasmina_edge.cli.device"),
 ]
 
 DemoStep = Callable[[Console, Path], None]
