@@ -45,11 +45,12 @@ class Condition:
 CONDITIONS: dict[str, Condition] = {
     "emg": Condition("emg", "muscle (EMG) noise, NSTDB 'ma', -6 dB SNR", "artifact", "emg", -6.0, tags=("artifact", "emg")),
     "baseline": Condition(
-        "baseline", "baseline wander, NSTDB 'bw', -6 dB SNR", "artifact", "baseline_wander", -6.0,
+        "baseline", "baseline wander, NSTDB 'bw', -12 dB SNR", "artifact", "baseline_wander", -12.0,
         tags=("artifact", "baseline_wander"),
     ),
     "motion": Condition(
-        "motion", "electrode motion, 0 dB SNR", "artifact", "electrode_motion", 0.0, tags=("artifact", "electrode_motion")
+        "motion", "electrode motion (synthetic), 6 dB SNR", "artifact", "electrode_motion", 6.0,
+        tags=("artifact", "electrode_motion"),
     ),
     "lead": Condition("lead", "lead change: second lead (V1), different morphology", "lead", lead=1, tags=("lead", "V1")),
     "patient": Condition("patient", "unseen-patient shift: new patients, adapted on their first minutes", "patient",
@@ -166,14 +167,27 @@ def condition_split(
     *,
     seed: int = 0,
     calibration_s: float = 90.0,
+    replay: BeatDataset | None = None,
+    new_patients: Sequence[Record] | None = None,
 ) -> ConditionSplit:
     """Artifact and lead conditions: adapt on the training patients under the condition, judge on
     the validation patients, test on held-out ones. Patient shift: patients the base never saw
     (the test patients, or in morph the validation ones), each adapted on its first
     ``calibration_s`` seconds (70 % to train, 30 % to judge) and tested on the rest.
+
+    ``replay``: clean training beats mixed into ``adapt`` (as many as the condition's beats), so
+    a seed learns the condition without forgetting clean data (G4 checks both).
     """
+    rng = np.random.default_rng(seed)
+
+    def with_replay(ds: BeatDataset) -> BeatDataset:
+        if replay is None or len(replay) == 0:
+            return ds
+        pick = np.sort(rng.choice(len(replay), size=min(len(replay), len(ds)), replace=False))
+        return concat([ds, replay.subset(pick)])
+
     if cond.kind == "patient":
-        patients = list(test_records) if test_records else list(val_records)
+        patients = list(test_records) if test_records else list(new_patients or val_records)
         too_short = [r.name for r in patients if r.seconds <= calibration_s + 10]
         if too_short:
             raise KasminaError(
@@ -182,11 +196,14 @@ def condition_split(
             )
         cal, rest = zip(*(time_split(r, calibration_s) for r in patients), strict=True)
         fit, check = zip(*(time_split(c, 0.7 * calibration_s) for c in cal), strict=True)
-        return ConditionSplit(cond, beats(fit), beats(check), beats(rest) if test_records else None, list(cal), 0)
+        return ConditionSplit(
+            cond, with_replay(beats(fit)), beats(check), beats(rest) if test_records else None, list(cal), 0
+        )
 
     def under(records: Sequence[Record], salt: int) -> list[Record]:
         return [apply_condition(r, cond, seed * 7919 + salt * 1009 + i) for i, r in enumerate(records)]
 
     val_c = under(val_records, 2)
     test = beats(under(test_records, 3), cond.lead) if test_records else None
-    return ConditionSplit(cond, beats(under(adapt_records, 1), cond.lead), beats(val_c, cond.lead), test, val_c, cond.lead)
+    adapt = with_replay(beats(under(adapt_records, 1), cond.lead))
+    return ConditionSplit(cond, adapt, beats(val_c, cond.lead), test, val_c, cond.lead)

@@ -113,7 +113,7 @@ class TrainConfig:
     patients: int = 24
     minutes: float = 3.0
     val_fraction: float = 0.25
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -140,9 +140,13 @@ def set_threads(n: int | None = None) -> int:
 
 
 def class_weights(labels: np.ndarray, n_classes: int = len(AAMI_CLASSES)) -> torch.Tensor:
-    """Inverse square root of class frequency, mean 1 over present classes (absent ones: 0)."""
+    """Inverse class frequency, mean 1 over present classes (absent ones: 0).
+
+    Full inverse frequency, not its square root: with ~1 % F beats, the square root left F at
+    0 % sensitivity on held-out synthetic patients; inverse frequency reached ~60 %.
+    """
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)[:n_classes].astype(np.float64)
-    w = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0)
+    w = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
     present = counts > 0
     w = w / w[present].mean()
     return torch.tensor(w, dtype=torch.float32)

@@ -66,14 +66,14 @@ def _conditions() -> dict[str, np.ndarray]:
     v[INDEX["drift_site2"]] = 0.7
     out["lead"] = v
     v = ref.copy()
-    v[INDEX["pred_entropy"]] += 0.3
+    v[INDEX["calibration"]] = 1.0
     v[INDEX["drift_site3"]] = 0.4
     out["patient"] = v
     return out
 
 
 def test_feature_vector_has_documented_fixed_order() -> None:
-    assert N_FEATURES == len(FEATURE_NAMES) == 15
+    assert N_FEATURES == len(FEATURE_NAMES) == 16
     obs = Observation(SignalFeatures(0.1, 0.2, 0.3, 0.4, 0.5), 0.6, (4.0, 8.0), battery=0.7, security_alert=True)
     v = obs.vector()
     assert v[INDEX["noise_power"]] == pytest.approx(0.1)

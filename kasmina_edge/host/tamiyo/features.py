@@ -13,12 +13,14 @@ Index  name                 meaning (scaled to roughly [-1, 1] or [0, 1])
   3    qrs_template_corr    correlation of the current median beat with the reference template (1 = same shape)
   4    beat_consistency     mean correlation of each beat with the current median beat
   5    pred_entropy         mean prediction entropy / log(n_classes)
-  6..9 drift_site0..3       per-site activation drift: mean |μ − μ_ref| / σ_ref over channels, / 4, clipped to [0, 2]
+  6..9 drift_site0..3       per-site activation drift: mean over channels of |μ − μ_ref| / mean σ_ref, / 4, in [0, 2]
  10    battery              state of charge, 0–1
  11    link_state           0 = down, 0.5 = constrained (LPWAN), 1 = broadband
  12    security_alert       1 when the device reported a security alert (forces No-Op)
  13    live_seeds           fraction of sites that already hold a live seed
  14    plateau              1 when the monitored metric has stopped improving
+ 15    calibration          1 when annotated beats of the current wearer are at hand (a calibration
+                            session): what makes a patient-specific seed possible at all
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "security_alert",
     "live_seeds",
     "plateau",
+    "calibration",
 )
 N_FEATURES = len(FEATURE_NAMES)
 INDEX: dict[str, int] = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -72,6 +75,7 @@ class Observation:
     security_alert: bool = False
     live_seeds: float = 0.0
     plateau: bool = True
+    calibration: bool = False
     extras: dict[str, float] = field(default_factory=dict)  # host-only context (never a policy input)
 
     def vector(self) -> np.ndarray:
@@ -90,6 +94,7 @@ class Observation:
                 float(self.security_alert),
                 self.live_seeds,
                 float(self.plateau),
+                float(self.calibration),
             ],
             dtype=np.float32,
         )
@@ -184,7 +189,10 @@ def site_stats(act: np.ndarray) -> SiteStats:
 
 
 def site_drift(act: np.ndarray, ref: SiteStats) -> float:
-    """Mean over channels of |μ − μ_ref| / σ_ref: how far a site's activations have moved."""
+    """Mean over channels of |μ − μ_ref|, over the mean reference σ: how far a site has moved.
+
+    The σ is pooled over channels: after a ReLU some channels are (almost) never active, and
+    dividing by their own σ would turn a tiny shift into an enormous drift.
+    """
     cur = site_stats(act)
-    scale = np.maximum(ref.std, 1e-3 * (float(ref.std.mean()) + _EPS) + _EPS)
-    return float(np.mean(np.abs(cur.mean - ref.mean) / scale))
+    return float(np.mean(np.abs(cur.mean - ref.mean)) / (float(ref.std.mean()) + 1e-6))

@@ -116,8 +116,10 @@ class HeuristicTamiyo:
         signal_clean = all(v <= 0 for v in sev.values())
         ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - t.entropy
         drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - t.drift
-        # A patient shift: the model is unsure (or its sites drift) while the signal itself looks clean.
-        sev["shift"] = max(ent, drift * 0.25) if signal_clean else -1.0
+        # A patient shift: the signal itself looks clean while the model is unsure, its sites drift,
+        # or the wearer's own annotated beats are at hand (a calibration session).
+        calib = 0.1 if obs[INDEX["calibration"]] >= 0.5 else -1.0
+        sev["shift"] = max(ent, drift * 0.25, calib) if signal_clean else -1.0
         return {k: float(v) for k, v in sev.items()}
 
     def site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
@@ -142,8 +144,8 @@ class HeuristicTamiyo:
 
     def pick_intensity(self, severity: float) -> int:
         levels = len(self.space.intensities)
-        # severity ~0 → the base rate (index 1); every 0.25 above → one level up.
-        return int(min(levels - 1, 1 + int(severity / 0.25)))
+        # severity < 1 (dB/20 units, or correlation) → the base rate (index 1); ≥ 1 → double; ≥ 2 → ×4.
+        return int(min(levels - 1, 1 + int(severity)))
 
     def pick_grafting(self, obs: np.ndarray) -> int:
         drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES))

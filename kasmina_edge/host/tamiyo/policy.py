@@ -179,6 +179,8 @@ def jitter_situations(
         v[INDEX["security_alert"]] = float(alert)
         v[INDEX["live_seeds"]] = float(rng.choice([0.0, 0.25]))
         v[INDEX["plateau"]] = float(rng.random() < 0.8)
+        if rng.random() < 0.1:  # now and then a calibration session, whatever the signal
+            v[INDEX["calibration"]] = 1.0 - v[INDEX["calibration"]]
         out.append(Situation(cond, v, make_masks(alert)))
     return out
 
