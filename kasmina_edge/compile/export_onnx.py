@@ -296,7 +296,8 @@ def _with_output_quant(module: nn.Module, grid: QuantGrid) -> nn.Module:
 
 
 def fold_weight_quantization(data: bytes) -> bytes:
-    """Rewrite ``W(float) → QuantizeLinear → [Clip] → DequantizeLinear`` as ``W(int8) → DequantizeLinear``.
+    """Rewrite ``W(float) → QuantizeLinear → [Clip] → DequantizeLinear`` (and ``W(int8) → Clip →
+    DequantizeLinear``) as ``W(int8) → DequantizeLinear``.
 
     The integers are computed the way QuantizeLinear would (round half to even, saturate, then the
     Clip bounds), so the graph computes exactly what it did; only the storage changes.
@@ -344,6 +345,23 @@ def fold_weight_quantization(data: bytes) -> bytes:
         for d in deqs:
             d.input[0] = name
         remove.append(q)
+    # the TorchScript exporter may already have folded QuantizeLinear into an integer constant:
+    # ``W(int8) → Clip → DequantizeLinear`` then only needs the Clip applied to the stored values
+    for clip in list(g.node):
+        if clip.op_type != "Clip" or clip in remove or clip.input[0] not in inits:
+            continue
+        w = values[clip.input[0]]
+        deqs = consumers.get(clip.output[0], [])
+        if w.dtype != np.int8 or not deqs or any(d.op_type != "DequantizeLinear" for d in deqs):
+            continue
+        lo = values.get(clip.input[1]) if len(clip.input) > 1 and clip.input[1] else None
+        hi = values.get(clip.input[2]) if len(clip.input) > 2 and clip.input[2] else None
+        clipped = np.clip(w, lo if lo is not None else -128, hi if hi is not None else 127).astype(np.int8)
+        name = clip.input[0] + "_int"
+        g.initializer.append(numpy_helper.from_array(clipped, name))
+        for d in deqs:
+            d.input[0] = name
+        remove.append(clip)
     for n in remove:
         g.node.remove(n)
     used = {i for n in g.node for i in n.input}

@@ -5,9 +5,11 @@ values in [-8, 7]. What travels is a *packed artifact*: the model file with thos
 out, followed by the same weights as nibbles. Unpacking puts every byte back, so the loaded model is
 the very file the build tested (its SHA-256 is checked).
 
-Container (little-endian): ``b"KP4\\x01"``, u32 header length, a JSON header
-``{"size", "sha256", "ranges": [[offset, length], ...]}``, the file minus the ranges, then the nibbles
-of each range in order (first value in the low nibble, as TFLite Micro packs int4).
+Container (little-endian, 14 + 8 bytes per range of overhead — kernels are small, so it must be):
+``b"KP4\\x02"``, u32 original size, u32 CRC-32 of the original, u16 range count, then per range u32
+offset and u32 length, the file minus the ranges, then the nibbles of each range in order (first
+value in the low nibble, as TFLite Micro packs int4). The bundle manifest carries the original's
+SHA-256; pass it to :func:`unpack_file` to check that too.
 
 Only numpy and the standard library: the device side imports this without torch.
 """
@@ -15,14 +17,16 @@ Only numpy and the standard library: the device side imports this without torch.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-MAGIC = b"KP4\x01"
+MAGIC = b"KP4\x02"
+_HEAD = struct.Struct("<4sIIH")
+_RANGE = struct.Struct("<II")
 PACKED_SUFFIX = ".p4"
 
 
@@ -75,28 +79,29 @@ def pack_file(data: bytes, ranges: Sequence[tuple[int, int]]) -> bytes:
         nibbles.append(pack_nibbles(np.frombuffer(data, dtype=np.int8, count=n, offset=off)))
         pos = off + n
     rest.append(data[pos:])
-    header = json.dumps(
-        {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "ranges": spans}, separators=(",", ":")
-    ).encode()
-    return MAGIC + struct.pack("<I", len(header)) + header + b"".join(rest) + b"".join(nibbles)
+    header = _HEAD.pack(MAGIC, len(data), zlib.crc32(data), len(spans)) + b"".join(_RANGE.pack(o, n) for o, n in spans)
+    return header + b"".join(rest) + b"".join(nibbles)
 
 
 def is_packed(blob: bytes) -> bool:
     return blob[:4] == MAGIC
 
 
-def unpack_file(blob: bytes) -> bytes:
-    """The original file, byte for byte; raises :class:`PackError` if it does not match its SHA-256."""
-    if not is_packed(blob):
+def unpack_file(blob: bytes, sha256: str | None = None) -> bytes:
+    """The original file, byte for byte; raises :class:`PackError` if its CRC-32 (or the given
+    SHA-256, from the manifest) does not match."""
+    if len(blob) < _HEAD.size or not is_packed(blob):
         raise PackError("not a packed artifact (bad magic)")
-    (hlen,) = struct.unpack_from("<I", blob, 4)
-    try:
-        header = json.loads(blob[8 : 8 + hlen])
-        size, digest, spans = int(header["size"]), str(header["sha256"]), header["ranges"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PackError(f"bad packed-artifact header: {exc}") from exc
-    body = blob[8 + hlen :]
+    _, size, crc, count = _HEAD.unpack_from(blob, 0)
+    head_len = _HEAD.size + count * _RANGE.size
+    if len(blob) < head_len:
+        raise PackError("packed artifact truncated in its header")
+    spans = [_RANGE.unpack_from(blob, _HEAD.size + i * _RANGE.size) for i in range(count)]
+    _check_ranges(size, spans)
+    body = blob[head_len:]
     kept = size - sum(n for _, n in spans)
+    if len(body) != kept + sum((n + 1) // 2 for _, n in spans):
+        raise PackError(f"packed artifact body is {len(body)} bytes, its header describes a different size")
     rest, packed = body[:kept], body[kept:]
     out = bytearray(size)
     src = 0
@@ -112,8 +117,10 @@ def unpack_file(blob: bytes) -> bytes:
         pos = off + n
     out[pos:] = rest[src:]
     result = bytes(out)
-    if hashlib.sha256(result).hexdigest() != digest:
-        raise PackError("unpacked artifact does not match its SHA-256")
+    if zlib.crc32(result) != crc:
+        raise PackError("unpacked artifact does not match its CRC-32")
+    if sha256 is not None and hashlib.sha256(result).hexdigest() != sha256:
+        raise PackError("unpacked artifact does not match the SHA-256 in the manifest")
     return result
 
 

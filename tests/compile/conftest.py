@@ -63,7 +63,7 @@ def trained() -> Trained:
     xt, rt, yt = torch.from_numpy(x), torch.from_numpy(rr), torch.from_numpy(y)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for step in range(150):
+    for _ in range(150):
         idx = torch.randint(0, len(yt), (128,))
         loss = torch.nn.functional.cross_entropy(model(xt[idx], rt[idx]), yt[idx])
         opt.zero_grad()

@@ -20,7 +20,13 @@ from kasmina_edge.compile.pack4 import (
     unpack_file,
     unpack_nibbles,
 )
-from kasmina_edge.compile.tflm import _loads_with, check_memory, compare_with_reference, measure_arenas, run_micro
+from kasmina_edge.compile.tflm import (
+    _loads_with,
+    check_memory,
+    compare_with_reference,
+    measure_arenas,
+    run_micro,
+)
 
 SEGMENTS = tuple(f"segment_{i}" for i in range(5))
 
@@ -85,12 +91,17 @@ def test_packed_file_unpacks_byte_exact_and_checks_its_digest() -> None:
     head, w, tail = rng.bytes(37), rng.integers(-7, 8, 101).astype(np.int8).tobytes(), rng.bytes(20)
     data = head + w + tail
     blob = pack_file(data, [(37, 101)])
-    assert len(blob) < len(data) + 200 and unpack_file(blob) == data
-    assert hashlib.sha256(unpack_file(blob)).digest() == hashlib.sha256(data).digest()
+    assert len(blob) == len(data) - 101 + 51 + 14 + 8  # 101 weights in 51 bytes, 22 bytes of header
+    digest = hashlib.sha256(data).hexdigest()
+    assert unpack_file(blob, sha256=digest) == data
     broken = bytearray(blob)
     broken[-1] ^= 0x11
-    with pytest.raises(PackError):
+    with pytest.raises(PackError, match="CRC"):
         unpack_file(bytes(broken))
+    with pytest.raises(PackError, match="SHA-256"):
+        unpack_file(blob, sha256="0" * 64)
+    with pytest.raises(PackError):
+        unpack_file(blob[:-3])
 
 
 def test_int8_weights_are_not_taken_for_4_bit(tflite_artifacts) -> None:  # type: ignore[no-untyped-def]
