@@ -362,7 +362,7 @@ def _to_json_value(value: Any) -> Any:
 
 def to_dict(record: Record) -> dict[str, Any]:
     layout = _layout_of(record)
-    out: dict[str, Any] = {"v": VERSION, "kind": layout.name}
+    out: dict[str, Any] = {"version": VERSION, "type": layout.name}
     for f in fields(record):
         out[f.name] = _to_json_value(getattr(record, f.name))
     return out
@@ -412,21 +412,25 @@ def _from_json_value(hint: Any, raw: Any, where: str) -> Any:
     raise AssertionError(f"no JSON rule for {hint}")  # a record field type the codec does not know
 
 
+JSON_ENVELOPE = ("version", "type")  # keys every JSON frame carries besides the record's fields
+for _layout in LAYOUTS:
+    assert not set(JSON_ENVELOPE) & {f.name for f in fields(_layout.record)}, _layout.name
+
 _HINTS: dict[type, dict[str, Any]] = {layout.record: typing.get_type_hints(layout.record) for layout in LAYOUTS}
 
 
 def from_dict(data: Mapping[str, Any]) -> Record:
     if not isinstance(data, Mapping):
         raise FrameError(f"JSON frame must be an object, got {type(data).__name__}")
-    if data.get("v") != VERSION:
-        raise FrameError(f"unknown JSON frame version {data.get('v')!r} (this decoder reads {VERSION})")
-    layout = _BY_NAME.get(data.get("kind"))  # type: ignore[arg-type]
+    if data.get("version") != VERSION:
+        raise FrameError(f"unknown JSON frame version {data.get('version')!r} (this decoder reads {VERSION})")
+    layout = _BY_NAME.get(data.get("type"))  # type: ignore[arg-type]
     if layout is None:
-        raise FrameError(f"unknown JSON frame kind {data.get('kind')!r} (known: {', '.join(_BY_NAME)})")
+        raise FrameError(f"unknown JSON frame type {data.get('type')!r} (known: {', '.join(_BY_NAME)})")
     hints = _HINTS[layout.record]
     expected = [f.name for f in fields(layout.record)]
     missing = [n for n in expected if n not in data]
-    extra = sorted(set(data) - set(expected) - {"v", "kind"})
+    extra = sorted(set(data) - set(expected) - set(JSON_ENVELOPE))
     if missing or extra:
         raise FrameError(f"{layout.name} JSON: missing fields {missing}, unknown fields {extra}")
     values = {n: _from_json_value(hints[n], data[n], f"{layout.name}.{n}") for n in expected}
@@ -445,7 +449,7 @@ def from_json(text: str | bytes) -> Record:
 
 
 def kind_name(record_or_type: Record | type[Record]) -> str:
-    """The record's kind as used in JSON frames and MQTT topics (``telemetry/<kind>``)."""
+    """The record's type name as used in JSON frames and MQTT topics (``telemetry/<kind>``)."""
     cls = record_or_type if isinstance(record_or_type, type) else type(record_or_type)
     return _layout_of_type(cls).name
 
