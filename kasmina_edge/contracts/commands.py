@@ -1,0 +1,207 @@
+"""Signed commands from the operator to a device: an HMAC-SHA256 envelope with nonce and issue time.
+
+The signature covers the canonical JSON of (device_id, name, args, nonce, issued_at): keys sorted,
+no whitespace, UTF-8, no NaN. The device's :class:`Verifier` refuses a command whose signature
+does not match, that names another device, that is older or newer than the freshness window
+(±60 s), or whose nonce it has already seen (ledger kept 5 min, longer than any command stays fresh).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from kasmina_edge.contracts.errors import CommandRejected, KasminaError
+
+COMMAND_NAMES = frozenset({"pause", "resume", "request-strip", "set", "ota-offer", "reboot", "terminate-seed"})
+FRESHNESS_WINDOW_S = 60.0
+NONCE_TTL_S = 300.0
+MIN_KEY_BYTES = 16
+NONCE_BYTES = 16
+
+
+class RejectReason(StrEnum):
+    BAD_SIGNATURE = "bad_signature"
+    REPLAY = "replay"
+    STALE = "stale"
+    FUTURE_DATED = "future_dated"
+    WRONG_DEVICE = "wrong_device"
+    MALFORMED = "malformed"
+
+
+class Rejected(CommandRejected):
+    """A refused command; ``reason`` says which check refused it."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"command rejected ({reason.value}): {detail}")
+        self.reason = reason
+
+
+class CommandKeyError(KasminaError):
+    """The command key is unusable (too short)."""
+
+
+def _check_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise CommandKeyError(f"command key must be at least {MIN_KEY_BYTES} bytes")
+    return bytes(key)
+
+
+@dataclass(frozen=True)
+class Command:
+    device_id: str
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    nonce: str = ""
+    issued_at: float = 0.0
+
+    def canonical_bytes(self) -> bytes:
+        """The exact bytes the signature covers."""
+        body = {
+            "args": self.args,
+            "device_id": self.device_id,
+            "issued_at": self.issued_at,
+            "name": self.name,
+            "nonce": self.nonce,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+@dataclass(frozen=True)
+class SignedCommand:
+    command: Command
+    signature: str  # hex HMAC-SHA256 of command.canonical_bytes()
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.command
+        return {"device_id": c.device_id, "name": c.name, "args": dict(c.args), "nonce": c.nonce,
+                "issued_at": c.issued_at, "signature": self.signature}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SignedCommand:
+        """Parse the wire form; raises :class:`Rejected` (malformed) for anything but a well-formed envelope."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Rejected(RejectReason.MALFORMED, f"not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SignedCommand:
+        if not isinstance(data, dict):
+            raise Rejected(RejectReason.MALFORMED, "envelope must be a JSON object")
+        expected = {"device_id", "name", "args", "nonce", "issued_at", "signature"}
+        if set(data) != expected:
+            raise Rejected(RejectReason.MALFORMED,
+                           f"fields missing {sorted(expected - set(data))}, unknown {sorted(set(data) - expected)}")
+        types: dict[str, type | tuple[type, ...]] = {
+            "device_id": str, "name": str, "args": dict, "nonce": str, "issued_at": (int, float), "signature": str,
+        }
+        for key, kind in types.items():
+            if isinstance(data[key], bool) or not isinstance(data[key], kind):
+                raise Rejected(RejectReason.MALFORMED, f"field {key!r} has the wrong type")
+        command = Command(data["device_id"], data["name"], data["args"], data["nonce"], float(data["issued_at"]))
+        _check_shape(command)
+        return cls(command, data["signature"])
+
+
+def _check_shape(command: Command) -> None:
+    if command.name not in COMMAND_NAMES:
+        raise Rejected(RejectReason.MALFORMED, f"unknown command {command.name!r} (known: {', '.join(sorted(COMMAND_NAMES))})")
+    if not command.device_id:
+        raise Rejected(RejectReason.MALFORMED, "empty device_id")
+    try:
+        nonce = bytes.fromhex(command.nonce)
+    except ValueError:
+        nonce = b""
+    if len(nonce) != NONCE_BYTES:
+        raise Rejected(RejectReason.MALFORMED, f"nonce must be {NONCE_BYTES} random bytes in hex")
+    if not all(isinstance(k, str) for k in command.args):
+        raise Rejected(RejectReason.MALFORMED, "args keys must be strings")
+    try:
+        command.canonical_bytes()
+    except (TypeError, ValueError) as exc:
+        raise Rejected(RejectReason.MALFORMED, f"args are not plain JSON: {exc}") from None
+
+
+def _mac(key: bytes, command: Command) -> str:
+    return hmac.new(key, command.canonical_bytes(), hashlib.sha256).hexdigest()
+
+
+def sign(
+    key: bytes,
+    device_id: str,
+    name: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    nonce: str | None = None,
+) -> SignedCommand:
+    """A signed command for ``device_id``, issued now (``clock``) with a fresh random nonce."""
+    command = Command(device_id, name, dict(args or {}), nonce or secrets.token_hex(NONCE_BYTES),
+                      round(clock(), 3))
+    _check_shape(command)
+    return SignedCommand(command, _mac(_check_key(key), command))
+
+
+class Verifier:
+    """A device's command gate: signature, addressee, freshness, replay."""
+
+    def __init__(
+        self,
+        key: bytes,
+        device_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        window_s: float = FRESHNESS_WINDOW_S,
+        nonce_ttl_s: float = NONCE_TTL_S,
+    ) -> None:
+        if nonce_ttl_s < 2 * window_s:
+            raise CommandKeyError(
+                f"nonce TTL {nonce_ttl_s}s must cover the whole freshness window (2 x {window_s}s)"
+            )
+        self._key = _check_key(key)
+        self.device_id = device_id
+        self.clock = clock
+        self.window_s = window_s
+        self.nonce_ttl_s = nonce_ttl_s
+        self._seen: dict[str, float] = {}  # nonce -> when it may be forgotten
+
+    def __len__(self) -> int:
+        """Nonces in the ledger."""
+        return len(self._seen)
+
+    def _prune(self, now: float) -> None:
+        for nonce in [n for n, until in self._seen.items() if until <= now]:
+            del self._seen[nonce]
+
+    def verify(self, envelope: SignedCommand | str | bytes) -> Command:
+        """The command if every check passes (and its nonce is now spent); raises :class:`Rejected`."""
+        signed = envelope if isinstance(envelope, SignedCommand) else SignedCommand.from_json(envelope)
+        command = signed.command
+        _check_shape(command)
+        if not hmac.compare_digest(_mac(self._key, command), signed.signature.lower()):
+            raise Rejected(RejectReason.BAD_SIGNATURE, f"{command.name} for {command.device_id}: signature does not match")
+        if command.device_id != self.device_id:
+            raise Rejected(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id!r}, this is {self.device_id!r}")
+        now = self.clock()
+        self._prune(now)
+        age = now - command.issued_at
+        if age > self.window_s:
+            raise Rejected(RejectReason.STALE, f"issued {age:.0f}s ago (window ±{self.window_s:.0f}s)")
+        if -age > self.window_s:
+            raise Rejected(RejectReason.FUTURE_DATED, f"issued {-age:.0f}s in the future (window ±{self.window_s:.0f}s)")
+        if command.nonce in self._seen:
+            raise Rejected(RejectReason.REPLAY, f"nonce {command.nonce[:8]}… was already used")
+        self._seen[command.nonce] = now + self.nonce_ttl_s
+        return command
