@@ -94,8 +94,11 @@ def load_npz(data: bytes) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def macro_f1(truth: np.ndarray, logits: np.ndarray, n_classes: int = 5) -> float:
-    """Macro-F1 over the classes present in ``truth`` (the host's definition, so figures compare)."""
+def macro_f1(truth: np.ndarray, logits: np.ndarray, n_classes: int = 5, *, min_support: int = 1) -> float:
+    """Macro-F1 over the classes with at least ``min_support`` beats in ``truth`` (with 1: the host's
+    definition, so figures compare)."""
     from kasmina_edge.host.train import class_metrics
 
-    return float(class_metrics(np.asarray(truth), np.asarray(logits).argmax(1), n_classes).macro_f1)
+    m = class_metrics(np.asarray(truth), np.asarray(logits).argmax(1), n_classes)
+    keep = m.support >= min_support
+    return float(np.mean(m.f1[keep])) if keep.any() else float("nan")

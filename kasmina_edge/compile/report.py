@@ -10,6 +10,10 @@ from rich.console import Console, Group
 from rich.table import Table
 
 
+# layout and quantization plumbing, left out of the op column (the JSON keeps every op)
+_PLUMBING = frozenset({"RESHAPE", "TRANSPOSE", "QuantizeLinear", "DequantizeLinear", "Unsqueeze", "Squeeze"})
+
+
 @dataclass
 class ArtifactReport:
     name: str
@@ -42,6 +46,9 @@ class AccuracyRow:
     argmax_agreement: float
     p99_logit_error: float
     logit_bound: float
+    fp32_macro_f1_common: float = float("nan")  # over classes with >= 10 beats (see pipeline)
+    quant_macro_f1_common: float = float("nan")
+    class_support: list[int] = field(default_factory=list)
 
     @property
     def delta_points(self) -> float:
@@ -76,10 +83,10 @@ class BuildReport:
     def artifacts_table(self) -> Table:
         t = Table(title=f"artifacts ({self.target}, {self.format}, profile {self.profile})")
         for col, just in [("artifact", "left"), ("site", "right"), ("bytes", "right"), ("packed", "right"),
-                          ("quantization", "left"), ("ops", "left"), ("map", "left")]:  # fmt: skip
+                          ("quant", "left"), ("ops", "left"), ("target map", "left")]:  # fmt: skip
             t.add_column(col, justify=just)  # type: ignore[arg-type]
         for a in self.artifacts:
-            ops = ", ".join(f"{k}×{v}" if v > 1 else k for k, v in sorted(a.ops.items()))
+            ops = " ".join(f"{k}×{v}" if v > 1 else k for k, v in sorted(a.ops.items()) if k not in _PLUMBING)
             mapping = ""
             if a.edgetpu is not None:
                 mapping = f"TPU {a.edgetpu['ops_mapped']}/{a.edgetpu['ops_total']}"
@@ -99,9 +106,9 @@ class BuildReport:
         return t
 
     def accuracy_table(self) -> Table:
-        t = Table(title="accuracy against fp32 (macro-F1 %)")
-        for col in ("data", "config", "windows", "fp32", f"int{self.bits if self.bits == 4 else 8}", "Δ points",
-                    "argmax agree %", "p99 logit err (bound)"):  # fmt: skip
+        t = Table(title="accuracy against fp32 (macro-F1 %; Δ common: classes with ≥ 10 beats)")
+        quant = "4-bit" if self.bits == 4 else "int8"
+        for col in ("data", "config", "beats", "fp32", quant, "Δ", "Δ common", "argmax %", "p99 err (bound)"):
             t.add_column(col, justify="left" if col in ("data", "config") else "right")
         for r in self.accuracy:
             t.add_row(
@@ -111,6 +118,7 @@ class BuildReport:
                 f"{100 * r.fp32_macro_f1:.2f}",
                 f"{100 * r.quant_macro_f1:.2f}",
                 f"{r.delta_points:+.2f}",
+                f"{100 * (r.quant_macro_f1_common - r.fp32_macro_f1_common):+.2f}",
                 f"{100 * r.argmax_agreement:.2f}",
                 f"{r.p99_logit_error:.4f} ({r.logit_bound:.4f})",
             )
@@ -129,8 +137,9 @@ class BuildReport:
                     f"{m['cache_used_bytes']:,} / {m['cache_bytes']:,} B ({'fits' if m['fits_cache'] else 'does NOT fit'}); "
                     f"compiler: {m['compiler']}"
                 )
-        if self.memory:
-            console.print("memory: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in self.memory.items()))
+        scalars = {k: v for k, v in self.memory.items() if isinstance(v, int)}
+        if scalars:
+            console.print("memory: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in scalars.items()))
         console.print(f"cuts checked (grids equal on both sides): {self.cuts_checked}")
         for note in self.notes:
             console.print(f"note: {note}")
