@@ -125,7 +125,7 @@ class TrainConfig:
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
-    "tiny": TrainConfig(model="tiny", patients=8, minutes=1.5, epochs=6, batch_size=64, lr=5e-3),
+    "tiny": TrainConfig(model="tiny", patients=12, minutes=2.0, epochs=10, batch_size=64, lr=1e-2),
 }
 
 

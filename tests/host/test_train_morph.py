@@ -198,3 +198,28 @@ def test_full_fine_tuning_changes_the_host_and_leaves_the_base_alone(trained: tu
     assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
     assert evaluate(tuned, split.val).macro_f1 >= evaluate(base, split.val).macro_f1
+
+
+def test_run_morph_writes_library_events_and_resumes(trained: tuple[Path, object], tmp_path: Path) -> None:
+    from kasmina_edge.host.morph import STATE_FILE, run_morph
+
+    base, ckpt = load_base(trained[0])
+    cfg = replace(MORPH_PRESETS["tiny"], conditions=("emg",), patients=6, minutes=1.5, target="cortex-m")
+    out = tmp_path / "seeds"
+    log = ExperimentLog(out / "morph.jsonl", command="morph", config=cfg.to_dict(), seed=cfg.seed)
+    said: list[str] = []
+    result = run_morph(base, ckpt, cfg, out, log=log, say=said.append)
+    assert (out / "library.json").exists() and (out / "seeds.pt").exists() and (out / STATE_FILE).exists()
+    assert (out / "policy.pt").exists() and result.tamiyo["decision_latency_p99_us"] > 0
+    trials = result.trials()
+    decisions = [e for e in read_log(out / "morph.jsonl") if e["event"] == "decision"]
+    assert decisions and decisions[0]["condition"] == "emg"
+    if decisions[0]["decision"]["act"]:
+        assert trials and all(t.final_stage in ("FOSSILIZED", "CULLED") and t.reason for t in trials)
+        kinds = {e["event"] for e in read_log(out / "morph.jsonl")}
+        assert {"transition", "gate", "trial"} <= kinds
+    lib = SeedLibrary.load(out)
+    assert set(lib.entries) == {f"{t.condition}@{t.site}" for t in trials if t.fossilized}
+    again = run_morph(base, ckpt, cfg, out, say=said.append, resume=True)
+    assert any("resumed" in s for s in said)
+    assert [t.summary()["final_stage"] for t in again.trials()] == [t.final_stage for t in trials]
