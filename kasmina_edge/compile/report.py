@@ -9,7 +9,6 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
-
 # layout and quantization plumbing, left out of the op column (the JSON keeps every op)
 _PLUMBING = frozenset({"RESHAPE", "TRANSPOSE", "QuantizeLinear", "DequantizeLinear", "Unsqueeze", "Squeeze"})
 
