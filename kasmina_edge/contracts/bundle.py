@@ -1,9 +1,11 @@
 """Signed `.kedge` bundles: write on the host, verify on the device (no torch).
 
 A bundle is a zip: `manifest.json` (canonical JSON, with the SHA-256 and size of every
-artifact), the artifact files, and `signature.json` (Ed25519 over the manifest bytes).
-Verifying the manifest's signature and then each file's hash authenticates everything.
-The private key never enters a bundle.
+file beside it), the files, and `signature.json` (Ed25519 over the exact manifest bytes).
+Verifying the signature and then each file's hash authenticates everything; a file the
+manifest does not list is refused. The private key never enters a bundle: the writer
+refuses any file that contains it. Zip entries carry a fixed date, so the same inputs give
+the same bytes (Ed25519 signatures are deterministic).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -29,10 +31,20 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "signature.json"
 PRIVATE_KEY_NAME = "bundle-signing.key"
 PUBLIC_KEY_NAME = "bundle-signing.pub"
+_ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed entry date: reproducible bundles
+MAX_FILE_BYTES = 256 * 1024 * 1024  # a reader refuses larger entries before inflating them
 
 
 class BundleError(KasminaError):
     """A bundle that cannot be trusted or read: bad zip, signature, hash, missing file."""
+
+
+class SigningKeyError(KasminaError):
+    """A signing key that is missing, unreadable or not Ed25519."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
 
 
 def default_keys_dir() -> Path:
@@ -41,47 +53,66 @@ def default_keys_dir() -> Path:
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex digits of the SHA-256 of the raw public key."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def init_keys(directory: Path | None = None, *, force: bool = False) -> tuple[Path, Path]:
-    """Create an Ed25519 key pair; refuses to overwrite an existing one unless ``force``."""
-    directory = directory or default_keys_dir()
+def generate_keypair() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def _private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def save_keypair(directory: Path, key: Ed25519PrivateKey, *, force: bool = False) -> tuple[Path, Path]:
+    """Private key PEM (0600, folder 0700) and public key PEM; refuses to overwrite unless ``force``."""
     priv_path, pub_path = directory / PRIVATE_KEY_NAME, directory / PUBLIC_KEY_NAME
     if priv_path.exists() and not force:
-        raise KasminaError(f"{priv_path} already exists (use --force to replace it)")
-    key = Ed25519PrivateKey.generate()
-    priv = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    _atomic_write(priv_path, priv, mode=0o600)
-    _atomic_write(pub_path, pub, mode=0o644)
+        raise SigningKeyError(f"{priv_path} already exists (use --force to replace it)")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _atomic_write(priv_path, _private_pem(key), mode=0o600)
+    _atomic_write(pub_path, _public_pem(key.public_key()), mode=0o644)
     return priv_path, pub_path
 
 
+def init_keys(directory: Path | None = None, *, force: bool = False) -> tuple[Path, Path]:
+    """Create and save an Ed25519 key pair; refuses to overwrite an existing one unless ``force``."""
+    return save_keypair(directory or default_keys_dir(), generate_keypair(), force=force)
+
+
 def load_private_key(directory: Path | None = None) -> Ed25519PrivateKey:
-    path = (directory or default_keys_dir()) / PRIVATE_KEY_NAME
+    """The private key from a keys folder, or from a PEM file."""
+    path = directory or default_keys_dir()
+    if path.is_dir() or not path.exists():
+        path = path / PRIVATE_KEY_NAME
     if not path.exists():
-        raise KasminaError(f"no signing key at {path}: run `kasmina-edge keys init` (or pass --keys DIR)")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        raise SigningKeyError(f"no signing key at {path}: run `kasmina-edge keys init` (or pass --keys DIR)")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise SigningKeyError(f"{path}: not a readable private key PEM ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KasminaError(f"{path}: not an Ed25519 private key")
+        raise SigningKeyError(f"{path}: not an Ed25519 private key")
     return key
 
 
@@ -91,35 +122,75 @@ def load_public_key(source: Path | None = None) -> Ed25519PublicKey:
     if path.is_dir():
         path = path / PUBLIC_KEY_NAME
     if not path.exists():
-        raise KasminaError(f"no public key at {path}: run `kasmina-edge keys init` (or pass --keys DIR)")
-    key = serialization.load_pem_public_key(path.read_bytes())
+        raise SigningKeyError(f"no public key at {path}: run `kasmina-edge keys init` (or pass --keys DIR)")
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SigningKeyError(f"{path}: not a readable public key PEM ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KasminaError(f"{path}: not an Ed25519 public key")
+        raise SigningKeyError(f"{path}: not an Ed25519 public key")
     return key
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _refuse_secrets(files: dict[str, bytes], private: Ed25519PrivateKey) -> None:
+    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+    pem = _private_pem(private)
+    for name, data in files.items():
+        if raw in data or pem in data or b"PRIVATE KEY-----" in data:
+            raise BundleError(f"{name}: holds a private key; a private key never goes into a bundle")
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
 def write_bundle(
     out: Path,
-    *,
     manifest: BundleManifest | dict[str, Any],
     files: dict[str, bytes],
     keys: Path | Ed25519PrivateKey | None = None,
 ) -> BundleManifest:
-    """Write a signed bundle atomically. Hashes and sizes in the manifest are (re)computed from ``files``."""
+    """Write a signed bundle atomically; returns the manifest as signed.
+
+    ``files`` maps paths inside the zip to bytes. The artifacts' hashes and sizes, the ``files``
+    listing and the ``bundle_id`` are (re)computed from them. ``keys`` is the private key, or a
+    keys folder / PEM file (default: the keys folder).
+    """
     private = keys if isinstance(keys, Ed25519PrivateKey) else load_private_key(keys)
+    for name in files:
+        if name in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise BundleError(f"file name {name!r} is reserved for the bundle itself")
+    _refuse_secrets(files, private)
     raw = manifest.model_dump(mode="json", by_alias=True) if isinstance(manifest, BundleManifest) else dict(manifest)
-    # The manifest lists every file that travels beside it, with its hash.
-    raw["files"] = {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in sorted(files.items())}
-    for art in raw.get("artifacts", []):
+    raw["artifacts"] = [dict(a) for a in raw.get("artifacts", [])]
+    for art in raw["artifacts"]:
         data = files.get(art.get("file", ""))
         if data is None:
             raise BundleError(f"artifact {art.get('name')!r}: file {art.get('file')!r} is not in the bundle")
         art["sha256"], art["bytes"] = _sha256(data), len(data)
-    parsed = parse_manifest(raw)
+        ref = art.get("reference")
+        if ref is not None and ref not in files:
+            raise BundleError(f"artifact {art.get('name')!r}: reference vectors {ref!r} are not in the bundle")
+    raw["files"] = {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in sorted(files.items())}
+    raw["bundle_id"] = None
+    content_id = _sha256(json.dumps(raw, sort_keys=True, default=str).encode())[:12]
+    raw["bundle_id"] = f"{raw.get('target', 'bundle')}-v{raw.get('version', 1)}-{content_id}"
+    try:
+        parsed = parse_manifest(raw)
+    except ManifestError as exc:
+        raise BundleError(f"{out}: {exc}") from None
     manifest_bytes = parsed.to_bytes()
     signature = {
         "alg": "Ed25519",
@@ -131,18 +202,21 @@ def write_bundle(
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     os.close(fd)
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(MANIFEST_NAME, manifest_bytes)
-            z.writestr(SIGNATURE_NAME, json.dumps(signature, indent=1))
+        with zipfile.ZipFile(tmp, "w") as z:
+            z.writestr(_entry(MANIFEST_NAME), manifest_bytes)
+            z.writestr(_entry(SIGNATURE_NAME), json.dumps(signature, indent=1))
             for name, data in sorted(files.items()):
-                if name in (MANIFEST_NAME, SIGNATURE_NAME):
-                    raise BundleError(f"artifact name {name!r} is reserved")
-                z.writestr(name, data)
+                z.writestr(_entry(name), data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return parsed
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
 
 
 @dataclass
@@ -163,46 +237,95 @@ class Bundle:
     def artifact_bytes(self, artifact: str) -> bytes:
         return self.read(self.manifest.artifact(artifact).file)
 
+    def reference_vectors(self, artifact: str) -> dict[str, Any]:
+        """The artifact's reference inputs and expected outputs (npz arrays by key)."""
+        import io
+
+        import numpy as np
+
+        entry = self.manifest.artifact(artifact)
+        if entry.reference is None:
+            raise BundleError(f"{self.path}: artifact {artifact!r} has no reference vectors")
+        try:
+            with np.load(io.BytesIO(self.read(entry.reference)), allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise BundleError(f"{self.path}: {entry.reference} is not a readable npz ({exc})") from None
+
+
+def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
+    if info.file_size > limit:
+        raise BundleError(f"{path}: {info.filename} claims {info.file_size} bytes, more than the {limit} allowed")
+    data = z.read(info)
+    if len(data) != info.file_size:  # pragma: no cover - zipfile checks this itself
+        raise BundleError(f"{path}: {info.filename} is truncated")
+    return data
+
 
 def read_bundle(path: Path, public_key: Ed25519PublicKey | Path | None = None) -> Bundle:
-    """Open a bundle, verify its signature and every file's SHA-256; one clear line on any failure."""
+    """Open a bundle, verify its signature and every file's SHA-256; one clear line on any failure.
+
+    ``public_key`` is the key, a keys folder or a PEM file (default: the keys folder).
+    """
     path = Path(path)
     key = public_key if isinstance(public_key, Ed25519PublicKey) else load_public_key(public_key)
     if not path.exists():
         raise BundleError(f"{path}: no such bundle")
     try:
         with zipfile.ZipFile(path) as z:
-            contents = {info.filename: z.read(info) for info in z.infolist() if not info.is_dir()}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+            names = [i.filename for i in infos]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise BundleError(f"{path}: {repeated[0]} appears twice in the zip")
+            by_name = {i.filename: i for i in infos}
+            if MANIFEST_NAME not in by_name or SIGNATURE_NAME not in by_name:
+                raise BundleError(f"{path}: missing {MANIFEST_NAME} or {SIGNATURE_NAME}")
+            manifest_bytes = _read_entry(z, by_name.pop(MANIFEST_NAME), path, 16 * 1024 * 1024)
+            sig_bytes = _read_entry(z, by_name.pop(SIGNATURE_NAME), path, 64 * 1024)
+            try:
+                sig = json.loads(sig_bytes)
+                signature = base64.b64decode(sig["signature"], validate=True)
+            except (ValueError, KeyError, TypeError):
+                raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed") from None
+            try:
+                key.verify(signature, manifest_bytes)
+            except InvalidSignature:
+                raise BundleError(
+                    f"{path}: signature does not verify with key {key_id(key)} (signed by {sig.get('key_id', '?')})"
+                ) from None
+            try:
+                manifest = parse_manifest(manifest_bytes, f"{path}:{MANIFEST_NAME}")
+            except ManifestError as exc:
+                raise BundleError(str(exc)) from None
+            listed = manifest.files
+            extra = sorted(set(by_name) - set(listed))
+            if extra:
+                raise BundleError(f"{path}: {extra[0]} is in the bundle but not in the signed manifest")
+            contents: dict[str, bytes] = {}
+            for name, meta in listed.items():
+                owner = _owner(manifest, name)
+                info = by_name.get(name)
+                if info is None:
+                    raise BundleError(f"{path}: {owner}{name} is listed in the manifest but missing from the bundle")
+                if info.file_size != meta.bytes:
+                    raise BundleError(
+                        f"{path}: {owner}{name} is {info.file_size} bytes, the manifest says {meta.bytes} (tampered or corrupt)"
+                    )
+                data = _read_entry(z, info, path, MAX_FILE_BYTES)
+                if _sha256(data) != meta.sha256:
+                    raise BundleError(f"{path}: {owner}{name} does not match its SHA-256 in the manifest (tampered or corrupt)")
+                contents[name] = data
+    except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path}: not a readable bundle ({exc})") from None
-    except zipfile.LargeZipFile as exc:  # pragma: no cover - defensive
-        raise BundleError(f"{path}: {exc}") from None
-    if MANIFEST_NAME not in contents or SIGNATURE_NAME not in contents:
-        raise BundleError(f"{path}: missing {MANIFEST_NAME} or {SIGNATURE_NAME}")
-    manifest_bytes = contents.pop(MANIFEST_NAME)
-    try:
-        sig = json.loads(contents.pop(SIGNATURE_NAME))
-        signature = base64.b64decode(sig["signature"])
-    except (ValueError, KeyError, TypeError):
-        raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed") from None
-    try:
-        key.verify(signature, manifest_bytes)
-    except InvalidSignature:
-        raise BundleError(
-            f"{path}: signature does not verify with key {key_id(key)} (signed by {sig.get('key_id', '?')})"
-        ) from None
-    try:
-        manifest = parse_manifest(manifest_bytes, f"{path}:{MANIFEST_NAME}")
-    except ManifestError as exc:
-        raise BundleError(str(exc)) from None
-    listed: dict[str, Any] = getattr(manifest, "files", None) or {}
-    for name, meta in listed.items():
-        data = contents.get(name)
-        if data is None:
-            raise BundleError(f"{path}: {name} is listed in the manifest but missing from the bundle")
-        if _sha256(data) != meta["sha256"]:
-            raise BundleError(f"{path}: {name} does not match its SHA-256 in the manifest (tampered or corrupt)")
-    extra = sorted(set(contents) - set(listed))
-    if extra:
-        raise BundleError(f"{path}: {extra[0]} is in the bundle but not in the signed manifest")
     return Bundle(path, manifest, str(sig.get("key_id", "")), contents)
+
+
+def _owner(manifest: BundleManifest, name: str) -> str:
+    """'artifact 'k0': ' where ``name`` belongs to an artifact, for error messages."""
+    for a in manifest.artifacts:
+        if a.file == name:
+            return f"artifact {a.name!r}: "
+        if a.reference == name:
+            return f"reference vectors of {a.name!r}: "
+    return ""

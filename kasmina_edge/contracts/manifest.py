@@ -2,20 +2,45 @@
 
 The build writes it, the device reads it (without torch). Fields that only the model
 family understands (a model's config, a site's quantization grid) stay open dictionaries;
-everything the device acts on is typed.
+everything the device acts on is typed. ``SCHEMA`` names the schema version: a reader
+refuses a manifest of another version rather than guess. The JSON Schema is exported to
+``manifest.schema.json`` beside this module by ``tools/export_schema.py`` (a test keeps it current).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kasmina_edge.contracts.errors import KasminaError
 
-SCHEMA = "kasmina-bundle/1"
+SCHEMA_VERSION = 1
+SCHEMA = f"kasmina-bundle/{SCHEMA_VERSION}"
 TARGETS = ("edgetpu", "cortex-m", "linux-arm", "x86")
+RESERVED_NAMES = frozenset({"manifest.json", "signature.json"})
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
+
+
+def _plain_relative_path(value: str) -> str:
+    """A file's path inside the zip: relative, POSIX, no '..', not one of the bundle's own names."""
+    path = PurePosixPath(value)
+    if not value or value.startswith("/") or "\\" in value or ".." in path.parts or str(path) != value:
+        raise ValueError(f"{value!r} is not a plain relative path inside the bundle")
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is reserved for the bundle itself")
+    return value
+
+
+BundlePath = Annotated[str, AfterValidator(_plain_relative_path)]
+StageName = Literal[
+    "DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY",
+    "FOSSILIZED", "CULLED", "EMBARGOED", "RESETTING", "TERMINATED",
+]
+GateName = Literal["G0", "G1", "G2", "G3", "G4", "G5"]
 
 
 class ManifestError(KasminaError):
@@ -30,7 +55,7 @@ class _Model(BaseModel):
 class ModelInfo(_Model):
     config: dict[str, Any] | None = None
     experiment_id: str | None = None
-    checkpoint_sha256: str = Field(description="SHA-256 of the base checkpoint this bundle was built from")
+    checkpoint_sha256: Sha256 = Field(description="SHA-256 of the base checkpoint this bundle was built from")
 
 
 class SiteInfo(_Model):
@@ -48,22 +73,81 @@ class ChainInfo(_Model):
     )
 
 
-class ArtifactEntry(_Model):
+class TensorSpec(_Model):
+    """One input or output tensor of an artifact, with its quantization."""
+
     name: str
+    shape: list[Annotated[int, Field(ge=1)]]
+    dtype: Literal["int8", "uint8", "int16", "int32", "float16", "float32"]
+    scale: list[float] | None = Field(None, description="quantization scale: one, or one per channel")
+    zero_point: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _quantization_consistent(self) -> TensorSpec:
+        if (self.scale is None) != (self.zero_point is None):
+            raise ValueError(f"tensor {self.name!r}: scale and zero_point go together")
+        if self.scale is not None and self.zero_point is not None and len(self.scale) != len(self.zero_point):
+            raise ValueError(f"tensor {self.name!r}: scale and zero_point differ in length")
+        if self.dtype.startswith("float") and self.scale is not None:
+            raise ValueError(f"tensor {self.name!r}: a float tensor has no quantization")
+        return self
+
+
+class GateVerdict(_Model):
+    gate: GateName
+    passed: bool
+    reason: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class LifecycleStep(_Model):
+    """One move of the seed on the host."""
+
+    src: StageName
+    dst: StageName
+    reason: str
+    gate: GateVerdict | None = None
+
+
+class SeedKernelInfo(_Model):
+    """What the device needs to know of a seed kernel trained on the host."""
+
+    blueprint: str
+    condition_tags: list[str] = Field(default_factory=list)
+    param_count: int = Field(ge=0)
+    bits: Literal[4, 8, 16, 32]
+    lifecycle: list[LifecycleStep] = Field(default_factory=list, description="the seed's moves on the host")
+    g1_verdict: GateVerdict | None = Field(
+        None, description="host G1 (gradient health): the device passes TRAINING on it"
+    )
+    measured_gain: float | None = Field(None, description="G4 gain over the pre-germination baseline")
+
+    @model_validator(mode="after")
+    def _g1_is_g1(self) -> SeedKernelInfo:
+        if self.g1_verdict is not None and self.g1_verdict.gate != "G1":
+            raise ValueError(f"g1_verdict holds gate {self.g1_verdict.gate}")
+        return self
+
+
+class ArtifactEntry(_Model):
+    name: str = Field(min_length=1)
     kind: Literal["segment", "kernel", "whole", "policy", "c_array", "report"]
     format: str = Field(description="tflite-int8 | onnx-qdq | onnx-qcdq | c-source | json")
-    file: str = Field(description="path inside the bundle")
-    sha256: str
+    file: BundlePath = Field(description="path inside the bundle")
+    sha256: Sha256
     bytes: int = Field(ge=0)
     bits: int = 8
     packed: bool = Field(False, description="4-bit weights packed two per byte; unpack on load")
-    unpacked_sha256: str | None = None
+    unpacked_sha256: Sha256 | None = None
     unpacked_bytes: int | None = None
     site: int | None = None
     seed: str | None = None
     blueprint: str | None = None
     inputs: list[str] = Field(default_factory=list)
-    reference: str | None = Field(None, description="npz of reference input/output vectors")
+    input_specs: list[TensorSpec] = Field(default_factory=list, description="shape, dtype, quantization")
+    output_specs: list[TensorSpec] = Field(default_factory=list)
+    seed_kernel: SeedKernelInfo | None = Field(None, description="for seed kernels: how the host grew it")
+    reference: BundlePath | None = Field(None, description="npz of reference input/output vectors")
 
 
 class Provenance(_Model):
@@ -72,10 +156,18 @@ class Provenance(_Model):
     built_at: str
     python: str | None = None
     host: str | None = None
+    tool_versions: dict[str, str] = Field(default_factory=dict, description="package -> version")
+    command_line: list[str] = Field(default_factory=list)
+
+
+class FileEntry(_Model):
+    sha256: Sha256
+    bytes: int = Field(ge=0)
 
 
 class BundleManifest(_Model):
     schema_: str = Field(SCHEMA, alias="schema")
+    bundle_id: str | None = Field(None, description="set by the writer from the manifest's content")
     kind: Literal["full", "kernels"] = Field(
         "full", description="full image, or seed kernels only for an existing base (checkpoint_sha256)"
     )
@@ -91,8 +183,30 @@ class BundleManifest(_Model):
     artifacts: list[ArtifactEntry]
     provenance: Provenance
     pending: list[str] = Field(default_factory=list, description="build steps not run here, e.g. edgetpu_compiler")
+    files: dict[BundlePath, FileEntry] = Field(
+        default_factory=dict, description="every file beside the manifest, with its hash (filled by the writer)"
+    )
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BundleManifest:
+        names = [a.name for a in self.artifacts]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"artifact names repeat: {repeated}")
+        files = [a.file for a in self.artifacts]
+        repeated = sorted({f for f in files if files.count(f) > 1})
+        if repeated:
+            raise ValueError(f"artifact files repeat: {repeated}")
+        if self.files:
+            for a in self.artifacts:
+                entry = self.files.get(a.file)
+                if entry is None or (entry.sha256, entry.bytes) != (a.sha256, a.bytes):
+                    raise ValueError(f"artifact {a.name!r}: {a.file} is not listed with the same hash in files")
+                if a.reference is not None and a.reference not in self.files:
+                    raise ValueError(f"artifact {a.name!r}: reference {a.reference} is not listed in files")
+        return self
 
     def artifact(self, name: str) -> ArtifactEntry:
         for a in self.artifacts:
@@ -128,4 +242,12 @@ def parse_manifest(data: bytes | str | dict[str, Any], source: str = "manifest.j
 
 
 def json_schema() -> dict[str, Any]:
-    return BundleManifest.model_json_schema(by_alias=True)
+    schema = BundleManifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$comment"] = f"kasmina-edge bundle manifest, schema {SCHEMA}"
+    return schema
+
+
+def json_schema_text() -> str:
+    """``manifest.schema.json`` exactly as committed."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

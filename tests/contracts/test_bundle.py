@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kasmina_edge.contracts.bundle import (
     PRIVATE_KEY_NAME,
+    PUBLIC_KEY_NAME,
     BundleError,
+    SigningKeyError,
+    generate_keypair,
     init_keys,
     load_private_key,
+    load_public_key,
     read_bundle,
     write_bundle,
 )
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.contracts.manifest import SCHEMA, ManifestError, json_schema, parse_manifest
+from kasmina_edge.contracts.manifest import SCHEMA, ManifestError, json_schema_text, parse_manifest
 
 
 def _manifest() -> dict[str, object]:
@@ -79,7 +88,13 @@ def test_tampered_artifact_refused(tmp_path: Path, keys: Path) -> None:
     out = _write(tmp_path, keys)
     bad = tmp_path / "bad.kedge"
     _rewrite(out, bad, {"artifacts/k0.tflite": b"evil"})
-    with pytest.raises(BundleError, match="k0.tflite does not match its SHA-256"):
+    with pytest.raises(BundleError, match="artifact 'k0': artifacts/k0.tflite is 4 bytes, the manifest says 120"):
+        read_bundle(bad, keys)
+    # same size, different bytes: only the hash can tell
+    same_size = bytearray(FILES["artifacts/k0.tflite"])
+    same_size[7] ^= 0x01
+    _rewrite(out, bad, {"artifacts/k0.tflite": bytes(same_size)})
+    with pytest.raises(BundleError, match="artifact 'k0': artifacts/k0.tflite does not match its SHA-256"):
         read_bundle(bad, keys)
 
 
@@ -126,7 +141,7 @@ def test_missing_artifact_file_refused_at_write(tmp_path: Path, keys: Path) -> N
 
 def test_keys_not_overwritten_without_force(keys: Path) -> None:
     before = load_private_key(keys)
-    with pytest.raises(KasminaError, match="already exists"):
+    with pytest.raises(SigningKeyError, match="already exists"):
         init_keys(keys)
     init_keys(keys, force=True)
     assert load_private_key(keys).public_key() != before.public_key()
@@ -146,4 +161,179 @@ def test_manifest_errors_name_the_field() -> None:
 
 def test_committed_json_schema_is_current() -> None:
     committed = Path(__file__).parents[2] / "kasmina_edge" / "contracts" / "manifest.schema.json"
-    assert json.loads(committed.read_text()) == json_schema(), "run tools/export_schema.py"
+    assert committed.read_text() == json_schema_text(), "stale: run python tools/export_schema.py"
+
+
+# --- added: more ways a bundle can be wrong, and what the manifest holds ---------------------------------
+
+
+def test_round_trip_fills_hashes_listing_and_id(tmp_path: Path, keys: Path) -> None:
+    signed = write_bundle(tmp_path / "b.kedge", _manifest(), FILES, keys)  # positional form
+    assert set(signed.files) == set(FILES)
+    for a in signed.artifacts:
+        assert a.sha256 == hashlib.sha256(FILES[a.file]).hexdigest() and a.bytes == len(FILES[a.file])
+    assert signed.bundle_id and signed.bundle_id.startswith("edgetpu-v1-")
+    b = read_bundle(tmp_path / "b.kedge", load_public_key(keys))
+    assert b.manifest == signed and b.files == FILES
+
+
+def test_same_inputs_give_the_same_bytes(tmp_path: Path, keys: Path) -> None:
+    key = load_private_key(keys)
+    write_bundle(tmp_path / "a.kedge", _manifest(), FILES, key)
+    write_bundle(tmp_path / "b.kedge", _manifest(), FILES, key)
+    assert (tmp_path / "a.kedge").read_bytes() == (tmp_path / "b.kedge").read_bytes()
+
+
+def test_listed_file_missing_from_zip_is_named(tmp_path: Path, keys: Path) -> None:
+    out = _write(tmp_path, keys)
+    bad = tmp_path / "bad.kedge"
+    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            if info.filename != "artifacts/seg0.tflite":
+                zout.writestr(info.filename, zin.read(info))
+    with pytest.raises(BundleError, match="artifact 'seg0': artifacts/seg0.tflite is listed .* missing"):
+        read_bundle(bad, keys)
+
+
+def test_missing_signature_and_not_a_zip(tmp_path: Path, keys: Path) -> None:
+    out = _write(tmp_path, keys)
+    bad = tmp_path / "nosig.kedge"
+    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            if info.filename != "signature.json":
+                zout.writestr(info.filename, zin.read(info))
+    with pytest.raises(BundleError, match="missing manifest.json or signature.json"):
+        read_bundle(bad, keys)
+    junk = tmp_path / "junk.kedge"
+    junk.write_bytes(b"definitely not a zip")
+    with pytest.raises(BundleError, match="not a readable bundle"):
+        read_bundle(junk, keys)
+    with pytest.raises(BundleError, match="no such bundle"):
+        read_bundle(tmp_path / "absent.kedge", keys)
+
+
+def test_duplicate_zip_entries_refused(tmp_path: Path, keys: Path) -> None:
+    out = _write(tmp_path, keys)
+    with pytest.warns(UserWarning), zipfile.ZipFile(out, "a") as z:
+        z.writestr("artifacts/k0.tflite", b"second copy")
+    with pytest.raises(BundleError, match="appears twice"):
+        read_bundle(out, keys)
+
+
+def test_truncated_at_every_tenth_is_refused(tmp_path: Path, keys: Path) -> None:
+    data = _write(tmp_path, keys).read_bytes()
+    cut = tmp_path / "cut.kedge"
+    for frac in range(1, 10):
+        cut.write_bytes(data[: len(data) * frac // 10])
+        with pytest.raises(BundleError):
+            read_bundle(cut, keys)
+
+
+def test_private_key_refused_as_a_file(tmp_path: Path, keys: Path) -> None:
+    pem = (keys / PRIVATE_KEY_NAME).read_bytes()
+    for leak in (pem, b"prefix" + pem, b"-----BEGIN PRIVATE KEY-----\nother\n"):
+        files = {**FILES, "notes.txt": leak}
+        with pytest.raises(BundleError, match="notes.txt: holds a private key"):
+            write_bundle(tmp_path / "leak.kedge", _manifest(), files, keys)
+    assert not (tmp_path / "leak.kedge").exists()
+
+
+def test_reserved_and_unsafe_paths_refused(tmp_path: Path, keys: Path) -> None:
+    with pytest.raises(BundleError, match="reserved"):
+        write_bundle(tmp_path / "x.kedge", _manifest(), {**FILES, "manifest.json": b"{}"}, keys)
+    m = _manifest()
+    m["artifacts"][0]["file"] = "../escape.tflite"  # type: ignore[index]
+    with pytest.raises(BundleError, match="not a plain relative path"):
+        write_bundle(tmp_path / "x.kedge", m, {**FILES, "../escape.tflite": b"x"}, keys)
+
+
+def test_write_is_atomic_on_failure(tmp_path: Path, keys: Path) -> None:
+    out = _write(tmp_path, keys)
+    before = out.read_bytes()
+    with pytest.raises(BundleError):
+        write_bundle(out, _manifest(), {"artifacts/seg0.tflite": b"x"}, keys)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.kedge", "keys"]
+
+
+def test_reference_vectors_travel_and_load(tmp_path: Path, keys: Path) -> None:
+    buf = io.BytesIO()
+    x, y = np.arange(12, dtype=np.int8).reshape(1, 12), np.array([[3, -2, 1, 0, 5]], dtype=np.int8)
+    np.savez(buf, input_0=x, output_0=y)
+    m = _manifest()
+    m["artifacts"][1]["reference"] = "reference/k0.npz"  # type: ignore[index]
+    out = tmp_path / "ref.kedge"
+    write_bundle(out, m, {**FILES, "reference/k0.npz": buf.getvalue()}, keys)
+    vectors = read_bundle(out, keys).reference_vectors("k0")
+    np.testing.assert_array_equal(vectors["input_0"], x)
+    np.testing.assert_array_equal(vectors["output_0"], y)
+    with pytest.raises(BundleError, match="reference vectors 'reference/k9.npz' are not in the bundle"):
+        m["artifacts"][1]["reference"] = "reference/k9.npz"  # type: ignore[index]
+        write_bundle(out, m, FILES, keys)
+
+
+def test_seed_kernel_and_tensor_specs_validate() -> None:
+    m = _manifest()
+    m["artifacts"][1].update(  # type: ignore[union-attr]
+        sha256="ab" * 32, bytes=1,
+        input_specs=[{"name": "x", "shape": [1, 1, 64, 32], "dtype": "int8", "scale": [0.05], "zero_point": [-3]}],
+        output_specs=[{"name": "y", "shape": [1, 1, 64, 32], "dtype": "int8", "scale": [0.04], "zero_point": [0]}],
+        seed_kernel={
+            "blueprint": "bottleneck_adapter", "condition_tags": ["noise:ma"], "param_count": 292, "bits": 8,
+            "lifecycle": [{"src": "DORMANT", "dst": "GERMINATED", "reason": "condition_detected",
+                           "gate": {"gate": "G0", "passed": True, "reason": "ok"}}],
+            "g1_verdict": {"gate": "G1", "passed": True, "reason": "grad norm 0.8", "metrics": {"grad_norm": 0.8}},
+            "measured_gain": 0.031,
+        },
+    )
+    m["artifacts"][0].update(sha256="cd" * 32, bytes=1)  # type: ignore[union-attr]
+    parsed = parse_manifest(m)
+    info = parsed.artifact("k0").seed_kernel
+    assert info is not None and info.param_count == 292 and info.g1_verdict is not None
+    bad = json.loads(json.dumps(m))
+    bad["artifacts"][1]["seed_kernel"]["g1_verdict"]["gate"] = "G4"
+    with pytest.raises(ManifestError, match="g1_verdict holds gate G4"):
+        parse_manifest(bad)
+    bad = json.loads(json.dumps(m))
+    bad["artifacts"][1]["input_specs"][0]["zero_point"] = [0, 1]
+    with pytest.raises(ManifestError, match="differ in length"):
+        parse_manifest(bad)
+    bad = json.loads(json.dumps(m))
+    bad["artifacts"][1]["seed_kernel"]["lifecycle"][0]["dst"] = "HATCHED"
+    with pytest.raises(ManifestError, match="dst"):
+        parse_manifest(bad)
+    bad = json.loads(json.dumps(m))
+    bad["artifacts"][1]["name"] = "seg0"
+    with pytest.raises(ManifestError, match="artifact names repeat"):
+        parse_manifest(bad)
+
+
+def test_stage_names_in_the_schema_are_the_lifecycle_stages() -> None:
+    from typing import get_args
+
+    from kasmina_edge.contracts.lifecycle import Gate, Stage
+    from kasmina_edge.contracts.manifest import GateName, StageName
+
+    assert list(get_args(StageName)) == [s.name for s in Stage]
+    assert list(get_args(GateName)) == [g.value for g in Gate]
+
+
+def test_export_schema_tool_check_mode() -> None:
+    root = Path(__file__).parents[2]
+    proc = subprocess.run([sys.executable, str(root / "tools" / "export_schema.py"), "--check"],
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_key_loading_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / PUBLIC_KEY_NAME).write_text("not a pem")
+    with pytest.raises(SigningKeyError, match="not a readable public key PEM"):
+        load_public_key(tmp_path)
+    with pytest.raises(SigningKeyError, match="no signing key"):
+        load_private_key(tmp_path / "nowhere")
+    assert isinstance(SigningKeyError("x"), KasminaError)
+
+
+def test_generated_keys_sign_and_verify() -> None:
+    key = generate_keypair()
+    key.public_key().verify(key.sign(b"m"), b"m")
