@@ -253,7 +253,7 @@ def load_segmented(checkpoint: Path, seeds: Path | None) -> tuple[SegmentedModel
     for seg in segs:
         mod = seg.module
         if seg.site_after is not None:
-            view = model.sites[seg.site_after]
+            view: Any = model.sites[seg.site_after]
             view = view.export_view() if hasattr(view, "export_view") else view
             if not getattr(view, "is_identity", isinstance(view, torch.nn.Identity)):
                 mod = torch.nn.Sequential(mod, view)  # a fossilized seed is part of the base now
@@ -526,7 +526,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         segments = tuple(s.name for s in specs if s.kind == "segment")
         kernel_art = {s.seed_id: s.name for s in specs if s.kind == "kernel"}
         morphed = {site: kernel_art[sid] for site, sid in model.default_active().items()}
-        configs = [("base", ChainLayout(segments, {}), {})]
+        configs: list[tuple[str, ChainLayout, dict[int, str]]] = [("base", ChainLayout(segments, {}), {})]
         if morphed:
             configs.append(("morphed", ChainLayout(segments, morphed), model.default_active()))
 
@@ -830,8 +830,9 @@ def _write_bundle(report: BuildReport, req: BuildRequest, files: dict[str, bytes
     out = req.out_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     files = dict(files)
+    contracts_bundle: Any
     try:
-        from kasmina_edge.contracts import bundle as contracts_bundle  # type: ignore[attr-defined]
+        from kasmina_edge.contracts import bundle as contracts_bundle  # type: ignore[attr-defined,no-redef]
     except ImportError:
         contracts_bundle = None
     report.bundle = str(out)

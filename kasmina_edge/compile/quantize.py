@@ -414,7 +414,7 @@ def _dequantized_copy(
     import torch
 
     plain = copy.deepcopy(kernel).eval()
-    inner = student.inner  # type: ignore[attr-defined]
+    inner: Any = student.inner
     qmax = 2 ** (bits - 1) - 1
     scales: dict[str, torch.Tensor] = {}
     ints: dict[str, np.ndarray] = {}

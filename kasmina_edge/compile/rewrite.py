@@ -10,7 +10,7 @@ average pool, which the quantizer knows: with ``fc1.weight = [W_a | W_r]``,
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kasmina_edge.compile.errors import BuildError
 
@@ -25,15 +25,15 @@ def has_rr_normalisation(module: nn.Module) -> bool:
     return all(hasattr(module, a) for a in ("rr_mean", "rr_std", "fc1", "fc2"))
 
 
-def fold_rr_normalisation(head: nn.Module) -> nn.Module:
+def fold_rr_normalisation(head: Any) -> nn.Module:
     """A head without the RR standardisation, folded into ``fc1`` (same outputs within float error)."""
     import torch
     from torch.nn import functional as F
 
     fc1 = copy.deepcopy(head.fc1)
     fc2 = copy.deepcopy(head.fc2)
-    mean = head.rr_mean.detach().clone()  # type: ignore[union-attr]
-    std = head.rr_std.detach().clone()  # type: ignore[union-attr]
+    mean = head.rr_mean.detach().clone()
+    std = head.rr_std.detach().clone()
     n_rr = mean.numel()
     with torch.no_grad():
         w_r = fc1.weight[:, -n_rr:] / std
@@ -50,7 +50,8 @@ def fold_rr_normalisation(head: nn.Module) -> nn.Module:
             # the global mean as an adaptive average pool: the PT2E quantizer annotates that op (it
             # leaves a bare ``mean`` in float, and with it the segment's input)
             pooled = F.adaptive_avg_pool2d(act.unsqueeze(2), 1).flatten(1)
-            return self.fc2(F.relu(self.fc1(torch.cat([pooled, rr], dim=1))))  # type: ignore[no-any-return]
+            out: torch.Tensor = self.fc2(F.relu(self.fc1(torch.cat([pooled, rr], dim=1))))
+            return out
 
     return FoldedHead().eval()
 

@@ -122,7 +122,7 @@ def run_micro(
             }
             if name in inputs:
                 in_path = tmp / f"{name}.in.npz"
-                np.savez(in_path, **{f"in{i}": np.asarray(a) for i, a in enumerate(inputs[name])})
+                np.savez(in_path, **{f"in{i}": np.asarray(a) for i, a in enumerate(inputs[name])})  # type: ignore[arg-type]
                 job["inputs"] = str(in_path)
                 job["outputs"] = str(tmp / f"{name}.out.npy")
             jobs.append(job)
