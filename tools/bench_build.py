@@ -63,7 +63,13 @@ def make_library(checkpoint: Path, out: Path, con: Console, steps: int = 200, se
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(split.train.labels))
     base_val = evaluate(base, split.val).macro_f1
     n_base = sum(p.numel() for p in base.host_parameters())
-    lib = SeedLibrary(meta={"experiment_id": f"bench-{int(time.time())}", "model_config": base.config.to_dict(), "source": "tools/bench_build.py"})
+    lib = SeedLibrary(
+        meta={
+            "experiment_id": f"bench-{int(time.time())}",
+            "model_config": base.config.to_dict(),
+            "source": "tools/bench_build.py",
+        }
+    )
     g = torch.Generator().manual_seed(seed)
     for bp, site_index in BENCH_SEEDS:
         site = base.config.site_names[site_index]
@@ -95,13 +101,17 @@ def make_library(checkpoint: Path, out: Path, con: Console, steps: int = 200, se
             seed_id=f"{site}/all",
         )  # fmt: skip
         lib.states[key] = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        con.print(f"seed {key}: {params} parameters, val macro-F1 {100 * base_val:.1f} → {100 * seed_val:.1f}")
+        con.print(
+            f"seed {key}: {params} parameters, val macro-F1 {100 * base_val:.1f} → {100 * seed_val:.1f}"
+        )
     del np
     lib.save(out)
     return out
 
 
-def bench_target(target: str, bits: int, checkpoint: Path, seeds: Path, work: Path, con: Console) -> dict[str, Any]:
+def bench_target(
+    target: str, bits: int, checkpoint: Path, seeds: Path, work: Path, con: Console
+) -> dict[str, Any]:
     from kasmina_edge.compile.pipeline import BuildRequest, build
 
     out = work / f"{target}-{bits}bit.kedge"
@@ -153,7 +163,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             entry["build_wall_s_4bit"] = r4["wall_s"]
             entry["bundle_bytes_4bit"] = r4["report"]["bundle_bytes"]
             entry["kernels_4bit"] = {
-                a["name"]: {"unpacked_bytes": a["bytes"], "packed_bytes": a["packed_bytes"], "int8_bytes": k8.get(a["name"])}
+                a["name"]: {
+                    "unpacked_bytes": a["bytes"],
+                    "packed_bytes": a["packed_bytes"],
+                    "int8_bytes": k8.get(a["name"]),
+                }
                 for a in r4["report"]["artifacts"]
                 if a["kind"] == "kernel"
             }
@@ -161,13 +175,32 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             entry["4bit"] = "not allowed for this target (targets/*.toml bits_allowed)"
         if "cache_bytes" in r8["report"]["target_mapping"]:
             m = r8["report"]["target_mapping"]
-            entry["edgetpu"] = {k: m[k] for k in ("ops_mapped", "ops_cpu", "cache_used_bytes", "cache_bytes", "fits_cache", "compiler")}
+            entry["edgetpu"] = {
+                k: m[k]
+                for k in (
+                    "ops_mapped",
+                    "ops_cpu",
+                    "cache_used_bytes",
+                    "cache_bytes",
+                    "fits_cache",
+                    "compiler",
+                )
+            }
             entry["edgetpu"]["per_model"] = [
-                {"name": x["name"], "ops_mapped": x["ops_mapped"], "ops_total": x["ops_total"], "cpu_from": x["cpu_from"], "parameter_bytes": x["parameter_bytes"]}
+                {
+                    "name": x["name"],
+                    "ops_mapped": x["ops_mapped"],
+                    "ops_total": x["ops_total"],
+                    "cpu_from": x["cpu_from"],
+                    "parameter_bytes": x["parameter_bytes"],
+                }
                 for x in m["models"]
             ]
         if r8["report"]["memory"].get("sram_bytes") is not None:
-            entry["tflite_micro"] = {k: r8["report"]["memory"][k] for k in ("flash_bytes", "flash_limit", "sram_bytes", "sram_limit")}
+            entry["tflite_micro"] = {
+                k: r8["report"]["memory"][k]
+                for k in ("flash_bytes", "flash_limit", "sram_bytes", "sram_limit")
+            }
         by_target[target] = entry
     return by_target
 
@@ -178,6 +211,7 @@ def render(summary: dict[str, Any], con: Console) -> None:
         t.add_column(col, justify="left" if col in ("target", "data") else "right")
     for target, e in summary.items():
         for i, (ds, a) in enumerate(e["accuracy"].items()):
+
             def pct(v: float | None) -> str:
                 return "-" if v is None else f"{100 * v:.2f}"
 
@@ -192,8 +226,14 @@ def render(summary: dict[str, Any], con: Console) -> None:
                 d(a["int8_delta_points"], a["int8_within_1pt"]),
                 pct(a["4bit"]),
                 d(a["4bit_delta_points"], a["4bit_within_3pt"]),
-                f"{e['bundle_bytes_int8']:,}" + (f" / {e['bundle_bytes_4bit']:,}" if "bundle_bytes_4bit" in e else "") if i == 0 else "",
-                f"{e['build_wall_s_int8']:.1f}" + (f" / {e['build_wall_s_4bit']:.1f}" if "build_wall_s_4bit" in e else "") if i == 0 else "",
+                f"{e['bundle_bytes_int8']:,}"
+                + (f" / {e['bundle_bytes_4bit']:,}" if "bundle_bytes_4bit" in e else "")
+                if i == 0
+                else "",
+                f"{e['build_wall_s_int8']:.1f}"
+                + (f" / {e['build_wall_s_4bit']:.1f}" if "build_wall_s_4bit" in e else "")
+                if i == 0
+                else "",
             )
     con.print(t)
     k = Table(title="seed kernels: int8 vs 4-bit (packed two per byte) bytes")
@@ -202,7 +242,14 @@ def render(summary: dict[str, Any], con: Console) -> None:
     for target, e in summary.items():
         for name, v in e.get("kernels_4bit", {}).items():
             ratio = v["packed_bytes"] / v["int8_bytes"] if v.get("int8_bytes") else float("nan")
-            k.add_row(target, name, f"{v['int8_bytes']:,}", f"{v['unpacked_bytes']:,}", f"{v['packed_bytes']:,}", f"{ratio:.2f}")
+            k.add_row(
+                target,
+                name,
+                f"{v['int8_bytes']:,}",
+                f"{v['unpacked_bytes']:,}",
+                f"{v['packed_bytes']:,}",
+                f"{ratio:.2f}",
+            )
     con.print(k)
     a = Table(title="artifact bytes (int8 build)")
     names = sorted({n for e in summary.values() for n in e["artifacts_int8"]})
@@ -222,7 +269,9 @@ def render(summary: dict[str, Any], con: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="default", help="host training preset when no --checkpoint (default, tiny)")
+    ap.add_argument(
+        "--config", default="default", help="host training preset when no --checkpoint (default, tiny)"
+    )
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--seeds", type=Path)
     ap.add_argument("--targets", default=",".join(TARGETS))

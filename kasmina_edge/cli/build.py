@@ -17,10 +17,14 @@ TARGETS = ("edgetpu", "cortex-m", "linux-arm", "x86")
 
 def build(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`."),
-    seeds: Path = typer.Option(None, "--seeds", help="Seed library folder from `kasmina-edge morph` (omit: base only)."),
+    seeds: Path = typer.Option(
+        None, "--seeds", help="Seed library folder from `kasmina-edge morph` (omit: base only)."
+    ),
     target: str = typer.Option(..., "--target", help="edgetpu, cortex-m, linux-arm or x86."),
     profile: str = typer.Option(None, "--profile", help="Hardware profile (default: the target's)."),
-    bits: int = typer.Option(8, "--bits", help="Seed kernel weights: 8 (PTQ int8) or 4 (Brevitas QAT, packed)."),
+    bits: int = typer.Option(
+        8, "--bits", help="Seed kernel weights: 8 (PTQ int8) or 4 (Brevitas QAT, packed)."
+    ),
     out: Path = typer.Option(None, "--out", help="Bundle to write (default: <target>.kedge)."),
     explain: bool = typer.Option(False, "--explain", help="Show the build plan and stop."),
     keys: Path = typer.Option(None, "--keys", help="Signing keys folder from `kasmina-edge keys init`."),
@@ -62,7 +66,9 @@ def run_build(
         raise UnknownTargetError(f"--bits: {bits} is not supported; use 8 or 4")
     from kasmina_edge.compile.pipeline import BuildRequest, build, plan
 
-    req = BuildRequest(checkpoint=checkpoint, seeds=seeds, target=target, profile=profile, bits=bits, out=out, keys=keys)
+    req = BuildRequest(
+        checkpoint=checkpoint, seeds=seeds, target=target, profile=profile, bits=bits, out=out, keys=keys
+    )
     the_plan = plan(req)
     if explain:
         the_plan.render(con)
@@ -94,4 +100,6 @@ def demo_step(con: Console, workdir: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="build", help="Ahead-of-time build per target into a signed bundle (see --explain).")(build)
+    app.command(name="build", help="Ahead-of-time build per target into a signed bundle (see --explain).")(
+        build
+    )

@@ -29,7 +29,9 @@ def _array_body(data: bytes) -> str:
     return "\n".join(lines)
 
 
-def render(models: Mapping[str, bytes], arenas: Mapping[str, int] | None = None, *, header_name: str = "model_data.h") -> tuple[str, str]:
+def render(
+    models: Mapping[str, bytes], arenas: Mapping[str, int] | None = None, *, header_name: str = "model_data.h"
+) -> tuple[str, str]:
     """The text of ``model_data.h`` and ``model_data.cc`` for ``models`` (name → TFLite bytes)."""
     arenas = arenas or {}
     guard = "KASMINA_MODEL_DATA_H_"
@@ -64,7 +66,14 @@ def render(models: Mapping[str, bytes], arenas: Mapping[str, int] | None = None,
         cc.append("};")
         cc.append(f"const unsigned int g_{ident}_len = {len(data)};")
         cc.append("")
-    h += ["", f"constexpr std::size_t kKasminaModelCount = {len(models)};", "extern const KasminaModel kKasminaModels[];", "", f"#endif  // {guard}", ""]
+    h += [
+        "",
+        f"constexpr std::size_t kKasminaModelCount = {len(models)};",
+        "extern const KasminaModel kKasminaModels[];",
+        "",
+        f"#endif  // {guard}",
+        "",
+    ]
     cc.append("const KasminaModel kKasminaModels[] = {")
     for name in models:
         ident = c_identifier(name)
@@ -80,7 +89,9 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_c_arrays(models: Mapping[str, bytes], out_dir: Path, arenas: Mapping[str, int] | None = None) -> tuple[Path, Path]:
+def write_c_arrays(
+    models: Mapping[str, bytes], out_dir: Path, arenas: Mapping[str, int] | None = None
+) -> tuple[Path, Path]:
     """Write ``model_data.h`` and ``model_data.cc`` into ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     header, source = render(models, arenas)

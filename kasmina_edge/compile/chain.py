@@ -96,7 +96,9 @@ def onnx_chain(
     return h
 
 
-def torch_chain(model: Any, x: np.ndarray, rr: np.ndarray, active: Mapping[int, str] | None = None, batch: int = 1024) -> np.ndarray:
+def torch_chain(
+    model: Any, x: np.ndarray, rr: np.ndarray, active: Mapping[int, str] | None = None, batch: int = 1024
+) -> np.ndarray:
     """Float logits of the segmented torch model (``active``: site → kernel seed id)."""
     import torch
 

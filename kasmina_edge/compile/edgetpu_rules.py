@@ -111,7 +111,9 @@ class ModelCheck:
             "ops_total": len(self.ops),
             "ops_mapped": self.mapped,
             "ops_cpu": self.cpu,
-            "cpu_from": None if first is None else {"index": first.op_index, "op": first.op, "rule": first.rule, "detail": first.detail},
+            "cpu_from": None
+            if first is None
+            else {"index": first.op_index, "op": first.op, "rule": first.rule, "detail": first.detail},
             "violations": [v.__dict__ for v in self.violations],
             "parameter_bytes": self.parameter_bytes,
         }
@@ -121,14 +123,19 @@ def _tensor_problems(t: TensorInfo, rules: EdgeTpuRules) -> list[tuple[str, str]
     out: list[tuple[str, str]] = []
     allowed = rules.dtypes - {"int32"}
     if t.dtype not in allowed and not (t.dtype == "int32" and t.is_constant and "int32" in rules.dtypes):
-        out.append(("dtype", f"tensor {t.name!r} is {t.dtype}; the Edge TPU takes int8 (int32 only for biases)"))
+        out.append(
+            ("dtype", f"tensor {t.name!r} is {t.dtype}; the Edge TPU takes int8 (int32 only for biases)")
+        )
     if rules.static_shapes and t.is_dynamic:
         out.append(("dynamic_shape", f"tensor {t.name!r} has a dynamic shape {list(t.shape_signature)}"))
     if t.shape and not t.is_constant:
         outer = t.shape[:-3]
         if t.non_trivial_dims > rules.max_nontrivial_dims or any(d != 1 for d in outer):
             out.append(
-                ("dims", f"tensor {t.name!r} {list(t.shape)}: only the {rules.max_nontrivial_dims} innermost dimensions may exceed 1")
+                (
+                    "dims",
+                    f"tensor {t.name!r} {list(t.shape)}: only the {rules.max_nontrivial_dims} innermost dimensions may exceed 1",
+                )
             )
     return out
 
@@ -157,10 +164,14 @@ def check_model(name: str, data: bytes, rules: EdgeTpuRules | None = None) -> Mo
     graph = read_graph(data)
     violations: list[Violation] = []
     if graph.subgraphs > 1:
-        violations.append(Violation(0, graph.ops[0].name if graph.ops else "-", "unsupported_op", "more than one subgraph"))
+        violations.append(
+            Violation(0, graph.ops[0].name if graph.ops else "-", "unsupported_op", "more than one subgraph")
+        )
     for op in graph.ops:
         if op.name not in rules.allowed_ops:
-            violations.append(Violation(op.index, op.name, "unsupported_op", f"{op.name} is not an Edge TPU operation"))
+            violations.append(
+                Violation(op.index, op.name, "unsupported_op", f"{op.name} is not an Edge TPU operation")
+            )
         limit = _op_limit(op, graph, data)
         if limit:
             violations.append(Violation(op.index, op.name, "op_limit", limit))
@@ -307,7 +318,9 @@ def compiler_path() -> str | None:
     return shutil.which("edgetpu_compiler")
 
 
-def run_compiler(models: Mapping[str, bytes], out_dir: Path, timeout: float = 300.0) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+def run_compiler(
+    models: Mapping[str, bytes], out_dir: Path, timeout: float = 300.0
+) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
     """Co-compile every model with ``edgetpu_compiler -s``; return the parsed log and the
     ``*_edgetpu.tflite`` files by model name. Raises ``FileNotFoundError`` when the compiler is absent."""
     exe = compiler_path()
@@ -326,7 +339,11 @@ def run_compiler(models: Mapping[str, bytes], out_dir: Path, timeout: float = 30
     )
     if proc.returncode != 0:
         raise RuntimeError(f"edgetpu_compiler failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-    compiled = {name: (out_dir / f"{name}_edgetpu.tflite").read_bytes() for name in models if (out_dir / f"{name}_edgetpu.tflite").exists()}
+    compiled = {
+        name: (out_dir / f"{name}_edgetpu.tflite").read_bytes()
+        for name in models
+        if (out_dir / f"{name}_edgetpu.tflite").exists()
+    }
     return parse_compiler_log(proc.stdout), compiled
 
 

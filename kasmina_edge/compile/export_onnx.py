@@ -217,7 +217,9 @@ def check_onnx_cut_grids(
     for pos, want in input_grids.items():
         got = ins.get(input_names[pos])
         if got != want:
-            raise CutMismatchError(f"{artifact} input {input_names[pos]}: grid at the cut is {got}, expected {want}")
+            raise CutMismatchError(
+                f"{artifact} input {input_names[pos]}: grid at the cut is {got}, expected {want}"
+            )
     if output_grid is not None and out != output_grid:
         raise CutMismatchError(f"{artifact} output: grid at the cut is {out}, expected {output_grid}")
 
@@ -403,13 +405,21 @@ def onnx_session(data: bytes, *, fused: bool = True) -> Any:
     return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(data: bytes, inputs: Sequence[np.ndarray], batch: int = 512, *, fused: bool = True) -> np.ndarray:
+def run_onnx(
+    data: bytes, inputs: Sequence[np.ndarray], batch: int = 512, *, fused: bool = True
+) -> np.ndarray:
     """Run a single-output ONNX model over batched float inputs."""
     sess = onnx_session(data, fused=fused)
     names = [i.name for i in sess.get_inputs()]
     n = inputs[0].shape[0]
     outs = [
-        sess.run(None, {nm: np.ascontiguousarray(x[i : i + batch], np.float32) for nm, x in zip(names, inputs, strict=True)})[0]
+        sess.run(
+            None,
+            {
+                nm: np.ascontiguousarray(x[i : i + batch], np.float32)
+                for nm, x in zip(names, inputs, strict=True)
+            },
+        )[0]
         for i in range(0, n, batch)
     ]
     return np.concatenate(outs, axis=0)

@@ -79,7 +79,9 @@ def pack_file(data: bytes, ranges: Sequence[tuple[int, int]]) -> bytes:
         nibbles.append(pack_nibbles(np.frombuffer(data, dtype=np.int8, count=n, offset=off)))
         pos = off + n
     rest.append(data[pos:])
-    header = _HEAD.pack(MAGIC, len(data), zlib.crc32(data), len(spans)) + b"".join(_RANGE.pack(o, n) for o, n in spans)
+    header = _HEAD.pack(MAGIC, len(data), zlib.crc32(data), len(spans)) + b"".join(
+        _RANGE.pack(o, n) for o, n in spans
+    )
     return header + b"".join(rest) + b"".join(nibbles)
 
 

@@ -69,7 +69,9 @@ def require_parity(parity: LogitParity, what: str) -> None:
         )
 
 
-def reference_vectors(trace: Mapping[str, Sequence[Sequence[np.ndarray]]], rows: int = 8) -> dict[str, dict[str, np.ndarray]]:
+def reference_vectors(
+    trace: Mapping[str, Sequence[Sequence[np.ndarray]]], rows: int = 8
+) -> dict[str, dict[str, np.ndarray]]:
     """Per artifact: ``in0`` (``in1``) and ``out`` arrays of the first ``rows`` traced rows."""
     vectors: dict[str, dict[str, np.ndarray]] = {}
     for name, calls in trace.items():

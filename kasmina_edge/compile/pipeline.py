@@ -104,7 +104,9 @@ class BuildPlan:
             f"[bold]build plan[/]: {r.checkpoint} + {r.seeds or '(no seed library)'} → {r.out_path()} "
             f"for [bold]{self.target.name}[/] ({self.format}), profile [bold]{self.profile.name}[/], {r.bits}-bit kernels"
         )
-        t = Table(title=f"model {self.model_name}: {self.base_parameters:,} base parameters, {len(self.sites)} seed sites")
+        t = Table(
+            title=f"model {self.model_name}: {self.base_parameters:,} base parameters, {len(self.sites)} seed sites"
+        )
         for col in ("artifact", "what", "site", "parameters"):
             t.add_column(col)
         for i in range(len(self.sites) + 1):
@@ -151,7 +153,9 @@ def plan(req: BuildRequest) -> BuildPlan:
     from kasmina_edge import catalog
 
     if not req.checkpoint.exists():
-        raise NoCheckpointError(f"{req.checkpoint}: checkpoint not found (train one with `kasmina-edge train`)")
+        raise NoCheckpointError(
+            f"{req.checkpoint}: checkpoint not found (train one with `kasmina-edge train`)"
+        )
     if req.seeds is not None and not req.seeds.is_dir():
         raise NoCheckpointError(f"{req.seeds}: seed library folder not found")
     try:
@@ -179,20 +183,30 @@ def plan(req: BuildRequest) -> BuildPlan:
     cfg = ModelConfig.from_dict(ckpt["model_config"])
     shapes = cfg.site_shapes()
     sites = [(name, shapes[name][0], shapes[name][1]) for name in cfg.site_names]
-    base_params = sum(int(v.numel()) for k, v in ckpt["state"].items() if k.startswith(("blocks.", "head.")) and v.dtype.is_floating_point and not k.endswith(("rr_mean", "rr_std")))
+    base_params = sum(
+        int(v.numel())
+        for k, v in ckpt["state"].items()
+        if k.startswith(("blocks.", "head."))
+        and v.dtype.is_floating_point
+        and not k.endswith(("rr_mean", "rr_std"))
+    )
     kernels: list[PlannedKernel] = []
     for raw in _read_library_meta(req.seeds) if req.seeds else []:
         key, bp = str(raw["key"]), str(raw["blueprint"])
         spec = get_blueprint(bp)
         params = dict(raw.get("blueprint_params", {}))
         if not spec.supports(target.name, int(raw["channels"]), **params):
-            runs_on = ", ".join(sorted(t for t in spec.targets if spec.supports(t, int(raw["channels"]), **params)))
+            runs_on = ", ".join(
+                sorted(t for t in spec.targets if spec.supports(t, int(raw["channels"]), **params))
+            )
             raise UnsupportedBlueprintError(
                 f"seed {key}: blueprint {bp} cannot run on target {target.name} (it runs on: {runs_on or 'none'})"
             )
         kernels.append(PlannedKernel(key, int(raw["site_index"]), bp, int(raw["param_count"])))
     kernel_bytes = sum(k.parameters for k in kernels) * (req.bits / 8)
-    estimated = int(base_params + kernel_bytes + 2500 * (len(sites) + 1 + len(kernels)))  # + per-model overhead
+    estimated = int(
+        base_params + kernel_bytes + 2500 * (len(sites) + 1 + len(kernels))
+    )  # + per-model overhead
     flash = profile.memory.flash_bytes
     if flash and estimated > flash:
         raise ProfileLimitError(
@@ -204,7 +218,11 @@ def plan(req: BuildRequest) -> BuildPlan:
         f"load {req.checkpoint.name} ({cfg.name}) and {len(kernels)} seed kernel(s); split at {len(sites)} seed sites",
         f"calibrate one int8 grid per site on {req.calibration_patients} unseen synthetic patients",
         "export base segments: PTQ int8 (per-channel weights, per-tensor activations), BatchNorm folded, "
-        + ("litert-torch full-int8 TFLite, int8 I/O" if fmt in TFLITE_FORMATS else "ONNX QDQ via onnxruntime (opset 13)"),
+        + (
+            "litert-torch full-int8 TFLite, int8 I/O"
+            if fmt in TFLITE_FORMATS
+            else "ONNX QDQ via onnxruntime (opset 13)"
+        ),
         (
             f"export seed kernels: Brevitas QAT w{req.bits}a8"
             + (", weights packed two per byte" if req.bits == 4 else "")
@@ -219,13 +237,19 @@ def plan(req: BuildRequest) -> BuildPlan:
 
         steps.append("Edge TPU rule check, predicted CPU partition and parameter-cache use (co-compiled)")
         if compiler_path() is None:
-            pending.append("edgetpu_compiler not on PATH: compilation recorded as pending (runs on the emulator)")
+            pending.append(
+                "edgetpu_compiler not on PATH: compilation recorded as pending (runs on the emulator)"
+            )
         else:
             steps.append("edgetpu_compiler -s (co-compile all artifacts), parse its log")
     if target.runtime == "tflite-micro":
-        steps.append(f"TFLite Micro: measure arenas, check {profile.name} SRAM/flash, compare with LiteRT reference kernels")
+        steps.append(
+            f"TFLite Micro: measure arenas, check {profile.name} SRAM/flash, compare with LiteRT reference kernels"
+        )
         steps.append("write model_data.cc/.h for firmware")
-    steps.append(f"parity vs torch on {req.heldout_patients} held-out synthetic patients and MIT-BIH 100 (if present)")
+    steps.append(
+        f"parity vs torch on {req.heldout_patients} held-out synthetic patients and MIT-BIH 100 (if present)"
+    )
     steps.append(f"reference vectors per artifact, build report, bundle {req.out_path()}")
     if req.keys is None:
         pending.append("no --keys: the bundle will not be signed (create keys with `kasmina-edge keys init`)")
@@ -280,11 +304,18 @@ def load_segmented(checkpoint: Path, seeds: Path | None) -> tuple[SegmentedModel
                     site=e.site_index,
                     blueprint=e.blueprint,
                     module=lib.seed_module(key),
-                    meta={"condition": e.condition, "gain": e.gain, "stage": e.final_stage, "seed_id": e.seed_id},
+                    meta={
+                        "condition": e.condition,
+                        "gain": e.gain,
+                        "stage": e.final_stage,
+                        "seed_id": e.seed_id,
+                    },
                 )
             )
             entries.append(e)
-    sm = SegmentedModel(modules, sites, kernels, window=cfg.window, rr_features=cfg.n_rr, classes=tuple(AAMI_CLASSES))
+    sm = SegmentedModel(
+        modules, sites, kernels, window=cfg.window, rr_features=cfg.n_rr, classes=tuple(AAMI_CLASSES)
+    )
     return sm, ckpt, entries
 
 
@@ -344,7 +375,13 @@ class _Steps:
 
         self.timings: dict[str, float] = {}
         self.progress = (
-            Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            )
             if console is not None
             else None
         )
@@ -375,7 +412,9 @@ class _Steps:
             self.progress.update(self.task, total=total + n)
 
 
-def _export(spec: ArtifactSpec, fmt: str, reduce_range: bool, weight_scales: dict[str, Any] | None = None) -> bytes:
+def _export(
+    spec: ArtifactSpec, fmt: str, reduce_range: bool, weight_scales: dict[str, Any] | None = None
+) -> bytes:
     if fmt in TFLITE_FORMATS:
         from kasmina_edge.compile.export_tflite import export_int8_tflite
 
@@ -412,7 +451,9 @@ def _export_qat(spec: ArtifactSpec, fmt: str, bits: int, model: SegmentedModel, 
     site_inputs = torch.cat([b[0] for b in spec.calibration])
     downstream = _Downstream(model, spec.site or 0)
     assert spec.output_grid is not None
-    q = qat_kernel(spec.module, site_inputs, bits=bits, site_grid=spec.output_grid, downstream=downstream, steps=steps)
+    q = qat_kernel(
+        spec.module, site_inputs, bits=bits, site_grid=spec.output_grid, downstream=downstream, steps=steps
+    )
     if fmt in TFLITE_FORMATS:
         from dataclasses import replace
 
@@ -421,7 +462,11 @@ def _export_qat(spec: ArtifactSpec, fmt: str, bits: int, model: SegmentedModel, 
     from kasmina_edge.compile.export_onnx import export_qcdq_onnx
 
     return export_qcdq_onnx(
-        q.brevitas_module, site_inputs[:2], artifact=spec.name, site_grid=spec.output_grid, input_name=spec.input_names[0]
+        q.brevitas_module,
+        site_inputs[:2],
+        artifact=spec.name,
+        site_grid=spec.output_grid,
+        input_name=spec.input_names[0],
     )
 
 
@@ -487,12 +532,25 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
     the_plan = plan(req)
     target, profile = the_plan.target, the_plan.profile
     fmt = target.format
-    report = BuildReport(target=target.name, profile=profile.name, bits=req.bits, format=fmt, pending=list(the_plan.pending))
+    report = BuildReport(
+        target=target.name, profile=profile.name, bits=req.bits, format=fmt, pending=list(the_plan.pending)
+    )
     report.notes.append(
         "quantization: weights per output channel, symmetric; activations per tensor; site grids symmetric int8"
-        + ("; w7 = 7-bit weights (ONNX Runtime int8 kernels saturate on x86 without VNNI)" if target.name == "x86" else "")
+        + (
+            "; w7 = 7-bit weights (ONNX Runtime int8 kernels saturate on x86 without VNNI)"
+            if target.name == "x86"
+            else ""
+        )
     )
-    n_steps = 3 + len(the_plan.sites) + 1 + len(the_plan.kernels) + 5 + int(req.bits == 8 and bool(the_plan.kernels))
+    n_steps = (
+        3
+        + len(the_plan.sites)
+        + 1
+        + len(the_plan.kernels)
+        + 5
+        + int(req.bits == 8 and bool(the_plan.kernels))
+    )
     with _Steps(console, n_steps) as steps:
         import torch
 
@@ -530,7 +588,9 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         if morphed:
             configs.append(("morphed", ChainLayout(segments, morphed), model.default_active()))
 
-        def run_chain(layout: ChainLayout, x: np.ndarray, rr: np.ndarray, trace: dict[str, Any] | None = None) -> np.ndarray:
+        def run_chain(
+            layout: ChainLayout, x: np.ndarray, rr: np.ndarray, trace: dict[str, Any] | None = None
+        ) -> np.ndarray:
             from kasmina_edge.compile.chain import onnx_chain, tflite_chain
 
             arts = {n: b.data for n, b in built.items()}
@@ -541,13 +601,17 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         if req.bits == 8 and morphed:
             with steps.step("PTQ tolerance per kernel"):
                 # an 8-bit kernel that loses too much under PTQ is redone with QAT
-                _qat_fallback(report, model, specs, built, evals[0], segments, run_chain, fmt, req.qat_steps, steps)
+                _qat_fallback(
+                    report, model, specs, built, evals[0], segments, run_chain, fmt, req.qat_steps, steps
+                )
         with steps.step("parity and accuracy vs torch"):
             _accuracy(report, model, evals, configs, run_chain)
         with steps.step("target checks"):
             extra_files = _target_checks(report, target, profile, built, model, evals[0], segments, req)
         with steps.step("reference vectors and packing"):
-            files, manifest = _bundle_contents(report, req, the_plan, model, ckpt, grids, built, evals[0], segments, morphed, run_chain)
+            files, manifest = _bundle_contents(
+                report, req, the_plan, model, ckpt, grids, built, evals[0], segments, morphed, run_chain
+            )
             files.update(extra_files)
         report.timings_s = {k: round(v, 3) for k, v in steps.timings.items()}
         report.timings_s["total"] = round(time.perf_counter() - t_start, 3)
@@ -619,7 +683,9 @@ def _qat_fallback(
                 data = _export_qat(spec, fmt, 8, model, qat_steps)
             kfmt = fmt if fmt in TFLITE_FORMATS else "onnx-qcdq"
             built[spec.name] = BuiltArtifact(spec, data, kfmt, "QAT w8a8", 8)
-            report.notes.append(f"{spec.name}: PTQ lost {lost:.2f} macro-F1 points > {PTQ_TOLERANCE_POINTS}; rebuilt with QAT")
+            report.notes.append(
+                f"{spec.name}: PTQ lost {lost:.2f} macro-F1 points > {PTQ_TOLERANCE_POINTS}; rebuilt with QAT"
+            )
 
 
 def _target_checks(
@@ -643,7 +709,9 @@ def _target_checks(
         from kasmina_edge.compile.edgetpu_rules import EdgeTpuRules, check_and_compile
 
         with tempfile.TemporaryDirectory(prefix="kasmina-edgetpu-") as tmp:
-            plan_tpu, compiled = check_and_compile(arts, EdgeTpuRules.from_catalog(target, profile), Path(tmp))
+            plan_tpu, compiled = check_and_compile(
+                arts, EdgeTpuRules.from_catalog(target, profile), Path(tmp)
+            )
         report.target_mapping = plan_tpu.to_dict()
         for name, data in compiled.items():
             files[f"edgetpu/{name}_edgetpu.tflite"] = data
@@ -669,8 +737,18 @@ def _target_checks(
         for kname in kernel_names:
             site = built[kname].spec.site
             assert site is not None
-            tflite_chain(arts, ChainLayout(segments, {site: kname}), ev.windows[:n], ev.rr[:n], reference=True, trace=trace)
-        inputs = {name: [np.concatenate([c[i] for c in calls[:n]]) for i in range(len(calls[0]) - 1)] for name, calls in trace.items()}
+            tflite_chain(
+                arts,
+                ChainLayout(segments, {site: kname}),
+                ev.windows[:n],
+                ev.rr[:n],
+                reference=True,
+                trace=trace,
+            )
+        inputs = {
+            name: [np.concatenate([c[i] for c in calls[:n]]) for i in range(len(calls[0]) - 1)]
+            for name, calls in trace.items()
+        }
         reported, outs = run_micro(arts, inputs)
         arenas = measure_arenas(arts, reported)
         for name, b in built.items():
@@ -687,13 +765,22 @@ def _target_checks(
         mem = check_memory(
             sizes,
             {n_: a.arena_bytes for n_, a in arenas.items()},
-            {n_: b.spec.site for n_, b in built.items() if b.spec.kind == "kernel" and b.spec.site is not None},
+            {
+                n_: b.spec.site
+                for n_, b in built.items()
+                if b.spec.kind == "kernel" and b.spec.site is not None
+            },
             flash_limit=flash,
             sram_limit=int(profile.memory.sram_bytes),
             profile=profile.name,
         )
         report.memory.update(
-            {"flash_bytes": mem.flash_bytes, "flash_limit": mem.flash_limit, "sram_bytes": mem.sram_bytes, "sram_limit": mem.sram_limit}
+            {
+                "flash_bytes": mem.flash_bytes,
+                "flash_limit": mem.flash_limit,
+                "sram_bytes": mem.sram_bytes,
+                "sram_limit": mem.sram_limit,
+            }
         )
         report.memory["arenas"] = {n_: a.arena_bytes for n_, a in arenas.items()}
         header, source = render(arts, report.memory["arenas"])
@@ -807,7 +894,13 @@ def _bundle_contents(
             "checkpoint_sha256": hashlib.sha256(req.checkpoint.read_bytes()).hexdigest(),
         },
         "sites": [
-            {"index": s.index, "name": s.name, "channels": s.channels, "length": s.length, "grid": grids[s.index].as_dict()}
+            {
+                "index": s.index,
+                "name": s.name,
+                "channels": s.channels,
+                "length": s.length,
+                "grid": grids[s.index].as_dict(),
+            }
             for s in model.sites
         ],
         "chain": {"segments": list(segments), "default_active": {str(k): v for k, v in morphed.items()}},
@@ -825,7 +918,9 @@ def _bundle_contents(
     return files, manifest
 
 
-def _write_bundle(report: BuildReport, req: BuildRequest, files: dict[str, bytes], manifest: dict[str, Any]) -> Path:
+def _write_bundle(
+    report: BuildReport, req: BuildRequest, files: dict[str, bytes], manifest: dict[str, Any]
+) -> Path:
     """Write the bundle through the contracts' writer (signed with --keys) or, until it exists, a plain zip."""
     out = req.out_path()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -848,7 +943,10 @@ def _write_bundle(report: BuildReport, req: BuildRequest, files: dict[str, bytes
         note = "contracts.bundle.write_bundle not available: bundle written as an unsigned zip"
         if note not in report.pending:
             report.pending.append(note)
-        manifest = {**manifest, "files": {name: {"sha256": _sha(d), "bytes": len(d)} for name, d in files.items()}}
+        manifest = {
+            **manifest,
+            "files": {name: {"sha256": _sha(d), "bytes": len(d)} for name, d in files.items()},
+        }
         manifest["pending"] = list(report.pending)
         files["report.json"] = json.dumps(report.to_dict(), indent=2, default=str).encode()
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")

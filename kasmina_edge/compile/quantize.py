@@ -183,7 +183,9 @@ def prepare_int8(
     input_grids = input_grids or {}
     weight_scales = weight_scales or {}
     # a batch of 1 would be specialised to a constant; export with 2 and keep the batch dynamic
-    example_args = tuple(a if a.shape[0] > 1 else a.expand(2, *a.shape[1:]).contiguous() for a in example_args)
+    example_args = tuple(
+        a if a.shape[0] > 1 else a.expand(2, *a.shape[1:]).contiguous() for a in example_args
+    )
     # strict export keeps the source-function records the quantizer's patterns (add, ...) look for
     exported = torch.export.export(
         module.eval(), tuple(example_args), strict=True, dynamic_shapes=_dynamic_batch(example_args)
@@ -378,7 +380,7 @@ def qat_kernel(
     teacher = kernel.eval()
     student = to_brevitas(kernel, bits, site_grid)
     student.train()
-    for p in (downstream.parameters() if downstream is not None else []):
+    for p in downstream.parameters() if downstream is not None else []:
         p.requires_grad_(False)
     opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
     gen = torch.Generator().manual_seed(seed)

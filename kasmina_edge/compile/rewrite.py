@@ -65,4 +65,6 @@ def check_equivalent(a: nn.Module, b: nn.Module, *example: torch.Tensor, what: s
     err = float((ya - yb).abs().max())
     scale = float(ya.abs().max()) or 1.0
     if err > FOLD_TOLERANCE * max(1.0, scale):
-        raise BuildError(f"{what}: export rewrite changed the output by {err:.2e} (limit {FOLD_TOLERANCE:.0e})")
+        raise BuildError(
+            f"{what}: export rewrite changed the output by {err:.2e} (limit {FOLD_TOLERANCE:.0e})"
+        )

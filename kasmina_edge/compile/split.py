@@ -61,7 +61,9 @@ class SegmentedModel:
 
     def __post_init__(self) -> None:
         if len(self.segments) != len(self.sites) + 1:
-            raise ValueError(f"{len(self.sites)} sites need {len(self.sites) + 1} segments, got {len(self.segments)}")
+            raise ValueError(
+                f"{len(self.sites)} sites need {len(self.sites) + 1} segments, got {len(self.segments)}"
+            )
         for k in self.kernels:
             if not 0 <= k.site < len(self.sites):
                 raise ValueError(f"kernel {k.seed_id} sits at site {k.site}, the model has {len(self.sites)}")

@@ -128,7 +128,9 @@ def run_micro(
             jobs.append(job)
         rc, _out, err = _run_worker(jobs, tmp)
         if rc != 0:
-            raise BuildError(f"TFLite Micro could not load or run the models (exit {rc}): {err.strip()[-300:]}")
+            raise BuildError(
+                f"TFLite Micro could not load or run the models (exit {rc}): {err.strip()[-300:]}"
+            )
         outputs = {str(j["name"]): np.load(str(j["outputs"])) for j in jobs if "outputs" in j}
         return _reported(err), outputs
 
@@ -142,7 +144,9 @@ def _loads_with(name: str, data: bytes, arena: int) -> bool:
         return rc == 0 and name in _reported(err)
 
 
-def measure_arenas(models: Mapping[str, bytes], reported: Mapping[str, int] | None = None) -> dict[str, ArenaResult]:
+def measure_arenas(
+    models: Mapping[str, bytes], reported: Mapping[str, int] | None = None
+) -> dict[str, ArenaResult]:
     """Smallest confirmed arena per model: the reported total, grown by steps until a child loads it."""
     reported = dict(reported) if reported is not None else run_micro(models)[0]
     missing = [n for n in models if n not in reported]

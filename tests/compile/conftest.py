@@ -72,7 +72,10 @@ def trained() -> Trained:
     model.eval()
     sm = segmented(
         model,
-        {1: [("seedA", "bottleneck_adapter", model.adapters["1"])], 3: [("seedB", "depthwise", model.adapters["3"])]},
+        {
+            1: [("seedA", "bottleneck_adapter", model.adapters["1"])],
+            3: [("seedB", "depthwise", model.adapters["3"])],
+        },
     )
     xc, rc, _ = toy_beats(512, 1)
     x_cal, rr_cal = torch.from_numpy(xc), torch.from_numpy(rc)

@@ -77,7 +77,9 @@ class StandIn(nn.Module):
         return self.head(h, rr)
 
 
-def segmented(model: StandIn, kernels: dict[int, list[tuple[str, str, nn.Module]]] | None = None) -> SegmentedModel:
+def segmented(
+    model: StandIn, kernels: dict[int, list[tuple[str, str, nn.Module]]] | None = None
+) -> SegmentedModel:
     c = StandIn.CHANNELS
     lengths = (128, 64, 32, 16)
     sites = [Site(i, f"block{i}", c[i], lengths[i]) for i in range(4)]

@@ -184,7 +184,9 @@ def test_compiler_log_is_parsed_per_model() -> None:
     assert second["cache_used_bytes"] == 512 and second["ops_mapped"] == 7
 
 
-def test_the_compiler_is_run_co_compiling_all_models_when_on_path(tmp_path: Path, tflite_artifacts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_compiler_is_run_co_compiling_all_models_when_on_path(
+    tmp_path: Path, tflite_artifacts, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """A stand-in ``edgetpu_compiler`` records its arguments and writes outputs like the real one."""
     bindir = tmp_path / "bin"
     bindir.mkdir()

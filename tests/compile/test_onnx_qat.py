@@ -35,7 +35,11 @@ def test_onnx_qdq_cuts_match_and_chain_agrees(trained, onnx_artifacts) -> None: 
 def qat4(trained):  # type: ignore[no-untyped-def]
     spec = next(s for s in trained.specs if s.name == "kernel_s1_seedA")
     site_inputs = torch.cat([b[0] for b in spec.calibration])
-    return spec, site_inputs, qat_kernel(spec.module, site_inputs, bits=4, site_grid=spec.output_grid, steps=60)
+    return (
+        spec,
+        site_inputs,
+        qat_kernel(spec.module, site_inputs, bits=4, site_grid=spec.output_grid, steps=60),
+    )
 
 
 def test_qat_4bit_weights_lie_on_a_4_bit_grid(qat4) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +83,9 @@ def test_4bit_kernel_as_qcdq_onnx(qat4) -> None:  # type: ignore[no-untyped-def]
     import onnx
 
     spec, site_inputs, q = qat4
-    data = export_qcdq_onnx(q.brevitas_module, site_inputs[:2], artifact="k4", site_grid=spec.output_grid, input_name="site1")
+    data = export_qcdq_onnx(
+        q.brevitas_module, site_inputs[:2], artifact="k4", site_grid=spec.output_grid, input_name="site1"
+    )
     model = onnx.load_from_string(data)
     assert onnx_opset(data) == 13
     inits = {i.name: i for i in model.graph.initializer}

@@ -41,7 +41,15 @@ def _write_checkpoint(path: Path, train: bool = False) -> None:
             loss.backward()
             opt.step()
     model.eval()
-    save_checkpoint(path, {"kind": "base", "model_config": model.config.to_dict(), "state": model.state_dict(), "experiment_id": "test"})
+    save_checkpoint(
+        path,
+        {
+            "kind": "base",
+            "model_config": model.config.to_dict(),
+            "state": model.state_dict(),
+            "experiment_id": "test",
+        },
+    )
 
 
 def _write_library(folder: Path, blueprint: str = "bottleneck_adapter", site_index: int = 1) -> None:
@@ -99,9 +107,15 @@ def test_4_bit_on_an_8_bit_only_target_names_the_limit(host_files) -> None:  # t
 def test_a_blueprint_the_target_cannot_run(host_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ckpt, _ = host_files
     _write_library(tmp_path / "att", blueprint="mini_attention", site_index=2)
-    with pytest.raises(UnsupportedBlueprintError, match=r"seed test-mini_attention@site2: blueprint mini_attention cannot run on target edgetpu"):
+    with pytest.raises(
+        UnsupportedBlueprintError,
+        match=r"seed test-mini_attention@site2: blueprint mini_attention cannot run on target edgetpu",
+    ):
         plan(BuildRequest(checkpoint=ckpt, seeds=tmp_path / "att", target="edgetpu"))
-    assert plan(BuildRequest(checkpoint=ckpt, seeds=tmp_path / "att", target="x86")).kernels[0].blueprint == "mini_attention"
+    assert (
+        plan(BuildRequest(checkpoint=ckpt, seeds=tmp_path / "att", target="x86")).kernels[0].blueprint
+        == "mini_attention"
+    )
 
 
 def test_a_model_too_big_for_the_profile_flash(host_files, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +129,9 @@ def test_a_model_too_big_for_the_profile_flash(host_files, monkeypatch) -> None:
 
     monkeypatch.setattr(catalog, "hardware", small)
     ckpt, seeds = host_files
-    with pytest.raises(ProfileLimitError, match=r"model too big for stm32h743: .* exceed its 4,096 B of flash"):
+    with pytest.raises(
+        ProfileLimitError, match=r"model too big for stm32h743: .* exceed its 4,096 B of flash"
+    ):
         plan(BuildRequest(checkpoint=ckpt, seeds=seeds, target="cortex-m"))
 
 
@@ -139,7 +155,10 @@ def _app() -> typer.Typer:
 
 def test_cli_explain_prints_the_plan(host_files) -> None:  # type: ignore[no-untyped-def]
     ckpt, seeds = host_files
-    res = CliRunner().invoke(_app(), ["build", "--checkpoint", str(ckpt), "--seeds", str(seeds), "--target", "edgetpu", "--explain"])
+    res = CliRunner().invoke(
+        _app(),
+        ["build", "--checkpoint", str(ckpt), "--seeds", str(seeds), "--target", "edgetpu", "--explain"],
+    )
     assert res.exit_code == 0, res.output
     assert "build plan" in res.output and "segment_4" in res.output and "edgetpu_compiler" in res.output
 
@@ -175,11 +194,20 @@ def test_whole_build_writes_a_consistent_bundle(trained_files, tmp_path: Path, t
     from kasmina_edge.compile.tflite_graph import run_batched
 
     ckpt, seeds = trained_files
-    req = BuildRequest(checkpoint=ckpt, seeds=seeds, target=target, out=tmp_path / f"{target}.kedge", heldout_patients=4, parity_windows=600)
+    req = BuildRequest(
+        checkpoint=ckpt,
+        seeds=seeds,
+        target=target,
+        out=tmp_path / f"{target}.kedge",
+        heldout_patients=4,
+        parity_windows=600,
+    )
     result = build(req)
     manifest, files = _bundle(result.bundle)  # type: ignore[arg-type]
     assert [a["name"] for a in manifest["artifacts"]][:5] == [f"segment_{i}" for i in range(5)]
-    assert len(manifest["artifacts"]) == 6 and manifest["chain"]["default_active"] == {"1": "kernel_s1_test-bottleneck_adapter_site1"}
+    assert len(manifest["artifacts"]) == 6 and manifest["chain"]["default_active"] == {
+        "1": "kernel_s1_test-bottleneck_adapter_site1"
+    }
     for a in manifest["artifacts"]:
         data = files[a["file"]]
         assert hashlib.sha256(data).hexdigest() == a["sha256"]
@@ -203,7 +231,16 @@ def test_4_bit_build_packs_kernels_that_unpack_to_what_was_tested(trained_files,
     from kasmina_edge.compile.pack4 import unpack_file
 
     ckpt, seeds = trained_files
-    req = BuildRequest(checkpoint=ckpt, seeds=seeds, target="x86", bits=4, out=tmp_path / "x86-4.kedge", heldout_patients=4, parity_windows=600, qat_steps=60)
+    req = BuildRequest(
+        checkpoint=ckpt,
+        seeds=seeds,
+        target="x86",
+        bits=4,
+        out=tmp_path / "x86-4.kedge",
+        heldout_patients=4,
+        parity_windows=600,
+        qat_steps=60,
+    )
     result = build(req)
     manifest, files = _bundle(result.bundle)  # type: ignore[arg-type]
     kernel = next(a for a in manifest["artifacts"] if a["kind"] == "kernel")

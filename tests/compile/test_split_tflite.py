@@ -56,7 +56,9 @@ def test_grids_match_across_every_cut(trained, tflite_artifacts) -> None:  # typ
     # 4 sites: segment out/next segment in, plus kernel in/out at sites 1 and 3
     assert assert_cuts_match(trained.specs, io) == 4 + 2 * 2
     for spec in trained.specs:
-        check_cut_grids(read_graph(tflite_artifacts[spec.name]), spec.name, spec.input_grids, spec.output_grid)
+        check_cut_grids(
+            read_graph(tflite_artifacts[spec.name]), spec.name, spec.input_grids, spec.output_grid
+        )
 
 
 def test_cut_mismatch_is_reported_with_the_site(trained, tflite_artifacts) -> None:  # type: ignore[no-untyped-def]
@@ -86,13 +88,17 @@ def test_int8_chain_agrees_with_torch(trained, tflite_artifacts, config) -> None
     assert np.percentile(np.abs(got - ref).max(axis=1), 99) < 0.1 * (ref.max() - ref.min())
 
 
-def test_chaining_int8_tensors_equals_feeding_each_artifact_its_traced_input(trained, tflite_artifacts) -> None:  # type: ignore[no-untyped-def]
+def test_chaining_int8_tensors_equals_feeding_each_artifact_its_traced_input(
+    trained, tflite_artifacts
+) -> None:  # type: ignore[no-untyped-def]
     """Handing raw int8 across a cut is exact: re-running an artifact on the traced int8 input of the
     previous one reproduces the chain's int8 output bit for bit."""
     segments = tuple(f"segment_{i}" for i in range(5))
     layout = ChainLayout(segments, {1: "kernel_s1_seedA"})
     trace: dict[str, list[list[np.ndarray]]] = {}
-    out = tflite_chain(tflite_artifacts, layout, trained.x_test[:20], trained.rr_test[:20], return_int8=True, trace=trace)
+    out = tflite_chain(
+        tflite_artifacts, layout, trained.x_test[:20], trained.rr_test[:20], return_int8=True, trace=trace
+    )
     kernel_out = np.concatenate([c[-1] for c in trace["kernel_s1_seedA"]])
     seg2_in = np.concatenate([c[0] for c in trace["segment_2"]])
     assert np.array_equal(kernel_out, seg2_in)

@@ -35,8 +35,18 @@ SEGMENTS = tuple(f"segment_{i}" for i in range(5))
 def micro(trained, tflite_artifacts):  # type: ignore[no-untyped-def]
     trace: dict[str, list[list[np.ndarray]]] = {}
     x, rr = trained.x_test[:60], trained.rr_test[:60]
-    tflite_chain(tflite_artifacts, ChainLayout(SEGMENTS, {1: "kernel_s1_seedA", 3: "kernel_s3_seedB"}), x, rr, reference=True, trace=trace)
-    inputs = {n: [np.concatenate([c[i] for c in calls]) for i in range(len(calls[0]) - 1)] for n, calls in trace.items()}
+    tflite_chain(
+        tflite_artifacts,
+        ChainLayout(SEGMENTS, {1: "kernel_s1_seedA", 3: "kernel_s3_seedB"}),
+        x,
+        rr,
+        reference=True,
+        trace=trace,
+    )
+    inputs = {
+        n: [np.concatenate([c[i] for c in calls]) for i in range(len(calls[0]) - 1)]
+        for n, calls in trace.items()
+    }
     reported, outs = run_micro(tflite_artifacts, inputs)
     return inputs, reported, outs
 
