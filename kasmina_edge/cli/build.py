@@ -87,15 +87,20 @@ def run_build(
 
 def demo_step(con: Console, workdir: Path) -> None:
     """Build the demo's tiny model (from the host step) for the Edge TPU."""
+    from kasmina_edge.contracts.bundle import PRIVATE_KEY_NAME, init_keys
+
     host = workdir / "host"
     checkpoint, seeds = host / "base.pt", host / "seeds"
+    keys = workdir / "keys"  # the demo signs with its own key pair; the device step verifies with it
+    if not (keys / PRIVATE_KEY_NAME).exists():
+        init_keys(keys)
     run_build(
         con,
         checkpoint=checkpoint,
         seeds=seeds if (seeds / "library.json").exists() else None,
         target="edgetpu",
         out=workdir / "build" / "demo-edgetpu.kedge",
-        keys=(workdir / "keys") if (workdir / "keys").is_dir() else None,
+        keys=keys,
     )
 
 

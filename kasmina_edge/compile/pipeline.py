@@ -36,6 +36,8 @@ from kasmina_edge.compile.errors import (
     UnsupportedBlueprintError,
 )
 from kasmina_edge.compile.report import AccuracyRow, ArtifactReport, BuildReport
+from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.manifest import SCHEMA
 
 if TYPE_CHECKING:
     from kasmina_edge.compile.split import ArtifactSpec, SegmentedModel
@@ -44,7 +46,6 @@ TFLITE_FORMATS = {"tflite-int8"}
 ONNX_FORMATS = {"onnx-qdq"}
 PTQ_TOLERANCE_POINTS = 1.0  # an 8-bit kernel whose PTQ loses more macro-F1 than this is redone with QAT
 QAT_STEPS = 200
-BUNDLE_SCHEMA = "kasmina-bundle/1"
 # macro-F1 is also given over the classes with at least this many beats: MIT-BIH 100 has one V beat,
 # and one beat more or less right moves its macro-F1 by ~10 points
 COMMON_CLASS_BEATS = 10
@@ -251,8 +252,10 @@ def plan(req: BuildRequest) -> BuildPlan:
         f"parity vs torch on {req.heldout_patients} held-out synthetic patients and MIT-BIH 100 (if present)"
     )
     steps.append(f"reference vectors per artifact, build report, bundle {req.out_path()}")
-    if req.keys is None:
-        pending.append("no --keys: the bundle will not be signed (create keys with `kasmina-edge keys init`)")
+    try:
+        _signing_key(req.keys)
+    except KasminaError as exc:
+        pending.append(f"signing: {exc}")
     return BuildPlan(req, target, profile, cfg.name, sites, base_params, kernels, steps, estimated, pending)
 
 
@@ -532,6 +535,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
     the_plan = plan(req)
     target, profile = the_plan.target, the_plan.profile
     fmt = target.format
+    key = _signing_key(req.keys) if write else None  # a missing key stops the build before any work
     report = BuildReport(
         target=target.name, profile=profile.name, bits=req.bits, format=fmt, pending=list(the_plan.pending)
     )
@@ -610,15 +614,15 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             extra_files = _target_checks(report, target, profile, built, model, evals[0], segments, req)
         with steps.step("reference vectors and packing"):
             files, manifest = _bundle_contents(
-                report, req, the_plan, model, ckpt, grids, built, evals[0], segments, morphed, run_chain
+                report, req, model, entries, ckpt, grids, built, evals[0], segments, morphed, run_chain
             )
-            files.update(extra_files)
+            _add_side_files(manifest, files, extra_files)
         report.timings_s = {k: round(v, 3) for k, v in steps.timings.items()}
         report.timings_s["total"] = round(time.perf_counter() - t_start, 3)
         bundle_path: Path | None = None
         if write:
-            with steps.step("write bundle"):
-                bundle_path = _write_bundle(report, req, files, manifest)
+            with steps.step("sign and write bundle"):
+                bundle_path = _write_bundle(report, req, files, manifest, key)
     return BuildResult(report, bundle_path, {n: b.data for n, b in built.items()}, files, manifest)
 
 
@@ -797,11 +801,81 @@ def _target_checks(
     return files
 
 
+def _tensor_specs(b: BuiltArtifact) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Shape, dtype and quantization of an artifact's inputs and output, as the manifest records them."""
+    if b.fmt in TFLITE_FORMATS:
+        from kasmina_edge.compile.tflite_graph import read_graph
+
+        g = read_graph(b.data)
+
+        def spec(name: str, t: Any) -> dict[str, Any]:
+            return {
+                "name": name,
+                "shape": [int(d) for d in t.shape],
+                "dtype": t.dtype,
+                "scale": list(t.scales),
+                "zero_point": list(t.zero_points),
+            }
+
+        ins = [spec(n, t) for n, t in zip(b.spec.input_names, g.input_tensors(), strict=True)]
+        return ins, [spec("output", g.output_tensors()[0])]
+    import onnx
+
+    model = onnx.load_from_string(b.data)
+
+    def fspec(v: Any) -> dict[str, Any]:
+        dims = [d.dim_value if d.dim_value > 0 else 1 for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "shape": dims, "dtype": "float32"}  # QDQ: float at the edges, grids inside
+
+    return [fspec(v) for v in model.graph.input], [fspec(v) for v in model.graph.output]
+
+
+def _seed_kernel_info(entry: Any, bits: int) -> dict[str, Any]:
+    """The host's record of a seed (library entry) in the manifest's terms."""
+    steps: list[dict[str, Any]] = []
+    g1: dict[str, Any] | None = None
+    for ev in getattr(entry, "lifecycle", []) or []:
+        if ev.get("event") != "transition":
+            continue
+        gate = None
+        if ev.get("gate"):
+            gate = {
+                "gate": str(ev["gate"]),
+                "passed": bool(ev.get("gate_passed")),
+                "reason": str(ev.get("gate_reason", "")),
+                "metrics": {k: float(v) for k, v in dict(ev.get("gate_metrics") or {}).items() if isinstance(v, int | float)},
+            }
+            if gate["gate"] == "G1" and gate["passed"]:
+                g1 = gate
+        steps.append({"src": str(ev.get("from")), "dst": str(ev.get("to")), "reason": str(ev.get("reason", "")), "gate": gate})
+    return {
+        "blueprint": entry.blueprint,
+        "condition_tags": [entry.condition, *entry.tags],
+        "param_count": int(entry.param_count),
+        "bits": bits,
+        "lifecycle": steps,
+        "g1_verdict": g1,
+        "measured_gain": float(entry.gain),
+    }
+
+
+def _tool_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for pkg in ("torch", "litert-torch", "ai-edge-litert", "onnx", "onnxruntime", "brevitas", "tflite-micro", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def _bundle_contents(
     report: BuildReport,
     req: BuildRequest,
-    the_plan: BuildPlan,
     model: SegmentedModel,
+    entries: list[Any],
     ckpt: dict[str, Any],
     grids: dict[int, Any],
     built: dict[str, BuiltArtifact],
@@ -810,9 +884,14 @@ def _bundle_contents(
     morphed: dict[int, str],
     run_chain: Callable[..., np.ndarray],
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every file of the bundle and its manifest (``contracts.manifest.BundleManifest`` fields)."""
+    import sys
+
+    from kasmina_edge import __version__
     from kasmina_edge.compile.chain import ChainLayout
     from kasmina_edge.compile.pack4 import PACKED_SUFFIX, pack_artifact
     from kasmina_edge.compile.parity import npz_bytes, reference_vectors
+    from kasmina_edge.host.experiment import git_commit
 
     rows = min(8, ev.windows.shape[0])
     trace: dict[str, list[list[np.ndarray]]] = {}
@@ -821,13 +900,15 @@ def _bundle_contents(
         if b.spec.kind == "kernel" and b.spec.site is not None:
             run_chain(ChainLayout(segments, {b.spec.site: name}), ev.windows[:rows], ev.rr[:rows], trace)
     vectors = reference_vectors(trace, rows)
+    library = {e.key: e for e in entries}
     files: dict[str, bytes] = {}
-    entries: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
     ext = {"tflite-int8": "tflite", "onnx-qdq": "onnx", "onnx-qcdq": "onnx"}
     for name, b in built.items():
         fname = f"artifacts/{name}.{ext[b.fmt]}"
         ref_name = f"reference/{name}.npz"
         files[ref_name] = npz_bytes(vectors[name])
+        ins, outs = _tensor_specs(b)
         entry: dict[str, Any] = {
             "name": name,
             "kind": b.spec.kind,
@@ -837,10 +918,15 @@ def _bundle_contents(
             "seed": b.spec.seed_id,
             "blueprint": b.spec.blueprint,
             "inputs": b.spec.input_names,
+            "input_specs": ins,
+            "output_specs": outs,
             "reference": ref_name,
             "unpacked_sha256": _sha(b.data),
             "unpacked_bytes": len(b.data),
+            "quantization": b.quantization,
         }
+        if b.spec.seed_id in library:
+            entry["seed_kernel"] = _seed_kernel_info(library[b.spec.seed_id], b.bits)
         packed_bytes = None
         packed_file = None
         if b.bits == 4:
@@ -852,7 +938,7 @@ def _bundle_contents(
         else:
             files[fname] = b.data
             entry.update({"file": fname, "packed": False, "sha256": _sha(b.data), "bytes": len(b.data)})
-        entries.append(entry)
+        artifacts.append(entry)
         tpu = None
         if report.target_mapping.get("models"):
             tpu = next((m for m in report.target_mapping["models"] if m["name"] == name), None)
@@ -878,11 +964,9 @@ def _bundle_contents(
                 micro_parity=report.memory.get("micro_parity", {}).get(name),
             )
         )
-    from kasmina_edge import __version__
-    from kasmina_edge.host.experiment import git_commit
-
     manifest: dict[str, Any] = {
-        "schema": BUNDLE_SCHEMA,
+        "schema": SCHEMA,
+        "kind": "full",
         "target": report.target,
         "profile": report.profile,
         "format": report.format,
@@ -894,67 +978,65 @@ def _bundle_contents(
             "checkpoint_sha256": hashlib.sha256(req.checkpoint.read_bytes()).hexdigest(),
         },
         "sites": [
-            {
-                "index": s.index,
-                "name": s.name,
-                "channels": s.channels,
-                "length": s.length,
-                "grid": grids[s.index].as_dict(),
-            }
+            {"index": s.index, "name": s.name, "channels": s.channels, "length": s.length, "grid": grids[s.index].as_dict()}
             for s in model.sites
         ],
         "chain": {"segments": list(segments), "default_active": {str(k): v for k, v in morphed.items()}},
-        "artifacts": entries,
+        "artifacts": artifacts,
         "provenance": {
             "kasmina_edge": __version__,
             "git_commit": git_commit(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "python": platform.python_version(),
             "host": platform.machine(),
-            "library": str(req.seeds) if req.seeds else None,
+            "tool_versions": _tool_versions(),
+            "command_line": list(sys.argv),
+            "seed_library": str(req.seeds) if req.seeds else None,
         },
         "pending": list(report.pending),
     }
     return files, manifest
 
 
-def _write_bundle(
-    report: BuildReport, req: BuildRequest, files: dict[str, bytes], manifest: dict[str, Any]
-) -> Path:
-    """Write the bundle through the contracts' writer (signed with --keys) or, until it exists, a plain zip."""
-    out = req.out_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    files = dict(files)
-    contracts_bundle: Any
-    try:
-        from kasmina_edge.contracts import bundle as contracts_bundle  # type: ignore[attr-defined,no-redef]
-    except ImportError:
-        contracts_bundle = None
-    report.bundle = str(out)
-    if contracts_bundle is not None and hasattr(contracts_bundle, "write_bundle"):
-        report.signed = req.keys is not None
-        files["report.json"] = json.dumps(report.to_dict(), indent=2, default=str).encode()
-        contracts_bundle.write_bundle(out, manifest=manifest, files=files, keys=req.keys)
-    else:
-        import os
-        import tempfile
-        import zipfile
+def _add_side_files(manifest: dict[str, Any], files: dict[str, bytes], extra: dict[str, bytes]) -> None:
+    """Firmware sources (and anything else a target adds) as manifest artifacts of their own kind."""
+    for path, data in sorted(extra.items()):
+        files[path] = data
+        is_c = path.endswith((".cc", ".h"))
+        manifest["artifacts"].append(
+            {
+                "name": path,
+                "kind": "c_array" if is_c else "whole",
+                "format": "c-source" if is_c else "tflite-edgetpu",
+                "file": path,
+                "sha256": _sha(data),
+                "bytes": len(data),
+            }
+        )
 
-        note = "contracts.bundle.write_bundle not available: bundle written as an unsigned zip"
-        if note not in report.pending:
-            report.pending.append(note)
-        manifest = {
-            **manifest,
-            "files": {name: {"sha256": _sha(d), "bytes": len(d)} for name, d in files.items()},
-        }
-        manifest["pending"] = list(report.pending)
-        files["report.json"] = json.dumps(report.to_dict(), indent=2, default=str).encode()
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-        os.close(fd)
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("manifest.json", json.dumps(manifest, indent=2, default=str))
-            for name, data in sorted(files.items()):
-                z.writestr(name, data)
-        os.replace(tmp, out)
+
+def _signing_key(keys: Path | None) -> Any:
+    from kasmina_edge.contracts.bundle import load_private_key
+
+    return load_private_key(keys)
+
+
+def _write_bundle(report: BuildReport, req: BuildRequest, files: dict[str, bytes], manifest: dict[str, Any], key: Any) -> Path:
+    """Sign and write the bundle with the contracts' writer; the report travels inside as report.json."""
+    from kasmina_edge.contracts.bundle import write_bundle
+
+    out = req.out_path()
+    files = dict(files)
+    report.bundle = str(out)
+    report.signed = True
+    manifest = {**manifest, "pending": list(report.pending)}
+    report_json = json.dumps(report.to_dict(), indent=2, default=str).encode()
+    files["report.json"] = report_json
+    manifest["artifacts"] = [
+        *manifest["artifacts"],
+        {"name": "report", "kind": "report", "format": "json", "file": "report.json", "sha256": _sha(report_json), "bytes": len(report_json)},
+    ]
+    signed = write_bundle(out, manifest, files, keys=key)
     report.bundle_bytes = out.stat().st_size
+    report.notes.append(f"bundle id {signed.bundle_id}")
     return out

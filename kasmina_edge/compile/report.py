@@ -146,5 +146,5 @@ class BuildReport:
             console.print(f"[yellow]pending:[/] {p}")
         if self.bundle:
             console.print(
-                f"bundle: {self.bundle} ({self.bundle_bytes:,} B, {'signed' if self.signed else 'UNSIGNED'})"
+                f"bundle: {self.bundle} ({self.bundle_bytes or 0:,} B, {'signed' if self.signed else 'not signed'})"
             )

@@ -135,13 +135,24 @@ def test_a_model_too_big_for_the_profile_flash(host_files, monkeypatch) -> None:
         plan(BuildRequest(checkpoint=ckpt, seeds=seeds, target="cortex-m"))
 
 
-def test_plan_lists_steps_and_pending(host_files) -> None:  # type: ignore[no-untyped-def]
+def test_plan_lists_steps_and_pending(host_files, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("KASMINA_KEYS_DIR", str(tmp_path / "no-keys"))
     ckpt, seeds = host_files
     p = plan(BuildRequest(checkpoint=ckpt, seeds=seeds, target="cortex-m", bits=4))
     assert [k.site for k in p.kernels] == [1] and p.format == "tflite-int8"
     assert any("TFLite Micro" in s for s in p.steps) and any("model_data.cc" in s for s in p.steps)
     assert any("Brevitas QAT w4a8" in s for s in p.steps)
-    assert any("--keys" in x for x in p.pending)
+    assert any(x.startswith("signing: no signing key") and "keys init" in x for x in p.pending)
+
+
+def test_build_without_a_signing_key_stops_before_any_work(host_files, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from kasmina_edge.contracts.bundle import SigningKeyError
+
+    monkeypatch.setenv("KASMINA_KEYS_DIR", str(tmp_path / "no-keys"))
+    ckpt, seeds = host_files
+    with pytest.raises(SigningKeyError, match="keys init"):
+        build(BuildRequest(checkpoint=ckpt, seeds=seeds, target="x86", out=tmp_path / "x.kedge"))
+    assert not (tmp_path / "x.kedge").exists()
 
 
 def _app() -> typer.Typer:
@@ -175,17 +186,24 @@ def test_cli_unknown_target_is_a_user_error(host_files) -> None:  # type: ignore
 
 
 @pytest.fixture(scope="module")
-def trained_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    from kasmina_edge.contracts.bundle import init_keys
+
     root = tmp_path_factory.mktemp("trained")
     _write_checkpoint(root / "base.pt", train=True)
     _write_library(root / "seeds")
-    return root / "base.pt", root / "seeds"
+    init_keys(root / "keys")
+    return root / "base.pt", root / "seeds", root / "keys"
 
 
-def _bundle(path: Path) -> tuple[dict, dict[str, bytes]]:  # type: ignore[type-arg]
+def _bundle(path: Path, keys: Path) -> tuple[dict, dict[str, bytes]]:  # type: ignore[type-arg]
+    """Verify with the contracts' reader (signature, every hash), then hand back plain data."""
+    from kasmina_edge.contracts.bundle import read_bundle
+
+    b = read_bundle(path, keys)
     with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    return json.loads(files.pop("manifest.json")), files
+        manifest = json.loads(z.read("manifest.json"))
+    return manifest, b.files
 
 
 @pytest.mark.slow
