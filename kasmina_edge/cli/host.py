@@ -155,24 +155,34 @@ def _stage_style(stage: str) -> str:
     return {"FOSSILIZED": "green", "CULLED": "red", "DORMANT": "yellow"}.get(stage, "white")
 
 
+def short_reason(stage: str, reason: str) -> str:
+    """'gate_G4_failed: gain …' → 'G4✗ gain …' (the trace has the whole reason)."""
+    if stage == "FOSSILIZED":
+        return "[green]fossilized"
+    if reason.startswith("gate_") and "_failed" in reason:
+        gate, _, why = reason[5:].partition("_failed: ")
+        return f"[red]{gate}✗[/] {why.split(';')[0][:40]}"
+    return f"[red]{reason[:46]}"
+
+
 def results_table(result: MorphResult) -> Table:
-    t = Table(title="morph results (macro-F1 % on each condition's validation patients)")
-    for col, just in (("condition", "left"), ("base", "right"), ("seed", "right"), ("gain", "right"),
-                      ("clean base→seed", "right"), ("site", "left"), ("blueprint", "left"),
-                      ("params", "right"), ("stage", "left"), ("reason", "left")):  # fmt: skip
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    t = Table(title="morph results: macro-F1 % on the condition's validation data")
+    t.add_column("condition")
+    t.add_column("base", justify="right")
+    t.add_column("seed", justify="right")
+    t.add_column("clean", justify="right")
+    t.add_column("site·blueprint")
+    t.add_column("params", justify="right")
+    t.add_column("outcome")
     base_params = int(result.library.meta.get("base_params", 0)) or 1
     for o in result.outcomes:
         if not o.trials:
-            t.add_row(o.condition, _pct(o.base_val), "-", "-", "-", "-", "-", "-", "[yellow]no action",
-                      str(o.decision.get("reason", "")))  # fmt: skip
+            t.add_row(o.condition, _pct(o.base_val), "-", "-", "-", "-", f"[yellow]no action: {o.decision.get('reason', '')}")
         for tr in o.trials:
             clean = f"{_pct(tr.clean_host)}→{_pct(tr.clean_seed)}" if tr.clean_seed is not None else "-"
             t.add_row(
-                tr.condition, _pct(tr.baseline_val), _pct(tr.seed_val),
-                f"{100 * tr.gain:+.1f}" if tr.seed_val is not None else "-", clean, tr.site, tr.blueprint,
-                f"{tr.param_count} ({100 * tr.param_count / base_params:.1f}%)",
-                f"[{_stage_style(tr.final_stage)}]{tr.final_stage}", tr.reason[:60],
+                tr.condition, _pct(tr.baseline_val), _pct(tr.seed_val), clean, f"{tr.site}·{tr.blueprint}",
+                f"{100 * tr.param_count / base_params:.1f}%", short_reason(tr.final_stage, tr.reason),
             )  # fmt: skip
     return t
 

@@ -73,6 +73,7 @@ class MorphConfig:
     global_tolerance: float = 0.05  # G4: how much worse clean data may get with the seed in
     max_oscillation: float = 0.05  # G2: macro-F1 with rare classes moves a few points per step
     max_drift: float = 3.0  # G2: output drift, in reference standard deviations
+    gate_min_support: int = 25  # gates judge macro-F1 over classes with at least this many beats
     replay: bool = True  # mix clean training beats into the adaptation data
     calibration_s: float = 90.0  # patient shift: seconds of each new patient used to adapt
     patients: int | None = None  # default: the base checkpoint's
@@ -160,7 +161,7 @@ class TrialResult:
     reason: str
     param_count: int
     macs: int
-    baseline_val: float  # host alone, condition validation, macro-F1 (pre-germination baseline)
+    baseline_val: float  # host alone, condition validation, gate macro-F1 (pre-germination baseline)
     seed_val: float | None = None  # with the seed, same data
     clean_host: float | None = None
     clean_seed: float | None = None
@@ -285,8 +286,11 @@ def run_trial(
     spec = get_blueprint(blueprint)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels)))
     x, rr, y = _tensors(split.adapt)
-    baseline = evaluate(model, split.val).macro_f1
-    clean_host = evaluate(model, clean_val).macro_f1
+    def metric(ds: Beats) -> float:
+        return evaluate(model, ds).macro_f1_at(cfg.gate_min_support)
+
+    baseline = metric(split.val)
+    clean_host = metric(clean_val)
     host_val_pred = predict_logits(model, split.val).argmax(1)
     test_base = evaluate(model, split.test).to_dict() if split.test is not None else None
     probe_x, probe_rr = x[:64], rr[:64]
@@ -372,7 +376,7 @@ def run_trial(
     batches = iter(())  # type: ignore[var-annotated]
     for _ in range(3 * cfg.blend_steps):
         # The strategy sees the metric at the current alpha, steps, then the seed trains at the new alpha.
-        val = evaluate(model, split.val).macro_f1
+        val = metric(split.val)
         grad = layer.gradient_health_inputs(sid).grad_norms
         alpha = layer.step_alpha(sid, GraftSignals(val_metric=val, baseline_metric=baseline,
                                                    grad_norm=grad[-1] if grad else None))  # fmt: skip
@@ -413,8 +417,8 @@ def run_trial(
 
     # PROBATIONARY: live and watched; G4 against the pre-germination baseline and clean data.
     say_("PROBATIONARY")
-    result.seed_val = evaluate(model, split.val).macro_f1
-    result.clean_seed = evaluate(model, clean_val).macro_f1
+    result.seed_val = metric(split.val)
+    result.clean_seed = metric(clean_val)
     impact = layer.system_impact_inputs(
         sid, result.seed_val, global_metric=result.clean_seed, global_reference=clean_host,
         tolerance=cfg.global_tolerance, min_gain=cfg.min_gain,
@@ -433,7 +437,9 @@ def run_trial(
 # --------------------------------------------------------------------------- full fine-tuning
 
 
-def fine_tune(base: BeatClassifier, split: ConditionSplit, epochs: int, lr: float, batch_size: int, seed: int) -> BeatClassifier:
+def fine_tune(
+    base: BeatClassifier, split: ConditionSplit, epochs: int, lr: float, batch_size: int, seed: int, min_support: int = 25
+) -> BeatClassifier:
     """The upper bound: every host weight trained on the same adaptation data (best epoch on val)."""
     from kasmina_edge.host.train import train_epoch
 
@@ -444,10 +450,10 @@ def fine_tune(base: BeatClassifier, split: ConditionSplit, epochs: int, lr: floa
     opt = torch.optim.Adam(params, lr=lr)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels)))
     data = _tensors(split.adapt)
-    best, best_state = evaluate(model, split.val).macro_f1, copy.deepcopy(model.state_dict())
+    best, best_state = evaluate(model, split.val).macro_f1_at(min_support), copy.deepcopy(model.state_dict())
     for epoch in range(epochs):
         train_epoch(model, opt, data, loss_fn, batch_size=batch_size, seed=seed, epoch=epoch, params=params)
-        f1 = evaluate(model, split.val).macro_f1
+        f1 = evaluate(model, split.val).macro_f1_at(min_support)
         if f1 > best:
             best, best_state = f1, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -481,7 +487,8 @@ def make_controller(base: BeatClassifier, reference: Reference, cfg: MorphConfig
     )
     space = default_space(base.config.site_names)
     costs = costs_from_registry(base.config.site_shapes(), space.blueprints)
-    return Controller(HeuristicTamiyo(space, reference.vector), space, costs, budget)
+    params = {k: c.params for k, c in costs.items()}
+    return Controller(HeuristicTamiyo(space, reference.vector, params=params), space, costs, budget)
 
 
 def plan_trials(ctrl: Controller, obs: np.ndarray, k: int) -> tuple[Decision, list[Decision]]:
@@ -491,13 +498,14 @@ def plan_trials(ctrl: Controller, obs: np.ndarray, k: int) -> tuple[Decision, li
     if not first.act:
         return first, []
     symptom = ctrl.heuristic.dominant_symptom(obs)
+    severity = ctrl.heuristic.symptoms(obs)[symptom]
     trials = [first]
     for site in ctrl.heuristic.rank_sites(obs, masks, symptom):
         if len(trials) >= k:
             break
         if site == first.site:
             continue
-        bp = ctrl.heuristic.pick_blueprint(site, masks, symptom)
+        bp = ctrl.heuristic.pick_blueprint(site, masks, symptom, severity)
         if bp is not None:
             trials.append(Decision(True, site, bp, first.intensity, first.grafting, first.reason))
     return first, trials
@@ -674,7 +682,7 @@ def run_morph(
         obs = observe(base, split.val, split.records, split.lead, reference.template, reference.sites,
                       plateau=plateau, calibration=cond.kind == "patient")  # fmt: skip
         vec = obs.vector()
-        base_val = evaluate(base, split.val).macro_f1
+        base_val = evaluate(base, split.val).macro_f1_at(cfg.gate_min_support)
         decision, plan = plan_trials(ctrl, vec, cfg.sites_per_condition)
         desc = decision.describe(ctrl.space)
         if log is not None:

@@ -33,12 +33,13 @@ SITE_PRIOR: dict[str, tuple[float, ...]] = {
 
 # Blueprint preference by symptom: filters for artifacts, re-mappings for shape and patient shift.
 BLUEPRINT_PREFERENCE: dict[str, tuple[str, ...]] = {
-    "noise": ("depthwise_separable", "sliding_conv", "bottleneck_adapter", "low_rank_residual"),
-    "baseline": ("sliding_conv", "depthwise_separable", "bottleneck_adapter", "low_rank_residual"),
+    "noise": ("sliding_conv", "denoising_autoencoder", "depthwise_separable", "bottleneck_adapter"),
+    "baseline": ("sliding_conv", "depthwise_separable", "denoising_autoencoder", "bottleneck_adapter"),
     "powerline": ("depthwise_separable", "sliding_conv", "bottleneck_adapter", "low_rank_residual"),
-    "morphology": ("bottleneck_adapter", "low_rank_residual", "residual_mlp", "depthwise_separable"),
-    "shift": ("bottleneck_adapter", "low_rank_residual", "latent_align", "residual_mlp"),
+    "morphology": ("residual_mlp", "sliding_conv", "bottleneck_adapter", "low_rank_residual"),
+    "shift": ("residual_mlp", "bottleneck_adapter", "low_rank_residual", "latent_align"),
 }
+SEVERE = 1.0  # from this severity on, the budget buys capacity: the largest of the top choices that fits
 
 GRAFTING_DEFAULT = "performance_linked"
 GRAFTING_DRIFT = "drift_controlled"
@@ -103,6 +104,7 @@ class HeuristicTamiyo:
     space: ActionSpace
     reference: np.ndarray
     thresholds: Thresholds = field(default_factory=Thresholds)
+    params: dict[tuple[str, str], int] = field(default_factory=dict)  # (site, blueprint) -> parameters
 
     def symptoms(self, obs: np.ndarray) -> dict[str, float]:
         """Severity (> 0 when present) of each symptom against the clean reference."""
@@ -133,14 +135,21 @@ class HeuristicTamiyo:
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
         return [i for i in order if masks.location[i] and masks.blueprint[i].any()]
 
-    def pick_blueprint(self, site: int, masks: Masks, symptom: str) -> int | None:
-        for name in BLUEPRINT_PREFERENCE[symptom]:
-            if name in self.space.blueprints:
-                j = self.space.blueprints.index(name)
-                if masks.blueprint[site, j]:
-                    return j
-        allowed = np.flatnonzero(masks.blueprint[site])
-        return int(allowed[0]) if allowed.size else None
+    def pick_blueprint(self, site: int, masks: Masks, symptom: str, severity: float = 0.0) -> int | None:
+        """The symptom's first allowed blueprint; when severe, the largest of its first three allowed."""
+        allowed = [
+            self.space.blueprints.index(n)
+            for n in BLUEPRINT_PREFERENCE[symptom]
+            if n in self.space.blueprints and masks.blueprint[site, self.space.blueprints.index(n)]
+        ]
+        if allowed:
+            if severity >= SEVERE and self.params:
+                top = allowed[:3]
+                size = [self.params.get((self.space.sites[site], self.space.blueprints[j]), 0) for j in top]
+                return top[int(np.argmax(size))]
+            return allowed[0]
+        anything = np.flatnonzero(masks.blueprint[site])
+        return int(anything[0]) if anything.size else None
 
     def pick_intensity(self, severity: float) -> int:
         levels = len(self.space.intensities)
@@ -169,7 +178,7 @@ class HeuristicTamiyo:
         if severity <= 0:
             return Decision(False, reason="no_degradation")
         for site in self.rank_sites(obs, masks, symptom):
-            bp = self.pick_blueprint(site, masks, symptom)
+            bp = self.pick_blueprint(site, masks, symptom, severity)
             if bp is not None:
                 return Decision(
                     True,
