@@ -238,6 +238,7 @@ def run_morph_command(
     resume: bool = False,
     report: bool = False,
     log: Path | None = None,
+    reward: str | None = None,
 ) -> MorphResult:
     import dataclasses
 
@@ -256,6 +257,11 @@ def run_morph_command(
     changes: dict[str, Any] = {"target": None if target == "host" else target}
     if conditions is not None:
         changes["conditions"] = tuple(c.name for c in parse_conditions(conditions))
+    if reward is not None:
+        from kasmina_edge.host.tamiyo.reward import RewardWeights
+
+        RewardWeights.parse(reward)  # a bad term fails here, before any work
+        changes["reward"] = reward
     for key, value in (("seed", seed), ("patients", patients), ("minutes", minutes)):
         if value is not None:
             changes[key] = value
@@ -307,15 +313,19 @@ def morph(
     target: str = typer.Option("edgetpu", "--target", help="Target whose op set and budget limit the seeds (or host)."),
     preset: str = typer.Option("default", "--preset", help="Morph budget preset: default or tiny."),
     seed: int = typer.Option(None, "--seed", help="Seed for data, seeds and Tamiyo."),
-    patients: int = typer.Option(None, "--patients", help="Synthetic patients (default: the checkpoint's)."),
+    patients: int = typer.Option(None, "--patients", help="Training patients to adapt on (default: all the checkpoint's)."),
     minutes: float = typer.Option(None, "--minutes", help="Minutes per patient (default: the checkpoint's)."),
     report: bool = typer.Option(False, "--report", help="Also print the lifecycle trace of every seed."),
     resume: bool = typer.Option(False, "--resume", help="Skip the conditions already done in --out."),
     log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: OUT/morph.jsonl)."),
+    reward: str = typer.Option(
+        None, "--reward", help="Tamiyo's reward weights: accuracy, params, latency, drift, safety (e.g. params=2)."
+    ),
 ) -> None:
     """Grow seed kernels per signal condition and write the seed library."""
     run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out, target=target, preset=preset,
-                      seed=seed, patients=patients, minutes=minutes, resume=resume, report=report, log=log)  # fmt: skip
+                      seed=seed, patients=patients, minutes=minutes, resume=resume, report=report, log=log,
+                      reward=reward)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- demo

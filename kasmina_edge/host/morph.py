@@ -52,6 +52,7 @@ from kasmina_edge.host.tamiyo.masks import (
     costs_from_registry,
     default_space,
 )
+from kasmina_edge.host.tamiyo.reward import RewardWeights
 from kasmina_edge.host.train import Beats, class_weights, evaluate, predict_logits
 
 Progress = Callable[[str], None]  # one line of what is happening now
@@ -75,6 +76,7 @@ class MorphConfig:
     max_drift: float = 3.0  # G2: output drift, in reference standard deviations
     gate_min_support: int = 25  # gates judge macro-F1 over classes with at least this many beats
     replay: bool = True  # mix clean training beats into the adaptation data
+    reward: str = ""  # Tamiyo's reward weights, e.g. "accuracy=0.2,params=2" (see tamiyo.reward)
     calibration_s: float = 90.0  # patient shift: seconds of each new patient used to adapt
     patients: int | None = None  # default: the base checkpoint's
     minutes: float | None = None
@@ -648,16 +650,20 @@ def run_morph(
     if resume and state_path.exists():
         experiment_id, done = load_state(state_path, cfg)
     tcfg = ckpt["train_config"]
-    patients = cfg.patients or int(tcfg["patients"])
     minutes = cfg.minutes or float(tcfg["minutes"])
 
     def say_(msg: str) -> None:
         if say is not None:
             say(msg)
 
-    say_(f"synthesizing {patients} patients × {minutes:g} min (seed {tcfg['seed']})")
-    records = patient_records(patients, minutes, int(tcfg["seed"]))
+    # The base's own patients, split exactly as in training (validation patients stay unseen);
+    # --patients only thins the training side.
+    say_(f"synthesizing the base's {tcfg['patients']} patients × {minutes:g} min (seed {tcfg['seed']})")
+    records = patient_records(int(tcfg["patients"]), minutes, int(tcfg["seed"]))
     train_recs, val_recs = split_patients(records, float(tcfg["val_fraction"]), int(tcfg["seed"]))
+    if cfg.patients:
+        train_recs = train_recs[: max(1, cfg.patients)]
+    patients = len(train_recs) + len(val_recs)
     clean_train, clean_val = beats(train_recs), beats(val_recs)
     reference = measure_reference(base, clean_train, clean_val, val_recs)
     ctrl = make_controller(base, reference, cfg)
@@ -724,7 +730,8 @@ def run_morph(
     tamiyo: dict[str, Any] = {}
     if train_policy:
         say_("Tamiyo: imitation, then REINFORCE on the measured outcomes")
-        tamiyo = train_tamiyo(ctrl, reference, outcomes, base, out, seed=cfg.seed)
+        tamiyo = train_tamiyo(ctrl, reference, outcomes, base, out, seed=cfg.seed,
+                              weights=RewardWeights.parse(cfg.reward))  # fmt: skip
         library.meta["tamiyo"] = tamiyo
         if log is not None:
             log.write("tamiyo", **tamiyo)
@@ -744,6 +751,7 @@ def train_tamiyo(
     seed: int = 0,
     imitation_steps: int = 300,
     episodes: int = 60,
+    weights: RewardWeights | None = None,
 ) -> dict[str, Any]:
     """Imitate the heuristic around the measured observations, then REINFORCE on measured gains."""
     from pathlib import Path
@@ -778,7 +786,7 @@ def train_tamiyo(
             table[(o.condition, t.site, t.blueprint)] = Outcome(gain=gain, params=t.param_count, macs=t.macs)
     x, rr = example_inputs(base.config)
     otable = OutcomeTable(table, {k: (c.params, c.macs) for k, c in ctrl.costs.items()}, count_host_parameters(base),
-                          count_macs(base, x, rr))  # fmt: skip
+                          count_macs(base, x, rr), weights or RewardWeights())  # fmt: skip
     eps = [jitter_situations(observed, factory, 64, rng) for _ in range(episodes)]
     rl = reinforce(policy, otable, eps, test, ctrl.heuristic, lr=5e-4, seed=seed)
     latency = decision_latency_us(policy, test)
@@ -796,4 +804,5 @@ def train_tamiyo(
         "decision_latency_p99_us": latency["p99_us"],
         "policy_params": sum(p.numel() for p in policy.parameters()),
         "space": ctrl.space.to_dict(),
+        "reward_weights": (weights or RewardWeights()).to_dict(),
     }

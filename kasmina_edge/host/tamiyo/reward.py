@@ -28,14 +28,17 @@ class RewardWeights:
     @classmethod
     def parse(cls, text: str) -> RewardWeights:
         """``"accuracy=0.2,params=2"`` → weights (the rest default)."""
+        from kasmina_edge.contracts.errors import KasminaError
+
         kw: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
-            key, _, value = part.partition("=")
+            key, _, value = (x.strip() for x in part.partition("="))
             if key not in cls.__dataclass_fields__:
-                from kasmina_edge.contracts.errors import KasminaError
-
                 raise KasminaError(f"reward weights: unknown term {key!r} (known: {', '.join(cls.__dataclass_fields__)})")
-            kw[key] = float(value)
+            try:
+                kw[key] = float(value)
+            except ValueError:
+                raise KasminaError(f"reward weights: {key}={value!r} is not a number") from None
         return cls(**kw)
 
 
