@@ -1,0 +1,430 @@
+"""Emulated devices: flash with A/B slots, verified boot, monotonic version counter; mass-storage folders.
+
+``emu://NAME`` is a device kept under the devices folder (``KASMINA_DEVICES_DIR``, default
+``~/.local/share/kasmina-edge/devices``)::
+
+    NAME/device.json          profile, trusted public key, active/pending slot, version counter, history
+    NAME/slot-a/bundle.kedge  NAME/slot-a/slot.json   (and slot-b)
+
+``flash`` verifies the Ed25519 signature and every hash, refuses a bundle for another target, one
+that does not fit the profile's flash or SRAM, or one older than the version counter; it writes the
+*inactive* slot (slot.json removed first, bundle and slot.json written atomically, device.json last)
+and marks it pending. ``boot`` tries the pending slot first (a trial), verifies it again, and falls
+back to the last good slot when verification fails or a trial was never confirmed. ``confirm`` (after
+the runtime's probation) makes the trial slot the active one and moves the version counter; ``reject``
+marks it bad so the next boot falls back. A power cut (emulated by :class:`storage.PowerCut`) can
+happen anywhere in a flash: the active slot is never touched, and the next boot cleans up.
+
+``dir:PATH`` is a mass-storage device: ``kasmina.kedge`` and ``manifest.json`` written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from firmware_sim.storage import FlashStorage
+from kasmina_edge.catalog import HardwareProfile, hardware
+from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
+from kasmina_edge.contracts.errors import KasminaError
+
+SLOTS = ("a", "b")
+MAX_TRIAL_BOOTS = 3  # a trial slot never confirmed after this many boots is abandoned
+RUNNABLE_KINDS = ("segment", "kernel", "policy")
+DIR_BUNDLE = "kasmina.kedge"
+DIR_MANIFEST = "manifest.json"
+
+
+class DeviceError(KasminaError):
+    """A device that cannot do what was asked (no bootable slot, unknown device, bad address)."""
+
+
+class FlashRefused(DeviceError):
+    """A bundle the device will not take: target, size, version, signature."""
+
+
+def devices_dir() -> Path:
+    env = os.environ.get("KASMINA_DEVICES_DIR")
+    return Path(env) if env else Path.home() / ".local" / "share" / "kasmina-edge" / "devices"
+
+
+@dataclass(frozen=True)
+class DeviceAddress:
+    kind: Literal["emu", "dir"]
+    name: str
+    path: Path
+
+    @classmethod
+    def parse(cls, spec: str, root: Path | None = None) -> DeviceAddress:
+        if spec.startswith("emu://"):
+            name = spec[len("emu://") :]
+            if not name or "/" in name or name in (".", "..") or not all(c.isalnum() or c in "-_." for c in name):
+                raise DeviceError(f"--device {spec}: a device name is letters, digits, '-', '_' or '.'")
+            return cls("emu", name, (root or devices_dir()) / name)
+        if spec.startswith("dir:"):
+            path = Path(spec[len("dir:") :]).expanduser()
+            if not str(path):
+                raise DeviceError(f"--device {spec}: dir: needs a folder")
+            return cls("dir", path.name or str(path), path)
+        raise DeviceError(f"--device {spec!r}: use emu://NAME (an emulated device) or dir:PATH (mass storage)")
+
+    def __str__(self) -> str:
+        return f"emu://{self.name}" if self.kind == "emu" else f"dir:{self.path}"
+
+
+@dataclass
+class FlashResult:
+    device: str
+    slot: str | None
+    bundle_id: str | None
+    version: int
+    bytes: int
+    target: str
+    profile: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BootResult:
+    bundle: Bundle
+    slot: str | None
+    trial: bool
+    profile: HardwareProfile
+    fallbacks: list[str] = field(default_factory=list)  # why other slots were not booted
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def runnable_bytes(bundle: Bundle) -> int:
+    """What the device keeps in its own storage: segments, kernels, a policy (not reports or references)."""
+    return sum(a.bytes for a in bundle.manifest.artifacts if a.kind in RUNNABLE_KINDS)
+
+
+def check_fits(bundle: Bundle, profile: HardwareProfile, *, slots: int = 2) -> list[str]:
+    """Refuse a bundle that does not fit ``profile``; return notes on what was (not) checked."""
+    m = bundle.manifest
+    notes: list[str] = []
+    if m.target not in profile.targets:
+        raise FlashRefused(
+            f"bundle is built for target {m.target}; profile {profile.name} runs {', '.join(profile.targets)}"
+        )
+    need = runnable_bytes(bundle)
+    flash = profile.memory.flash_bytes
+    if flash:
+        if slots * need > flash:
+            raise FlashRefused(
+                f"bundle needs {slots} x {need:,} B (A/B slots) of flash; {profile.name} has {flash:,} B "
+                f"(profiles/hardware/{profile.name}.toml memory.flash_bytes)"
+            )
+    else:
+        notes.append(f"{profile.name} has no flash of its own (memory.flash_bytes = 0): the model lives on its host")
+    report = _report(bundle)
+    arenas = (report.get("memory") or {}).get("arenas") or {}
+    if profile.runtime == "tflite-micro":
+        sram_need = sum(int(v) for v in arenas.values()) if arenas else None
+        if sram_need is None:
+            notes.append("no TFLite Micro arena sizes in the bundle's report: SRAM not checked")
+        elif sram_need > profile.memory.sram_bytes:
+            raise FlashRefused(
+                f"every artifact's arena at boot needs {sram_need:,} B of SRAM; {profile.name} has "
+                f"{profile.memory.sram_bytes:,} B (profiles/hardware/{profile.name}.toml memory.sram_bytes)"
+            )
+    cache = profile.memory.param_cache_bytes
+    if cache is not None and need > cache:
+        notes.append(f"artifacts ({need:,} B) exceed the {cache:,} B parameter cache: weights stream every invoke")
+    dram = profile.memory.dram_bytes
+    if dram and need > dram:
+        raise FlashRefused(
+            f"bundle needs {need:,} B of memory; {profile.name} has {dram:,} B "
+            f"(profiles/hardware/{profile.name}.toml memory.dram_bytes)"
+        )
+    return notes
+
+
+def _report(bundle: Bundle) -> dict[str, Any]:
+    raw = bundle.files.get("report.json")
+    if raw is None:
+        return {}
+    try:
+        out = json.loads(raw)
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+class EmulatedDevice:
+    """An ``emu://NAME`` device: A/B flash slots under its folder."""
+
+    def __init__(self, address: DeviceAddress, storage: FlashStorage | None = None) -> None:
+        self.address = address
+        self.root = address.path
+        self.storage = storage or FlashStorage(self.root)
+        self.booted_slot: str | None = None
+        self.booted_trial = False
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def exists(self) -> bool:
+        return (self.root / "device.json").exists()
+
+    def state(self) -> dict[str, Any]:
+        st = self.storage.read_json("device.json")
+        return st if isinstance(st, dict) else {"name": self.address.name, "active": None, "pending": None,
+                                                "version_counter": 0, "history": []}
+
+    def _save(self, st: dict[str, Any]) -> None:
+        self.storage.write_json("device.json", st)
+
+    def _log(self, st: dict[str, Any], event: str, **detail: Any) -> None:
+        st.setdefault("history", []).append({"event": event, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **detail})
+        st["history"] = st["history"][-30:]
+
+    def profile(self) -> HardwareProfile | None:
+        name = self.state().get("profile")
+        return hardware(name) if name else None
+
+    def slot_info(self, slot: str) -> dict[str, Any] | None:
+        info = self.storage.read_json(f"slot-{slot}/slot.json")
+        return info if isinstance(info, dict) else None
+
+    def _trusted_key(self, st: dict[str, Any]) -> Ed25519PublicKey | None:
+        pem = st.get("trusted_key_pem")
+        if not pem:
+            return None
+        key = serialization.load_pem_public_key(pem.encode())
+        assert isinstance(key, Ed25519PublicKey)
+        return key
+
+    # ------------------------------------------------------------------ flash
+
+    def flash(self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None) -> FlashResult:
+        st = self.state()
+        trusted = self._trusted_key(st)
+        offered = load_public_key(keys) if (keys is not None or trusted is None) else trusted
+        if trusted is not None and key_id(offered) != key_id(trusted):
+            raise FlashRefused(
+                f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(offered)} "
+                f"(to re-provision it, remove {self.root})"
+            )
+        bundle = read_bundle(bundle_path, offered)
+        m = bundle.manifest
+        prof = hardware(profile or st.get("profile") or m.profile)
+        if st.get("profile") and profile and profile != st["profile"]:
+            raise FlashRefused(f"{self.address} is a {st['profile']} device, not {profile}")
+        notes = check_fits(bundle, prof)
+        counter = int(st.get("version_counter", 0))
+        if m.version < counter:
+            raise FlashRefused(
+                f"bundle version {m.version} is older than {self.address}'s version counter {counter} (no downgrades)"
+            )
+        active = st.get("active")
+        slot = next(s for s in SLOTS if s != active) if active else SLOTS[0]
+        data = Path(bundle_path).read_bytes()
+        (self.root / f"slot-{slot}" / "slot.json").unlink(missing_ok=True)  # the slot is invalid while written
+        self.storage.write_atomic(f"slot-{slot}/bundle.kedge", data)
+        self.storage.write_json(f"slot-{slot}/slot.json", {
+            "bundle_id": m.bundle_id, "version": m.version, "sha256": _sha256(data), "bytes": len(data),
+            "target": m.target, "state": "written", "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+        st.update({"name": self.address.name, "profile": prof.name, "target": m.target, "pending": slot,
+                   "trial_boots": 0})
+        if trusted is None:
+            st.update({"trusted_key_pem": _public_pem(offered), "trusted_key_id": key_id(offered)})
+        self._log(st, "flash", slot=slot, bundle_id=m.bundle_id, version=m.version)
+        self._save(st)
+        return FlashResult(str(self.address), slot, m.bundle_id, m.version, len(data), m.target, prof.name, notes)
+
+    # ------------------------------------------------------------------ boot
+
+    def _verify_slot(self, slot: str, key: Ed25519PublicKey) -> Bundle:
+        info = self.slot_info(slot)
+        path = self.root / f"slot-{slot}" / "bundle.kedge"
+        if info is None:
+            raise DeviceError(f"slot {slot}: no slot record (never written, or cut off while flashing)")
+        if info.get("state") == "bad":
+            raise DeviceError(f"slot {slot}: marked bad ({info.get('reason', 'unknown')})")
+        if not path.exists():
+            raise DeviceError(f"slot {slot}: bundle missing")
+        if _sha256(path.read_bytes()) != info.get("sha256"):
+            raise DeviceError(f"slot {slot}: bundle does not match the hash recorded when it was written")
+        try:
+            bundle = read_bundle(path, key)
+        except BundleError as exc:
+            raise DeviceError(f"slot {slot}: {exc}") from None
+        if bundle.manifest.bundle_id != info.get("bundle_id"):
+            raise DeviceError(f"slot {slot}: bundle id differs from the slot record")
+        return bundle
+
+    def _mark(self, slot: str, state: str, reason: str | None = None) -> None:
+        info = self.slot_info(slot)
+        if info is None:
+            return
+        info["state"] = state
+        if reason:
+            info["reason"] = reason
+        self.storage.write_json(f"slot-{slot}/slot.json", info)
+
+    def boot(self) -> BootResult:
+        if not self.exists:
+            raise DeviceError(f"{self.address} has never been flashed (kasmina-edge flash BUNDLE --device {self.address})")
+        self.storage.cleanup_partials()
+        st = self.state()
+        key = self._trusted_key(st)
+        if key is None:
+            raise DeviceError(f"{self.address}: no trusted key provisioned")
+        prof = hardware(st["profile"])
+        fallbacks: list[str] = []
+        order: list[tuple[str, bool]] = []
+        if st.get("pending"):
+            order.append((st["pending"], True))
+        if st.get("active"):
+            order.append((st["active"], False))
+        for s in SLOTS:  # the last good slot, even when nothing points at it any more
+            info = self.slot_info(s)
+            if info is not None and info.get("state") == "good" and all(s != o for o, _ in order):
+                order.append((s, False))
+        for slot, trial in order:
+            if trial:
+                st["trial_boots"] = int(st.get("trial_boots", 0)) + 1
+                if st["trial_boots"] > MAX_TRIAL_BOOTS:
+                    why = f"slot {slot}: not confirmed after {MAX_TRIAL_BOOTS} trial boots"
+                    self._mark(slot, "bad", why)
+                    fallbacks.append(why)
+                    st["pending"] = None
+                    continue
+            try:
+                bundle = self._verify_slot(slot, key)
+            except DeviceError as exc:
+                fallbacks.append(str(exc))
+                self._mark(slot, "bad", str(exc))
+                if trial:
+                    st["pending"] = None
+                elif st.get("active") == slot:
+                    st["active"] = None
+                continue
+            self.booted_slot, self.booted_trial = slot, trial
+            if not trial and st.get("active") != slot:
+                st["active"] = slot
+            self._log(st, "boot", slot=slot, trial=trial, bundle_id=bundle.manifest.bundle_id,
+                      fallbacks=fallbacks)
+            self._save(st)
+            return BootResult(bundle, slot, trial, prof, fallbacks)
+        self._log(st, "boot_failed", fallbacks=fallbacks)
+        self._save(st)
+        raise DeviceError(f"{self.address}: no bootable slot ({'; '.join(fallbacks) or 'nothing flashed'})")
+
+    def confirm(self) -> None:
+        """The booted slot passed probation: make it the active one, move the version counter."""
+        slot = self.booted_slot
+        if slot is None:
+            return
+        st = self.state()
+        info = self.slot_info(slot) or {}
+        self._mark(slot, "good")
+        if self.booted_trial:
+            st["active"], st["pending"], st["trial_boots"] = slot, None, 0
+            self.booted_trial = False
+        st["version_counter"] = max(int(st.get("version_counter", 0)), int(info.get("version", 0)))
+        self._log(st, "confirm", slot=slot, version=info.get("version"))
+        self._save(st)
+
+    def reject(self, reason: str) -> None:
+        """The booted slot failed (boot checks or probation): mark it bad; the next boot falls back."""
+        slot = self.booted_slot
+        if slot is None:
+            return
+        st = self.state()
+        self._mark(slot, "bad", reason)
+        if st.get("pending") == slot:
+            st["pending"] = None
+        if st.get("active") == slot:
+            st["active"] = None
+        self._log(st, "reject", slot=slot, reason=reason)
+        self._save(st)
+        self.booted_slot = None
+
+    def describe(self) -> dict[str, Any]:
+        st = self.state()
+        return {
+            "device": str(self.address),
+            "profile": st.get("profile"),
+            "active": st.get("active"),
+            "pending": st.get("pending"),
+            "version_counter": st.get("version_counter", 0),
+            "slots": {s: self.slot_info(s) for s in SLOTS},
+        }
+
+
+class DirDevice:
+    """A ``dir:PATH`` device: flashed like mass storage (bundle and manifest written atomically)."""
+
+    def __init__(self, address: DeviceAddress, storage: FlashStorage | None = None) -> None:
+        self.address = address
+        self.root = address.path
+        self.storage = storage or FlashStorage(self.root)
+        self.booted_slot: str | None = None
+        self.booted_trial = False
+
+    def _installed(self) -> dict[str, Any] | None:
+        m = self.storage.read_json(DIR_MANIFEST)
+        return m if isinstance(m, dict) else None
+
+    def flash(self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None) -> FlashResult:
+        if self.root.exists() and not self.root.is_dir():
+            raise FlashRefused(f"{self.address}: {self.root} is not a folder")
+        bundle = read_bundle(bundle_path, keys)
+        m = bundle.manifest
+        prof = hardware(profile or m.profile)
+        notes = check_fits(bundle, prof, slots=1)
+        old = self._installed()
+        if old is not None and int(old.get("version", 1)) > m.version:
+            raise FlashRefused(f"bundle version {m.version} is older than the installed {old.get('version')} (no downgrades)")
+        data = Path(bundle_path).read_bytes()
+        self.storage.write_atomic(DIR_BUNDLE, data)
+        self.storage.write_atomic(DIR_MANIFEST, m.to_bytes())  # beside the bundle, readable without unzipping
+        return FlashResult(str(self.address), None, m.bundle_id, m.version, len(data), m.target, prof.name, notes)
+
+    def boot(self, keys: Path | None = None) -> BootResult:
+        self.storage.cleanup_partials()
+        path = self.root / DIR_BUNDLE
+        if not path.exists():
+            raise DeviceError(f"{self.address}: no {DIR_BUNDLE} (kasmina-edge flash BUNDLE --device {self.address})")
+        try:
+            bundle = read_bundle(path, keys)
+        except BundleError as exc:
+            raise DeviceError(f"{self.address}: {exc}") from None
+        return BootResult(bundle, None, False, hardware(bundle.manifest.profile))
+
+    def confirm(self) -> None:
+        """Mass storage has one slot: nothing to confirm."""
+
+    def reject(self, reason: str) -> None:
+        raise DeviceError(f"{self.address}: the installed bundle failed ({reason}) and there is no other slot")
+
+    def describe(self) -> dict[str, Any]:
+        m = self._installed() or {}
+        return {"device": str(self.address), "bundle_id": m.get("bundle_id"), "version": m.get("version"),
+                "profile": m.get("profile")}
+
+
+Device = EmulatedDevice | DirDevice
+
+
+def open_device(spec: str, root: Path | None = None) -> Device:
+    addr = DeviceAddress.parse(spec, root)
+    return EmulatedDevice(addr) if addr.kind == "emu" else DirDevice(addr)

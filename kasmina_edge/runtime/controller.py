@@ -1,0 +1,266 @@
+"""The on-device Tamiyo: which kernel, at which site, with which alpha target — or none.
+
+It reads the host's feature vector (:mod:`features`) and compares it with a clean reference (from
+the bundle when the build recorded one, else measured on the device's first windows). Rules, as on
+the host (``host/tamiyo/heuristic.py``): a *symptom* is present when its feature is worse than the
+reference by a threshold (noise, baseline or mains power 3 dB up; median beat no longer like the
+template; a clean signal with an unsure model or drifting sites: a patient shift). The kernels a
+bundle holds are tagged with the condition the host grew them for; a condition treats symptoms
+(``emg`` → noise, ``baseline`` → baseline wander, ``lead`` → morphology, ``patient`` → shift).
+
+* activate: the dominant symptom has been present for ``onset_windows`` decisions and no live
+  kernel treats it; among the kernels that may run (dormant, breaker closed) treating it, take the
+  best by the site prior for the symptom, the sites' drift and the host's measured gain;
+* retire: a live kernel none of whose symptoms has been present for ``clear_windows`` decisions is
+  retired (reason ``condition_cleared``);
+* the small exported policy, when the bundle carries one, chooses act/wait and the site and
+  blueprint instead of the rules; the rules still retire kernels, and masks keep its choice to
+  kernels that exist and may run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.runtime.features import INDEX, N_FEATURES, N_SITES
+
+SYMPTOMS = ("noise", "baseline", "powerline", "morphology", "shift")
+SITE_PRIOR: dict[str, tuple[float, ...]] = {
+    "noise": (1.0, 0.8, 0.4, 0.2),
+    "baseline": (1.0, 0.7, 0.3, 0.2),
+    "powerline": (1.0, 0.6, 0.3, 0.1),
+    "morphology": (0.4, 1.0, 0.8, 0.5),
+    "shift": (0.2, 0.4, 0.8, 1.0),
+}
+# condition tag of a seed (host morph conditions and artifact names) -> symptoms it treats
+CONDITION_SYMPTOMS: dict[str, tuple[str, ...]] = {
+    "emg": ("noise",),
+    "noise": ("noise",),
+    "muscle": ("noise",),
+    "motion": ("noise", "baseline"),
+    "electrode_motion": ("noise", "baseline"),
+    "baseline": ("baseline",),
+    "baseline_wander": ("baseline",),
+    "bw": ("baseline",),
+    "powerline": ("powerline",),
+    "mains": ("powerline",),
+    "lead": ("morphology",),
+    "morphology": ("morphology",),
+    "patient": ("shift",),
+    "shift": ("shift",),
+}
+POLICY_FORMAT = "kasmina-tamiyo-mlp/1"
+
+
+def symptoms_of(tags: Sequence[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for tag in tags:
+        for s in CONDITION_SYMPTOMS.get(tag.lower(), ()):
+            if s not in out:
+                out.append(s)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """What the controller knows of a kernel it may choose."""
+
+    name: str
+    site: int
+    blueprint: str
+    symptoms: tuple[str, ...]
+    gain: float = 0.0
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    power: float = 0.15  # 3 dB (features are dB / 20) above the reference
+    template_corr: float = 0.85
+    entropy: float = 0.04
+    drift: float = 0.25
+    onset_windows: int = 1
+    clear_windows: int = 12
+    min_alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["wait", "activate", "retire"]
+    reason: str
+    site: int | None = None
+    kernel: str | None = None
+    alpha_target: float = 0.0
+    symptom: str | None = None
+    severity: float = 0.0
+    source: Literal["heuristic", "policy"] = "heuristic"
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"event": "decision", "action": self.action, "reason": self.reason,
+                                  "source": self.source}
+        if self.action != "wait":
+            out.update({"site": self.site, "kernel": self.kernel, "alpha_target": round(self.alpha_target, 3)})
+        if self.symptom is not None:
+            out.update({"symptom": self.symptom, "severity": round(self.severity, 3)})
+        return out
+
+
+class PolicyError(KasminaError):
+    """A policy artifact that does not match the format the device reads."""
+
+
+@dataclass
+class ExportedPolicy:
+    """The host policy's MLP as plain arrays: trunk (Linear+ReLU)*, then act/location/blueprint heads."""
+
+    trunk: list[tuple[np.ndarray, np.ndarray]]
+    heads: dict[str, tuple[np.ndarray, np.ndarray]]
+    sites: list[str]
+    blueprints: list[str]
+    reference: np.ndarray | None = None
+
+    @classmethod
+    def from_json(cls, blob: Mapping[str, Any]) -> ExportedPolicy:
+        if blob.get("format") != POLICY_FORMAT:
+            raise PolicyError(f"policy: format {blob.get('format')!r}, this runtime reads {POLICY_FORMAT!r}")
+        try:
+            trunk = [(np.asarray(layer["weight"], np.float32), np.asarray(layer["bias"], np.float32)) for layer in blob["trunk"]]
+            heads = {
+                k: (np.asarray(v["weight"], np.float32), np.asarray(v["bias"], np.float32))
+                for k, v in blob["heads"].items()
+            }
+            sites, blueprints = list(blob["sites"]), list(blob["blueprints"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PolicyError(f"policy: malformed ({exc})") from None
+        if not trunk or trunk[0][0].shape[1] != N_FEATURES:
+            raise PolicyError(f"policy: its first layer does not take the {N_FEATURES} features")
+        for name in ("act", "location", "blueprint"):
+            if name not in heads:
+                raise PolicyError(f"policy: no {name!r} head")
+        ref = blob.get("reference")
+        return cls(trunk, heads, sites, blueprints, np.asarray(ref, np.float32) if ref is not None else None)
+
+    def logits(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        h = obs.astype(np.float32)
+        for w, b in self.trunk:
+            h = np.maximum(w @ h + b, 0.0)
+        return {k: w @ h + b for k, (w, b) in self.heads.items()}
+
+
+@dataclass
+class Controller:
+    kernels: list[KernelChoice]
+    n_sites: int
+    config: ControllerConfig = field(default_factory=ControllerConfig)
+    reference: np.ndarray | None = None
+    policy: ExportedPolicy | None = None
+    _present: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYMPTOMS, 0))
+    _absent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYMPTOMS, 0))
+
+    @property
+    def ready(self) -> bool:
+        return self.reference is not None
+
+    def symptoms(self, obs: np.ndarray) -> dict[str, float]:
+        """Severity (> 0 when present) of each symptom against the reference (the host's rules)."""
+        ref, c = self.reference, self.config
+        assert ref is not None, "no reference observation yet"
+        sev = {
+            "noise": obs[INDEX["noise_power"]] - ref[INDEX["noise_power"]] - c.power,
+            "baseline": obs[INDEX["baseline_power"]] - ref[INDEX["baseline_power"]] - c.power,
+            "powerline": obs[INDEX["powerline_power"]] - ref[INDEX["powerline_power"]] - c.power,
+            "morphology": c.template_corr - obs[INDEX["qrs_template_corr"]],
+        }
+        clean = all(v <= 0 for v in sev.values())
+        ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - c.entropy
+        drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - c.drift
+        calib = 0.1 if obs[INDEX["calibration"]] >= 0.5 else -1.0
+        sev["shift"] = max(ent, drift * 0.25, calib) if clean else -1.0
+        return {k: float(v) for k, v in sev.items()}
+
+    def _site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
+        n = self.n_sites
+        drift = np.array([obs[INDEX[f"drift_site{i}"]] if i < N_SITES else 0.0 for i in range(n)], np.float64)
+        prior = np.array([SITE_PRIOR[symptom][i] if i < N_SITES else 0.1 for i in range(n)], np.float64)
+        return 0.5 * drift / (drift.max() + 1e-9) + prior
+
+    def _alpha(self, severity: float) -> float:
+        # severity in dB/20 above the threshold: 0 -> min_alpha, 0.5 (10 dB) or more -> 1
+        return float(min(1.0, max(self.config.min_alpha, self.config.min_alpha + severity)))
+
+    def decide(
+        self,
+        obs: np.ndarray,
+        live: Mapping[str, int],
+        available: set[str],
+    ) -> Decision:
+        """``live``: kernels whose output is in the chain now (any live stage) -> their site;
+        ``available``: kernels that may be germinated now (dormant, breaker closed)."""
+        if obs[INDEX["security_alert"]] >= 0.5:
+            return Decision("wait", "security_alert")
+        if self.reference is None:
+            return Decision("wait", "warming_up")
+        sev = self.symptoms(obs)
+        for s, v in sev.items():
+            if v > 0:
+                self._present[s] += 1
+                self._absent[s] = 0
+            else:
+                self._absent[s] += 1
+                self._present[s] = 0
+        by_name = {k.name: k for k in self.kernels}
+        # retire first: a kernel whose condition is gone frees its slot and its cycles
+        for name, site in sorted(live.items(), key=lambda kv: (kv[1], kv[0])):
+            k = by_name.get(name)
+            if k is None or not k.symptoms:
+                continue
+            if all(self._absent[s] >= self.config.clear_windows for s in k.symptoms):
+                return Decision("retire", "condition_cleared", site=site, kernel=name,
+                                symptom=k.symptoms[0], severity=max(sev[s] for s in k.symptoms))
+        if self.policy is not None:
+            return self._policy_decision(obs, live, available, sev)
+        symptom, severity = max(sev.items(), key=lambda kv: kv[1])
+        if severity <= 0:
+            return Decision("wait", "no_degradation")
+        if self._present[symptom] < self.config.onset_windows:
+            return Decision("wait", "onset_pending", symptom=symptom, severity=severity)
+        treated = [by_name[n] for n in live if n in by_name and symptom in by_name[n].symptoms]
+        if treated:
+            return Decision("wait", "already_treated", symptom=symptom, severity=severity)
+        options = [k for k in self.kernels if k.name in available and symptom in k.symptoms]
+        if not options:
+            return Decision("wait", "no_kernel_for_symptom", symptom=symptom, severity=severity)
+        scores = self._site_scores(obs, symptom)
+        best = max(options, key=lambda k: (scores[k.site] + 0.1 * (k.gain or 0.0), k.gain or 0.0))
+        return Decision("activate", f"{symptom} severity {severity:.2f}", site=best.site, kernel=best.name,
+                        alpha_target=self._alpha(severity), symptom=symptom, severity=severity)
+
+    def _policy_decision(
+        self, obs: np.ndarray, live: Mapping[str, int], available: set[str], sev: dict[str, float]
+    ) -> Decision:
+        assert self.policy is not None
+        pol = self.policy
+        options = [k for k in self.kernels if k.name in available and k.site not in live.values()]
+        out = pol.logits(obs)
+        symptom, severity = max(sev.items(), key=lambda kv: kv[1])
+        if not options or float(out["act"][1]) <= float(out["act"][0]):
+            return Decision("wait", "policy_wait" if options else "no_kernel_available", source="policy",
+                            symptom=symptom if severity > 0 else None, severity=severity)
+        site_names = [f"site{i}" for i in range(self.n_sites)]
+        loc = out["location"].astype(np.float64).copy()
+        allowed_sites = {k.site for k in options}
+        for j, name in enumerate(pol.sites):
+            if name not in site_names or site_names.index(name) not in allowed_sites:
+                loc[j] = -np.inf
+        site = site_names.index(pol.sites[int(np.argmax(loc))])
+        at_site = [k for k in options if k.site == site]
+        bp = out["blueprint"].astype(np.float64)
+        ranked = [pol.blueprints[j] for j in np.argsort(-bp)]
+        pick = next((k for b in ranked for k in at_site if k.blueprint == b), at_site[0])
+        return Decision("activate", "policy", site=site, kernel=pick.name,
+                        alpha_target=self._alpha(max(severity, 0.0)), symptom=pick.symptoms[0] if pick.symptoms else None,
+                        severity=severity, source="policy")

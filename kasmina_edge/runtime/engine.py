@@ -1,0 +1,317 @@
+"""The device's main loop: raw ECG chunks in; beat classes, decisions, swaps and faults out.
+
+Per chunk: the beatizer (the very windowing the model was trained on) turns samples into beats.
+Per beat: the executor classifies the window under the current chain; the health monitor checks the
+live kernels (a fault rolls the slot back before the next window); the controller looks at the
+features and decides; the seed manager applies the decision (a swap is one reference assignment)
+and advances ramps and gates. Every prediction and every event goes to ``sink`` as one JSON-able
+record, in order.
+
+The lifecycle's clock is signal time (seconds of ECG seen), so embargoes and hysteresis mean the
+same under ``--fast`` and ``--realtime``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kasmina_edge.ecg.windowing import Beat, StreamingBeatizer, WindowSpec
+from kasmina_edge.runtime.controller import (
+    Controller,
+    ControllerConfig,
+    Decision,
+    ExportedPolicy,
+    KernelChoice,
+    symptoms_of,
+)
+from kasmina_edge.runtime.executor import SegmentedExecutor, WindowResult
+from kasmina_edge.runtime.features import (
+    RawBuffer,
+    RecentProbs,
+    ReferenceCollector,
+    SiteAccumulator,
+    SiteStats,
+    observation_vector,
+    signal_features,
+    site_drift,
+)
+from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
+from kasmina_edge.runtime.image import Image, ImageError, check_reference, site_grid
+from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
+
+Sink = Callable[[dict[str, Any]], None]
+ANOMALY_CLASSES = frozenset({"S", "V", "F"})
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    warmup_windows: int = 12  # clean reference measured on the device when the bundle has none
+    feature_seconds: float = 4.0  # raw signal the signal features look at
+    decide_every: int = 1  # windows between two controller decisions
+    boot_kernels: bool = True  # honour the bundle's chain.default_active
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    health: HealthLimits = field(default_factory=HealthLimits)
+
+
+@dataclass
+class Platform:
+    """What the device's platform tells the controller (the emulator updates it)."""
+
+    battery: float = 1.0
+    link_state: float = 1.0
+    security_alert: bool = False
+
+
+@dataclass
+class Counters:
+    beats: int = 0
+    classes: dict[str, int] = field(default_factory=dict)
+    anomalies: int = 0
+    decisions: int = 0
+    swaps: int = 0
+    faults: int = 0
+    infer_s: float = 0.0
+
+
+class BootError(ImageError):
+    """A base segment that does not reproduce its reference vectors: this image must not run."""
+
+
+class DeviceRuntime:
+    def __init__(
+        self,
+        image: Image,
+        *,
+        fs: float = 360.0,
+        config: RuntimeConfig | None = None,
+        sink: Sink | None = None,
+        platform: Platform | None = None,
+    ) -> None:
+        self.image = image
+        self.fs = fs
+        self.config = config or RuntimeConfig()
+        self.platform = platform or Platform()
+        self._sink = sink
+        self.classes = image.classes
+        spec = WindowSpec(fs=fs)  # the training windows (ecg.windowing): the model was trained on these
+        if int(np.prod(image.input.shape)) != spec.length:
+            raise ImageError(
+                f"the model takes windows of {int(np.prod(image.input.shape))} samples; the runtime's beat "
+                f"windows are {spec.length}"
+            )
+        self.beatizer = StreamingBeatizer(fs, spec)
+        self.executor = SegmentedExecutor(image)
+        self.health = HealthMonitor(self.config.health)
+        self.samples_seen = 0
+        info = image.backend.info()
+        self.tolerance_lsb = float(info.reference_tolerance_lsb)
+        self.manager = SeedManager(
+            self.executor, self.health, clock=self.signal_time, sink=self._emit,
+            config=self.config.lifecycle, tolerance_lsb=self.tolerance_lsb,
+        )
+        policy = ExportedPolicy.from_json(image.policy) if image.policy is not None else None
+        kernels = [
+            KernelChoice(k.name, k.site, k.blueprint, symptoms_of(k.tags) or symptoms_of(k.name.split("_")),
+                         float(k.measured_gain or 0.0))
+            for k in image.kernels.values()
+        ]
+        self.controller = Controller(kernels, self.executor.n_sites, self.config.controller, policy=policy)
+        self.raw = RawBuffer(fs, self.config.feature_seconds)
+        self.recent = RecentProbs(8)
+        self.site_acc = [SiteAccumulator() for _ in range(self.executor.n_sites)]
+        self.collector = ReferenceCollector()
+        self.site_ref: list[SiteStats] | None = None
+        self.template: np.ndarray | None = None
+        self.r_peaks: deque[int] = deque(maxlen=64)
+        self.counters = Counters(classes=dict.fromkeys(self.classes, 0))
+        self.decision_latency_s: list[float] = []
+        self.last_decisions: deque[dict[str, Any]] = deque(maxlen=5)
+        self._warm: list[np.ndarray] = []
+        self._booted = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    def signal_time(self) -> float:
+        return self.samples_seen / self.fs
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        record.setdefault("t", round(self.signal_time(), 4))
+        if self._sink is not None:
+            self._sink(record)
+
+    # ------------------------------------------------------------------ boot
+
+    def boot(self) -> list[dict[str, Any]]:
+        """Check every base segment against its reference vectors; put the bundle's boot kernels live."""
+        checks = []
+        for i, (seg, entry) in enumerate(zip(self.image.segments, self.image.segment_entries, strict=True)):
+            last = i == len(self.image.segments) - 1
+            grid = None if last else site_grid(self.image, i)
+            check = check_reference(seg, self.image.references.get(entry.name), self.tolerance_lsb, logits=last, grid=grid)
+            checks.append({"artifact": entry.name, "passed": check.passed, **check.metrics()})
+            if not check.passed:
+                raise BootError(
+                    f"boot: base segment {entry.name!r} does not reproduce its reference vectors "
+                    f"({check.max_error_lsb:g} LSB, tolerance {check.tolerance_lsb:g})"
+                )
+        self._emit({"event": "boot", "bundle": self.image.manifest.bundle_id, "backend": self.image.backend.info().name,
+                    "segments": len(self.image.segments), "kernels": len(self.image.kernels), "checks": checks})
+        if self.config.boot_kernels and self.image.manifest.chain is not None:
+            for _site, name in sorted(self.image.manifest.chain.default_active.items()):
+                if name in self.image.kernels:
+                    self.manager.boot_live(name)
+        self._booted = True
+        return checks
+
+    # ------------------------------------------------------------------ streaming
+
+    def feed(self, chunk: np.ndarray) -> list[dict[str, Any]]:
+        """Raw samples (n,) or (n, leads) → the prediction records of the beats they completed."""
+        if not self._booted:
+            self.boot()
+        x = np.asarray(chunk, dtype=np.float32)
+        lead = x[:, 0] if x.ndim == 2 else x.reshape(-1)
+        self.raw.push(lead)
+        self.samples_seen += lead.shape[0]
+        return [self.on_beat(b) for b in self.beatizer.process(x)]
+
+    def finish(self) -> list[dict[str, Any]]:
+        return [self.on_beat(b) for b in self.beatizer.flush()]
+
+    # ------------------------------------------------------------------ one beat
+
+    def on_beat(self, beat: Beat) -> dict[str, Any]:
+        self.r_peaks.append(beat.r_peak)
+        result = self.executor.infer(beat.window, beat.rr)
+        self.counters.infer_s += result.latency_s
+        drift = self._update_sites(result)
+        for fault in self.health.check(result, self.executor.config, self.manager.window, drift):
+            self.counters.faults += 1
+            self.manager.on_fault(fault)
+        self.recent.add(result.probs)
+        record = self._prediction(beat, result)
+        self._emit(record)
+        if self.counters.beats % self.config.decide_every == 0:
+            self._decide(drift)
+        self.manager.tick(result)
+        return record
+
+    def _update_sites(self, result: WindowResult) -> list[float]:
+        for acc, obs in zip(self.site_acc, result.sites, strict=True):
+            acc.update(obs.mean, obs.meansq)
+        if self.site_ref is None:
+            return [0.0] * len(self.site_acc)
+        return [
+            site_drift(acc.mean, ref) if acc.mean is not None else 0.0
+            for acc, ref in zip(self.site_acc, self.site_ref, strict=True)
+        ]
+
+    def _prediction(self, beat: Beat, result: WindowResult) -> dict[str, Any]:
+        self.counters.beats += 1
+        label = self.classes[result.label] if 0 <= result.label < len(self.classes) else "?"
+        self.counters.classes[label] = self.counters.classes.get(label, 0) + 1
+        anomaly = label in ANOMALY_CLASSES
+        self.counters.anomalies += int(anomaly)
+        rec: dict[str, Any] = {
+            "event": "beat",
+            "sample": int(beat.r_peak),
+            "t": round(beat.r_peak / self.fs, 4),
+            "class": label,
+            "p": round(float(np.max(result.probs)), 4) if result.finite else None,
+            "valid": bool(beat.valid),
+            "anomaly": anomaly,
+            "latency_us": round(result.latency_s * 1e6, 1),
+            "active": {str(s["site"]): s["kernel"] for s in self.manager.slot_summary() if s["kernel"]},
+        }
+        if result.faults:
+            rec["faults"] = [f"{k}:{c}" for _, k, c in result.faults]
+        return rec
+
+    def _observation(self, drift: list[float]) -> np.ndarray:
+        sig, start = self.raw.view()
+        peaks = np.array([r - start for r in self.r_peaks if start <= r < start + sig.shape[0]], dtype=np.int64)
+        feats = signal_features(sig, self.fs, peaks, self.template)
+        live = self.manager.live()
+        return observation_vector(
+            feats,
+            self.recent.entropy(),
+            drift,
+            battery=self.platform.battery,
+            link_state=self.platform.link_state,
+            security_alert=self.platform.security_alert,
+            live_seeds=len(set(live.values())) / max(1, self.executor.n_sites),
+            plateau=not self.manager.busy_sites(),
+            calibration=False,
+        )
+
+    def _warmup(self, obs: np.ndarray) -> None:
+        """Clean reference from the first windows: median features, median beat, site statistics."""
+        self._warm.append(obs)
+        self.collector.add_sites([a.mean for a in self.site_acc], [a.meansq for a in self.site_acc])
+        if len(self._warm) < self.config.warmup_windows:
+            return
+        from kasmina_edge.runtime.features import beat_matrix
+
+        sig, start = self.raw.view()
+        peaks = np.array([r - start for r in self.r_peaks if start <= r < start + sig.shape[0]], dtype=np.int64)
+        beats = beat_matrix(sig, self.fs, peaks)
+        if beats.shape[0]:
+            self.template = np.median(beats, axis=0).astype(np.float32)
+        self.site_ref = self.collector.site_stats()
+        ref = np.median(np.stack(self._warm), axis=0)
+        ref[3] = 1.0  # the template is the median beat of these windows: same shape by definition
+        self.controller.reference = ref
+        self._emit({"event": "reference", "source": "device warm-up", "windows": len(self._warm),
+                    "features": [round(float(v), 4) for v in ref]})
+
+    def _decide(self, drift: list[float]) -> None:
+        t0 = time.perf_counter()
+        obs = self._observation(drift)
+        if self.controller.reference is None:
+            self._warmup(obs)
+            return
+        decision = self.controller.decide(obs, self.manager.live(), self.manager.available())
+        swapped = self._apply(decision)
+        elapsed = time.perf_counter() - t0
+        self.decision_latency_s.append(elapsed)
+        self.counters.decisions += 1
+        if decision.action != "wait" or swapped:
+            rec = {**decision.to_json(), "applied": swapped, "latency_us": round(elapsed * 1e6, 1),
+                   "window": self.manager.window}
+            self.last_decisions.append(rec)
+            self._emit(rec)
+
+    def _apply(self, d: Decision) -> bool:
+        if d.action == "activate" and d.kernel is not None:
+            ok = self.manager.activate(d.kernel, d.alpha_target, d.reason, self.recent.confidence())
+            self.counters.swaps += int(ok)
+            return ok
+        if d.action == "retire" and d.kernel is not None:
+            ok = self.manager.retire(d.kernel, d.reason)
+            self.counters.swaps += int(ok)
+            return ok
+        return False
+
+    # ------------------------------------------------------------------ reporting
+
+    def status(self) -> dict[str, Any]:
+        lat = np.asarray(self.decision_latency_s) * 1e3
+        return {
+            "beats": self.counters.beats,
+            "classes": dict(self.counters.classes),
+            "anomalies": self.counters.anomalies,
+            "faults": self.counters.faults,
+            "swaps": self.counters.swaps,
+            "slots": self.manager.slot_summary(),
+            "decision_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "decision_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
+            "signal_s": self.signal_time(),
+            "infer_s": self.counters.infer_s,
+        }

@@ -1,0 +1,283 @@
+"""The segmented executor: base segments in a chain, one seed slot at every site.
+
+``segment_0 → [slot 0] → segment_1 → … → [slot N-1] → segment_N(h, rr) → logits``
+
+Every artifact was loaded and allocated once at boot (:mod:`image`). What runs in each slot is one
+immutable :class:`ChainConfig`; :meth:`SegmentedExecutor.swap` replaces it with a single reference
+assignment, and :meth:`infer` reads the reference once per window, so a swap takes effect between two
+windows and never in the middle of one.
+
+A slot holds a *base* (the previous kernel, or nothing: the identity) and optionally a *candidate*
+blended in with ``alpha``: ``(1 - alpha) * base(h) + alpha * candidate(h)``, computed on real values
+and requantized onto the site's grid (:func:`tensors.blend`). With ``shadow`` set, the path without
+the candidate also runs through the rest of the chain, so its prediction can be compared with the
+live one; the shadow path never changes the output.
+
+A candidate whose output is not finite is dropped for the window in which that happens (the base's
+output goes on instead) and the fault is reported: classification never stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from kasmina_edge.runtime.image import Image, Kernel
+from kasmina_edge.runtime.tensors import TensorInfo, blend
+
+_perf = time.perf_counter
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    base: Kernel | None = None  # the path without the candidate: the previous kernel, or None (identity)
+    candidate: Kernel | None = None
+    alpha: float = 0.0
+    shadow: bool = False
+
+    @property
+    def live(self) -> Kernel | None:
+        """The kernel whose output dominates the slot now."""
+        if self.candidate is not None and self.alpha > 0.0:
+            return self.candidate
+        return self.base
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    slots: tuple[SlotConfig, ...]
+    version: int = 0
+
+    def with_slot(self, site: int, slot: SlotConfig) -> ChainConfig:
+        slots = list(self.slots)
+        slots[site] = slot
+        return ChainConfig(tuple(slots), self.version + 1)
+
+
+@dataclass
+class SiteObservation:
+    """What one window showed at one site (real values of the tensor handed on)."""
+
+    mean: np.ndarray | None = None  # per channel
+    meansq: np.ndarray | None = None
+    kernel_s: float = 0.0  # the candidate's invoke time
+    base_s: float = 0.0  # the base kernel's invoke time
+    relative_change: float | None = None  # |candidate(h) - h| / |h|
+    fault: str | None = None  # "nan": the candidate's output was not finite (dropped for this window)
+
+
+@dataclass
+class WindowResult:
+    logits: np.ndarray  # float32 (n_classes,)
+    probs: np.ndarray
+    label: int
+    latency_s: float
+    sites: list[SiteObservation]
+    config_version: int
+    finite: bool = True
+    shadow_label: int | None = None
+    shadow_probs: np.ndarray | None = None
+    faults: list[tuple[int, str, str]] = field(default_factory=list)  # (site, kernel, code)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - np.max(z)
+    e = np.exp(z)
+    out: np.ndarray = (e / e.sum()).astype(np.float32)
+    return out
+
+
+def _softmax_list(values: list[float]) -> list[float]:
+    """Softmax of a handful of logits in plain Python: cheaper than numpy's call overhead at this size."""
+    m = max(values)
+    e = [math.exp(v - m) for v in values]
+    total = sum(e)
+    return [v / total for v in e]
+
+
+def _channel_axis(t: TensorInfo, channels: int | None) -> int:
+    """Which axis of a site tensor holds the channels (torch layout 1×C×L unless the manifest says else)."""
+    if channels is not None:
+        for axis in (1, len(t.shape) - 1):
+            if 0 <= axis < len(t.shape) and t.shape[axis] == channels:
+                return axis
+    return 1 if len(t.shape) > 2 else len(t.shape) - 1
+
+
+class SegmentedExecutor:
+    """Runs one window at a time through the image's chain under the current :class:`ChainConfig`."""
+
+    def __init__(self, image: Image, *, stats_every: int = 4) -> None:
+        self.image = image
+        self.stats_every = stats_every  # site statistics every n-th window (0: never); drift is an average anyway
+        self._count = 0
+        self.segments = image.segments
+        self.n_sites = len(image.segments) - 1
+        self._in = image.input
+        self._rr = image.rr_input
+        self._out = image.output
+        self._site = image.site_tensors
+        channels = {s.index: s.channels for s in image.manifest.sites}
+        self._axes = [_channel_axis(t, channels.get(i)) for i, t in enumerate(self._site)]
+        self._in_buf = np.zeros(self._in.shape, np.float32)
+        self._in_inv = np.float32(1.0 / self._in.scale) if self._in.scale else None
+        self.config = ChainConfig(tuple(SlotConfig() for _ in range(self.n_sites)))
+
+    # ------------------------------------------------------------------ configuration
+
+    def swap(self, config: ChainConfig) -> ChainConfig:
+        """Make ``config`` the one the next window runs under (one reference assignment); returns the old."""
+        old = self.config
+        self.config = config
+        return old
+
+    def set_slot(self, site: int, slot: SlotConfig) -> ChainConfig:
+        new = self.config.with_slot(site, slot)
+        self.swap(new)
+        return new
+
+    def set_alpha(self, site: int, alpha: float) -> None:
+        slot = self.config.slots[site]
+        self.set_slot(site, replace(slot, alpha=float(min(max(alpha, 0.0), 1.0))))
+
+    # ------------------------------------------------------------------ inputs
+
+    def quantize_inputs(self, window: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._in_inv is not None and self._in.dtype == "int8":
+            buf = self._in_buf  # in place: this runs once per beat
+            np.multiply(np.asarray(window, dtype=np.float32).reshape(self._in.shape), self._in_inv, out=buf)
+            np.rint(buf, out=buf)
+            buf += self._in.zero_point
+            np.minimum(buf, 127, out=buf)  # saturate (np.clip costs twice as much at this size)
+            np.maximum(buf, -128, out=buf)
+            x = buf.astype(np.int8)
+        else:
+            x = self._in.quantize(np.asarray(window, dtype=np.float32).reshape(self._in.shape))
+        r = None
+        if self._rr is not None:
+            t = self._rr
+            if t.scale is not None and t.dtype == "int8":  # four values: plain Python is cheaper than numpy
+                inv, zp = 1.0 / t.scale, t.zero_point
+                vals = [min(127, max(-128, round(float(v) * inv) + zp)) for v in np.asarray(rr).reshape(-1)]
+                r = np.array(vals, dtype=np.int8).reshape(t.shape)
+            else:
+                r = t.quantize(np.asarray(rr, dtype=np.float32).reshape(t.shape))
+        return x, r
+
+    # ------------------------------------------------------------------ running
+
+    def _stats(self, site: int, h: np.ndarray, obs: SiteObservation) -> None:
+        """Per-channel mean and mean square of the real values, from sums on the raw grid values."""
+        t = self._site[site]
+        axis = self._axes[site]
+        a = np.asarray(h).reshape(t.shape)
+        if axis != 1:
+            a = np.moveaxis(a, axis, 1)
+        a = a.reshape(t.shape[axis], -1).astype(np.float32)
+        n = a.shape[1]
+        s1 = a.sum(axis=1) / n
+        s2 = np.einsum("ij,ij->i", a, a) / n
+        if t.scale is None:
+            obs.mean, obs.meansq = s1, s2
+            return
+        zp, sc = float(t.zero_point), float(t.scale)
+        obs.mean = (s1 - zp) * sc
+        obs.meansq = (s2 - 2.0 * zp * s1 + zp * zp) * sc * sc
+
+    def _slot(self, site: int, slot: SlotConfig, h: np.ndarray, obs: SiteObservation) -> tuple[np.ndarray, np.ndarray]:
+        """(what the slot hands on, what the path without the candidate would hand on)."""
+        site_t = self._site[site]
+        hb = h
+        if slot.base is not None:
+            t0 = _perf()
+            hb = slot.base.model.run(h)
+            obs.base_s = _perf() - t0
+        out = hb
+        cand = slot.candidate
+        if cand is not None and (slot.alpha > 0.0 or slot.shadow):
+            t0 = _perf()
+            hk = cand.model.run(h)
+            obs.kernel_s = _perf() - t0
+            k_info = cand.model.outputs[0]
+            real_k = k_info.dequantize(hk)
+            if not np.all(np.isfinite(real_k)):
+                obs.fault = "nan"
+                return hb, hb
+            real_h = site_t.dequantize(h)
+            norm = float(np.linalg.norm(real_h))
+            obs.relative_change = float(np.linalg.norm(real_k - real_h)) / max(norm, 1e-6)
+            if slot.alpha > 0.0:
+                b_info = slot.base.model.outputs[0] if slot.base is not None else site_t
+                out = blend(hb, b_info, hk, k_info, slot.alpha, site_t)
+        return out, hb
+
+    def _tail(self, site: int, h: np.ndarray, config: ChainConfig, rr_q: np.ndarray | None) -> np.ndarray:
+        """From the tensor handed on at ``site`` to the logits (later slots as configured, no stats)."""
+        for i in range(site + 1, self.n_sites + 1):
+            seg = self.segments[i]
+            if i == self.n_sites:
+                return seg.run(h, rr_q) if rr_q is not None else seg.run(h)
+            h = seg.run(h)
+            h, _ = self._slot(i, replace(config.slots[i], shadow=False), h, SiteObservation())
+        raise AssertionError("a chain ends with its last segment")
+
+    def infer(self, window: np.ndarray, rr: np.ndarray) -> WindowResult:
+        """One beat window (float, the model's input shape) and its RR features → class probabilities."""
+        t_start = _perf()
+        config = self.config  # read once: a swap lands between windows, never inside one
+        self._count += 1
+        stats = self.stats_every > 0 and self._count % self.stats_every == 0
+        x_q, rr_q = self.quantize_inputs(window, rr)
+        observations: list[SiteObservation] = []
+        faults: list[tuple[int, str, str]] = []
+        shadow_from: tuple[int, np.ndarray] | None = None
+        h = self.segments[0].run(x_q)
+        for i, slot in enumerate(config.slots):
+            obs = SiteObservation()
+            h, h_without = self._slot(i, slot, h, obs)
+            if obs.fault is not None and slot.candidate is not None:
+                faults.append((i, slot.candidate.name, obs.fault))
+            elif slot.shadow and shadow_from is None:
+                shadow_from = (i, h_without)
+            if stats:
+                self._stats(i, h, obs)
+            observations.append(obs)
+            seg = self.segments[i + 1]
+            h = seg.run(h, rr_q) if i + 1 == self.n_sites and rr_q is not None else seg.run(h)
+        out = self._out
+        raw = h.reshape(-1).tolist()
+        if out.scale is not None:
+            values = [(q - out.zero_point) * out.scale for q in raw]
+        else:
+            values = [float(v) for v in raw]
+        finite = all(math.isfinite(v) for v in values)
+        logits = np.array(values, dtype=np.float32)
+        if finite:
+            p = _softmax_list(values)
+            probs = np.array(p, dtype=np.float32)
+            label = max(range(len(values)), key=values.__getitem__)
+        else:
+            probs, label = np.full(logits.shape, np.nan, np.float32), -1
+        result = WindowResult(
+            logits=logits,
+            probs=probs,
+            label=label,
+            latency_s=0.0,
+            sites=observations,
+            config_version=config.version,
+            finite=finite,
+            faults=faults,
+        )
+        if shadow_from is not None:
+            site, h_without = shadow_from
+            shadow_q = self._tail(site, h_without, config, rr_q)
+            shadow_logits = self._out.dequantize(shadow_q).reshape(-1)
+            if np.all(np.isfinite(shadow_logits)):
+                result.shadow_probs = softmax(shadow_logits)
+                result.shadow_label = int(np.argmax(shadow_logits))
+        result.latency_s = _perf() - t_start
+        return result

@@ -1,0 +1,310 @@
+"""A verified bundle loaded onto a backend: every segment and every seed kernel built once, at boot.
+
+``load_image`` reads the chain from the manifest (``chain.segments``; kernels are ``kind ==
+"kernel"`` artifacts with a ``site``), unpacks 4-bit artifacts, loads each artifact on the backend,
+and checks its interface against the manifest (shapes, dtypes, int8 grids). ``check_reference``
+runs an artifact on the reference vectors the build stored beside it: the device's proof that the
+artifact it loaded computes what the build computed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kasmina_edge.contracts.bundle import Bundle
+from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.manifest import ArtifactEntry, BundleManifest, GateVerdict
+from kasmina_edge.runtime.backends import Backend, LoadedModel
+from kasmina_edge.runtime.tensors import TensorInfo
+
+RUNNABLE_KINDS = ("segment", "kernel")
+
+
+class ImageError(KasminaError):
+    """A bundle the runtime cannot boot: chain missing, interface mismatch, reference mismatch."""
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """An artifact run on its reference vectors: how far it is from what the build recorded."""
+
+    artifact: str
+    rows: int
+    max_error_lsb: float  # in steps of the output grid (absolute error for float outputs without a grid)
+    tolerance_lsb: float
+    identical_fraction: float
+    argmax_agreement: float | None = None  # for the logits segment
+    finite: bool = True
+
+    @property
+    def passed(self) -> bool:
+        agree = self.argmax_agreement is None or self.argmax_agreement >= 0.99
+        return self.finite and self.rows > 0 and self.max_error_lsb <= self.tolerance_lsb and agree
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "rows": float(self.rows),
+            "max_error_lsb": float(self.max_error_lsb),
+            "tolerance_lsb": float(self.tolerance_lsb),
+            "identical_fraction": float(self.identical_fraction),
+        }
+        if self.argmax_agreement is not None:
+            out["argmax_agreement"] = float(self.argmax_agreement)
+        return out
+
+
+@dataclass
+class Kernel:
+    """A seed kernel: its artifact, where it sits, what the host knows of it."""
+
+    name: str
+    entry: ArtifactEntry
+    model: LoadedModel
+    site: int
+    tags: tuple[str, ...]
+    blueprint: str
+    g1: GateVerdict | None
+    measured_gain: float | None
+    load_s: float = 0.0
+    reference_check: ReferenceCheck | None = None
+
+    @property
+    def seed_id(self) -> str:
+        return self.entry.seed or self.name
+
+
+@dataclass
+class Image:
+    """What the device holds in memory after boot."""
+
+    manifest: BundleManifest
+    backend: Backend
+    segments: list[LoadedModel]
+    segment_entries: list[ArtifactEntry]
+    kernels: dict[str, Kernel]
+    site_tensors: list[TensorInfo]  # the tensor at each site (output of the segment before it)
+    references: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # the build report carried in the bundle
+    policy: dict[str, Any] | None = None
+    load_s: float = 0.0
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest.classes)
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.segments[0].inputs[0]
+
+    @property
+    def rr_input(self) -> TensorInfo | None:
+        last = self.segments[-1]
+        return last.inputs[1] if len(last.inputs) > 1 else None
+
+    @property
+    def output(self) -> TensorInfo:
+        return self.segments[-1].outputs[0]
+
+    def kernels_at(self, site: int) -> list[Kernel]:
+        return [k for k in self.kernels.values() if k.site == site]
+
+    def arena_bytes(self, artifact: str) -> int | None:
+        arenas = (self.report.get("memory") or {}).get("arenas") or {}
+        value = arenas.get(artifact)
+        return int(value) if value else None
+
+
+def artifact_bytes(bundle: Bundle, entry: ArtifactEntry) -> bytes:
+    """The artifact as the backend loads it (4-bit packed artifacts unpacked and hash-checked)."""
+    data = bundle.read(entry.file)
+    if not entry.packed:
+        return data
+    from kasmina_edge.compile.pack4 import PackError, unpack_file  # numpy only: the device unpacks with it
+
+    try:
+        return unpack_file(data, entry.unpacked_sha256)
+    except PackError as exc:
+        raise ImageError(f"artifact {entry.name!r}: {exc}") from None
+
+
+def _expected(entry: ArtifactEntry) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    return [TensorInfo.from_spec(s) for s in entry.input_specs], [TensorInfo.from_spec(s) for s in entry.output_specs]
+
+
+def check_interface(entry: ArtifactEntry, model: LoadedModel) -> list[str]:
+    """Differences between the manifest's tensor specs and what the loaded model reports."""
+    problems: list[str] = []
+    ins, outs = _expected(entry)
+    for side, want, got in (("input", ins, model.inputs), ("output", outs, model.outputs[:1])):
+        if not want:
+            continue
+        if len(want) != len(got):
+            problems.append(f"{len(got)} {side}s, the manifest lists {len(want)}")
+            continue
+        for w, g in zip(want, got, strict=True):
+            if tuple(w.shape) != tuple(g.shape) or w.dtype != g.dtype:
+                problems.append(f"{side} {w.name}: {g.dtype}{list(g.shape)}, manifest {w.dtype}{list(w.shape)}")
+            elif w.scale is not None and g.scale is not None and not w.same_grid(g):
+                problems.append(
+                    f"{side} {w.name}: grid scale={g.scale} zp={g.zero_point}, manifest scale={w.scale} zp={w.zero_point}"
+                )
+    return problems
+
+
+def load_image(
+    bundle: Bundle,
+    backend: Backend,
+    *,
+    arenas: Mapping[str, int] | None = None,
+) -> Image:
+    """Load every segment and kernel of ``bundle`` on ``backend`` (each once)."""
+    t0 = time.perf_counter()
+    m = bundle.manifest
+    if m.chain is None or not m.chain.segments:
+        raise ImageError(f"{bundle.path}: the manifest has no chain (chain.segments): nothing to run")
+    report: dict[str, Any] = {}
+    if "report.json" in bundle.files:
+        try:
+            report = json.loads(bundle.files["report.json"])
+        except ValueError:
+            report = {}
+    arena_table = dict((report.get("memory") or {}).get("arenas") or {})
+    arena_table.update(arenas or {})
+
+    def load(entry: ArtifactEntry) -> LoadedModel:
+        backend.check_format(entry.format, entry.name)
+        arena = arena_table.get(entry.name)
+        # twice the measured arena: the build measured it on one TFLite Micro version, the device may run another
+        model = backend.load(artifact_bytes(bundle, entry), entry.name, arena_bytes=int(arena * 2) if arena else None)
+        problems = check_interface(entry, model)
+        if problems:
+            raise ImageError(f"artifact {entry.name!r} does not match its manifest: {problems[0]}")
+        return model
+
+    seg_entries = [m.artifact(name) for name in m.chain.segments]
+    segments = [load(e) for e in seg_entries]
+    n_sites = len(segments) - 1
+    if m.sites and len(m.sites) != n_sites:
+        raise ImageError(f"{bundle.path}: {len(m.sites)} sites in the manifest but {len(segments)} segments")
+    site_tensors = [seg.outputs[0] for seg in segments[:-1]]
+    for i, t in enumerate(site_tensors):
+        nxt = segments[i + 1].inputs[0]
+        if not t.same_grid(nxt) or t.shape != nxt.shape:
+            raise ImageError(
+                f"site {i}: {seg_entries[i].name} hands {t.dtype}{list(t.shape)} scale={t.scale}, "
+                f"{seg_entries[i + 1].name} takes {nxt.dtype}{list(nxt.shape)} scale={nxt.scale}"
+            )
+    kernels: dict[str, Kernel] = {}
+    for entry in m.kernels():
+        if entry.site is None or not 0 <= entry.site < n_sites:
+            raise ImageError(f"kernel {entry.name!r}: site {entry.site} is not one of the {n_sites} sites")
+        tk = time.perf_counter()
+        model = load(entry)
+        site_t = site_tensors[entry.site]
+        if model.inputs[0].shape != site_t.shape or model.outputs[0].shape != site_t.shape:
+            raise ImageError(
+                f"kernel {entry.name!r}: maps {list(model.inputs[0].shape)} -> {list(model.outputs[0].shape)}, "
+                f"site {entry.site} carries {list(site_t.shape)}"
+            )
+        info = entry.seed_kernel
+        tags = tuple(t for t in (info.condition_tags if info else []) if t)
+        kernels[entry.name] = Kernel(
+            name=entry.name,
+            entry=entry,
+            model=model,
+            site=entry.site,
+            tags=tags,
+            blueprint=entry.blueprint or (info.blueprint if info else "unknown"),
+            g1=info.g1_verdict if info else None,
+            measured_gain=info.measured_gain if info else None,
+            load_s=time.perf_counter() - tk,
+        )
+    references: dict[str, dict[str, np.ndarray]] = {}
+    for entry in [*seg_entries, *m.kernels()]:
+        if entry.reference is not None:
+            references[entry.name] = bundle.reference_vectors(entry.name)
+    policy = None
+    for entry in m.artifacts:
+        if entry.kind == "policy" and entry.format == "json":
+            try:
+                policy = json.loads(bundle.read(entry.file))
+            except ValueError as exc:
+                raise ImageError(f"policy {entry.name!r}: not JSON ({exc})") from None
+    return Image(
+        manifest=m,
+        backend=backend,
+        segments=segments,
+        segment_entries=seg_entries,
+        kernels=kernels,
+        site_tensors=site_tensors,
+        references=references,
+        report=report,
+        policy=policy,
+        load_s=time.perf_counter() - t0,
+    )
+
+
+def site_grid(image: Image, site: int) -> TensorInfo | None:
+    """The int8 grid of a site: the loaded tensor's own (TFLite), else the manifest's (ONNX QDQ is float at
+    its edges; the grid it quantizes onto inside is recorded in ``sites[i].grid``)."""
+    t = image.site_tensors[site]
+    if t.quantized:
+        return t
+    for s in image.manifest.sites:
+        if s.index == site and s.grid.get("scale"):
+            return TensorInfo(f"site{site}", t.shape, "int8", float(s.grid["scale"]), int(s.grid.get("zero_point", 0)))
+    return None
+
+
+def check_reference(
+    model: LoadedModel,
+    vectors: Mapping[str, np.ndarray] | None,
+    tolerance_lsb: float,
+    *,
+    logits: bool = False,
+    grid: TensorInfo | None = None,
+) -> ReferenceCheck:
+    """Run ``model`` row by row on ``in0`` (``in1``) and compare with ``out``.
+
+    Errors are counted in steps of the output grid: the model's own (int8 TFLite) or ``grid`` (an ONNX
+    QDQ artifact whose float output sits on a site grid); without either, in 1 % of the output's range.
+    """
+    if not vectors or "out" not in vectors:
+        return ReferenceCheck(model.name, 0, float("inf"), tolerance_lsb, 0.0)
+    n_in = len(model.inputs)
+    ins = [np.asarray(vectors[f"in{i}"]) for i in range(n_in)]
+    want = np.asarray(vectors["out"])
+    rows = int(want.shape[0])
+    got_rows = []
+    for r in range(rows):
+        args = [np.ascontiguousarray(a[r : r + 1], dtype=info.numpy_dtype) for a, info in zip(ins, model.inputs, strict=True)]
+        got_rows.append(np.asarray(model.run(*args)).reshape(want[r : r + 1].shape))
+    got = np.concatenate(got_rows, axis=0) if got_rows else np.zeros_like(want)
+    out_info = model.outputs[0]
+    finite = bool(np.all(np.isfinite(got.astype(np.float64))))
+    if out_info.quantized:
+        diff = np.abs(got.astype(np.int64) - want.astype(np.int64)).astype(np.float64)
+    else:
+        # a float output without a grid (ONNX logits): steps of 1 % of the reference's range
+        step = grid.scale if grid is not None and grid.scale else max(1e-6, 0.01 * float(np.abs(want).max()))
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64)) / step
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    per_row = diff.reshape(rows, -1).max(axis=1) if rows else np.zeros(0)
+    agreement = None
+    if logits and rows:
+        agreement = float(np.mean(got.reshape(rows, -1).argmax(1) == want.reshape(rows, -1).argmax(1)))
+    return ReferenceCheck(
+        artifact=model.name,
+        rows=rows,
+        max_error_lsb=float(per_row.max()) if rows else float("inf"),
+        tolerance_lsb=tolerance_lsb,
+        identical_fraction=float(np.mean(per_row == 0)) if rows else 0.0,
+        argmax_agreement=agreement,
+        finite=finite,
+    )
