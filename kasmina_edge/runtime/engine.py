@@ -55,6 +55,7 @@ class RuntimeConfig:
     feature_seconds: float = 4.0  # raw signal the signal features look at
     decide_every: int = 1  # windows between two controller decisions
     boot_kernels: bool = True  # honour the bundle's chain.default_active
+    adapt: bool = True  # apply the controller's decisions (False: the base model alone, for comparison)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     health: HealthLimits = field(default_factory=HealthLimits)
@@ -278,7 +279,7 @@ class DeviceRuntime:
             self._warmup(obs)
             return
         decision = self.controller.decide(obs, self.manager.live(), self.manager.available())
-        swapped = self._apply(decision)
+        swapped = self._apply(decision) if self.config.adapt else False
         elapsed = time.perf_counter() - t0
         self.decision_latency_s.append(elapsed)
         self.counters.decisions += 1

@@ -255,7 +255,8 @@ class SeedManager:
             Gate.G4, True, "host G4 (system impact) held at build time", {"gain": float(gain or 0.0)}))
         self.progress[name] = _Progress(alpha_target=1.0, before=SlotConfig(), reference=k.reference_check)
         self.executor.set_slot(k.site, SlotConfig(candidate=k, alpha=1.0))
-        self.health.watch(name, k.site, self.health.budget_for(self.boot_invoke_s[name]), 1.0)
+        # no confidence from before this kernel exists at boot: only the absolute floor applies
+        self.health.watch(name, k.site, self.health.budget_for(self.boot_invoke_s[name]), 0.0)
         return True
 
     def _rollback(self, name: str) -> None:

@@ -1,0 +1,126 @@
+"""How well a run classified: beats found, and their classes, against a record's reference beats.
+
+Detected beats are paired one to one with reference beats within 150 ms (the AAMI EC57 window, as
+``ecg.qrs.match_beats``); classes are compared on the pairs. Per-class sensitivity (Se) and positive
+predictivity (+P) are reported, never accuracy alone; macro-F1 is over the classes present in the
+reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kasmina_edge.ecg.types import AAMI_CLASSES, Record
+
+MATCH_WINDOW_S = 0.15
+
+
+def pair_beats(ref: np.ndarray, det: np.ndarray, fs: float, window_s: float = MATCH_WINDOW_S) -> list[tuple[int, int]]:
+    """(reference index, detection index) pairs: each reference beat to the nearest free detection."""
+    r = np.asarray(ref, dtype=np.int64).reshape(-1)
+    d = np.asarray(det, dtype=np.int64).reshape(-1)
+    order = np.argsort(d, kind="stable")
+    ds = d[order]
+    w = int(round(window_s * fs))
+    used = np.zeros(ds.shape[0], dtype=bool)
+    pairs = []
+    for i in np.argsort(r, kind="stable"):
+        x = int(r[i])
+        lo = int(np.searchsorted(ds, x - w, side="left"))
+        hi = int(np.searchsorted(ds, x + w, side="right"))
+        best, best_dist = -1, w + 1
+        for j in range(lo, hi):
+            dist = abs(int(ds[j]) - x)
+            if not used[j] and dist < best_dist:
+                best, best_dist = j, dist
+        if best >= 0:
+            used[best] = True
+            pairs.append((int(i), int(order[best])))
+    return pairs
+
+
+@dataclass
+class BeatScore:
+    reference_beats: int
+    detected_beats: int
+    matched: int
+    confusion: np.ndarray  # [true class, predicted class] over matched beats
+    classes: tuple[str, ...] = AAMI_CLASSES
+
+    @property
+    def sensitivity(self) -> float:
+        return self.matched / self.reference_beats if self.reference_beats else float("nan")
+
+    @property
+    def ppv(self) -> float:
+        return self.matched / self.detected_beats if self.detected_beats else float("nan")
+
+    def se(self, cls: str) -> float:
+        k = self.classes.index(cls)
+        row = self.confusion[k].sum()
+        return float(self.confusion[k, k] / row) if row else float("nan")
+
+    def ppv_of(self, cls: str) -> float:
+        k = self.classes.index(cls)
+        col = self.confusion[:, k].sum()
+        return float(self.confusion[k, k] / col) if col else float("nan")
+
+    def support(self, cls: str) -> int:
+        return int(self.confusion[self.classes.index(cls)].sum())
+
+    def macro_f1(self, min_support: int = 1) -> float:
+        f1s = []
+        for c in self.classes:
+            if self.support(c) < min_support:
+                continue
+            se, pp = self.se(c), self.ppv_of(c)
+            f1s.append(0.0 if not (se + pp > 0) or np.isnan(pp) else 2 * se * pp / (se + pp))
+        return float(np.mean(f1s)) if f1s else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference_beats": self.reference_beats,
+            "detected_beats": self.detected_beats,
+            "beat_sensitivity": self.sensitivity,
+            "beat_ppv": self.ppv,
+            "per_class": {c: {"support": self.support(c), "se": self.se(c), "ppv": self.ppv_of(c)} for c in self.classes},
+            "macro_f1": self.macro_f1(),
+            "confusion": self.confusion.tolist(),
+        }
+
+
+def score_run(
+    predictions: Sequence[dict[str, Any]],
+    record: Record,
+    *,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    offset_samples: int = 0,
+) -> BeatScore:
+    """Score the ``beat`` records of a run against ``record.beats`` within [start_s, end_s).
+
+    ``offset_samples``: where the streamed signal began inside ``record`` (``--from``)."""
+    if record.beats is None:
+        raise ValueError(f"record {record.name} has no reference beats")
+    fs = record.fs
+    lo = int(round(start_s * fs))
+    hi = int(round(end_s * fs)) if end_s is not None else record.n_samples
+    ref_s = record.beats.samples.astype(np.int64)
+    ref_c = record.beats.classes.astype(np.int64)
+    keep = (ref_s >= lo) & (ref_s < hi)
+    ref_s, ref_c = ref_s[keep], ref_c[keep]
+    beats = [p for p in predictions if p.get("event") == "beat"]
+    det_s = np.array([int(p["sample"]) + offset_samples for p in beats], dtype=np.int64)
+    det_c = np.array([AAMI_CLASSES.index(p["class"]) if p["class"] in AAMI_CLASSES else -1 for p in beats], np.int64)
+    dk = (det_s >= lo) & (det_s < hi)
+    det_s, det_c = det_s[dk], det_c[dk]
+    conf = np.zeros((len(AAMI_CLASSES), len(AAMI_CLASSES)), dtype=np.int64)
+    pairs = pair_beats(ref_s, det_s, fs)
+    for i, j in pairs:
+        if det_c[j] >= 0:
+            conf[ref_c[i], det_c[j]] += 1
+    return BeatScore(int(ref_s.shape[0]), int(det_s.shape[0]), len(pairs), conf)

@@ -1,0 +1,243 @@
+"""`kasmina-edge flash` and `kasmina-edge run`: a bundle onto an (emulated) device, and ECG through it.
+
+    kasmina-edge flash bundle.kedge --device emu://patch-01 [--keys DIR] [--profile NAME]
+    kasmina-edge flash bundle.kedge --device dir:/media/DEVICE
+    kasmina-edge run --device emu://patch-01 --ecg wfdb:../shared/data/mitdb/100 --fast [--out preds.jsonl]
+
+Nothing here imports torch; the runtime and the emulator are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+from kasmina_edge.cli.common import console
+
+REFRESH_S = 0.25
+
+
+def flash(
+    bundle: Path = typer.Argument(..., help="Signed bundle (.kedge) from `kasmina-edge build`."),
+    device: str = typer.Option(..., "--device", help="emu://NAME (emulated device) or dir:PATH (mass storage)."),
+    keys: Path = typer.Option(None, "--keys", help="Keys folder (or public key PEM) that verifies the bundle."),
+    profile: str = typer.Option(None, "--profile", help="Hardware profile of a new emulated device (default: the bundle's)."),
+) -> None:
+    """Verify a bundle and write it to the device's inactive slot; it boots from it next time."""
+    run_flash(console, bundle, device, keys=keys, profile=profile)
+
+
+def run_flash(con: Console, bundle: Path, device: str, *, keys: Path | None = None, profile: str | None = None,
+              devices_root: Path | None = None) -> Any:
+    from firmware_sim.device import open_device
+
+    dev = open_device(device, devices_root)
+    result = dev.flash(bundle, keys, profile=profile)
+    slot = f"slot {result.slot} (pending: boots next)" if result.slot else "mass storage"
+    con.print(
+        f"[green]flashed[/] {result.bundle_id} (v{result.version}, {result.bytes:,} B, target {result.target}) "
+        f"to {result.device} {slot}, profile {result.profile}"
+    )
+    for note in result.notes:
+        con.print(f"  note: {note}")
+    return result
+
+
+def run(
+    device: str = typer.Option(..., "--device", help="emu://NAME or dir:PATH."),
+    ecg: str = typer.Option(..., "--ecg", help="synthetic:NAME, wfdb:PATH or csv:PATH (see `kasmina-edge ecg`)."),
+    fast: bool = typer.Option(True, "--fast/--realtime", help="As fast as possible, or paced like a sensor."),
+    start: float = typer.Option(0.0, "--from", help="Start this many seconds into the recording."),
+    seconds: float = typer.Option(None, "--seconds", help="Stream only this many seconds."),
+    out: Path = typer.Option(None, "--out", help="Predictions and events as JSON lines (default: runs/run-<device>-<time>.jsonl)."),
+    keys: Path = typer.Option(None, "--keys", help="Keys that verify a dir: device's bundle (emu devices keep their own)."),
+    static: bool = typer.Option(False, "--static", help="The base model alone: no kernel live at boot, none swapped in."),
+    kernels: str = typer.Option("xnnpack", "--kernels", help="LiteRT kernels: xnnpack, builtin or reference."),
+) -> None:
+    """Boot the device from its flash and stream ECG through the on-device runtime, with a live panel."""
+    run_device(console, device, ecg, fast=fast, start=start, seconds=seconds, out=out, keys=keys,
+               static=static, kernels=kernels)
+
+
+def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
+    st = runtime.status()
+    wall = max(emu["wall_s"], 1e-9)
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"beats {st['beats']:,}",
+        f"{st['beats'] / wall:,.0f} beats/s",
+        f"signal {st['signal_s']:,.1f} s ({st['signal_s'] / wall:,.0f}x real time)",
+        f"anomalies {st['anomalies']:,}",
+        f"faults {st['faults']}",
+    )
+    head.add_row(
+        "classes " + " ".join(f"{k}:{v}" for k, v in st["classes"].items()),
+        f"host {1e6 * st['infer_s'] / max(st['beats'], 1):.0f} us/beat",
+        f"device est. {1e6 * emu['device_s'] / max(st['beats'], 1):.0f} us/beat",
+        f"battery {100 * emu['battery']:.2f} %",
+        f"link {'up' if runtime.platform.link_state >= 1 else 'constrained' if runtime.platform.link_state > 0 else 'down'}",
+    )
+    slots = Table(title="seed slots", expand=False)
+    for col in ("site", "kernel", "stage", "alpha", "base"):
+        slots.add_column(col)
+    for s in st["slots"]:
+        slots.add_row(str(s["site"]), s["kernel"] or "-", s["stage"] or "identity", f"{s['alpha']:.2f}", s["base"] or "-")
+    dec = Table(title="last decisions", expand=False)
+    for col in ("t (s)", "action", "kernel", "reason", "latency"):
+        dec.add_column(col)
+    for d in list(runtime.last_decisions)[-5:]:
+        dec.add_row(f"{d.get('t', 0):.1f}", d["action"], str(d.get("kernel") or "-"), d["reason"], f"{d['latency_us']:.0f} us")
+    return Panel(Group(head, slots, dec), title=title)
+
+
+def run_device(
+    con: Console,
+    device: str,
+    ecg: str,
+    *,
+    fast: bool = True,
+    start: float = 0.0,
+    seconds: float | None = None,
+    out: Path | None = None,
+    keys: Path | None = None,
+    static: bool = False,
+    kernels: str = "xnnpack",
+    devices_root: Path | None = None,
+    live: bool = True,
+    keep_predictions: bool = False,
+) -> Any:
+    from dataclasses import replace
+
+    from firmware_sim.device import open_device
+    from firmware_sim.runner import RunOptions, run_stream
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.ecg.sources import open_source
+    from kasmina_edge.runtime.engine import RuntimeConfig
+
+    if kernels not in ("xnnpack", "builtin", "reference"):
+        raise KasminaError(f"--kernels {kernels!r}: choose xnnpack, builtin or reference")
+    dev = open_device(device, devices_root)
+    source = open_source(ecg, start_s=start, seconds=seconds)
+    if out is None:
+        out = Path("runs") / f"run-{dev.address.name}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    config = RuntimeConfig()
+    if static:
+        config = replace(config, adapt=False, boot_kernels=False)
+    options = RunOptions(realtime=not fast, backend_mode=kernels, runtime=config,  # type: ignore[arg-type]
+                         keep_predictions=keep_predictions)
+    title = f"{dev.address} · {source.name}"
+    update: Callable[[Any, dict[str, Any]], None] | None = None
+    live_ctx: Any = None
+    if live and con.is_terminal:
+        from rich.live import Live
+
+        live_ctx = Live(console=con, refresh_per_second=4, transient=False)
+        last = [0.0]
+
+        def update(runtime: Any, emu: dict[str, Any]) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= REFRESH_S:
+                last[0] = now
+                live_ctx.update(_panel(runtime, emu, title))
+
+    if live_ctx is not None:
+        with live_ctx:
+            summary = run_stream(dev, source, out=out, keys=keys, options=options, on_update=update)
+    else:
+        summary = run_stream(dev, source, out=out, keys=keys, options=options)
+    _print_summary(con, summary, out)
+    return summary
+
+
+def _print_summary(con: Console, s: Any, out: Path) -> None:
+    st = s.status
+    t = Table(title=f"{s.device}: {s.bundle_id} from slot {s.slot or '-'} on {s.profile}" + (" (stopped)" if s.interrupted else ""))
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("signal streamed", f"{s.signal_s:,.1f} s in {s.wall_s:,.2f} s ({s.realtime_factor:,.0f}x real time)")
+    t.add_row("beats", f"{st['beats']:,}  " + " ".join(f"{k}:{v}" for k, v in st["classes"].items()))
+    t.add_row("anomalies (S/V/F)", f"{st['anomalies']:,}")
+    t.add_row("inference, host", f"{1e6 * s.host_infer_s / max(st['beats'], 1):,.0f} us/beat")
+    t.add_row(f"inference, {s.profile} (estimate)", f"{1e6 * s.device_infer_s / max(st['beats'], 1):,.0f} us/beat")
+    if st["decision_ms_p50"] is not None:
+        t.add_row("decision + swap, host", f"p50 {st['decision_ms_p50']:.2f} ms, p99 {st['decision_ms_p99']:.2f} ms")
+    t.add_row("swaps / faults", f"{st['swaps']} / {st['faults']}")
+    t.add_row("battery", f"{100 * s.battery['charge']:.3f} % ({s.battery['used_j']:.3f} J used)")
+    t.add_row("backend", f"{s.backend['name']}: {s.backend['runtime']}")
+    con.print(t)
+    for note in s.backend.get("notes", []):
+        con.print(f"note: {note}")
+    for f in s.fallbacks:
+        con.print(f"[yellow]boot fallback:[/] {f}")
+    if not s.confirmed:
+        con.print("[yellow]slot not confirmed yet[/] (probation unfinished): the next boot tries it again")
+    con.print(f"predictions and events: {out} ({s.records:,} records)")
+
+
+def demo_step(con: Console, workdir: Path) -> None:
+    """Flash the demo's Edge TPU bundle to an emulator and stream an EMG-switch scenario, with and without
+    kernel swapping; print what the device decided and how well it classified."""
+    from firmware_sim.score import score_run
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.ecg.sources import open_source
+
+    bundle = workdir / "build" / "demo-edgetpu.kedge"
+    if not bundle.exists():
+        raise KasminaError(f"{bundle}: the build step did not write the demo bundle")
+    root = workdir / "devices"
+    run_flash(con, bundle, "emu://demo-patch", keys=workdir / "keys", devices_root=root)
+    spec = "synthetic:emg-switch?minutes=4&seed=3"
+    runs = {}
+    for name, static in (("with swapping", False), ("base only", True)):
+        con.print(f"[bold]{name}[/]: streaming {spec}")
+        log = workdir / f"device-{'static' if static else 'adaptive'}.jsonl"
+        log.unlink(missing_ok=True)  # the log appends: start this demo's afresh
+        runs[name] = run_device(con, "emu://demo-patch", spec, out=log,
+                                static=static, devices_root=root, live=False, keep_predictions=True)
+    record = open_source(spec).record()
+    assert record is not None
+    half = record.seconds / 2
+    t = Table(title="demo: classification on the emg-switch scenario (noise from half time)")
+    for col in ("run", "beat Se", "beat +P", "macro-F1 clean half", "macro-F1 noisy half", "V Se", "S Se"):
+        t.add_column(col, justify="right")
+    for name, s in runs.items():
+        whole = score_run(s.predictions, record)
+        clean = score_run(s.predictions, record, end_s=half)
+        noisy = score_run(s.predictions, record, start_s=half)
+        t.add_row(name, f"{whole.sensitivity:.3f}", f"{whole.ppv:.3f}", f"{clean.macro_f1():.3f}",
+                  f"{noisy.macro_f1():.3f}", f"{whole.se('V'):.2f}", f"{whole.se('S'):.2f}")
+    con.print(t)
+    adaptive = runs["with swapping"]
+    events = [r for r in _read_jsonl(workdir / "device-adaptive.jsonl") if r.get("event") in ("decision", "transition", "fault")]
+    d = Table(title="what the device decided (adaptive run)")
+    for col in ("t (s)", "event", "detail"):
+        d.add_column(col)
+    for e in events[:30]:
+        if e["event"] == "decision":
+            d.add_row(f"{e['t']:.1f}", f"decision: {e['action']}", f"{e.get('kernel')} at site {e.get('site')}: {e['reason']} ({e['latency_us']:.0f} us)")
+        elif e["event"] == "transition":
+            gate = f" [{e['gate']} {'pass' if e.get('gate_passed') else 'fail'}]" if e.get("gate") else ""
+            d.add_row(f"{e['t']:.1f}", "lifecycle", f"{e['seed_id']}: {e['from']} -> {e['to']}{gate} ({e['reason']})")
+        else:
+            d.add_row(f"{e['t']:.1f}", "fault", f"{e['kernel']}: {e['code']} ({e['detail']})")
+    con.print(d)
+    con.print(f"decision + swap latency on the host: p50 {adaptive.status['decision_ms_p50']:.2f} ms, "
+              f"p99 {adaptive.status['decision_ms_p99']:.2f} ms")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="flash", help="Verify a bundle and flash it to a device (emu://NAME or dir:PATH).")(flash)
+    app.command(name="run", help="Boot a device and stream ECG through the on-device runtime.")(run)
