@@ -252,9 +252,10 @@ def run_trial(
     """One seed from germination to FOSSILIZED or CULLED (then through embargo back to DORMANT).
 
     ``clean_sites``: the host's activation statistics on clean data. When given, G2's drift is
-    measured against them (how far the seeded site is from *clean* activations) rather than
-    against the layer's own reference, which is taken at germination on the degraded signal
-    and so counts a seed that restores clean activations as drifting.
+    the distance the seed *adds* between its site's activations and clean ones, beyond the
+    distance the condition already put there (0 for a seed that brings them closer). The
+    layer's own reference is taken at germination on the degraded signal, so it would count
+    a seed that restores clean activations as drifting.
     """
     from kasmina_edge.host.blueprints import get_blueprint
     from kasmina_edge.host.kasmina import (
@@ -294,6 +295,7 @@ def run_trial(
     baseline = metric(split.val)
     clean_host = metric(clean_val)
     host_val_pred = predict_logits(model, split.val).argmax(1)
+    host_val_act = site_activations(model, split.val)[site]
     test_base = evaluate(model, split.test).to_dict() if split.test is not None else None
     probe_x, probe_rr = x[:64], rr[:64]
     with torch.no_grad():
@@ -398,12 +400,12 @@ def run_trial(
     layer.end_epoch()
     stability = layer.stability_inputs(sid, max_oscillation=cfg.max_oscillation, max_drift=cfg.max_drift)
     if clean_sites is not None:
-        seeded_act = site_activations(model, split.val)[site]
-        host_act = site_activations(base, split.val)[site]
-        drift_clean = site_drift(seeded_act, clean_sites[site])
+        seeded_vs_clean = site_drift(site_activations(model, split.val)[site], clean_sites[site])
+        host_vs_clean = site_drift(host_val_act, clean_sites[site])
+        added = max(0.0, seeded_vs_clean - host_vs_clean)  # what the seed adds to the condition's own drift
         on_event({"event": "drift", "seed_id": sid, "layer_reference": stability.drift,
-                  "seeded_vs_clean": drift_clean, "host_vs_clean": site_drift(host_act, clean_sites[site])})
-        stability = dataclasses.replace(stability, drift=drift_clean)
+                  "seeded_vs_clean": seeded_vs_clean, "host_vs_clean": host_vs_clean, "added": added})  # fmt: skip
+        stability = dataclasses.replace(stability, drift=added)
     layer.advance(sid, stability)  # G2
     if culled():
         return release(engine.lifecycle(sid).cull_reason or "G2")
