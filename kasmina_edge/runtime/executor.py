@@ -225,6 +225,17 @@ class SegmentedExecutor:
             h, _ = self._slot(i, replace(config.slots[i], shadow=False), h, SiteObservation())
         raise AssertionError("a chain ends with its last segment")
 
+    def output_int8(self, window: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        """The chain's raw output for one window under the current configuration (parity checks)."""
+        config = self.config
+        x_q, rr_q = self.quantize_inputs(window, rr)
+        h = self.segments[0].run(x_q)
+        for i, slot in enumerate(config.slots):
+            h, _ = self._slot(i, replace(slot, shadow=False), h, SiteObservation())
+            seg = self.segments[i + 1]
+            h = seg.run(h, rr_q) if i + 1 == self.n_sites and rr_q is not None else seg.run(h)
+        return h
+
     def infer(self, window: np.ndarray, rr: np.ndarray) -> WindowResult:
         """One beat window (float, the model's input shape) and its RR features → class probabilities."""
         t_start = _perf()

@@ -1,0 +1,136 @@
+"""The segmented executor: the chain the build traced, seed slots, atomic swaps, shadow path, NaN fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kasmina_edge.compile.chain import ChainLayout, onnx_chain, tflite_chain
+from kasmina_edge.contracts.bundle import read_bundle
+from kasmina_edge.runtime.backends import LiteRtBackend, OrtBackend
+from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig
+from kasmina_edge.runtime.image import ImageError, load_image
+from kasmina_edge.runtime.tensors import blend
+
+KERNEL0 = "kernel_s0_emg-denoise_site0"
+KERNEL1 = "kernel_s1_lead-adapter_site1"
+
+
+def _windows(n: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(256)
+    x = np.exp(-0.5 * ((t[None, :] - 90) / rng.uniform(4, 20, n)[:, None]) ** 2) + 0.2 * rng.standard_normal((n, 256))
+    rr = rng.uniform(0.5, 1.2, (n, 4))
+    return x[:, None, :].astype(np.float32), rr.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tflite(bundles: Path, keys: Path):  # type: ignore[no-untyped-def]
+    b = read_bundle(bundles / "linux-arm-v1.kedge", keys)
+    return b, load_image(b, LiteRtBackend("builtin"))
+
+
+def _arts(b) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    return {a.name: b.artifact_bytes(a.name) for a in b.manifest.artifacts if a.kind in ("segment", "kernel")}
+
+
+def test_chain_is_bit_exact_with_the_builds_chain(tflite) -> None:  # type: ignore[no-untyped-def]
+    b, image = tflite
+    ex = SegmentedExecutor(image, stats_every=1)
+    x, rr = _windows(40)
+    segs = tuple(b.manifest.chain.segments)
+    for active in ({}, {0: KERNEL0}, {1: KERNEL1}, {0: KERNEL0, 1: KERNEL1}):
+        for site, name in active.items():
+            ex.set_slot(site, SlotConfig(candidate=image.kernels[name], alpha=1.0))
+        want = tflite_chain(_arts(b), ChainLayout(segs, active), x, rr, return_int8=True)
+        got = np.stack([ex.output_int8(x[i], rr[i]) for i in range(x.shape[0])])
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+        for site in active:
+            ex.set_slot(site, SlotConfig())
+
+
+def test_partial_alpha_blends_on_the_site_grid(tflite) -> None:  # type: ignore[no-untyped-def]
+    b, image = tflite
+    ex = SegmentedExecutor(image)
+    k = image.kernels[KERNEL0]
+    ex.set_slot(0, SlotConfig(candidate=k, alpha=0.3))
+    x, rr = _windows(10)
+    for i in range(x.shape[0]):
+        xq, rq = ex.quantize_inputs(x[i], rr[i])
+        h = image.segments[0].run(xq)
+        mixed = blend(h, image.site_tensors[0], k.model.run(h), k.model.outputs[0], 0.3, image.site_tensors[0])
+        out = image.segments[2].run(image.segments[1].run(mixed), rq)
+        assert np.array_equal(ex.output_int8(x[i], rr[i]).reshape(out.shape), out)
+    # and alpha 0.3 really differs from both ends on some window
+    outs = {a: [] for a in (0.0, 0.3, 1.0)}
+    for a in outs:
+        ex.set_alpha(0, a)
+        outs[a] = [ex.infer(x[i], rr[i]).logits for i in range(x.shape[0])]
+    assert not np.allclose(outs[0.3], outs[0.0]) and not np.allclose(outs[0.3], outs[1.0])
+
+
+def test_swap_is_one_reference_change_between_windows(tflite) -> None:  # type: ignore[no-untyped-def]
+    _, image = tflite
+    ex = SegmentedExecutor(image)
+    before = ex.config
+    new = ex.set_slot(0, SlotConfig(candidate=image.kernels[KERNEL0], alpha=1.0))
+    assert ex.config is new and new is not before and new.version == before.version + 1
+    assert before.slots[0].candidate is None  # the old configuration is untouched (immutable)
+    x, rr = _windows(1)
+    assert ex.infer(x[0], rr[0]).config_version == new.version
+
+
+def test_shadow_path_is_the_chain_without_the_candidate(tflite) -> None:  # type: ignore[no-untyped-def]
+    b, image = tflite
+    ex = SegmentedExecutor(image)
+    ex.set_slot(1, SlotConfig(candidate=image.kernels[KERNEL1], alpha=1.0, shadow=True))
+    plain = SegmentedExecutor(image)
+    x, rr = _windows(20)
+    for i in range(x.shape[0]):
+        r = ex.infer(x[i], rr[i])
+        base = plain.infer(x[i], rr[i])
+        assert r.shadow_label == base.label
+        np.testing.assert_allclose(r.shadow_probs, base.probs, atol=1e-6)
+
+
+def test_nan_kernel_is_dropped_within_the_window(bundles: Path, keys: Path) -> None:
+    b = read_bundle(bundles / "x86-v1.kedge", keys)
+    image = load_image(b, OrtBackend())
+    ex = SegmentedExecutor(image)
+    plain = SegmentedExecutor(image)
+    ex.set_slot(0, SlotConfig(candidate=image.kernels["kernel_s0_nan"], alpha=1.0))
+    x, rr = _windows(20)
+    faults = 0
+    for i in range(x.shape[0]):
+        r = ex.infer(x[i], rr[i])
+        assert r.finite and np.all(np.isfinite(r.probs))  # classification never stops
+        if r.faults:
+            faults += 1
+            assert r.faults == [(0, "kernel_s0_nan", "nan")]
+            np.testing.assert_allclose(r.logits, plain.infer(x[i], rr[i]).logits, atol=1e-6)
+    assert faults > 0
+
+
+def test_onnx_chain_matches_the_builds_onnx_chain(bundles: Path, keys: Path) -> None:
+    b = read_bundle(bundles / "x86-v1.kedge", keys)
+    image = load_image(b, OrtBackend())
+    ex = SegmentedExecutor(image)
+    ex.set_slot(0, SlotConfig(candidate=image.kernels[KERNEL0], alpha=1.0))
+    x, rr = _windows(16)
+    want = onnx_chain(_arts(b), ChainLayout(tuple(b.manifest.chain.segments), {0: KERNEL0}), x, rr, fused=False)
+    got = np.stack([ex.infer(x[i], rr[i]).logits for i in range(x.shape[0])])
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+    np.testing.assert_allclose(got, want, atol=0.05)
+
+
+def test_interface_mismatch_refuses_to_load(bundles: Path, keys: Path) -> None:
+    b = read_bundle(bundles / "linux-arm-v1.kedge", keys)
+    entry = b.manifest.artifact("segment_1")
+    entry.input_specs[0].shape = [1, 4, 32]  # what a wrong manifest would say
+    try:
+        with pytest.raises(ImageError, match="segment_1.*does not match its manifest"):
+            load_image(b, LiteRtBackend())
+    finally:
+        entry.input_specs[0].shape = [1, 4, 64]
