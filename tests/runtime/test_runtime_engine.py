@@ -1,0 +1,87 @@
+"""The device loop: beats in, every prediction out, the controller swapping a kernel in when noise starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_runtime import KERNEL0, image
+
+from kasmina_edge.ecg.scenarios import make_scenario
+from kasmina_edge.ecg.sources import RecordSource
+from kasmina_edge.runtime.engine import BootError, DeviceRuntime, RuntimeConfig
+from kasmina_edge.runtime.features import signal_features
+from kasmina_edge.runtime.health import HealthLimits
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _stream(rt: DeviceRuntime, record, chunk: int = 180) -> None:  # type: ignore[no-untyped-def]
+    for ch in RecordSource(record).chunks(chunk):
+        rt.feed(ch)
+    rt.finish()
+
+
+def test_emg_switch_activates_the_noise_kernel_within_three_windows(bundles: Path, keys: Path) -> None:
+    record = make_scenario("emg-switch", 1.5, seed=4)
+    onset = record.n_samples // 2
+    out: list[dict] = []
+    rt = DeviceRuntime(image(bundles, keys), config=RuntimeConfig(health=HealthLimits(confidence_floor=0.0)),
+                       sink=out.append)
+    _stream(rt, record)
+    beats = [r for r in out if r["event"] == "beat"]
+    assert len(beats) == rt.counters.beats > 60
+    assert [b["sample"] for b in beats] == sorted(b["sample"] for b in beats)
+    before = [b for b in beats if b["sample"] + 166 < onset]
+    assert not any("0" in b["active"] for b in before)  # clean half: no noise kernel
+    noisy = [b for b in beats if b["sample"] + 166 >= onset]
+    first_live = next(i for i, b in enumerate(noisy) if b["active"].get("0") == KERNEL0)
+    assert first_live <= 3, f"noise kernel live only at the {first_live + 1}th noisy window"
+    decisions = [r for r in out if r["event"] == "decision" and r["action"] == "activate"]
+    assert decisions and decisions[0]["kernel"] == KERNEL0 and decisions[0]["symptom"] == "noise"
+    lat = np.asarray(rt.decision_latency_s)
+    assert lat.size > 50 and np.percentile(lat, 99) < 0.05  # the bench reports the real figure
+
+
+def test_static_run_never_swaps(bundles: Path, keys: Path) -> None:
+    record = make_scenario("emg-switch", 1.0, seed=4)
+    out: list[dict] = []
+    rt = DeviceRuntime(image(bundles, keys), config=RuntimeConfig(adapt=False), sink=out.append)
+    _stream(rt, record)
+    assert rt.counters.swaps == 0 and all(not b["active"] for b in out if b["event"] == "beat")
+
+
+def test_boot_refuses_a_segment_that_does_not_reproduce_its_references(bundles: Path, keys: Path) -> None:
+    img = image(bundles, keys)
+    ref = dict(img.references["segment_1"])
+    ref["out"] = np.clip(ref["out"].astype(int) + 9, -128, 127).astype(np.int8)
+    img.references["segment_1"] = ref
+    with pytest.raises(BootError, match="segment_1.*reference vectors"):
+        DeviceRuntime(img).boot()
+
+
+def test_device_features_equal_the_hosts() -> None:
+    host = pytest.importorskip("kasmina_edge.host.tamiyo.features")
+    rec = make_scenario("noisy-walk", 0.5, seed=2)
+    sig = rec.lead(0)[: 4 * 360 * 2]
+    peaks = rec.beats.samples[rec.beats.samples < sig.shape[0]]
+    tmpl = host.reference_template(sig, rec.fs, peaks)
+    a = signal_features(sig, rec.fs, peaks, tmpl)
+    b = host.signal_features(sig, rec.fs, peaks, tmpl)
+    assert a.__dict__ == pytest.approx(b.__dict__, abs=1e-6)
+
+
+def test_device_modules_never_import_torch() -> None:
+    code = (
+        "import sys, json\n"
+        "import kasmina_edge.runtime.engine, kasmina_edge.runtime.backends, firmware_sim.runner, firmware_sim.score\n"
+        "import kasmina_edge.profiler.estimate, kasmina_edge.cli.device\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'litert_torch', 'onnx'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
