@@ -66,6 +66,7 @@ class MorphConfig:
     max_mac_fraction: float = 0.25  # MACs per seed (the latency budget), as a fraction of the base
     sites_per_condition: int = 2  # Tamiyo's best-ranked sites, each tried with its own seed
     train_epochs: int = 6  # TRAINING: passes over the adaptation data
+    min_train_steps: int = 150  # ... but at least this many updates (small calibration sets)
     blend_steps: int = 6  # grafting steps from alpha 0 to 1
     blend_batches: int = 12  # seed updates between two grafting steps
     batch_size: int = 128
@@ -90,7 +91,7 @@ MORPH_PRESETS: dict[str, MorphConfig] = {
     "default": MorphConfig(),
     "tiny": MorphConfig(
         conditions=("emg", "lead"), sites_per_condition=1, train_epochs=3, blend_steps=4, blend_batches=4,
-        batch_size=64, calibration_s=40.0,
+        batch_size=64, calibration_s=40.0, min_train_steps=60,
     ),
 }
 
@@ -344,7 +345,9 @@ def run_trial(
     # TRAINING: the host's output is untouched; the seed learns from the incubator output.
     say_("TRAINING")
     exact = True
-    for epoch in range(cfg.train_epochs):
+    per_epoch = max(1, -(-len(y) // cfg.batch_size))
+    epochs = max(cfg.train_epochs, -(-cfg.min_train_steps // per_epoch))
+    for epoch in range(epochs):
         for idx in _batches(len(y), cfg.batch_size, gen):
             opt.zero_grad(set_to_none=True)
             model(x[idx], rr[idx])
