@@ -155,6 +155,11 @@ def check_fits(bundle: Bundle, profile: HardwareProfile, *, slots: int = 2) -> l
     return notes
 
 
+def _exists(bundle_path: Path) -> None:
+    if not Path(bundle_path).is_file():
+        raise FlashRefused(f"{bundle_path}: no such bundle")
+
+
 def _report(bundle: Bundle) -> dict[str, Any]:
     raw = bundle.files.get("report.json")
     if raw is None:
@@ -213,6 +218,7 @@ class EmulatedDevice:
     # ------------------------------------------------------------------ flash
 
     def flash(self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None) -> FlashResult:
+        _exists(bundle_path)
         st = self.state()
         trusted = self._trusted_key(st)
         offered = load_public_key(keys) if (keys is not None or trusted is None) else trusted
@@ -385,6 +391,7 @@ class DirDevice:
         return m if isinstance(m, dict) else None
 
     def flash(self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None) -> FlashResult:
+        _exists(bundle_path)
         if self.root.exists() and not self.root.is_dir():
             raise FlashRefused(f"{self.address}: {self.root} is not a folder")
         bundle = read_bundle(bundle_path, keys)
