@@ -104,13 +104,14 @@ class RunSummary:
     records: int
     predictions: list[dict[str, Any]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
+    decision_latency_s: list[float] = field(default_factory=list)
 
     @property
     def realtime_factor(self) -> float:
         return self.signal_s / self.wall_s if self.wall_s > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "predictions"} | {
+        return {k: v for k, v in self.__dict__.items() if k not in ("predictions", "decision_latency_s")} | {
             "realtime_factor": self.realtime_factor}
 
 
@@ -265,4 +266,5 @@ def run_stream(
         records=log.count,
         predictions=predictions,
         fallbacks=booted.attempts,
+        decision_latency_s=list(runtime.decision_latency_s),
     )

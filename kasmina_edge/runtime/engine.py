@@ -53,7 +53,7 @@ ANOMALY_CLASSES = frozenset({"S", "V", "F"})
 class RuntimeConfig:
     warmup_windows: int = 12  # clean reference measured on the device when the bundle has none
     feature_seconds: float = 4.0  # raw signal the signal features look at
-    decide_every: int = 1  # windows between two controller decisions
+    decide_every: int = 2  # windows between two controller decisions (the features cost more than a window)
     boot_kernels: bool = True  # honour the bundle's chain.default_active
     adapt: bool = True  # apply the controller's decisions (False: the base model alone, for comparison)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
@@ -135,6 +135,7 @@ class DeviceRuntime:
         self.decision_latency_s: list[float] = []
         self.last_decisions: deque[dict[str, Any]] = deque(maxlen=5)
         self._warm: list[np.ndarray] = []
+        self._drift: list[float] | None = None
         self._booted = False
 
     # ------------------------------------------------------------------ plumbing
@@ -205,14 +206,20 @@ class DeviceRuntime:
         return record
 
     def _update_sites(self, result: WindowResult) -> list[float]:
+        """Per-site drift against the reference; recomputed when the window brought new statistics."""
+        fresh = False
         for acc, obs in zip(self.site_acc, result.sites, strict=True):
-            acc.update(obs.mean, obs.meansq)
+            if obs.mean is not None:
+                acc.update(obs.mean, obs.meansq)
+                fresh = True
         if self.site_ref is None:
             return [0.0] * len(self.site_acc)
-        return [
-            site_drift(acc.mean, ref) if acc.mean is not None else 0.0
-            for acc, ref in zip(self.site_acc, self.site_ref, strict=True)
-        ]
+        if fresh or self._drift is None:
+            self._drift = [
+                site_drift(acc.mean, ref) if acc.mean is not None else 0.0
+                for acc, ref in zip(self.site_acc, self.site_ref, strict=True)
+            ]
+        return self._drift
 
     def _prediction(self, beat: Beat, result: WindowResult) -> dict[str, Any]:
         self.counters.beats += 1

@@ -225,11 +225,17 @@ class SegmentedExecutor:
             h, _ = self._slot(i, replace(config.slots[i], shadow=False), h, SiteObservation())
         raise AssertionError("a chain ends with its last segment")
 
+    def _first(self, x_q: np.ndarray, rr_q: np.ndarray | None) -> np.ndarray:
+        """The first segment; in a chain without sites (a model exported whole) it also takes the RR input."""
+        if self.n_sites == 0 and rr_q is not None:
+            return self.segments[0].run(x_q, rr_q)
+        return self.segments[0].run(x_q)
+
     def output_int8(self, window: np.ndarray, rr: np.ndarray) -> np.ndarray:
         """The chain's raw output for one window under the current configuration (parity checks)."""
         config = self.config
         x_q, rr_q = self.quantize_inputs(window, rr)
-        h = self.segments[0].run(x_q)
+        h = self._first(x_q, rr_q)
         for i, slot in enumerate(config.slots):
             h, _ = self._slot(i, replace(slot, shadow=False), h, SiteObservation())
             seg = self.segments[i + 1]
@@ -246,7 +252,7 @@ class SegmentedExecutor:
         observations: list[SiteObservation] = []
         faults: list[tuple[int, str, str]] = []
         shadow_from: tuple[int, np.ndarray] | None = None
-        h = self.segments[0].run(x_q)
+        h = self._first(x_q, rr_q)
         for i, slot in enumerate(config.slots):
             obs = SiteObservation()
             h, h_without = self._slot(i, slot, h, obs)

@@ -79,11 +79,36 @@ def _corr_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(num / den)
 
 
+_HANN: dict[int, tuple[np.ndarray, float]] = {}
+
+
+def welch_psd(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.welch(x, fs, nperseg=min(len(x), 4 fs))``: one Hann segment in plain numpy when the
+    signal is no longer than a segment (always, on the device: 4 s of raw signal), scipy otherwise.
+
+    scipy's general machinery costs ~1 ms per call here; the one-segment case is a detrend, a window, one
+    real FFT and the density scaling (same formula: |X|^2 / (fs * sum(w^2)), one-sided doubled)."""
+    n = x.shape[0]
+    nper = int(min(n, 4 * fs))
+    if n != nper or n < 8:
+        return sps.welch(x, fs=fs, nperseg=nper)  # type: ignore[no-any-return]
+    if n not in _HANN:
+        w = sps.get_window("hann", n)
+        _HANN[n] = (w, float(fs * (w * w).sum()))
+    w, norm = _HANN[n]
+    spec = np.fft.rfft((x - x.mean()) * w)
+    p = (spec.real**2 + spec.imag**2) / norm
+    if n % 2:
+        p[1:] *= 2.0
+    else:
+        p[1:-1] *= 2.0
+    return np.fft.rfftfreq(n, 1.0 / fs), p
+
+
 def signal_features(sig: np.ndarray, fs: float, r_peaks: np.ndarray, template: np.ndarray | None) -> SignalFeatures:
     """Band powers (Welch) relative to the QRS band (5–25 Hz), and beat-shape agreement."""
     x = np.asarray(sig, dtype=np.float64)
-    nper = int(min(x.shape[0], 4 * fs))
-    f, p = sps.welch(x, fs=fs, nperseg=nper)
+    f, p = welch_psd(x, fs)
     qrs = _band_power(f, p, 5.0, 25.0)
     mains = _band_power(f, p, 49.0, 51.0) + _band_power(f, p, 59.0, 61.0)
     hf = _band_power(f, p, 40.0, min(100.0, fs / 2)) - mains

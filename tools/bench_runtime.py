@@ -1,0 +1,385 @@
+"""Benchmark of the on-device runtime and the emulator, side by side in one run.
+
+    .venv/bin/python tools/bench_runtime.py --workdir DEMO_WORKDIR [--onnx-bundle X86.kedge] [--json runs/bench_runtime.json]
+
+DEMO_WORKDIR is what `kasmina-edge demo --workdir` (or its host and build steps) leaves: host/base.pt,
+host/seeds, keys/, build/demo-edgetpu.kedge. What it measures (one thread, one core):
+
+1. throughput per backend, single lead, as a multiple of real time: the model alone (beats
+   precomputed) and the whole device loop (beatizer, model, controller, lifecycle), CPU time of this
+   thread (``time.thread_time``: the machine may be shared) and wall time;
+2. segmented vs whole: the same model exported in one piece (same grids at its inputs), run through the
+   same executor on the same backend, interleaved with the segmented chain; ratio per window;
+3. decision + swap latency p50/p99 on the host (every decision of the EMG-switch runs), and the
+   roofline estimate per edge profile;
+4. a swap (one reference assignment) vs the naive way (building the interpreter from the model file);
+5. MIT-BIH record 100 through an emulated device with the Edge TPU bundle: beat Se/+P, N, S, V;
+6. EMG switch midway: windows until the noise kernel is live; macro-F1 of the noisy half with
+   swapping vs the base model alone, at 0 dB and -6 dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from firmware_sim.device import open_device  # noqa: E402
+from firmware_sim.runner import RunOptions, run_stream  # noqa: E402
+from firmware_sim.score import score_run  # noqa: E402
+from kasmina_edge.catalog import list_hardware  # noqa: E402
+from kasmina_edge.contracts.bundle import Bundle, read_bundle  # noqa: E402
+from kasmina_edge.ecg.scenarios import make_scenario  # noqa: E402
+from kasmina_edge.ecg.sources import RecordSource, open_source  # noqa: E402
+from kasmina_edge.ecg.windowing import Beat, StreamingBeatizer  # noqa: E402
+from kasmina_edge.profiler.estimate import artifact_cost, estimate_chain, estimate_decision  # noqa: E402
+from kasmina_edge.runtime.backends import Backend, LiteRtBackend, MicroBackend, OrtBackend  # noqa: E402
+from kasmina_edge.runtime.engine import DeviceRuntime, RuntimeConfig  # noqa: E402
+from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig  # noqa: E402
+from kasmina_edge.runtime.image import Image, load_image  # noqa: E402
+
+console = Console()
+DATA = REPO.parent / "shared" / "data"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _signal() -> tuple[Any, str]:
+    rec = DATA / "mitdb" / "100"
+    if rec.with_suffix(".hea").exists():
+        return open_source(f"wfdb:{rec}", seconds=300.0), "MIT-BIH 100, first 5 min"
+    return open_source("synthetic:clean?minutes=5"), "synthetic clean, 5 min"
+
+
+def _beats(source: Any) -> list[Beat]:
+    bz = StreamingBeatizer(source.fs)
+    out: list[Beat] = []
+    for ch in source.chunks(180):
+        out += bz.process(ch)
+    return out + bz.flush()
+
+
+def _backends(tflite: Bundle, onnx: Bundle | None) -> list[tuple[str, Bundle, Backend]]:
+    out: list[tuple[str, Bundle, Backend]] = [
+        ("litert (xnnpack)", tflite, LiteRtBackend("xnnpack")),
+        ("litert (builtin)", tflite, LiteRtBackend("builtin")),
+    ]
+    try:
+        out.append(("tflite-micro", tflite, MicroBackend()))
+    except Exception as exc:  # not installed / not x86-64
+        console.print(f"[yellow]tflite-micro skipped:[/] {exc}")
+    if onnx is not None:
+        out.append(("onnxruntime", onnx, OrtBackend()))
+    return out
+
+
+def _cpu(fn: Any) -> tuple[float, float]:
+    c0, w0 = time.thread_time(), time.perf_counter()
+    fn()
+    return time.thread_time() - c0, time.perf_counter() - w0
+
+
+# ------------------------------------------------------------------------------------------ 1. throughput
+
+
+def throughput(backends: list[tuple[str, Bundle, Backend]], beats: list[Beat], source: Any, signal_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for name, bundle, backend in backends:
+        image = load_image(bundle, backend)
+        ex = SegmentedExecutor(image)
+        for b in beats[:20]:
+            ex.infer(b.window, b.rr)
+        cpu, wall = _cpu(lambda ex=ex: [ex.infer(b.window, b.rr) for b in beats])
+        rt = DeviceRuntime(image, fs=source.fs)
+        rt.boot()
+        chunks = list(source.chunks(180))
+        cpu_loop, wall_loop = _cpu(lambda rt=rt, chunks=chunks: ([rt.feed(c) for c in chunks], rt.finish()))
+        rows.append({
+            "backend": name,
+            "runtime": backend.info().runtime,
+            "beats": len(beats),
+            "model_us_per_beat_cpu": 1e6 * cpu / len(beats),
+            "model_us_per_beat_wall": 1e6 * wall / len(beats),
+            "model_x_realtime_cpu": signal_s / cpu,
+            "model_x_realtime_wall": signal_s / wall,
+            "loop_x_realtime_cpu": signal_s / cpu_loop,
+            "loop_x_realtime_wall": signal_s / wall_loop,
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ 2. segmented vs whole
+
+
+def export_whole(workdir: Path, tflite: Bundle, onnx: Bundle | None, beats: list[Beat]) -> dict[str, bytes]:
+    """The checkpoint's model in one piece, same input grids as the chain (torch: a host tool)."""
+    import torch
+
+    from kasmina_edge.compile.export_tflite import export_int8_tflite
+    from kasmina_edge.compile.pipeline import load_segmented
+    from kasmina_edge.compile.quantize import QuantGrid
+
+    model, _, _ = load_segmented(workdir / "host" / "base.pt", None)
+
+    class Whole(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.segs = torch.nn.ModuleList(model.segments)
+
+        def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+            h = x
+            for s in self.segs[:-1]:
+                h = s(h)
+            return self.segs[-1](h, rr)
+
+    whole = Whole().eval()
+    x = torch.from_numpy(np.stack([b.window for b in beats[:512]]).astype(np.float32))
+    rr = torch.from_numpy(np.stack([b.rr for b in beats[:512]]).astype(np.float32))
+
+    def grid(bundle: Bundle, artifact: str, pos: int) -> QuantGrid:
+        spec = bundle.manifest.artifact(artifact).input_specs[pos]
+        assert spec.scale is not None and spec.zero_point is not None
+        return QuantGrid(spec.scale[0], spec.zero_point[0])
+
+    segs = tflite.manifest.chain.segments  # type: ignore[union-attr]
+    out: dict[str, bytes] = {}
+    out["tflite"], _ = export_int8_tflite(
+        whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole",
+        input_grids={0: grid(tflite, segs[0], 0), 1: grid(tflite, segs[-1], 1)})
+    if onnx is not None:
+        from kasmina_edge.compile.export_onnx import export_int8_onnx
+
+        out["onnx"] = export_int8_onnx(whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole",
+                                       input_names=["window", "rr"], input_grids={}, output_grid=None,
+                                       reduce_range=onnx.manifest.target == "x86")
+    return out
+
+
+def _whole_image(image: Image, model_bytes: bytes) -> Image:
+    whole = image.backend.load(model_bytes, "whole")
+    return Image(image.manifest, image.backend, [whole], [image.segment_entries[0]], {}, [])
+
+
+def segmented_vs_whole(backends: list[tuple[str, Bundle, Backend]], whole: dict[str, bytes], beats: list[Beat],
+                       rounds: int = 7) -> list[dict[str, Any]]:
+    rows = []
+    sample = beats[:300]
+    for name, bundle, backend in backends:
+        key = "onnx" if bundle.manifest.format.startswith("onnx") else "tflite"
+        if key not in whole:
+            continue
+        seg_img = load_image(bundle, backend)
+        whole_img = _whole_image(seg_img, whole[key])
+        seg_ex, whole_ex = SegmentedExecutor(seg_img, stats_every=0), SegmentedExecutor(whole_img, stats_every=0)
+        agree = np.mean([seg_ex.infer(b.window, b.rr).label == whole_ex.infer(b.window, b.rr).label for b in sample])
+        seg_t, whole_t = [], []
+        for _ in range(rounds):  # interleaved: both see the same machine load
+            for ex, acc in ((seg_ex, seg_t), (whole_ex, whole_t)):
+                acc.append(_cpu(lambda ex=ex: [ex.infer(b.window, b.rr) for b in sample])[0] / len(sample))
+        s, w = statistics.median(seg_t), statistics.median(whole_t)
+        rows.append({"backend": name, "segments": len(seg_img.segments), "segmented_us": 1e6 * s, "whole_us": 1e6 * w,
+                     "ratio": s / w, "label_agreement": float(agree)})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ 4. swap vs naive
+
+
+def swap_vs_naive(backends: list[tuple[str, Bundle, Backend]], repeats: int = 2000) -> list[dict[str, Any]]:
+    rows = []
+    for name, bundle, backend in backends:
+        image = load_image(bundle, backend)
+        if not image.kernels:
+            continue
+        kernel = next(iter(image.kernels.values()))
+        ex = SegmentedExecutor(image)
+        on, off = SlotConfig(candidate=kernel, alpha=1.0), SlotConfig()
+        t0 = time.perf_counter()
+        for _ in range(repeats // 2):
+            ex.set_slot(kernel.site, on)
+            ex.set_slot(kernel.site, off)
+        swap = (time.perf_counter() - t0) / repeats
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / ("kernel.onnx" if kernel.entry.format.startswith("onnx") else "kernel.tflite")
+            path.write_bytes(bundle.artifact_bytes(kernel.name))
+            times = []
+            for _ in range(60):
+                t0 = time.perf_counter()
+                model = backend.load(path.read_bytes(), kernel.name)  # read the file, build, allocate
+                model.run(np.zeros(model.inputs[0].shape, model.inputs[0].numpy_dtype))
+                times.append(time.perf_counter() - t0)
+        naive = statistics.median(times)
+        rows.append({"backend": name, "kernel": kernel.name, "swap_us": 1e6 * swap, "naive_us": 1e6 * naive,
+                     "speedup": naive / swap})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ 5./6. emulator runs
+
+
+def _device(root: Path, name: str, bundle: Path, keys: Path) -> Any:
+    os.environ["KASMINA_DEVICES_DIR"] = str(root)
+    dev = open_device(f"emu://{name}")
+    if not dev.exists:
+        dev.flash(bundle, keys)
+    return dev
+
+
+def mitbih(root: Path, bundle: Path, keys: Path) -> dict[str, Any] | None:
+    rec = DATA / "mitdb" / "100"
+    if not rec.with_suffix(".hea").exists():
+        return None
+    dev = _device(root, "mitbih-100", bundle, keys)
+    src = open_source(f"wfdb:{rec}")
+    s = run_stream(dev, src, options=RunOptions(keep_predictions=True))
+    record = src.record()
+    assert record is not None
+    sc = score_run(s.predictions, record)
+    return {"signal_s": s.signal_s, "wall_s": s.wall_s, "x_realtime_wall": s.realtime_factor,
+            "beat_se": sc.sensitivity, "beat_ppv": sc.ppv, "n_accuracy": sc.se("N"), "s_se": sc.se("S"),
+            "s_ppv": sc.ppv_of("S"), "v_se": sc.se("V"), "support": {c: sc.support(c) for c in "NSVFQ"},
+            "macro_f1": sc.macro_f1(), "swaps": s.status["swaps"], "faults": s.status["faults"],
+            "decision_ms_p50": s.status["decision_ms_p50"], "decision_ms_p99": s.status["decision_ms_p99"]}
+
+
+def emg_switch(root: Path, bundle: Path, keys: Path, snrs: list[float], seeds: list[int], minutes: float
+               ) -> tuple[list[dict[str, Any]], list[float]]:
+    rows, decision_s = [], []
+    dev = _device(root, "emg-switch", bundle, keys)
+    for snr in snrs:
+        for seed in seeds:
+            record = make_scenario("emg-switch", minutes, seed=seed, snr_db=snr)
+            half = record.seconds / 2
+            onset = record.n_samples // 2
+            row: dict[str, Any] = {"snr_db": snr, "seed": seed}
+            for mode, cfg in (("adaptive", RuntimeConfig()), ("static", RuntimeConfig(adapt=False, boot_kernels=False))):
+                s = run_stream(dev, RecordSource(record), options=RunOptions(runtime=cfg, keep_predictions=True))
+                beats = [p for p in s.predictions if p["event"] == "beat"]
+                row[f"{mode}_noisy_f1"] = score_run(s.predictions, record, start_s=half).macro_f1()
+                row[f"{mode}_clean_f1"] = score_run(s.predictions, record, end_s=half).macro_f1()
+                if mode == "adaptive":
+                    noisy = [b for b in beats if b["sample"] + 166 >= onset]
+                    live = [i for i, b in enumerate(noisy) if any(b["active"].values())]
+                    row["windows_to_live"] = live[0] if live else None
+                    row["kernel"] = noisy[live[0]]["active"] if live else None
+                    row["swaps"] = s.status["swaps"]
+                    row["faults"] = s.status["faults"]
+                    decision_s.extend(s.decision_latency_s)
+            rows.append(row)
+    return rows, decision_s
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def _table(title: str, rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> None:
+    t = Table(title=title)
+    for head, _, _ in cols:
+        t.add_column(head, justify="right")
+    for r in rows:
+        t.add_row(*[(fmt.format(r[key]) if r.get(key) is not None else "-") for _, key, fmt in cols])
+    console.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, required=True, help="demo workdir: host/base.pt, keys/, build/demo-edgetpu.kedge")
+    ap.add_argument("--bundle", type=Path, help="Edge TPU/TFLite bundle (default: WORKDIR/build/demo-edgetpu.kedge)")
+    ap.add_argument("--onnx-bundle", type=Path, help="x86 ONNX bundle (default: WORKDIR/build/demo-x86.kedge if present)")
+    ap.add_argument("--keys", type=Path, help="public key folder (default: WORKDIR/keys)")
+    ap.add_argument("--json", type=Path, default=REPO / "runs" / "bench_runtime.json")
+    ap.add_argument("--quick", action="store_true", help="fewer seeds and shorter scenarios")
+    args = ap.parse_args(argv)
+    w = args.workdir
+    bundle_path = args.bundle or w / "build" / "demo-edgetpu.kedge"
+    onnx_path = args.onnx_bundle or (w / "build" / "demo-x86.kedge")
+    keys = args.keys or w / "keys"
+    tflite = read_bundle(bundle_path, keys)
+    onnx = read_bundle(onnx_path, keys) if onnx_path.exists() else None
+    results: dict[str, Any] = {"bundle": tflite.manifest.bundle_id, "onnx_bundle": onnx.manifest.bundle_id if onnx else None,
+                               "host": os.uname().machine, "load": os.getloadavg()}
+    source, what = _signal()
+    beats = _beats(source)
+    signal_s = source.record().seconds
+    console.rule(f"[bold]bench_runtime[/] on {what}: {len(beats)} beats")
+    backends = _backends(tflite, onnx)
+
+    results["throughput"] = throughput(backends, beats, source, signal_s)
+    _table("1. throughput, one thread (x real time; CPU time of this thread, wall in brackets)", results["throughput"], [
+        ("backend", "backend", "{}"), ("model us/beat", "model_us_per_beat_cpu", "{:.0f}"),
+        ("model x RT", "model_x_realtime_cpu", "{:,.0f}"), ("model x RT wall", "model_x_realtime_wall", "{:,.0f}"),
+        ("device loop x RT", "loop_x_realtime_cpu", "{:,.0f}"), ("loop x RT wall", "loop_x_realtime_wall", "{:,.0f}")])
+
+    whole = export_whole(w, tflite, onnx, beats)
+    results["segmented_vs_whole"] = segmented_vs_whole(backends, whole, beats)
+    _table("2. segmented chain vs the same model exported whole (same executor, same backend, interleaved)",
+           results["segmented_vs_whole"], [
+               ("backend", "backend", "{}"), ("segments", "segments", "{}"), ("segmented us", "segmented_us", "{:.1f}"),
+               ("whole us", "whole_us", "{:.1f}"), ("ratio", "ratio", "{:.2f}"), ("label agreement", "label_agreement", "{:.3f}")])
+
+    results["swap_vs_naive"] = swap_vs_naive(backends)
+    _table("4. swap (reference assignment) vs rebuilding the interpreter from the model file", results["swap_vs_naive"], [
+        ("backend", "backend", "{}"), ("swap us", "swap_us", "{:.2f}"), ("naive us", "naive_us", "{:.1f}"),
+        ("speedup", "speedup", "{:,.0f}x")])
+
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-devices-") as tmp:
+        root = Path(tmp)
+        results["mitbih_100"] = mitbih(root, bundle_path, keys)
+        if results["mitbih_100"]:
+            _table("5. MIT-BIH record 100 through the emulator (Edge TPU bundle)", [results["mitbih_100"]], [
+                ("beat Se", "beat_se", "{:.4f}"), ("beat +P", "beat_ppv", "{:.4f}"), ("N accuracy", "n_accuracy", "{:.4f}"),
+                ("S Se", "s_se", "{:.3f}"), ("S +P", "s_ppv", "{:.3f}"), ("V Se", "v_se", "{:.3f}"),
+                ("x RT wall", "x_realtime_wall", "{:,.0f}")])
+        seeds = [0] if args.quick else [0, 1, 2]
+        rows, decision_s = emg_switch(root, bundle_path, keys, [0.0, -6.0], seeds, 2.0 if args.quick else 4.0)
+        results["emg_switch"] = rows
+        _table("6. EMG noise from half time: windows until the noise kernel is live; macro-F1 of the noisy half",
+               rows, [("SNR dB", "snr_db", "{:g}"), ("seed", "seed", "{}"), ("windows to live", "windows_to_live", "{}"),
+                      ("noisy F1 swapping", "adaptive_noisy_f1", "{:.3f}"), ("noisy F1 base", "static_noisy_f1", "{:.3f}"),
+                      ("clean F1 swapping", "adaptive_clean_f1", "{:.3f}"), ("clean F1 base", "static_clean_f1", "{:.3f}")])
+    lat = np.asarray(decision_s) * 1e3
+    kernel = next(iter(k for k in tflite.manifest.kernels()), None)
+    kcost = artifact_cost(tflite.artifact_bytes(kernel.name), kernel.format, kernel.name) if kernel else None
+    seg_costs = [artifact_cost(tflite.artifact_bytes(n), tflite.manifest.artifact(n).format, n)
+                 for n in tflite.manifest.chain.segments]  # type: ignore[union-attr]
+    est = []
+    for p in list_hardware():
+        if p.kind == "host":
+            continue
+        d = estimate_decision(p, kcost)
+        est.append({"profile": p.name, "runs_on": d.runs_on, "decision_ms": 1e3 * d.decision_s,
+                    "reference_check_ms": 1e3 * d.reference_check_s, "swap_ms": 1e3 * d.swap_s, "total_ms": 1e3 * d.total_s,
+                    "window_ms": 1e3 * estimate_chain(seg_costs, p).total_s})
+    results["decision"] = {"host_ms_p50": float(np.percentile(lat, 50)), "host_ms_p99": float(np.percentile(lat, 99)),
+                           "host_ms_max": float(lat.max()), "decisions": int(lat.size), "estimated": est}
+    console.print(f"3. decision + swap on the host: p50 {results['decision']['host_ms_p50']:.2f} ms, "
+                  f"p99 {results['decision']['host_ms_p99']:.2f} ms, max {results['decision']['host_ms_max']:.2f} ms "
+                  f"over {lat.size} decisions")
+    _table("3. decision + swap estimated per edge profile (activating path: features, G0 check, swap)", est, [
+        ("profile", "profile", "{}"), ("runs on", "runs_on", "{}"), ("decision ms", "decision_ms", "{:.3f}"),
+        ("G0 check ms", "reference_check_ms", "{:.3f}"), ("swap ms", "swap_ms", "{:.3f}"), ("total ms", "total_ms", "{:.2f}"),
+        ("window ms", "window_ms", "{:.3f}")])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=float))
+    os.replace(tmp, args.json)
+    console.print(f"JSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
