@@ -1,7 +1,7 @@
 """Write the bundle manifest's JSON Schema to kasmina_edge/contracts/manifest.schema.json.
 
-    python tools/export_schema.py          # (re)write it
-    python tools/export_schema.py --check  # exit 1 if the committed file is stale
+python tools/export_schema.py          # (re)write it
+python tools/export_schema.py --check  # exit 1 if the committed file is stale
 """
 
 from __future__ import annotations

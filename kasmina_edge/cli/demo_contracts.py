@@ -36,8 +36,13 @@ def _records(now: int) -> list[Record]:
 def demo_step(console: Console, workdir: Path) -> None:
     now = int(time.time())
     table = Table(title="telemetry frames (binary, CRC-checked)")
-    for col, justify in (("record", "left"), ("bytes", "right"), ("limit", "right"), ("hex", "left"),
-                         ("decoded", "left")):
+    for col, justify in (
+        ("record", "left"),
+        ("bytes", "right"),
+        ("limit", "right"),
+        ("hex", "left"),
+        ("decoded", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for record in _records(now):
         frame = codec.encode(record)
@@ -46,7 +51,9 @@ def demo_step(console: Console, workdir: Path) -> None:
             raise AssertionError(f"{type(record).__name__} did not survive its frame")
         limit = codec.MAX_HEARTBEAT_BYTES if isinstance(record, DeviceStatus) else codec.MAX_FRAME_BYTES
         fields = codec.to_dict(back)
-        summary = ", ".join(f"{k}={v}" for k, v in fields.items() if k not in ("version", "type", "timestamp"))
+        summary = ", ".join(
+            f"{k}={v}" for k, v in fields.items() if k not in ("version", "type", "timestamp")
+        )
         table.add_row(type(record).__name__, str(len(frame)), str(limit), frame.hex(), summary)
     console.print(table)
 

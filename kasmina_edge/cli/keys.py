@@ -17,7 +17,9 @@ _DIR_HELP = "Keys folder (default: $KASMINA_KEYS_DIR or ~/.config/kasmina-edge/k
 @app.command("init")
 def init(
     directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
-    force: bool = typer.Option(False, "--force", help="Replace an existing key pair (bundles it signed stop verifying)."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing key pair (bundles it signed stop verifying)."
+    ),
 ) -> None:
     """Create the signing key pair: private key PEM (mode 0600) and public key PEM."""
     from kasmina_edge.contracts.bundle import (

@@ -76,8 +76,9 @@ def generate_keypair() -> Ed25519PrivateKey:
 
 
 def _private_pem(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _public_pem(key: Ed25519PublicKey) -> bytes:
@@ -141,8 +142,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _refuse_secrets(files: dict[str, bytes], private: Ed25519PrivateKey) -> None:
-    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                serialization.NoEncryption())
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     pem = _private_pem(private)
     for name, data in files.items():
         if raw in data or pem in data or b"PRIVATE KEY-----" in data:
@@ -173,7 +175,11 @@ def write_bundle(
         if name in (MANIFEST_NAME, SIGNATURE_NAME):
             raise BundleError(f"file name {name!r} is reserved for the bundle itself")
     _refuse_secrets(files, private)
-    raw = manifest.model_dump(mode="json", by_alias=True) if isinstance(manifest, BundleManifest) else dict(manifest)
+    raw = (
+        manifest.model_dump(mode="json", by_alias=True)
+        if isinstance(manifest, BundleManifest)
+        else dict(manifest)
+    )
     raw["artifacts"] = [dict(a) for a in raw.get("artifacts", [])]
     for art in raw["artifacts"]:
         data = files.get(art.get("file", ""))
@@ -182,8 +188,12 @@ def write_bundle(
         art["sha256"], art["bytes"] = _sha256(data), len(data)
         ref = art.get("reference")
         if ref is not None and ref not in files:
-            raise BundleError(f"artifact {art.get('name')!r}: reference vectors {ref!r} are not in the bundle")
-    raw["files"] = {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in sorted(files.items())}
+            raise BundleError(
+                f"artifact {art.get('name')!r}: reference vectors {ref!r} are not in the bundle"
+            )
+    raw["files"] = {
+        name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in sorted(files.items())
+    }
     raw["bundle_id"] = None
     content_id = _sha256(json.dumps(raw, sort_keys=True, default=str).encode())[:12]
     raw["bundle_id"] = f"{raw.get('target', 'bundle')}-v{raw.get('version', 1)}-{content_id}"
@@ -255,7 +265,9 @@ class Bundle:
 
 def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
     if info.file_size > limit:
-        raise BundleError(f"{path}: {info.filename} claims {info.file_size} bytes, more than the {limit} allowed")
+        raise BundleError(
+            f"{path}: {info.filename} claims {info.file_size} bytes, more than the {limit} allowed"
+        )
     data = z.read(info)
     if len(data) != info.file_size:  # pragma: no cover - zipfile checks this itself
         raise BundleError(f"{path}: {info.filename} is truncated")
@@ -307,14 +319,18 @@ def read_bundle(path: Path, public_key: Ed25519PublicKey | Path | None = None) -
                 owner = _owner(manifest, name)
                 info = by_name.get(name)
                 if info is None:
-                    raise BundleError(f"{path}: {owner}{name} is listed in the manifest but missing from the bundle")
+                    raise BundleError(
+                        f"{path}: {owner}{name} is listed in the manifest but missing from the bundle"
+                    )
                 if info.file_size != meta.bytes:
                     raise BundleError(
                         f"{path}: {owner}{name} is {info.file_size} bytes, the manifest says {meta.bytes} (tampered or corrupt)"
                     )
                 data = _read_entry(z, info, path, MAX_FILE_BYTES)
                 if _sha256(data) != meta.sha256:
-                    raise BundleError(f"{path}: {owner}{name} does not match its SHA-256 in the manifest (tampered or corrupt)")
+                    raise BundleError(
+                        f"{path}: {owner}{name} does not match its SHA-256 in the manifest (tampered or corrupt)"
+                    )
                 contents[name] = data
     except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path}: not a readable bundle ({exc})") from None

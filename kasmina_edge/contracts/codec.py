@@ -178,67 +178,113 @@ class Layout:
 
 
 LAYOUTS: tuple[Layout, ...] = (
-    Layout(0, "device_status", DeviceStatus, (
-        ("seq", SEQ),
-        ("timestamp", TIME_MIN),
-        ("battery_pct", Num(7)),
-        ("active_slot", EnumField(Slot, 1)),
-        ("uptime_s", Num(16, scale=60, saturate=True)),
-        ("firmware_version", Num(8)),
-        ("error_flags", EnumField(ErrorFlags, 8)),
-    ), crc_bytes=1),
-    Layout(1, "beat_counts", BeatCounts, (
-        ("seq", SEQ),
-        ("timestamp", TIME_S),
-        ("period_s", Num(16)),
-        ("n", COUNT16), ("s", COUNT16), ("v", COUNT16), ("f", COUNT16), ("q", COUNT16),
-    ), crc_bytes=2),
-    Layout(2, "anomaly", AnomalyEvent, (
-        ("seq", SEQ),
-        ("timestamp", TIME_S),
-        ("kind", EnumField(AnomalyKind, 8)),
-        ("severity", EnumField(Severity, 8)),
-        ("start_offset_ms", Num(32)),
-        ("duration_ms", Num(32)),
-        ("confidence", Num(8, scale=1 / 250, as_float=True)),
-    ), crc_bytes=2),
-    Layout(3, "seed_event", SeedEvent, (
-        ("seq", SEQ),
-        ("timestamp", TIME_S),
-        ("site", Num(8)),
-        ("kernel_id", Num(16)),
-        ("src", EnumField(Stage, 4)),
-        ("dst", EnumField(Stage, 4)),
-        ("reason", REASON),
-    ), crc_bytes=2),
-    Layout(4, "gate_event", GateEvent, (
-        ("seq", SEQ),
-        ("timestamp", TIME_S),
-        ("site", Num(8)),
-        ("kernel_id", Num(16)),
-        ("gate", GateField(7)),
-        ("passed", Flag()),
-        ("reason", REASON),
-        ("metric", Float32()),
-    ), crc_bytes=2),
-    Layout(5, "signal_quality", SignalQuality, (
-        ("seq", SEQ),
-        ("timestamp", TIME_S),
-        ("noise_db", Num(16, scale=0.01, signed=True, as_float=True)),
-        ("baseline_wander_mv", Num(16, scale=0.001, saturate=True, as_float=True)),
-        ("powerline_mv", Num(16, scale=0.001, saturate=True, as_float=True)),
-        ("lead_off", Flag(8)),
-        ("qrs_correlation", Num(16, scale=1e-4, signed=True, as_float=True)),
-    ), crc_bytes=2),
-    Layout(6, "link_stats", LinkStats, (
-        ("seq", SEQ),
-        ("timestamp", TIME_S),
-        ("rssi_dbm", Num(16, signed=True)),
-        ("snr_db", Num(16, scale=0.01, signed=True, as_float=True)),
-        ("airtime_ms", Num(32, saturate=True)),
-        ("duty_cycle_left", Num(16, scale=1e-4, as_float=True)),
-        ("frames_lost", COUNT16),
-    ), crc_bytes=2),
+    Layout(
+        0,
+        "device_status",
+        DeviceStatus,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_MIN),
+            ("battery_pct", Num(7)),
+            ("active_slot", EnumField(Slot, 1)),
+            ("uptime_s", Num(16, scale=60, saturate=True)),
+            ("firmware_version", Num(8)),
+            ("error_flags", EnumField(ErrorFlags, 8)),
+        ),
+        crc_bytes=1,
+    ),
+    Layout(
+        1,
+        "beat_counts",
+        BeatCounts,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_S),
+            ("period_s", Num(16)),
+            ("n", COUNT16),
+            ("s", COUNT16),
+            ("v", COUNT16),
+            ("f", COUNT16),
+            ("q", COUNT16),
+        ),
+        crc_bytes=2,
+    ),
+    Layout(
+        2,
+        "anomaly",
+        AnomalyEvent,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_S),
+            ("kind", EnumField(AnomalyKind, 8)),
+            ("severity", EnumField(Severity, 8)),
+            ("start_offset_ms", Num(32)),
+            ("duration_ms", Num(32)),
+            ("confidence", Num(8, scale=1 / 250, as_float=True)),
+        ),
+        crc_bytes=2,
+    ),
+    Layout(
+        3,
+        "seed_event",
+        SeedEvent,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_S),
+            ("site", Num(8)),
+            ("kernel_id", Num(16)),
+            ("src", EnumField(Stage, 4)),
+            ("dst", EnumField(Stage, 4)),
+            ("reason", REASON),
+        ),
+        crc_bytes=2,
+    ),
+    Layout(
+        4,
+        "gate_event",
+        GateEvent,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_S),
+            ("site", Num(8)),
+            ("kernel_id", Num(16)),
+            ("gate", GateField(7)),
+            ("passed", Flag()),
+            ("reason", REASON),
+            ("metric", Float32()),
+        ),
+        crc_bytes=2,
+    ),
+    Layout(
+        5,
+        "signal_quality",
+        SignalQuality,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_S),
+            ("noise_db", Num(16, scale=0.01, signed=True, as_float=True)),
+            ("baseline_wander_mv", Num(16, scale=0.001, saturate=True, as_float=True)),
+            ("powerline_mv", Num(16, scale=0.001, saturate=True, as_float=True)),
+            ("lead_off", Flag(8)),
+            ("qrs_correlation", Num(16, scale=1e-4, signed=True, as_float=True)),
+        ),
+        crc_bytes=2,
+    ),
+    Layout(
+        6,
+        "link_stats",
+        LinkStats,
+        (
+            ("seq", SEQ),
+            ("timestamp", TIME_S),
+            ("rssi_dbm", Num(16, signed=True)),
+            ("snr_db", Num(16, scale=0.01, signed=True, as_float=True)),
+            ("airtime_ms", Num(32, saturate=True)),
+            ("duty_cycle_left", Num(16, scale=1e-4, as_float=True)),
+            ("frames_lost", COUNT16),
+        ),
+        crc_bytes=2,
+    ),
 )
 
 _BY_KIND = {layout.kind: layout for layout in LAYOUTS}
@@ -247,7 +293,9 @@ _BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
 for _layout in LAYOUTS:  # a layout that breaks the link limits must not even import
     assert _layout.payload_bits % 8 == 0, _layout.name
-    assert sorted(n for n, _ in _layout.fields) == sorted(f.name for f in fields(_layout.record)), _layout.name
+    assert sorted(n for n, _ in _layout.fields) == sorted(f.name for f in fields(_layout.record)), (
+        _layout.name
+    )
     assert _layout.size <= (MAX_HEARTBEAT_BYTES if _layout.record is DeviceStatus else MAX_FRAME_BYTES)
 
 FRAME_SIZES: dict[type[Record], int] = {layout.record: layout.size for layout in LAYOUTS}
@@ -416,7 +464,9 @@ JSON_ENVELOPE = ("version", "type")  # keys every JSON frame carries besides the
 for _layout in LAYOUTS:
     assert not set(JSON_ENVELOPE) & {f.name for f in fields(_layout.record)}, _layout.name
 
-_HINTS: dict[type, dict[str, Any]] = {layout.record: typing.get_type_hints(layout.record) for layout in LAYOUTS}
+_HINTS: dict[type, dict[str, Any]] = {
+    layout.record: typing.get_type_hints(layout.record) for layout in LAYOUTS
+}
 
 
 def from_dict(data: Mapping[str, Any]) -> Record:

@@ -20,7 +20,9 @@ from typing import Any
 
 from kasmina_edge.contracts.errors import CommandRejected, KasminaError
 
-COMMAND_NAMES = frozenset({"pause", "resume", "request-strip", "set", "ota-offer", "reboot", "terminate-seed"})
+COMMAND_NAMES = frozenset(
+    {"pause", "resume", "request-strip", "set", "ota-offer", "reboot", "terminate-seed"}
+)
 FRESHNESS_WINDOW_S = 60.0
 NONCE_TTL_S = 300.0
 MIN_KEY_BYTES = 16
@@ -71,7 +73,9 @@ class Command:
             "name": self.name,
             "nonce": self.nonce,
         }
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(
+            body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,14 @@ class SignedCommand:
 
     def to_dict(self) -> dict[str, Any]:
         c = self.command
-        return {"device_id": c.device_id, "name": c.name, "args": dict(c.args), "nonce": c.nonce,
-                "issued_at": c.issued_at, "signature": self.signature}
+        return {
+            "device_id": c.device_id,
+            "name": c.name,
+            "args": dict(c.args),
+            "nonce": c.nonce,
+            "issued_at": c.issued_at,
+            "signature": self.signature,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
@@ -102,22 +112,34 @@ class SignedCommand:
             raise Rejected(RejectReason.MALFORMED, "envelope must be a JSON object")
         expected = {"device_id", "name", "args", "nonce", "issued_at", "signature"}
         if set(data) != expected:
-            raise Rejected(RejectReason.MALFORMED,
-                           f"fields missing {sorted(expected - set(data))}, unknown {sorted(set(data) - expected)}")
+            raise Rejected(
+                RejectReason.MALFORMED,
+                f"fields missing {sorted(expected - set(data))}, unknown {sorted(set(data) - expected)}",
+            )
         types: dict[str, type | tuple[type, ...]] = {
-            "device_id": str, "name": str, "args": dict, "nonce": str, "issued_at": (int, float), "signature": str,
+            "device_id": str,
+            "name": str,
+            "args": dict,
+            "nonce": str,
+            "issued_at": (int, float),
+            "signature": str,
         }
         for key, kind in types.items():
             if isinstance(data[key], bool) or not isinstance(data[key], kind):
                 raise Rejected(RejectReason.MALFORMED, f"field {key!r} has the wrong type")
-        command = Command(data["device_id"], data["name"], data["args"], data["nonce"], float(data["issued_at"]))
+        command = Command(
+            data["device_id"], data["name"], data["args"], data["nonce"], float(data["issued_at"])
+        )
         _check_shape(command)
         return cls(command, data["signature"])
 
 
 def _check_shape(command: Command) -> None:
     if command.name not in COMMAND_NAMES:
-        raise Rejected(RejectReason.MALFORMED, f"unknown command {command.name!r} (known: {', '.join(sorted(COMMAND_NAMES))})")
+        raise Rejected(
+            RejectReason.MALFORMED,
+            f"unknown command {command.name!r} (known: {', '.join(sorted(COMMAND_NAMES))})",
+        )
     if not command.device_id:
         raise Rejected(RejectReason.MALFORMED, "empty device_id")
     try:
@@ -148,8 +170,9 @@ def sign(
     nonce: str | None = None,
 ) -> SignedCommand:
     """A signed command for ``device_id``, issued now (``clock``) with a fresh random nonce."""
-    command = Command(device_id, name, dict(args or {}), nonce or secrets.token_hex(NONCE_BYTES),
-                      round(clock(), 3))
+    command = Command(
+        device_id, name, dict(args or {}), nonce or secrets.token_hex(NONCE_BYTES), round(clock(), 3)
+    )
     _check_shape(command)
     return SignedCommand(command, _mac(_check_key(key), command))
 
@@ -191,16 +214,23 @@ class Verifier:
         command = signed.command
         _check_shape(command)
         if not hmac.compare_digest(_mac(self._key, command), signed.signature.lower()):
-            raise Rejected(RejectReason.BAD_SIGNATURE, f"{command.name} for {command.device_id}: signature does not match")
+            raise Rejected(
+                RejectReason.BAD_SIGNATURE,
+                f"{command.name} for {command.device_id}: signature does not match",
+            )
         if command.device_id != self.device_id:
-            raise Rejected(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id!r}, this is {self.device_id!r}")
+            raise Rejected(
+                RejectReason.WRONG_DEVICE, f"addressed to {command.device_id!r}, this is {self.device_id!r}"
+            )
         now = self.clock()
         self._prune(now)
         age = now - command.issued_at
         if age > self.window_s:
             raise Rejected(RejectReason.STALE, f"issued {age:.0f}s ago (window ±{self.window_s:.0f}s)")
         if -age > self.window_s:
-            raise Rejected(RejectReason.FUTURE_DATED, f"issued {-age:.0f}s in the future (window ±{self.window_s:.0f}s)")
+            raise Rejected(
+                RejectReason.FUTURE_DATED, f"issued {-age:.0f}s in the future (window ±{self.window_s:.0f}s)"
+            )
         if command.nonce in self._seen:
             raise Rejected(RejectReason.REPLAY, f"nonce {command.nonce[:8]}… was already used")
         self._seen[command.nonce] = now + self.nonce_ttl_s

@@ -37,8 +37,17 @@ def _plain_relative_path(value: str) -> str:
 
 BundlePath = Annotated[str, AfterValidator(_plain_relative_path)]
 StageName = Literal[
-    "DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY",
-    "FOSSILIZED", "CULLED", "EMBARGOED", "RESETTING", "TERMINATED",
+    "DORMANT",
+    "GERMINATED",
+    "TRAINING",
+    "BLENDING",
+    "SHADOWING",
+    "PROBATIONARY",
+    "FOSSILIZED",
+    "CULLED",
+    "EMBARGOED",
+    "RESETTING",
+    "TERMINATED",
 ]
 GateName = Literal["G0", "G1", "G2", "G3", "G4", "G5"]
 
@@ -182,9 +191,12 @@ class BundleManifest(_Model):
     chain: ChainInfo | None = None
     artifacts: list[ArtifactEntry]
     provenance: Provenance
-    pending: list[str] = Field(default_factory=list, description="build steps not run here, e.g. edgetpu_compiler")
+    pending: list[str] = Field(
+        default_factory=list, description="build steps not run here, e.g. edgetpu_compiler"
+    )
     files: dict[BundlePath, FileEntry] = Field(
-        default_factory=dict, description="every file beside the manifest, with its hash (filled by the writer)"
+        default_factory=dict,
+        description="every file beside the manifest, with its hash (filled by the writer)",
     )
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -203,7 +215,9 @@ class BundleManifest(_Model):
             for a in self.artifacts:
                 entry = self.files.get(a.file)
                 if entry is None or (entry.sha256, entry.bytes) != (a.sha256, a.bytes):
-                    raise ValueError(f"artifact {a.name!r}: {a.file} is not listed with the same hash in files")
+                    raise ValueError(
+                        f"artifact {a.name!r}: {a.file} is not listed with the same hash in files"
+                    )
                 if a.reference is not None and a.reference not in self.files:
                     raise ValueError(f"artifact {a.name!r}: reference {a.reference} is not listed in files")
         return self

@@ -38,10 +38,24 @@ def _manifest() -> dict[str, object]:
         "model": {"checkpoint_sha256": "ab" * 32},
         "chain": {"segments": ["seg0", "seg1"], "default_active": {}},
         "artifacts": [
-            {"name": "seg0", "kind": "segment", "format": "tflite-int8", "file": "artifacts/seg0.tflite",
-             "sha256": "", "bytes": 0},
-            {"name": "k0", "kind": "kernel", "format": "tflite-int8", "file": "artifacts/k0.tflite",
-             "sha256": "", "bytes": 0, "site": 0, "blueprint": "bottleneck_adapter"},
+            {
+                "name": "seg0",
+                "kind": "segment",
+                "format": "tflite-int8",
+                "file": "artifacts/seg0.tflite",
+                "sha256": "",
+                "bytes": 0,
+            },
+            {
+                "name": "k0",
+                "kind": "kernel",
+                "format": "tflite-int8",
+                "file": "artifacts/k0.tflite",
+                "sha256": "",
+                "bytes": 0,
+                "site": 0,
+                "blueprint": "bottleneck_adapter",
+            },
         ],
         "provenance": {"kasmina_edge": "0.1.0", "built_at": "2026-11-22T00:00:00Z"},
     }
@@ -88,7 +102,9 @@ def test_tampered_artifact_refused(tmp_path: Path, keys: Path) -> None:
     out = _write(tmp_path, keys)
     bad = tmp_path / "bad.kedge"
     _rewrite(out, bad, {"artifacts/k0.tflite": b"evil"})
-    with pytest.raises(BundleError, match="artifact 'k0': artifacts/k0.tflite is 4 bytes, the manifest says 120"):
+    with pytest.raises(
+        BundleError, match="artifact 'k0': artifacts/k0.tflite is 4 bytes, the manifest says 120"
+    ):
         read_bundle(bad, keys)
     # same size, different bytes: only the hash can tell
     same_size = bytearray(FILES["artifacts/k0.tflite"])
@@ -275,14 +291,33 @@ def test_reference_vectors_travel_and_load(tmp_path: Path, keys: Path) -> None:
 def test_seed_kernel_and_tensor_specs_validate() -> None:
     m = _manifest()
     m["artifacts"][1].update(  # type: ignore[union-attr]
-        sha256="ab" * 32, bytes=1,
-        input_specs=[{"name": "x", "shape": [1, 1, 64, 32], "dtype": "int8", "scale": [0.05], "zero_point": [-3]}],
-        output_specs=[{"name": "y", "shape": [1, 1, 64, 32], "dtype": "int8", "scale": [0.04], "zero_point": [0]}],
+        sha256="ab" * 32,
+        bytes=1,
+        input_specs=[
+            {"name": "x", "shape": [1, 1, 64, 32], "dtype": "int8", "scale": [0.05], "zero_point": [-3]}
+        ],
+        output_specs=[
+            {"name": "y", "shape": [1, 1, 64, 32], "dtype": "int8", "scale": [0.04], "zero_point": [0]}
+        ],
         seed_kernel={
-            "blueprint": "bottleneck_adapter", "condition_tags": ["noise:ma"], "param_count": 292, "bits": 8,
-            "lifecycle": [{"src": "DORMANT", "dst": "GERMINATED", "reason": "condition_detected",
-                           "gate": {"gate": "G0", "passed": True, "reason": "ok"}}],
-            "g1_verdict": {"gate": "G1", "passed": True, "reason": "grad norm 0.8", "metrics": {"grad_norm": 0.8}},
+            "blueprint": "bottleneck_adapter",
+            "condition_tags": ["noise:ma"],
+            "param_count": 292,
+            "bits": 8,
+            "lifecycle": [
+                {
+                    "src": "DORMANT",
+                    "dst": "GERMINATED",
+                    "reason": "condition_detected",
+                    "gate": {"gate": "G0", "passed": True, "reason": "ok"},
+                }
+            ],
+            "g1_verdict": {
+                "gate": "G1",
+                "passed": True,
+                "reason": "grad norm 0.8",
+                "metrics": {"grad_norm": 0.8},
+            },
             "measured_gain": 0.031,
         },
     )
@@ -320,8 +355,13 @@ def test_stage_names_in_the_schema_are_the_lifecycle_stages() -> None:
 
 def test_export_schema_tool_check_mode() -> None:
     root = Path(__file__).parents[2]
-    proc = subprocess.run([sys.executable, str(root / "tools" / "export_schema.py"), "--check"],
-                          capture_output=True, text=True, timeout=120, cwd=root)
+    proc = subprocess.run(
+        [sys.executable, str(root / "tools" / "export_schema.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -49,31 +49,68 @@ def _flags() -> st.SearchStrategy[ErrorFlags]:
 
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     DeviceStatus: st.builds(
-        DeviceStatus, seqs, times_min, st.integers(0, 100), st.integers(0, 10**9),
-        st.sampled_from(Slot), st.integers(0, 255), _flags(),
+        DeviceStatus,
+        seqs,
+        times_min,
+        st.integers(0, 100),
+        st.integers(0, 10**9),
+        st.sampled_from(Slot),
+        st.integers(0, 255),
+        _flags(),
     ),
     BeatCounts: st.builds(
         BeatCounts, seqs, times_s, st.integers(0, 65535), *[st.integers(0, 10**6) for _ in range(5)]
     ),
     AnomalyEvent: st.builds(
-        AnomalyEvent, seqs, times_s, st.sampled_from(AnomalyKind), st.sampled_from(Severity),
-        st.integers(0, U32), st.integers(0, U32), st.floats(0, 1, **finite),
+        AnomalyEvent,
+        seqs,
+        times_s,
+        st.sampled_from(AnomalyKind),
+        st.sampled_from(Severity),
+        st.integers(0, U32),
+        st.integers(0, U32),
+        st.floats(0, 1, **finite),
     ),
     SeedEvent: st.builds(
-        SeedEvent, seqs, times_s, st.integers(0, 255), st.integers(0, 65535),
-        st.sampled_from(Stage), st.sampled_from(Stage), st.sampled_from(ReasonCode),
+        SeedEvent,
+        seqs,
+        times_s,
+        st.integers(0, 255),
+        st.integers(0, 65535),
+        st.sampled_from(Stage),
+        st.sampled_from(Stage),
+        st.sampled_from(ReasonCode),
     ),
     GateEvent: st.builds(
-        GateEvent, seqs, times_s, st.integers(0, 255), st.integers(0, 65535), st.sampled_from(Gate),
-        st.booleans(), st.sampled_from(ReasonCode), st.floats(-3e38, 3e38, **finite),
+        GateEvent,
+        seqs,
+        times_s,
+        st.integers(0, 255),
+        st.integers(0, 65535),
+        st.sampled_from(Gate),
+        st.booleans(),
+        st.sampled_from(ReasonCode),
+        st.floats(-3e38, 3e38, **finite),
     ),
     SignalQuality: st.builds(
-        SignalQuality, seqs, times_s, st.floats(-327.68, 327.67, **finite), st.floats(0, 1000, **finite),
-        st.floats(0, 1000, **finite), st.booleans(), st.floats(-1, 1, **finite),
+        SignalQuality,
+        seqs,
+        times_s,
+        st.floats(-327.68, 327.67, **finite),
+        st.floats(0, 1000, **finite),
+        st.floats(0, 1000, **finite),
+        st.booleans(),
+        st.floats(-1, 1, **finite),
     ),
     LinkStats: st.builds(
-        LinkStats, seqs, times_s, st.integers(-32768, 32767), st.floats(-327.68, 327.67, **finite),
-        st.integers(0, 2**40), st.floats(0, 1, **finite), st.integers(0, 10**6),
+        LinkStats,
+        seqs,
+        times_s,
+        st.integers(-32768, 32767),
+        st.floats(-327.68, 327.67, **finite),
+        st.integers(0, 2**40),
+        st.floats(0, 1, **finite),
+        st.integers(0, 10**6),
     ),
 }
 any_record = st.one_of(*STRATEGIES.values())
@@ -87,11 +124,26 @@ def test_every_record_type_has_a_strategy_and_a_layout() -> None:
 
 # Steps of each wire unit: decode(encode(r)) differs from r by at most half a step (saturated fields aside).
 STEP: dict[str, float] = {
-    "confidence": 1 / 250, "noise_db": 0.01, "baseline_wander_mv": 0.001, "powerline_mv": 0.001,
-    "qrs_correlation": 1e-4, "snr_db": 0.01, "duty_cycle_left": 1e-4,
+    "confidence": 1 / 250,
+    "noise_db": 0.01,
+    "baseline_wander_mv": 0.001,
+    "powerline_mv": 0.001,
+    "qrs_correlation": 1e-4,
+    "snr_db": 0.01,
+    "duty_cycle_left": 1e-4,
 }
-SATURATING = {"uptime_s": 65535 * 60, "n": 65535, "s": 65535, "v": 65535, "f": 65535, "q": 65535,
-              "airtime_ms": U32, "frames_lost": 65535, "baseline_wander_mv": 65.535, "powerline_mv": 65.535}
+SATURATING = {
+    "uptime_s": 65535 * 60,
+    "n": 65535,
+    "s": 65535,
+    "v": 65535,
+    "f": 65535,
+    "q": 65535,
+    "airtime_ms": U32,
+    "frames_lost": 65535,
+    "baseline_wander_mv": 65.535,
+    "powerline_mv": 65.535,
+}
 
 
 def assert_close_to_wire(original: Record, decoded: Record) -> None:
@@ -150,8 +202,17 @@ def test_json_round_trip_is_lossless(record: Record) -> None:
 def test_json_uses_text_names() -> None:
     rec = SeedEvent(3, EPOCH + 5, 1, 7, Stage.SHADOWING, Stage.CULLED, ReasonCode.HEALTH_DRIFT)
     data = json.loads(codec.to_json(rec))
-    assert data == {"version": 1, "type": "seed_event", "seq": 3, "timestamp": EPOCH + 5, "site": 1,
-                    "kernel_id": 7, "src": "SHADOWING", "dst": "CULLED", "reason": "health_drift"}
+    assert data == {
+        "version": 1,
+        "type": "seed_event",
+        "seq": 3,
+        "timestamp": EPOCH + 5,
+        "site": 1,
+        "kernel_id": 7,
+        "src": "SHADOWING",
+        "dst": "CULLED",
+        "reason": "health_drift",
+    }
     hb = DeviceStatus(1, EPOCH, 50, 0, Slot.B, 2, ErrorFlags.LOW_BATTERY | ErrorFlags.CLOCK_UNSYNCED)
     data = json.loads(codec.to_json(hb))
     assert data["error_flags"] == ["low_battery", "clock_unsynced"] and data["active_slot"] == "B"
@@ -308,8 +369,14 @@ def test_frame_errors_are_user_errors() -> None:
         (lambda: DeviceStatus(0, EPOCH, 101, 0, Slot.A, 0), "DeviceStatus.battery_pct=101: must be 0..100"),
         (lambda: DeviceStatus(256, EPOCH, 1, 0, Slot.A, 0), "DeviceStatus.seq=256: must be 0..255"),
         (lambda: DeviceStatus(0, EPOCH, 1, 0, 1, 0), "active_slot=1: must be Slot"),
-        (lambda: AnomalyEvent(0, EPOCH, AnomalyKind.AFIB, Severity.INFO, 0, 0, 1.5), "confidence=1.5: must be 0..1"),
-        (lambda: AnomalyEvent(0, EPOCH, AnomalyKind.AFIB, Severity.INFO, 0, 0, math.nan), "confidence=nan: must be finite"),
+        (
+            lambda: AnomalyEvent(0, EPOCH, AnomalyKind.AFIB, Severity.INFO, 0, 0, 1.5),
+            "confidence=1.5: must be 0..1",
+        ),
+        (
+            lambda: AnomalyEvent(0, EPOCH, AnomalyKind.AFIB, Severity.INFO, 0, 0, math.nan),
+            "confidence=nan: must be finite",
+        ),
         (lambda: BeatCounts(0, EPOCH, 60, -1, 0, 0, 0, 0), "BeatCounts.n=-1: must be >= 0"),
         (lambda: SignalQuality(0, EPOCH, 0.0, 0.0, 0.0, False, 1.1), "qrs_correlation=1.1: must be -1..1"),
         (lambda: GateEvent(0, EPOCH, 0, 0, Gate.G0, 1, ReasonCode.OTHER, 0.0), "passed=1: must be bool"),

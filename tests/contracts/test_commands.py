@@ -52,7 +52,11 @@ def test_signed_command_verifies_once_then_is_a_replay() -> None:
     verifier, clock = make()
     signed = sign(KEY, "dev-1", "set", {"alpha": 0.5, "site": 2}, clock=clock)
     command = verifier.verify(signed)
-    assert (command.name, dict(command.args), command.device_id) == ("set", {"alpha": 0.5, "site": 2}, "dev-1")
+    assert (command.name, dict(command.args), command.device_id) == (
+        "set",
+        {"alpha": 0.5, "site": 2},
+        "dev-1",
+    )
     assert len(verifier) == 1
     clock.t += 10
     refused(verifier, signed, RejectReason.REPLAY)
@@ -74,15 +78,19 @@ def test_nonces_are_random_16_bytes_hex() -> None:
 
 
 @pytest.mark.parametrize(
-    "field", ["device_id", "name", "args", "nonce", "issued_at"],
+    "field",
+    ["device_id", "name", "args", "nonce", "issued_at"],
 )
 def test_any_change_to_a_signed_field_breaks_the_signature(field: str) -> None:
     verifier, clock = make()
     signed = sign(KEY, "dev-1", "set", {"alpha": 0.5}, clock=clock)
     data = signed.to_dict()
     data[field] = {
-        "device_id": "dev-1x", "name": "resume", "args": {"alpha": 0.6},
-        "nonce": "ab" * 16, "issued_at": T0 + 1,
+        "device_id": "dev-1x",
+        "name": "resume",
+        "args": {"alpha": 0.6},
+        "nonce": "ab" * 16,
+        "issued_at": T0 + 1,
     }[field]
     refused(verifier, json.dumps(data), RejectReason.BAD_SIGNATURE)
 
@@ -101,8 +109,12 @@ def test_command_for_another_device_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("issued_offset", "reason"),
-    [(-61.0, RejectReason.STALE), (-3600.0, RejectReason.STALE),
-     (61.0, RejectReason.FUTURE_DATED), (86400.0, RejectReason.FUTURE_DATED)],
+    [
+        (-61.0, RejectReason.STALE),
+        (-3600.0, RejectReason.STALE),
+        (61.0, RejectReason.FUTURE_DATED),
+        (86400.0, RejectReason.FUTURE_DATED),
+    ],
 )
 def test_freshness_window_refuses_old_and_future_commands(issued_offset: float, reason: RejectReason) -> None:
     verifier, clock = make()
@@ -168,8 +180,15 @@ def test_malformed_envelopes(payload: str | bytes | None, detail: str) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("nonce", "xyz"), ("nonce", "ab" * 8), ("issued_at", "now"), ("issued_at", True), ("args", [1]),
-     ("device_id", ""), ("signature", 5)],
+    [
+        ("nonce", "xyz"),
+        ("nonce", "ab" * 8),
+        ("issued_at", "now"),
+        ("issued_at", True),
+        ("args", [1]),
+        ("device_id", ""),
+        ("signature", 5),
+    ],
 )
 def test_malformed_fields(field: str, value: Any) -> None:
     verifier, clock = make()
@@ -198,11 +217,22 @@ def test_canonical_bytes_do_not_depend_on_argument_order() -> None:
     assert b" " not in a.canonical_bytes()
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
-json_args = st.dictionaries(st.text(max_size=10), st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=8), max_size=5)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+json_args = st.dictionaries(
+    st.text(max_size=10),
+    st.recursive(
+        json_scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=8,
+    ),
+    max_size=5,
+)
 
 
 @settings(max_examples=150, deadline=None)

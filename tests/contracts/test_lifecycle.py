@@ -87,8 +87,17 @@ def walk_to(lc: SeedLifecycle, target: Stage) -> None:
 
 def test_eleven_stages_in_order() -> None:
     assert [s.name for s in Stage] == [
-        "DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY",
-        "FOSSILIZED", "CULLED", "EMBARGOED", "RESETTING", "TERMINATED",
+        "DORMANT",
+        "GERMINATED",
+        "TRAINING",
+        "BLENDING",
+        "SHADOWING",
+        "PROBATIONARY",
+        "FOSSILIZED",
+        "CULLED",
+        "EMBARGOED",
+        "RESETTING",
+        "TERMINATED",
     ]
 
 
@@ -231,7 +240,9 @@ def test_every_stage_is_reachable_from_dormant() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(list(Stage)), st.booleans(), st.sampled_from(list(Gate))), max_size=60))
+@given(
+    st.lists(st.tuples(st.sampled_from(list(Stage)), st.booleans(), st.sampled_from(list(Gate))), max_size=60)
+)
 def test_random_walks_only_take_table_moves(steps: list[tuple[Stage, bool, Gate]]) -> None:
     """Throw random moves (right or wrong gates, passing or failing) at a seed: only table moves happen."""
     clock = FakeClock()
@@ -285,8 +296,11 @@ def test_random_legal_walk_then_any_stage_is_reachable(data: st.DataObject) -> N
         gate = required_gate(lc.stage, dst)
         if dst is S.RESETTING:
             clock.t += lc.embargo.fault_s
-        lc.move(dst, reason=data.draw(st.sampled_from(["condition_cleared", "health_nan"])),
-                gate=passed(gate) if gate else None)
+        lc.move(
+            dst,
+            reason=data.draw(st.sampled_from(["condition_cleared", "health_nan"])),
+            gate=passed(gate) if gate else None,
+        )
 
     for _ in range(data.draw(st.integers(0, 30))):
         targets = sorted(legal_targets(lc.stage))
