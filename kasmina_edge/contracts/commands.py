@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +29,7 @@ FRESHNESS_WINDOW_S = 60.0
 NONCE_TTL_S = 300.0
 MIN_KEY_BYTES = 16
 NONCE_BYTES = 16
+_HEX_MAC = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class RejectReason(StrEnum):
@@ -102,7 +105,7 @@ class SignedCommand:
         """Parse the wire form; raises :class:`Rejected` (malformed) for anything but a well-formed envelope."""
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise Rejected(RejectReason.MALFORMED, f"not JSON: {exc}") from None
         return cls.from_dict(data)
 
@@ -127,9 +130,15 @@ class SignedCommand:
         for key, kind in types.items():
             if isinstance(data[key], bool) or not isinstance(data[key], kind):
                 raise Rejected(RejectReason.MALFORMED, f"field {key!r} has the wrong type")
-        command = Command(
-            data["device_id"], data["name"], data["args"], data["nonce"], float(data["issued_at"])
-        )
+        if not _HEX_MAC.fullmatch(data["signature"]):
+            raise Rejected(RejectReason.MALFORMED, "signature must be 64 hex digits (HMAC-SHA256)")
+        try:
+            issued_at = float(data["issued_at"])
+        except OverflowError:
+            issued_at = math.inf
+        if not math.isfinite(issued_at):
+            raise Rejected(RejectReason.MALFORMED, f"issued_at {data['issued_at']!r} is not a finite time")
+        command = Command(data["device_id"], data["name"], data["args"], data["nonce"], issued_at)
         _check_shape(command)
         return cls(command, data["signature"])
 
@@ -213,7 +222,8 @@ class Verifier:
         signed = envelope if isinstance(envelope, SignedCommand) else SignedCommand.from_json(envelope)
         command = signed.command
         _check_shape(command)
-        if not hmac.compare_digest(_mac(self._key, command), signed.signature.lower()):
+        # compared as bytes: compare_digest refuses non-ASCII str, and a forged signature may be anything
+        if not hmac.compare_digest(_mac(self._key, command).encode(), signed.signature.lower().encode()):
             raise Rejected(
                 RejectReason.BAD_SIGNATURE,
                 f"{command.name} for {command.device_id}: signature does not match",

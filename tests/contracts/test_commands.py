@@ -188,6 +188,11 @@ def test_malformed_envelopes(payload: str | bytes | None, detail: str) -> None:
         ("args", [1]),
         ("device_id", ""),
         ("signature", 5),
+        ("signature", "é" * 64),
+        ("signature", "zz" * 32),
+        ("signature", "ab" * 31),
+        ("issued_at", 10**400),
+        ("issued_at", float("inf")),
     ],
 )
 def test_malformed_fields(field: str, value: Any) -> None:
@@ -195,6 +200,20 @@ def test_malformed_fields(field: str, value: Any) -> None:
     data = sign(KEY, "dev-1", "pause", clock=clock).to_dict()
     data[field] = value
     refused(verifier, json.dumps(data), RejectReason.MALFORMED)
+
+
+def test_forged_non_hex_signature_built_in_code_is_a_bad_signature() -> None:
+    """compare_digest refuses non-ASCII str; the verifier must answer with a refusal, not a TypeError."""
+    verifier, clock = make()
+    good = sign(KEY, "dev-1", "pause", clock=clock)
+    for forged in ("é" * 64, "", "AB" * 32):
+        refused(verifier, SignedCommand(good.command, forged), RejectReason.BAD_SIGNATURE)
+    assert verifier.verify(good) == good.command  # the refusals spent no nonce
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash() -> None:
+    verifier, _ = make()
+    refused(verifier, "[" * 100_000 + "]" * 100_000, RejectReason.MALFORMED)
 
 
 def test_signing_refuses_unknown_commands_non_json_args_and_short_keys() -> None:
