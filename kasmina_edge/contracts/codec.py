@@ -359,6 +359,9 @@ def encode(record: Record) -> bytes:
 
 def decode(frame: bytes) -> Record:
     """The record in ``frame``; raises :class:`FrameError` for anything but an intact, known frame."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise FrameError(f"a frame is bytes, got {type(frame).__name__}")
+    frame = bytes(frame)
     if not frame:
         raise FrameError("empty frame")
     version, kind = frame[0] >> 4, frame[0] & 0x0F
@@ -493,7 +496,7 @@ def from_dict(data: Mapping[str, Any]) -> Record:
 def from_json(text: str | bytes) -> Record:
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FrameError(f"JSON frame is not valid JSON: {exc}") from None
     return from_dict(data)
 

@@ -8,6 +8,7 @@ Reason codes are a one-byte table with text names, shared by seed and gate event
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any
@@ -54,6 +55,8 @@ class ReasonCode(IntEnum):
     OTA_UPDATE = 20
     ADMINISTRATIVE = 21  # teardown (TERMINATED)
     NOT_EVALUATED = 22
+    HEALTH_CONFIDENCE = 23  # the kernel made the model less sure than before it went live
+    SUPERSEDED = 24  # a better kernel for the same site took the slot
 
     @property
     def text(self) -> str:
@@ -61,11 +64,28 @@ class ReasonCode(IntEnum):
 
     @classmethod
     def from_text(cls, text: str) -> ReasonCode:
-        """The code for a reason string; unknown strings map to OTHER (the text is kept in JSON logs)."""
-        try:
-            return cls[text.strip().upper()]
-        except KeyError:
-            return cls.OTHER
+        """The code for a reason string; unknown strings map to OTHER (the text is kept in JSON logs).
+
+        Matching is forgiving about case, spaces and hyphens ("embargo expired"), and a detail after
+        the code is ignored ("health_nan: output NaN at site 1", "gate_failed (G2)").
+        """
+        norm = _REASON_SEPARATORS.sub("_", text.strip().lower())
+        head = _REASON_HEAD.match(norm)
+        for candidate in (norm, head.group(0) if head else ""):
+            code = _REASON_ALIASES.get(candidate) or cls.__members__.get(candidate.upper())
+            if code is not None:
+                return code
+        return cls.OTHER
+
+
+_REASON_SEPARATORS = re.compile(r"[\s\-]+")
+_REASON_HEAD = re.compile(r"[a-z0-9_]+?(?=_?[:(]|$)")
+_REASON_ALIASES: dict[str, ReasonCode] = {
+    "admin": ReasonCode.ADMINISTRATIVE,
+    "teardown": ReasonCode.ADMINISTRATIVE,
+    "health_confidence_drop": ReasonCode.HEALTH_CONFIDENCE,
+    "embargo_over": ReasonCode.EMBARGO_EXPIRED,
+}
 
 
 class Slot(IntEnum):

@@ -397,6 +397,56 @@ def test_reason_codes_fit_a_byte_and_have_text_names() -> None:
     assert ReasonCode.from_text("something new") is ReasonCode.OTHER
 
 
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        # the runtime's health fault codes, each its own byte (a fault's embargo is long)
+        ("health_nan", ReasonCode.HEALTH_NAN),
+        ("health_latency", ReasonCode.HEALTH_LATENCY),
+        ("health_confidence", ReasonCode.HEALTH_CONFIDENCE),
+        ("health_drift", ReasonCode.HEALTH_DRIFT),
+        ("condition_cleared", ReasonCode.CONDITION_CLEARED),
+        ("gate_failed", ReasonCode.GATE_FAILED),
+        ("admin", ReasonCode.ADMINISTRATIVE),
+        ("superseded", ReasonCode.SUPERSEDED),
+        # forgiving about case, spaces, hyphens and a trailing detail
+        ("embargo expired", ReasonCode.EMBARGO_EXPIRED),
+        ("Condition-Cleared", ReasonCode.CONDITION_CLEARED),
+        ("health_nan: output NaN at site 1", ReasonCode.HEALTH_NAN),
+        ("gate_failed (G2)", ReasonCode.GATE_FAILED),
+        ("", ReasonCode.OTHER),
+        ("trained on the host", ReasonCode.OTHER),
+        ("health", ReasonCode.OTHER),
+    ],
+)
+def test_reason_text_maps_to_its_code(text: str, code: ReasonCode) -> None:
+    assert ReasonCode.from_text(text) is code
+
+
+def test_reason_codes_are_never_renumbered() -> None:
+    """Devices in the field send these bytes: the first codes keep their numbers forever."""
+    pinned = {"OTHER": 0, "GATE_FAILED": 2, "CONDITION_CLEARED": 4, "HEALTH_NAN": 5, "HEALTH_DRIFT": 7}
+    assert {name: ReasonCode[name].value for name in pinned} == pinned
+    assert [c.value for c in ReasonCode] == list(range(len(ReasonCode)))
+
+
+@pytest.mark.parametrize("frame", ["00ff", None, 5, [1, 2, 3]])
+def test_decode_refuses_what_is_not_bytes(frame: Any) -> None:
+    with pytest.raises(FrameError, match="a frame is bytes"):
+        codec.decode(frame)
+
+
+def test_decode_takes_bytearray_and_memoryview() -> None:
+    rec = BeatCounts(0, EPOCH, 60, 70, 2, 3, 0, 1)
+    frame = codec.encode(rec)
+    assert codec.decode(bytearray(frame)) == codec.decode(memoryview(frame)) == rec
+
+
+def test_deeply_nested_json_is_a_frame_error() -> None:
+    with pytest.raises(FrameError, match="not valid JSON"):
+        codec.from_json("[" * 100_000 + "]" * 100_000)
+
+
 def test_seed_event_from_a_lifecycle_transition() -> None:
     event = TransitionEvent("s1", Stage.PROBATIONARY, Stage.CULLED, "health_latency", 12.0)
     rec = SeedEvent.from_transition(event, seq=4, timestamp=EPOCH + 60, site=2, kernel_id=9)
