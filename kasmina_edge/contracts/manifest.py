@@ -67,12 +67,38 @@ class ModelInfo(_Model):
     checkpoint_sha256: Sha256 = Field(description="SHA-256 of the base checkpoint this bundle was built from")
 
 
+class ActivationStats(_Model):
+    """A site's activation over the build's calibration windows: the device's drift reference."""
+
+    mean: list[float] = Field(description="per channel")
+    std: list[Annotated[float, Field(ge=0)]] = Field(description="per channel")
+    windows: int = Field(ge=1, description="calibration windows the statistics were taken over")
+
+    @model_validator(mode="after")
+    def _same_length(self) -> ActivationStats:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} channels, std {len(self.std)}")
+        return self
+
+
 class SiteInfo(_Model):
     index: int = Field(ge=0)
     name: str
     channels: int = Field(gt=0)
     length: int = Field(gt=0)
     grid: dict[str, Any] = Field(default_factory=dict, description="int8 quantization grid at the cut")
+    activation_stats: ActivationStats | None = Field(
+        None, description="build-time activation statistics at the site, for drift on the device"
+    )
+
+    @model_validator(mode="after")
+    def _stats_match_channels(self) -> SiteInfo:
+        if self.activation_stats is not None and len(self.activation_stats.mean) != self.channels:
+            raise ValueError(
+                f"site {self.index}: activation_stats has {len(self.activation_stats.mean)} channels, "
+                f"the site {self.channels}"
+            )
+        return self
 
 
 class ChainInfo(_Model):
@@ -203,6 +229,8 @@ class BundleManifest(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> BundleManifest:
+        if self.kind == "kernels":
+            self._kernels_only()
         names = [a.name for a in self.artifacts]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -221,6 +249,25 @@ class BundleManifest(_Model):
                 if a.reference is not None and a.reference not in self.files:
                     raise ValueError(f"artifact {a.name!r}: reference {a.reference} is not listed in files")
         return self
+
+    def _kernels_only(self) -> None:
+        """A kernel-only bundle adds seed kernels to a base already on the device (model.checkpoint_sha256)."""
+        base = [a.name for a in self.artifacts if a.kind in ("segment", "whole")]
+        if base:
+            raise ValueError(f"a kernels bundle carries no base model, but holds {base}")
+        kernels = [a for a in self.artifacts if a.kind == "kernel"]
+        if not kernels:
+            raise ValueError("a kernels bundle holds at least one kernel artifact")
+        unsited = [a.name for a in kernels if a.site is None]
+        if unsited:
+            raise ValueError(f"kernels {unsited} name no site")
+        if self.chain is not None and self.chain.segments:
+            raise ValueError("a kernels bundle has no segment chain (the base's chain is on the device)")
+
+    @property
+    def base_checkpoint(self) -> str:
+        """SHA-256 of the base model's checkpoint; a kernels bundle only fits a base with this hash."""
+        return self.model.checkpoint_sha256
 
     def artifact(self, name: str) -> ArtifactEntry:
         for a in self.artifacts:

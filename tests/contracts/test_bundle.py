@@ -377,3 +377,67 @@ def test_key_loading_errors_are_one_line(tmp_path: Path) -> None:
 def test_generated_keys_sign_and_verify() -> None:
     key = generate_keypair()
     key.public_key().verify(key.sign(b"m"), b"m")
+
+
+def _kernels_manifest() -> dict[str, object]:
+    m = _manifest()
+    m["kind"] = "kernels"
+    m["version"] = 7
+    m["chain"] = None
+    m["artifacts"] = [m["artifacts"][1]]  # type: ignore[index]
+    return m
+
+
+def test_kernel_only_bundle_names_its_base_and_round_trips(tmp_path: Path, keys: Path) -> None:
+    """A patient-specific kernel for a base already on the device: no segments, the base's hash."""
+    out = tmp_path / "patient.kedge"
+    signed = write_bundle(
+        out, _kernels_manifest(), {"artifacts/k0.tflite": FILES["artifacts/k0.tflite"]}, keys
+    )
+    b = read_bundle(out, keys)
+    assert b.manifest == signed
+    assert b.manifest.kind == "kernels" and b.manifest.version == 7
+    assert b.manifest.base_checkpoint == "ab" * 32
+    assert [a.name for a in b.manifest.kernels()] == ["k0"]
+    assert b.artifact_bytes("k0") == FILES["artifacts/k0.tflite"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda m: m["artifacts"].append({**_manifest()["artifacts"][0], "sha256": "cd" * 32}),  # type: ignore[index, dict-item]
+            "carries no base model",
+        ),
+        (lambda m: m["artifacts"][0].update(kind="report"), "at least one kernel"),
+        (lambda m: m["artifacts"][0].update(site=None), "name no site"),
+        (lambda m: m.update(chain={"segments": ["seg0"]}), "no segment chain"),
+        (lambda m: m["model"].pop("checkpoint_sha256"), "checkpoint_sha256"),
+    ],
+)
+def test_kernel_only_bundle_refusals(change: object, message: str) -> None:
+    m = json.loads(json.dumps(_kernels_manifest()))
+    for a in m["artifacts"]:
+        a.update(sha256="ab" * 32, bytes=1)
+    change(m)  # type: ignore[operator]
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(m)
+
+
+def test_site_activation_stats_are_checked_against_the_site() -> None:
+    m = json.loads(json.dumps(_manifest()))
+    for a in m["artifacts"]:
+        a.update(sha256="ab" * 32, bytes=1)
+    stats = {"mean": [0.1, -0.2], "std": [1.0, 0.5], "windows": 512}
+    m["sites"] = [{"index": 0, "name": "block1", "channels": 2, "length": 64, "activation_stats": stats}]
+    site = parse_manifest(m).sites[0]
+    assert site.activation_stats is not None and site.activation_stats.std == [1.0, 0.5]
+    for bad, message in (
+        ({**stats, "std": [1.0]}, "mean has 2 channels, std 1"),
+        ({**stats, "std": [1.0, -0.5]}, "greater than or equal to 0"),
+        ({**stats, "mean": [0.0] * 3, "std": [1.0] * 3}, "activation_stats has 3 channels, the site 2"),
+        ({**stats, "windows": 0}, "windows"),
+    ):
+        m["sites"][0]["activation_stats"] = bad
+        with pytest.raises(ManifestError, match=message):
+            parse_manifest(m)
