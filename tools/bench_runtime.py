@@ -169,30 +169,114 @@ def export_whole(workdir: Path, tflite: Bundle, onnx: Bundle | None, beats: list
     return out
 
 
+def default_size_images(beats: list[Beat], backend_names: list[str], tmp: Path) -> dict[str, tuple[Image, Image]]:
+    """The host's ``default`` model (random weights: latency does not depend on their values) split at its
+    sites and exported whole with the build's own exporters; (segmented, whole) images per backend."""
+    import torch
+
+    from kasmina_edge.compile.export_onnx import export_int8_onnx
+    from kasmina_edge.compile.export_tflite import export_int8_tflite
+    from kasmina_edge.compile.pipeline import load_segmented
+    from kasmina_edge.compile.split import calibrate_site_grids, plan_artifacts
+    from kasmina_edge.contracts.manifest import BundleManifest
+    from kasmina_edge.host.experiment import save_checkpoint
+    from kasmina_edge.host.model import build_model
+    from kasmina_edge.host.train import BASE_KIND
+
+    net = build_model("default", seed=0).eval()
+    ckpt = tmp / "default-random.pt"
+    save_checkpoint(ckpt, {"kind": BASE_KIND, "experiment_id": "bench-random", "model_config": net.config.to_dict(),
+                           "state": net.state_dict()})
+    model, _, _ = load_segmented(ckpt, None)
+    x = torch.from_numpy(np.stack([b.window for b in beats[:256]]).astype(np.float32))
+    rr = torch.from_numpy(np.stack([b.rr for b in beats[:256]]).astype(np.float32))
+    grids = calibrate_site_grids(model, x, rr)
+    specs = plan_artifacts(model, grids, x, rr)
+    params = sum(p.numel() for m in model.segments for p in m.parameters())
+    console.print(f"default-size model: {params:,} parameters, {len(model.sites)} sites")
+
+    class Whole(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.segs = torch.nn.ModuleList(model.segments)
+
+        def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+            h = x
+            for seg in self.segs[:-1]:
+                h = seg(h)
+            return self.segs[-1](h, rr)
+
+    whole = Whole().eval()
+    manifest = BundleManifest.model_validate({
+        "target": "x86", "profile": "x86-64-host", "format": "tflite-int8", "model": {"checkpoint_sha256": "0" * 64},
+        "sites": [{"index": s.index, "name": s.name, "channels": s.channels, "length": s.length} for s in model.sites],
+        "artifacts": [], "provenance": {"kasmina_edge": "bench", "built_at": "now"}})
+    out: dict[str, tuple[Image, Image]] = {}
+    seg_specs = [s for s in specs if s.kind == "segment"]
+    for name in backend_names:
+        onnx = name == "onnxruntime"
+        backend: Backend = OrtBackend() if onnx else (MicroBackend() if name == "tflite-micro" else
+                                                      LiteRtBackend("builtin" if "builtin" in name else "xnnpack"))
+        seg_bytes = []
+        for spec in seg_specs:
+            if onnx:
+                seg_bytes.append(export_int8_onnx(spec.module, spec.example_args, spec.calibration, artifact=spec.name,
+                                                  input_names=spec.input_names, input_grids=spec.input_grids,
+                                                  output_grid=spec.output_grid, reduce_range=True))
+            else:
+                seg_bytes.append(_tflite_cache(spec, export_int8_tflite))
+        if onnx:
+            whole_bytes = export_int8_onnx(whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole",
+                                           input_names=["window", "rr"], input_grids={}, output_grid=None, reduce_range=True)
+        else:
+            whole_bytes = _WHOLE.get("tflite") or export_int8_tflite(whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole")[0]
+            _WHOLE["tflite"] = whole_bytes
+        segs = [backend.load(b, s.name) for b, s in zip(seg_bytes, seg_specs, strict=True)]
+        seg_img = Image(manifest, backend, segs, [], {}, [m.outputs[0] for m in segs[:-1]])
+        out[name] = (seg_img, Image(manifest, backend, [backend.load(whole_bytes, "whole")], [], {}, []))
+    return out
+
+
+_WHOLE: dict[str, bytes] = {}
+_SEG: dict[str, bytes] = {}
+
+
+def _tflite_cache(spec: Any, export: Any) -> bytes:
+    if spec.name not in _SEG:
+        _SEG[spec.name] = export(spec.module, spec.example_args, spec.calibration, artifact=spec.name,
+                                 input_grids=spec.input_grids, output_grid=spec.output_grid)[0]
+    return _SEG[spec.name]
+
+
+def _compare(name: str, model: str, seg_img: Image, whole_img: Image, beats: list[Beat], rounds: int = 7) -> dict[str, Any]:
+    sample = beats[:300]
+    seg_ex, whole_ex = SegmentedExecutor(seg_img, stats_every=0), SegmentedExecutor(whole_img, stats_every=0)
+    agree = np.mean([seg_ex.infer(b.window, b.rr).label == whole_ex.infer(b.window, b.rr).label for b in sample])
+    seg_t: list[float] = []
+    whole_t: list[float] = []
+    for _ in range(rounds):  # interleaved: both see the same machine load
+        for ex, acc in ((seg_ex, seg_t), (whole_ex, whole_t)):
+            acc.append(_cpu(lambda ex=ex: [ex.infer(b.window, b.rr) for b in sample])[0] / len(sample))
+    s, w = statistics.median(seg_t), statistics.median(whole_t)
+    return {"backend": name, "model": model, "segments": len(seg_img.segments), "segmented_us": 1e6 * s,
+            "whole_us": 1e6 * w, "ratio": s / w, "label_agreement": float(agree)}
+
+
 def _whole_image(image: Image, model_bytes: bytes) -> Image:
     whole = image.backend.load(model_bytes, "whole")
     return Image(image.manifest, image.backend, [whole], [image.segment_entries[0]], {}, [])
 
 
 def segmented_vs_whole(backends: list[tuple[str, Bundle, Backend]], whole: dict[str, bytes], beats: list[Beat],
-                       rounds: int = 7) -> list[dict[str, Any]]:
+                       default_size: dict[str, tuple[Image, Image]]) -> list[dict[str, Any]]:
     rows = []
-    sample = beats[:300]
     for name, bundle, backend in backends:
         key = "onnx" if bundle.manifest.format.startswith("onnx") else "tflite"
-        if key not in whole:
-            continue
-        seg_img = load_image(bundle, backend)
-        whole_img = _whole_image(seg_img, whole[key])
-        seg_ex, whole_ex = SegmentedExecutor(seg_img, stats_every=0), SegmentedExecutor(whole_img, stats_every=0)
-        agree = np.mean([seg_ex.infer(b.window, b.rr).label == whole_ex.infer(b.window, b.rr).label for b in sample])
-        seg_t, whole_t = [], []
-        for _ in range(rounds):  # interleaved: both see the same machine load
-            for ex, acc in ((seg_ex, seg_t), (whole_ex, whole_t)):
-                acc.append(_cpu(lambda ex=ex: [ex.infer(b.window, b.rr) for b in sample])[0] / len(sample))
-        s, w = statistics.median(seg_t), statistics.median(whole_t)
-        rows.append({"backend": name, "segments": len(seg_img.segments), "segmented_us": 1e6 * s, "whole_us": 1e6 * w,
-                     "ratio": s / w, "label_agreement": float(agree)})
+        if key in whole:
+            seg_img = load_image(bundle, backend)
+            rows.append(_compare(name, "demo tiny (trained)", seg_img, _whole_image(seg_img, whole[key]), beats))
+        if name in default_size:
+            rows.append(_compare(name, "default (random weights)", *default_size[name], beats))
     return rows
 
 
@@ -325,10 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         ("device loop x RT", "loop_x_realtime_cpu", "{:,.0f}"), ("loop x RT wall", "loop_x_realtime_wall", "{:,.0f}")])
 
     whole = export_whole(w, tflite, onnx, beats)
-    results["segmented_vs_whole"] = segmented_vs_whole(backends, whole, beats)
+    with tempfile.TemporaryDirectory() as tmp:
+        default_size = default_size_images(beats, [b[0] for b in backends], Path(tmp))
+    results["segmented_vs_whole"] = segmented_vs_whole(backends, whole, beats, default_size)
     _table("2. segmented chain vs the same model exported whole (same executor, same backend, interleaved)",
            results["segmented_vs_whole"], [
-               ("backend", "backend", "{}"), ("segments", "segments", "{}"), ("segmented us", "segmented_us", "{:.1f}"),
+               ("backend", "backend", "{}"), ("model", "model", "{}"), ("segments", "segments", "{}"),
+               ("segmented us", "segmented_us", "{:.1f}"),
                ("whole us", "whole_us", "{:.1f}"), ("ratio", "ratio", "{:.2f}"), ("label agreement", "label_agreement", "{:.3f}")])
 
     results["swap_vs_naive"] = swap_vs_naive(backends)

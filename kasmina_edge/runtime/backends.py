@@ -349,7 +349,17 @@ class OrtModel(LoadedModel):
         )
         self._in_names = [i.name for i in ins]
         self._out_names = [outs[0].name]
-        self._run = session.run
+        # session.run validates its arguments in Python on every call (~4 us of a ~15 us call here); the
+        # native session behind it takes the same feed directly. Public path when that object is not there.
+        native = getattr(session, "_sess", None)
+        if native is not None and hasattr(native, "run"):
+            import onnxruntime as ort
+
+            options = ort.RunOptions()
+            run_native = native.run
+            self._run = lambda names, feed: run_native(names, feed, options)
+        else:
+            self._run = session.run
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         feed = dict(zip(self._in_names, inputs, strict=True))

@@ -53,7 +53,7 @@ ANOMALY_CLASSES = frozenset({"S", "V", "F"})
 class RuntimeConfig:
     warmup_windows: int = 12  # clean reference measured on the device when the bundle has none
     feature_seconds: float = 4.0  # raw signal the signal features look at
-    decide_every: int = 2  # windows between two controller decisions (the features cost more than a window)
+    decide_every: int = 1  # windows between two controller decisions
     boot_kernels: bool = True  # honour the bundle's chain.default_active
     adapt: bool = True  # apply the controller's decisions (False: the base model alone, for comparison)
     controller: ControllerConfig = field(default_factory=ControllerConfig)

@@ -69,6 +69,9 @@ class SiteObservation:
     fault: str | None = None  # "nan": the candidate's output was not finite (dropped for this window)
 
 
+_IDENTITY = SiteObservation()  # shared by every empty slot of every window: never written to
+
+
 @dataclass
 class WindowResult:
     logits: np.ndarray  # float32 (n_classes,)
@@ -253,18 +256,22 @@ class SegmentedExecutor:
         faults: list[tuple[int, str, str]] = []
         shadow_from: tuple[int, np.ndarray] | None = None
         h = self._first(x_q, rr_q)
+        last = self.n_sites - 1
+        segments = self.segments
         for i, slot in enumerate(config.slots):
-            obs = SiteObservation()
-            h, h_without = self._slot(i, slot, h, obs)
-            if obs.fault is not None and slot.candidate is not None:
-                faults.append((i, slot.candidate.name, obs.fault))
-            elif slot.shadow and shadow_from is None:
-                shadow_from = (i, h_without)
-            if stats:
-                self._stats(i, h, obs)
-            observations.append(obs)
-            seg = self.segments[i + 1]
-            h = seg.run(h, rr_q) if i + 1 == self.n_sites and rr_q is not None else seg.run(h)
+            if slot.base is None and slot.candidate is None and not stats:
+                observations.append(_IDENTITY)  # an empty slot: nothing to run, nothing to observe
+            else:
+                obs = SiteObservation()
+                h, h_without = self._slot(i, slot, h, obs)
+                if obs.fault is not None and slot.candidate is not None:
+                    faults.append((i, slot.candidate.name, obs.fault))
+                elif slot.shadow and shadow_from is None:
+                    shadow_from = (i, h_without)
+                if stats:
+                    self._stats(i, h, obs)
+                observations.append(obs)
+            h = segments[i + 1].run(h, rr_q) if i == last and rr_q is not None else segments[i + 1].run(h)
         out = self._out
         raw = h.reshape(-1).tolist()
         if out.scale is not None:
