@@ -3,9 +3,10 @@
 A bundle is a zip: `manifest.json` (canonical JSON, with the SHA-256 and size of every
 file beside it), the files, and `signature.json` (Ed25519 over the exact manifest bytes).
 Verifying the signature and then each file's hash authenticates everything; a file the
-manifest does not list is refused. The private key never enters a bundle: the writer
-refuses any file that contains it. Zip entries carry a fixed date, so the same inputs give
-the same bytes (Ed25519 signatures are deterministic).
+manifest does not list is refused. The reader hashes every file up front without keeping
+it; a file's bytes are read (and hashed again) when first asked for. The private key never
+enters a bundle: the writer refuses any file that contains it. Zip entries carry a fixed
+date, so the same inputs give the same bytes (Ed25519 signatures are deterministic).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,14 +233,54 @@ def write_bundle(
 # Reading
 
 
+class BundleFiles(Mapping[str, bytes]):
+    """The files of a verified bundle, read from the zip when first asked for.
+
+    :func:`read_bundle` has already checked every file against the signed manifest; the bytes
+    are hashed again when read, so a bundle file changed on disk since then is refused, not used.
+    """
+
+    def __init__(self, path: Path, manifest: BundleManifest) -> None:
+        self._path = path
+        self._manifest = manifest
+        self._cache: dict[str, bytes] = {}
+
+    def __getitem__(self, name: str) -> bytes:
+        if name not in self._manifest.files:
+            raise KeyError(name)
+        data = self._cache.get(name)
+        if data is None:
+            with _open_zip(self._path) as z:
+                data = _verified_entry(z, self._path, self._manifest, name, keep=True, again=True)
+            self._cache[name] = data
+        return data
+
+    def __contains__(self, name: object) -> bool:  # Mapping's would read the file to answer
+        return name in self._manifest.files
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._manifest.files)
+
+    def __len__(self) -> int:
+        return len(self._manifest.files)
+
+    @property
+    def loaded(self) -> frozenset[str]:
+        """The files read so far (held in memory)."""
+        return frozenset(self._cache)
+
+    def __repr__(self) -> str:
+        return f"BundleFiles({self._path}, {len(self)} files, {len(self._cache)} read)"
+
+
 @dataclass
 class Bundle:
-    """A verified bundle: its manifest and every file's bytes (hash-checked)."""
+    """A verified bundle: its manifest and its files (read lazily, hash-checked again when read)."""
 
     path: Path
     manifest: BundleManifest
     key_id: str
-    files: dict[str, bytes] = field(repr=False)
+    files: Mapping[str, bytes] = field(repr=False)
 
     def read(self, name: str) -> bytes:
         try:
@@ -263,6 +307,30 @@ class Bundle:
             raise BundleError(f"{self.path}: {entry.reference} is not a readable npz ({exc})") from None
 
 
+# What a damaged or hostile zip can raise while being read: all become one BundleError line.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    zlib.error,  # corrupt deflate stream
+    NotImplementedError,  # unsupported compression method
+    RuntimeError,  # encrypted entry
+    ValueError,
+)
+
+
+@contextmanager
+def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            yield z
+    except BundleError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise BundleError(f"{path}: not a readable bundle ({exc})") from None
+
+
 def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
     if info.file_size > limit:
         raise BundleError(
@@ -274,67 +342,88 @@ def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: in
     return data
 
 
+def _verified_entry(
+    z: zipfile.ZipFile, path: Path, manifest: BundleManifest, name: str, *, keep: bool, again: bool = False
+) -> bytes:
+    """Stream one listed file, checking its size and SHA-256 against the manifest; its bytes if ``keep``."""
+    meta = manifest.files[name]
+    owner = _owner(manifest, name)
+    since = " since it was verified" if again else ""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise BundleError(
+            f"{path}: {owner}{name} is listed in the manifest but missing from the bundle{since}"
+        ) from None
+    if info.file_size != meta.bytes:
+        raise BundleError(
+            f"{path}: {owner}{name} is {info.file_size} bytes, the manifest says {meta.bytes} "
+            f"(tampered or corrupt{since})"
+        )
+    digest, chunks, size = hashlib.sha256(), [], 0
+    with z.open(info) as f:
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            if size > meta.bytes:  # the header lied about the size: stop before inflating more
+                break
+            digest.update(chunk)
+            if keep:
+                chunks.append(chunk)
+    if size != meta.bytes or digest.hexdigest() != meta.sha256:
+        raise BundleError(
+            f"{path}: {owner}{name} does not match its SHA-256 in the manifest (tampered or corrupt{since})"
+        )
+    return b"".join(chunks)
+
+
 def read_bundle(path: Path, public_key: Ed25519PublicKey | Path | None = None) -> Bundle:
     """Open a bundle, verify its signature and every file's SHA-256; one clear line on any failure.
 
-    ``public_key`` is the key, a keys folder or a PEM file (default: the keys folder).
+    ``public_key`` is the key, a keys folder or a PEM file (default: the keys folder). Files are
+    hashed here without being kept; the returned :class:`Bundle` reads them when asked.
     """
     path = Path(path)
     key = public_key if isinstance(public_key, Ed25519PublicKey) else load_public_key(public_key)
     if not path.exists():
         raise BundleError(f"{path}: no such bundle")
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = [i for i in z.infolist() if not i.is_dir()]
-            names = [i.filename for i in infos]
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            if repeated:
-                raise BundleError(f"{path}: {repeated[0]} appears twice in the zip")
-            by_name = {i.filename: i for i in infos}
-            if MANIFEST_NAME not in by_name or SIGNATURE_NAME not in by_name:
-                raise BundleError(f"{path}: missing {MANIFEST_NAME} or {SIGNATURE_NAME}")
-            manifest_bytes = _read_entry(z, by_name.pop(MANIFEST_NAME), path, 16 * 1024 * 1024)
-            sig_bytes = _read_entry(z, by_name.pop(SIGNATURE_NAME), path, 64 * 1024)
-            try:
-                sig = json.loads(sig_bytes)
-                signature = base64.b64decode(sig["signature"], validate=True)
-            except (ValueError, KeyError, TypeError):
-                raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed") from None
-            try:
-                key.verify(signature, manifest_bytes)
-            except InvalidSignature:
+    with _open_zip(path) as z:
+        infos = [i for i in z.infolist() if not i.is_dir()]
+        names = [i.filename for i in infos]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise BundleError(f"{path}: {repeated[0]} appears twice in the zip")
+        by_name = {i.filename: i for i in infos}
+        if MANIFEST_NAME not in by_name or SIGNATURE_NAME not in by_name:
+            raise BundleError(f"{path}: missing {MANIFEST_NAME} or {SIGNATURE_NAME}")
+        manifest_bytes = _read_entry(z, by_name.pop(MANIFEST_NAME), path, 16 * 1024 * 1024)
+        sig_bytes = _read_entry(z, by_name.pop(SIGNATURE_NAME), path, 64 * 1024)
+        try:
+            sig = json.loads(sig_bytes)
+            signature = base64.b64decode(sig["signature"], validate=True)
+        except (ValueError, KeyError, TypeError, RecursionError):
+            raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed") from None
+        try:
+            key.verify(signature, manifest_bytes)
+        except InvalidSignature:
+            raise BundleError(
+                f"{path}: signature does not verify with key {key_id(key)} "
+                f"(signed by {sig.get('key_id', '?')})"
+            ) from None
+        try:
+            manifest = parse_manifest(manifest_bytes, f"{path}:{MANIFEST_NAME}")
+        except ManifestError as exc:
+            raise BundleError(str(exc)) from None
+        extra = sorted(set(by_name) - set(manifest.files))
+        if extra:
+            raise BundleError(f"{path}: {extra[0]} is in the bundle but not in the signed manifest")
+        for name in manifest.files:
+            if manifest.files[name].bytes > MAX_FILE_BYTES:
                 raise BundleError(
-                    f"{path}: signature does not verify with key {key_id(key)} (signed by {sig.get('key_id', '?')})"
-                ) from None
-            try:
-                manifest = parse_manifest(manifest_bytes, f"{path}:{MANIFEST_NAME}")
-            except ManifestError as exc:
-                raise BundleError(str(exc)) from None
-            listed = manifest.files
-            extra = sorted(set(by_name) - set(listed))
-            if extra:
-                raise BundleError(f"{path}: {extra[0]} is in the bundle but not in the signed manifest")
-            contents: dict[str, bytes] = {}
-            for name, meta in listed.items():
-                owner = _owner(manifest, name)
-                info = by_name.get(name)
-                if info is None:
-                    raise BundleError(
-                        f"{path}: {owner}{name} is listed in the manifest but missing from the bundle"
-                    )
-                if info.file_size != meta.bytes:
-                    raise BundleError(
-                        f"{path}: {owner}{name} is {info.file_size} bytes, the manifest says {meta.bytes} (tampered or corrupt)"
-                    )
-                data = _read_entry(z, info, path, MAX_FILE_BYTES)
-                if _sha256(data) != meta.sha256:
-                    raise BundleError(
-                        f"{path}: {owner}{name} does not match its SHA-256 in the manifest (tampered or corrupt)"
-                    )
-                contents[name] = data
-    except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
-        raise BundleError(f"{path}: not a readable bundle ({exc})") from None
-    return Bundle(path, manifest, str(sig.get("key_id", "")), contents)
+                    f"{path}: {name} claims {manifest.files[name].bytes} bytes, "
+                    f"more than the {MAX_FILE_BYTES} allowed"
+                )
+            _verified_entry(z, path, manifest, name, keep=False)
+    return Bundle(path, manifest, str(sig.get("key_id", "")), BundleFiles(path, manifest))
 
 
 def _owner(manifest: BundleManifest, name: str) -> str:

@@ -441,3 +441,67 @@ def test_site_activation_stats_are_checked_against_the_site() -> None:
         m["sites"][0]["activation_stats"] = bad
         with pytest.raises(ManifestError, match=message):
             parse_manifest(m)
+
+
+def test_files_are_read_lazily_and_kept_once_read(tmp_path: Path, keys: Path) -> None:
+    b = read_bundle(_write(tmp_path, keys), keys)
+    files = b.files
+    assert set(files) == set(FILES) and len(files) == len(FILES)
+    assert "artifacts/k0.tflite" in files and "artifacts/nope" not in files
+    assert files.loaded == frozenset()  # type: ignore[attr-defined]  # verified, but nothing held
+    assert b.artifact_bytes("k0") == FILES["artifacts/k0.tflite"]
+    assert files.loaded == {"artifacts/k0.tflite"}  # type: ignore[attr-defined]
+    assert dict(files) == FILES
+    assert files.get("artifacts/nope") is None
+    with pytest.raises(BundleError, match="no file 'artifacts/nope' in the bundle"):
+        b.read("artifacts/nope")
+
+
+def test_file_changed_on_disk_after_verification_is_refused_when_read(tmp_path: Path, keys: Path) -> None:
+    out = _write(tmp_path, keys)
+    b = read_bundle(out, keys)
+    assert b.artifact_bytes("seg0") == FILES["artifacts/seg0.tflite"]  # read before the swap: kept
+    same_size = bytearray(FILES["artifacts/k0.tflite"])
+    same_size[0] ^= 0x01
+    swapped = tmp_path / "swapped.kedge"
+    _rewrite(out, swapped, {"artifacts/k0.tflite": bytes(same_size)})
+    swapped.replace(out)
+    assert b.artifact_bytes("seg0") == FILES["artifacts/seg0.tflite"]
+    with pytest.raises(
+        BundleError, match="artifact 'k0': .* does not match its SHA-256 .*since it was verified"
+    ):
+        b.artifact_bytes("k0")
+    out.unlink()
+    with pytest.raises(BundleError, match="not a readable bundle"):
+        b.read("artifacts/k0.tflite")
+
+
+def test_raw_private_key_bytes_never_in_bundle(tmp_path: Path, keys: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    out = _write(tmp_path, keys)
+    raw_key = load_private_key(keys).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    with zipfile.ZipFile(out) as z:
+        blob = out.read_bytes() + b"".join(z.read(n) for n in z.namelist())
+    assert raw_key not in blob
+
+
+def test_every_corrupted_byte_is_refused_or_harmless(tmp_path: Path, keys: Path) -> None:
+    """Damage anywhere in the zip: one BundleError line, or (zip metadata only) the exact signed bytes."""
+    raw = _write(tmp_path, keys).read_bytes()
+    public = load_public_key(keys)
+    bad = tmp_path / "x.kedge"
+    refused = harmless = 0
+    for i in range(0, len(raw), 3):
+        damaged = bytearray(raw)
+        damaged[i] ^= 0xFF
+        bad.write_bytes(damaged)
+        try:
+            b = read_bundle(bad, public)
+            assert dict(b.files) == FILES, f"byte {i}: a changed file was accepted"
+            harmless += 1
+        except BundleError:
+            refused += 1
+    assert refused > harmless > 0  # both kinds of byte exist; most damage is caught
