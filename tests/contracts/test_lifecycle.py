@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -103,6 +104,36 @@ def test_eleven_stages_in_order() -> None:
 
 def test_transition_table_is_exactly_the_architecture_table() -> None:
     assert TRANSITIONS == EXPECTED
+
+
+ARCHITECTURE = Path(__file__).resolve().parents[2].parent / "shared" / "ARCHITECTURE.md"
+
+
+def _architecture_table(text: str) -> dict[tuple[Stage, Stage], Gate | None]:
+    """The "from | to | gate" table of ARCHITECTURE.md's "Seed lifecycle" section, as a dict."""
+    section = text.split("## Seed lifecycle", 1)[1].split("\n## ", 1)[0]
+    table: dict[tuple[Stage, Stage], Gate | None] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] in ("from", "") or set(cells[0]) <= set("-: "):
+            continue
+        src_cell, dst_cell, gate_cell = cells
+        if src_cell.startswith("every stage but "):
+            excluded = Stage[src_cell.removeprefix("every stage but ").strip()]
+            sources = [s for s in Stage if s is not excluded]
+        else:
+            sources = [Stage[name.strip()] for name in src_cell.split(",")]
+        gate = Gate(gate_cell.split()[0]) if gate_cell.startswith("G") else None
+        for src in sources:
+            assert (src, Stage[dst_cell]) not in table, f"row repeated: {line}"
+            table[(src, Stage[dst_cell])] = gate
+    return table
+
+
+@pytest.mark.skipif(not ARCHITECTURE.exists(), reason=f"{ARCHITECTURE} not present (checked in CI)")
+def test_transition_table_matches_the_architecture_document() -> None:
+    """Read the table from the document itself, so an edit to either side is caught."""
+    assert _architecture_table(ARCHITECTURE.read_text()) == TRANSITIONS
 
 
 @pytest.mark.parametrize("src", list(Stage))
