@@ -177,11 +177,17 @@ def load_image(
     arena_table = dict((report.get("memory") or {}).get("arenas") or {})
     arena_table.update(arenas or {})
 
+    accelerated = bool(getattr(backend, "accelerated", False))
+
     def load(entry: ArtifactEntry) -> LoadedModel:
         backend.check_format(entry.format, entry.name)
         arena = arena_table.get(entry.name)
+        data = artifact_bytes(bundle, entry)
+        # with the Edge TPU delegate loaded, the edgetpu_compiler's output for this artifact runs instead
+        # (the build co-compiles every artifact into edgetpu/NAME_edgetpu.tflite when the compiler is there)
+        compiled = bundle.files.get(f"edgetpu/{entry.name}_edgetpu.tflite") if accelerated else None
         # twice the measured arena: the build measured it on one TFLite Micro version, the device may run another
-        model = backend.load(artifact_bytes(bundle, entry), entry.name, arena_bytes=int(arena * 2) if arena else None)
+        model = backend.load(compiled or data, entry.name, arena_bytes=int(arena * 2) if arena else None)
         problems = check_interface(entry, model)
         if problems:
             raise ImageError(f"artifact {entry.name!r} does not match its manifest: {problems[0]}")
