@@ -505,3 +505,22 @@ def test_every_corrupted_byte_is_refused_or_harmless(tmp_path: Path, keys: Path)
         except BundleError:
             refused += 1
     assert refused > harmless > 0  # both kinds of byte exist; most damage is caught
+
+
+def test_signed_bundle_of_an_unknown_schema_version_is_refused(tmp_path: Path, keys: Path) -> None:
+    """Genuinely signed by a newer builder: the reader refuses rather than guess at the fields."""
+    import base64
+
+    out = _write(tmp_path, keys)
+    with zipfile.ZipFile(out) as z:
+        m = json.loads(z.read("manifest.json"))
+    m["schema"] = "kasmina-bundle/99"
+    manifest_bytes = json.dumps(m, sort_keys=True).encode()
+    signature = {
+        "alg": "Ed25519",
+        "signature": base64.b64encode(load_private_key(keys).sign(manifest_bytes)).decode(),
+    }
+    future = tmp_path / "future.kedge"
+    _rewrite(out, future, {"manifest.json": manifest_bytes, "signature.json": json.dumps(signature).encode()})
+    with pytest.raises(BundleError, match="schema 'kasmina-bundle/99' is not supported .*kasmina-bundle/1"):
+        read_bundle(future, keys)
