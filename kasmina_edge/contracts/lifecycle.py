@@ -134,7 +134,9 @@ class EmbargoPolicy:
     fault_s: float = 600.0  # `health_*` and failed gates: long
 
     def duration(self, cull_reason: str) -> float:
-        return self.hysteresis_s if cull_reason == "condition_cleared" else self.fault_s
+        # The code is what comes before any ":" detail ("condition_cleared: emg gone").
+        code = cull_reason.split(":", 1)[0].strip()
+        return self.hysteresis_s if code == "condition_cleared" else self.fault_s
 
 
 class SeedLifecycle:

@@ -358,3 +358,11 @@ def test_forced_walk_visits_all_eleven_stages() -> None:
     lc.move(S.DORMANT, reason="reset_done", gate=passed(Gate.G5))
     lc.move(S.TERMINATED, reason="administrative")
     assert {e.dst for e in lc.history} | {S.DORMANT} == set(Stage)
+
+
+def test_embargo_reason_code_ignores_detail() -> None:
+    from kasmina_edge.contracts.lifecycle import EmbargoPolicy
+
+    policy = EmbargoPolicy(hysteresis_s=5.0, fault_s=500.0)
+    assert policy.duration("condition_cleared: emg gone") == 5.0
+    assert policy.duration("health_nan: slot 2") == 500.0
