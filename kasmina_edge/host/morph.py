@@ -75,6 +75,7 @@ class MorphConfig:
     global_tolerance: float = 0.05  # G4: how much worse clean data may get with the seed in
     max_oscillation: float = 0.05  # G2: macro-F1 with rare classes moves a few points per step
     max_drift: float = 3.0  # G2: output drift, in reference standard deviations
+    drift_penalty: float = 0.05  # weight of the seed's activation-drift penalty while it trains
     gate_min_support: int = 25  # gates judge macro-F1 over classes with at least this many beats
     replay: bool = True  # mix clean training beats into the adaptation data
     reward: str = ""  # Tamiyo's reward weights, e.g. "accuracy=0.2,params=2" (see tamiyo.reward)
@@ -342,6 +343,22 @@ def run_trial(
     opt = torch.optim.Adam(registry.optimizer_param_groups(cfg.lr, [sid]))
     registry.guard(opt, active=lambda: [sid])
 
+    # A seed should bring its site's activations towards clean ones, not wander off: a small
+    # penalty on the batch's channel means against the host's clean statistics (G2 measures it).
+    if clean_sites is not None and cfg.drift_penalty > 0:
+        ref_mu = torch.as_tensor(clean_sites[site].mean, dtype=torch.float32)
+        ref_sd = float(clean_sites[site].std.mean()) + 1e-6
+
+        def drift_penalty(act: torch.Tensor) -> torch.Tensor:
+            return cfg.drift_penalty * ((act.mean(dim=(0, 2)) - ref_mu) / ref_sd).pow(2).mean()
+    else:
+
+        def drift_penalty(act: torch.Tensor) -> torch.Tensor:
+            return act.new_zeros(())
+
+    captured: list[torch.Tensor] = [torch.zeros(())]
+    layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__(0, out))
+
     # TRAINING: the host's output is untouched; the seed learns from the incubator output.
     say_("TRAINING")
     exact = True
@@ -353,7 +370,7 @@ def run_trial(
             model(x[idx], rr[idx])
             inc = layer.incubator_output()
             assert inc is not None
-            loss = loss_fn(model.downstream(site, inc, rr[idx]), y[idx])
+            loss = loss_fn(model.downstream(site, inc, rr[idx]), y[idx]) + drift_penalty(inc)
             layer.seed_backward(loss)
             if culled():
                 break
@@ -394,7 +411,7 @@ def run_trial(
                 batches = iter(_batches(len(y), cfg.batch_size, gen))
                 idx = next(batches)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx], rr[idx]), y[idx])
+            loss = loss_fn(model(x[idx], rr[idx]), y[idx]) + drift_penalty(captured[0])
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             clock.advance(1.0)
