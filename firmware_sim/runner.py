@@ -14,7 +14,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -24,9 +24,10 @@ import numpy as np
 
 from firmware_sim.battery import BatteryModel
 from firmware_sim.device import BootResult, Device, DirDevice
+from firmware_sim.sensor import sensor_chunks
 from firmware_sim.timing import EmulatedTiming
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.ecg.sources import EcgSource, paced
+from kasmina_edge.ecg.sources import EcgSource
 from kasmina_edge.runtime.backends import BackendError, LiteRtMode, open_backend
 from kasmina_edge.runtime.engine import DeviceRuntime, RuntimeConfig
 from kasmina_edge.runtime.image import Image, ImageError, load_image
@@ -165,11 +166,6 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _chunks(source: EcgSource, chunk_s: float, realtime: bool) -> Iterator[np.ndarray]:
-    size = max(1, int(round(chunk_s * source.fs)))
-    return paced(source.chunks(size), source.fs, realtime)
-
-
 def run_stream(
     device: Device,
     source: EcgSource,
@@ -224,7 +220,7 @@ def run_stream(
     next_frame = options.radio_every_s
     last_t = 0.0
     with _Interrupt() as intr:
-        for chunk in _chunks(source, options.chunk_s, options.realtime):
+        for chunk in sensor_chunks(source, options.chunk_s, options.realtime):
             runtime.feed(chunk)
             now = runtime.signal_time()
             battery.idle(now - last_t)

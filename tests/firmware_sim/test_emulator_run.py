@@ -142,3 +142,36 @@ def test_mitbih_100_beats_found(devices: Path, bundles: Path, keys: Path) -> Non
     assert record is not None
     sc = score_run(s.predictions, record)
     assert sc.sensitivity >= 0.99 and sc.ppv >= 0.99, sc.to_dict()
+
+
+def test_slow_kernel_is_rolled_back_and_no_prediction_is_lost(devices: Path, bundles: Path, keys: Path,
+                                                              tmp_path: Path) -> None:
+    import time
+
+    dev = _flashed(bundles, keys, "slow")
+    out = tmp_path / "preds.jsonl"
+    state: dict[str, Any] = {}
+    kernel = "kernel_s1_lead-adapter_site1"
+
+    def force(runtime: Any, emu: dict[str, Any]) -> None:
+        if "on" not in state and runtime.counters.beats >= 2:
+            model = runtime.image.kernels[kernel].model
+            fast = model.run
+
+            def slow(*a: Any) -> Any:
+                time.sleep(0.01)  # 10 ms per invoke: far over a kernel's budget on this host
+                return fast(*a)
+
+            model.run = slow
+            state["on"] = runtime.manager.activate(kernel, 1.0, "forced by the test", 0.3)
+
+    record = make_scenario("clean", 1.0, seed=5)
+    s = run_stream(dev, RecordSource(record), out=out, options=OPTIONS, on_update=force)
+    assert state["on"] is True
+    lines = _lines(out)
+    faults = [r for r in lines if r["event"] == "fault"]
+    assert faults and faults[0]["code"] == "health_latency" and faults[0]["kernel"] == kernel
+    beats = [r for r in lines if r["event"] == "beat"]
+    assert len(beats) == s.status["beats"] and all(r["p"] is not None for r in beats)
+    after = [r for r in beats if r["t"] > faults[0]["t"]]
+    assert after and all("1" not in r["active"] for r in after)  # rolled back, and it stays out
