@@ -249,14 +249,14 @@ def export_qcdq_onnx(
     site_grid: QuantGrid,
     input_name: str,
 ) -> bytes:
-    """A QAT kernel as QCDQ ONNX (TorchScript path, opset 13), weights stored as integers, and the
-    site grid pinned at its input and output."""
+    """A QAT kernel as QCDQ ONNX (TorchScript path, opset 13), weights stored as integers; its input
+    and output Q/DQ pairs are the site grid (checked)."""
     import warnings
 
     require("brevitas", "QCDQ export")
     from brevitas.export import export_onnx_qcdq
 
-    wrapped = _with_output_quant(brevitas_module, site_grid)
+    wrapped = brevitas_module  # quantize.to_brevitas put the site grid at its input and its output
     with tempfile.TemporaryDirectory(prefix="kasmina-qcdq-") as tmp:
         path = Path(tmp, "kernel.onnx")
         try:
@@ -278,23 +278,6 @@ def export_qcdq_onnx(
     data = fold_weight_quantization(data)
     check_onnx_cut_grids(data, artifact, [input_name], {0: site_grid}, site_grid)
     return data
-
-
-def _with_output_quant(module: nn.Module, grid: QuantGrid) -> nn.Module:
-    """Quantize the kernel's output onto the site grid (the input side is already pinned by
-    ``quantize.to_brevitas``) so the exported graph ends in a DequantizeLinear on that grid."""
-    import torch
-
-    class OutputOnGrid(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, h: torch.Tensor) -> torch.Tensor:
-            y = self.inner(h)
-            return torch.fake_quantize_per_tensor_affine(y, grid.scale, grid.zero_point, -128, 127)
-
-    return OutputOnGrid(module)
 
 
 def fold_weight_quantization(data: bytes) -> bytes:

@@ -44,16 +44,25 @@ def logit_bound(reference: np.ndarray, fraction: float = LOGIT_ERROR_FRACTION) -
     return float(fraction * max(hi - lo, 1e-6))
 
 
-def compare_logits(reference: np.ndarray, got: np.ndarray, *, bound: float | None = None) -> LogitParity:
+def compare_logits(
+    reference: np.ndarray,
+    got: np.ndarray,
+    *,
+    bound: float | None = None,
+    clip: tuple[float, float] | None = None,
+) -> LogitParity:
+    """Argmax agreement and logit error. With ``clip`` (the logit grid's ends) the reference is
+    clipped there first: the artifact outputs logits clipped to the band where classes are decided."""
     if reference.shape != got.shape:
         raise ValueError(f"logit shapes differ: {reference.shape} vs {got.shape}")
-    err = np.abs(reference.astype(np.float64) - got.astype(np.float64))
+    clipped = reference if clip is None else np.clip(reference, clip[0], clip[1])
+    err = np.abs(clipped.astype(np.float64) - got.astype(np.float64))
     return LogitParity(
         windows=int(reference.shape[0]),
         argmax_agreement=float((reference.argmax(1) == got.argmax(1)).mean()) if reference.size else 1.0,
         max_abs_error=float(err.max()) if err.size else 0.0,
         p99_abs_error=float(np.percentile(err.max(axis=1), 99)) if err.size else 0.0,
-        bound=logit_bound(reference) if bound is None else bound,
+        bound=logit_bound(clipped) if bound is None else bound,
     )
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 TFLITE_FORMATS = {"tflite-int8"}
 ONNX_FORMATS = {"onnx-qdq"}
 PTQ_TOLERANCE_POINTS = 1.0  # an 8-bit kernel whose PTQ loses more macro-F1 than this is redone with QAT
+PTQ_MIN_AGREEMENT = 0.99  # ... or whose chain agrees with torch on fewer windows than this
 QAT_STEPS = 200
 # macro-F1 is also given over the classes with at least this many beats: MIT-BIH 100 has one V beat,
 # and one beat more or less right moves its macro-F1 by ~10 points
@@ -67,6 +68,7 @@ class BuildRequest:
     data_seed: int = 9173  # synthetic patients for calibration/evaluation: not the training ones
     qat_steps: int = QAT_STEPS
     parity_windows: int | None = None  # limit held-out windows (tests); None: all
+    strict: bool = True  # False: a parity bound missed is reported, not raised (benchmarks)
 
     def out_path(self) -> Path:
         return self.out or Path(f"{self.target}.kedge")
@@ -286,8 +288,8 @@ def load_segmented(checkpoint: Path, seeds: Path | None) -> tuple[SegmentedModel
                 mod = torch.nn.Sequential(mod, view)  # a fossilized seed is part of the base now
         modules.append(mod)
     if has_rr_normalisation(modules[-1]):
-        folded = fold_rr_normalisation(modules[-1])
         c_last, l_last = shapes[cfg.site_names[-1]]
+        folded = fold_rr_normalisation(modules[-1], l_last)
         g = torch.Generator().manual_seed(0)
         act = torch.rand(16, c_last, l_last, generator=g)
         rr = torch.rand(16, cfg.n_rr, generator=g) + 0.5
@@ -559,7 +561,12 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         import torch
 
         from kasmina_edge.compile.chain import ChainLayout
-        from kasmina_edge.compile.split import assert_cuts_match, calibrate_site_grids, plan_artifacts
+        from kasmina_edge.compile.split import (
+            assert_cuts_match,
+            calibrate_logit_grid,
+            calibrate_site_grids,
+            plan_artifacts,
+        )
 
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
         with steps.step("load model and seed library"):
@@ -570,7 +577,9 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
         with steps.step("site grids"):
             grids = calibrate_site_grids(model, xc, rc)
-            specs = plan_artifacts(model, grids, xc, rc, kernel_bits=req.bits)
+            logit_grid = calibrate_logit_grid(model, xc, rc)
+            specs = plan_artifacts(model, grids, xc, rc, kernel_bits=req.bits, logit_grid=logit_grid)
+            band = tuple(float(v) for v in logit_grid.dequantize(np.array([-128, 127])))
         built: dict[str, BuiltArtifact] = {}
         reduce_range = target.name == "x86"
         for spec in specs:
@@ -609,12 +618,12 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
                     report, model, specs, built, evals[0], segments, run_chain, fmt, req.qat_steps, steps
                 )
         with steps.step("parity and accuracy vs torch"):
-            _accuracy(report, model, evals, configs, run_chain)
+            _accuracy(report, model, evals, configs, run_chain, band, strict=req.strict)
         with steps.step("target checks"):
             extra_files = _target_checks(report, target, profile, built, model, evals[0], segments, req)
         with steps.step("reference vectors and packing"):
             files, manifest = _bundle_contents(
-                report, req, model, entries, ckpt, grids, built, evals[0], segments, morphed, run_chain
+                report, req, model, entries, ckpt, grids, logit_grid, built, evals[0], segments, morphed, run_chain
             )
             _add_side_files(manifest, files, extra_files)
         report.timings_s = {k: round(v, 3) for k, v in steps.timings.items()}
@@ -632,6 +641,9 @@ def _accuracy(
     evals: list[EvalSet],
     configs: list[tuple[str, Any, dict[int, str]]],
     run_chain: Callable[..., np.ndarray],
+    band: tuple[float, ...],
+    *,
+    strict: bool = True,
 ) -> None:
     from kasmina_edge.compile.chain import torch_chain
     from kasmina_edge.compile.parity import compare_logits, macro_f1, require_parity
@@ -640,7 +652,7 @@ def _accuracy(
         for cname, layout, active in configs:
             ref = torch_chain(model, ev.windows, ev.rr, active)
             got = run_chain(layout, ev.windows, ev.rr)
-            par = compare_logits(ref, got)
+            par = compare_logits(ref, got, clip=(band[0], band[1]))
             report.accuracy.append(
                 AccuracyRow(
                     dataset=ev.name,
@@ -656,7 +668,10 @@ def _accuracy(
                     logit_bound=par.bound,
                 )
             )
-            require_parity(par, f"{report.target} chain ({cname}) on {ev.name}")
+            if strict:
+                require_parity(par, f"{report.target} chain ({cname}) on {ev.name}")
+            elif not par.ok:
+                report.notes.append(f"PARITY BOUND MISSED: {report.target} chain ({cname}) on {ev.name}: {par.to_dict()}")
 
 
 def _qat_fallback(
@@ -678,17 +693,19 @@ def _qat_fallback(
         if spec.kind != "kernel" or spec.seed_id is None or spec.site is None:
             continue
         active = {spec.site: spec.seed_id}
-        ref = macro_f1(ev.labels, torch_chain(model, ev.windows, ev.rr, active))
-        got = macro_f1(ev.labels, run_chain(ChainLayout(segments, {spec.site: spec.name}), ev.windows, ev.rr))
-        lost = 100.0 * (ref - got)
-        if lost > PTQ_TOLERANCE_POINTS:
+        ref_logits = torch_chain(model, ev.windows, ev.rr, active)
+        got_logits = run_chain(ChainLayout(segments, {spec.site: spec.name}), ev.windows, ev.rr)
+        lost = 100.0 * (macro_f1(ev.labels, ref_logits) - macro_f1(ev.labels, got_logits))
+        agree = float((ref_logits.argmax(1) == got_logits.argmax(1)).mean())
+        if lost > PTQ_TOLERANCE_POINTS or agree < PTQ_MIN_AGREEMENT:
             steps.grow(1)
             with steps.step(f"QAT 8-bit {spec.name}"):
                 data = _export_qat(spec, fmt, 8, model, qat_steps)
             kfmt = fmt if fmt in TFLITE_FORMATS else "onnx-qcdq"
             built[spec.name] = BuiltArtifact(spec, data, kfmt, "QAT w8a8", 8)
             report.notes.append(
-                f"{spec.name}: PTQ lost {lost:.2f} macro-F1 points > {PTQ_TOLERANCE_POINTS}; rebuilt with QAT"
+                f"{spec.name}: PTQ lost {lost:.2f} macro-F1 points (limit {PTQ_TOLERANCE_POINTS}), argmax "
+                f"agreement {100 * agree:.2f} % (limit {100 * PTQ_MIN_AGREEMENT:.0f} %); rebuilt with QAT"
             )
 
 
@@ -878,6 +895,7 @@ def _bundle_contents(
     entries: list[Any],
     ckpt: dict[str, Any],
     grids: dict[int, Any],
+    logit_grid: Any,
     built: dict[str, BuiltArtifact],
     ev: EvalSet,
     segments: tuple[str, ...],
@@ -982,6 +1000,7 @@ def _bundle_contents(
             for s in model.sites
         ],
         "chain": {"segments": list(segments), "default_active": {str(k): v for k, v in morphed.items()}},
+        "logits": {"grid": logit_grid.as_dict(), "note": "logits clipped to the band where classes are decided"},
         "artifacts": artifacts,
         "provenance": {
             "kasmina_edge": __version__,

@@ -43,11 +43,7 @@ class QuantGrid:
 
     @classmethod
     def from_range(cls, lo: float, hi: float, *, symmetric: bool = True) -> QuantGrid:
-        """The int8 grid covering [lo, hi] (always including 0).
-
-        Cut grids are symmetric (zero point 0): Brevitas' signed activation quantizers and ORT's
-        overrides then describe the very same grid as PT2E, so every toolchain agrees at a cut.
-        """
+        """The int8 grid covering [lo, hi] (always including 0); affine unless ``symmetric``."""
         lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
         if symmetric:
             amax = max(abs(lo), abs(hi), 1e-8)
@@ -335,7 +331,7 @@ _SITE_QUANT_IN: type | None = None
 
 
 def _SiteQuantIn(inner: nn.Module, grid: QuantGrid) -> nn.Module:  # noqa: N802 - builds a torch class lazily
-    """Fake-quantize the input on the site grid (straight-through), then run the kernel."""
+    """Fake-quantize the input and the output on the site grid (straight-through) around the kernel."""
     global _SITE_QUANT_IN
     if _SITE_QUANT_IN is None:
         import torch
@@ -349,7 +345,9 @@ def _SiteQuantIn(inner: nn.Module, grid: QuantGrid) -> nn.Module:  # noqa: N802 
 
             def forward(self, h: torch.Tensor) -> torch.Tensor:
                 q = torch.fake_quantize_per_tensor_affine(h, self.scale, self.zero_point, INT8_MIN, INT8_MAX)
-                return self.inner(q)
+                out = self.inner(q)
+                # the output lands on the same site grid: training sees that rounding too
+                return torch.fake_quantize_per_tensor_affine(out, self.scale, self.zero_point, INT8_MIN, INT8_MAX)
 
         _SITE_QUANT_IN = SiteQuantIn
     return _SITE_QUANT_IN(inner, grid)  # type: ignore[no-any-return]

@@ -78,6 +78,8 @@ class MorphConfig:
     drift_penalty: float = 0.05  # weight of the seed's activation-drift penalty while it trains
     gate_min_support: int = 25  # gates judge macro-F1 over classes with at least this many beats
     replay: bool = True  # mix clean training beats into the adaptation data
+    tamiyo_imitation_steps: int = 300
+    tamiyo_episodes: int = 60  # REINFORCE episodes of 64 situations each
     reward: str = ""  # Tamiyo's reward weights, e.g. "accuracy=0.2,params=2" (see tamiyo.reward)
     calibration_s: float = 90.0  # patient shift: seconds of each new patient used to adapt
     patients: int | None = None  # default: the base checkpoint's
@@ -92,7 +94,7 @@ MORPH_PRESETS: dict[str, MorphConfig] = {
     "default": MorphConfig(),
     "tiny": MorphConfig(
         conditions=("emg", "lead"), sites_per_condition=1, train_epochs=3, blend_steps=4, blend_batches=4,
-        batch_size=64, calibration_s=40.0, min_train_steps=60,
+        batch_size=64, calibration_s=40.0, min_train_steps=60, tamiyo_imitation_steps=200, tamiyo_episodes=30,
     ),
 }
 
@@ -753,6 +755,7 @@ def run_morph(
     if train_policy:
         say_("Tamiyo: imitation, then REINFORCE on the measured outcomes")
         tamiyo = train_tamiyo(ctrl, reference, outcomes, base, out, seed=cfg.seed,
+                              imitation_steps=cfg.tamiyo_imitation_steps, episodes=cfg.tamiyo_episodes,
                               weights=RewardWeights.parse(cfg.reward))  # fmt: skip
         library.meta["tamiyo"] = tamiyo
         if log is not None:

@@ -75,9 +75,9 @@ def test_memory_limits_name_the_artifact_and_the_limit() -> None:
     sites = {"kernel_s1_a": 1, "kernel_s1_b": 1}
     ok = check_memory(sizes, arenas, sites, flash_limit=100_000, sram_limit=100_000, profile="p")
     assert ok.sram_bytes == 6000 + 3000  # one slot per site, sized for its largest kernel
-    with pytest.raises(ProfileLimitError, match=r"flash.*11,000 B.*10,000 B.*kernel_s1_b"):
+    with pytest.raises(ProfileLimitError, match=r"12,000 B of flash.*10,000 B.*kernel_s1_b"):
         check_memory(sizes, arenas, sites, flash_limit=10_000, sram_limit=100_000, profile="p")
-    with pytest.raises(ProfileLimitError, match=r"SRAM.*9,000 B.*8,000 B.*segment_0"):
+    with pytest.raises(ProfileLimitError, match=r"9,000 B of SRAM.*8,000 B.*segment_0"):
         check_memory(sizes, arenas, sites, flash_limit=100_000, sram_limit=8_000, profile="p")
 
 
