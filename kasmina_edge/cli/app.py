@@ -50,6 +50,7 @@ _MODULES: dict[str, list[tuple[str, int, str]]] = {
         ("broker", 9, "embedded MQTT broker"),
         ("monitor", 9, "live telemetry monitor"),
     ],
+    "kasmina_edge.cli.evaluate": [("evaluate", 11, "beat-by-beat evaluation against reference annotations")],
 }
 
 
@@ -89,7 +90,6 @@ add_pending(app, "dashboard", 9, "web dashboard")
 add_pending(app, "fleet", 9, "fleet view of many devices")
 add_pending(app, "validate", 11, "validate a bundle against recorded data")
 add_pending(app, "certify", 11, "certification evidence report")
-add_pending(app, "evaluate", 11, "beat-by-beat evaluation against reference annotations")
 app.command(name="demo", help="Run the whole path that exists so far, end to end.")(demo.demo)
 
 
