@@ -1,0 +1,307 @@
+"""The emulated device's telemetry: runtime events become contracts records, queued on flash, sent over a link.
+
+:class:`RuntimeTelemetry` is the hook ``run_stream`` calls: ``on_event`` with every runtime event (beats, seed
+transitions, failed gates), ``tick`` with the signal time after each chunk. From beats it makes the periodic
+beat counts and detects the rhythm events that must reach a clinician first: a run of three or more ventricular
+beats above 100 bpm is a ventricular-tachycardia run (critical), a slower run a PVC run, no beat for 3 s an
+asystole (critical). A seed culled for a ``health_*`` reason (the breaker opening) is critical through its
+priority. Every ``summary_every_s`` it adds a heartbeat and link statistics.
+
+:class:`FlashQueue` keeps the uplink queue in the emulated flash (``telemetry/queue.json``, written atomically
+after each tick that changed it), so records survive a power cut or a restart and keep their sequence numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware_sim.storage import BLOCK_BYTES, FlashStorage
+from kasmina_edge.contracts.lifecycle import Gate, Stage
+from kasmina_edge.contracts.telemetry import (
+    AnomalyEvent,
+    AnomalyKind,
+    BeatCounts,
+    DeviceStatus,
+    ErrorFlags,
+    GateEvent,
+    LinkStats,
+    ReasonCode,
+    Record,
+    SeedEvent,
+    Severity,
+    Slot,
+)
+from kasmina_edge.net.session import DeviceLink
+from kasmina_edge.net.uplink import QueueError, RecordQueue
+
+QUEUE_FILE = "telemetry/queue.json"
+VT_MIN_BEATS = 3
+VT_MIN_BPM = 100.0
+ASYSTOLE_S = 3.0
+COUNTS_EVERY_S = 60.0
+
+
+class FlashQueue:
+    """A :class:`RecordQueue` persisted on the emulated flash."""
+
+    def __init__(self, storage: FlashStorage, capacity: int = 256) -> None:
+        self.storage = storage
+        self.bytes_written = 0
+        self.blocks_written = 0
+        path = storage.root / QUEUE_FILE
+        self.recovered = False
+        if path.exists():
+            try:
+                self.queue = RecordQueue.from_bytes(path.read_bytes())
+                self.recovered = True
+            except QueueError:
+                self.queue = RecordQueue(capacity)
+        else:
+            self.queue = RecordQueue(capacity)
+
+    def persist(self) -> bool:
+        if not self.queue.dirty:
+            return False
+        data = self.queue.to_bytes()
+        self.storage.write_atomic(QUEUE_FILE, data)
+        self.bytes_written += len(data)
+        self.blocks_written += -(-len(data) // BLOCK_BYTES)
+        self.queue.dirty = False
+        return True
+
+
+@dataclass
+class RhythmState:
+    v_run: int = 0
+    v_run_start: float = 0.0
+    v_run_reported: bool = False
+    last_beat_t: float | None = None
+    asystole_reported: bool = False
+    last_rr: list[float] = field(default_factory=list)
+
+
+class RuntimeTelemetry:
+    """Runtime events -> records -> the device's uplink queue and link."""
+
+    def __init__(
+        self,
+        link: DeviceLink,
+        flash: FlashQueue | None = None,
+        *,
+        epoch_unix: float | None = None,
+        kernel_ids: dict[str, int] | None = None,
+        status: Callable[[], dict[str, Any]] | None = None,
+        summary_every_s: float | None = None,
+        downlinks: Callable[[], list[tuple[str, bytes]]] | None = None,
+    ) -> None:
+        self.link = link
+        self.flash = flash
+        if flash is not None:
+            link.queue = flash.queue
+            link.scheduler.queue = flash.queue
+        self.queue = link.queue
+        self.epoch_unix = time.time() if epoch_unix is None else epoch_unix
+        link.epoch_unix = self.epoch_unix
+        self.kernel_ids = dict(kernel_ids or {})
+        self.status_fn = status
+        self.summary_every_s = summary_every_s or link.scheduler.plan.summary_every_s
+        self.downlinks = downlinks
+        self.rhythm = RhythmState()
+        self.counts = {c: 0 for c in "NSVFQ"}
+        self.counts_since = 0.0
+        self.next_counts = COUNTS_EVERY_S
+        self.next_summary = self.summary_every_s
+        self.link_stats_every_s = link.scheduler.plan.link_stats_every_s or self.summary_every_s
+        self.next_link_stats = self.link_stats_every_s
+        self.now = 0.0
+        self.produced: list[tuple[int, float, Record]] = []  # (fseq, t, record) for tests and benchmarks
+        self.keep_produced = False
+
+    # ------------------------------------------------------------------ records
+
+    def _ts(self, t: float) -> int:
+        return int(self.epoch_unix + t)
+
+    def submit(self, record: Record, t: float | None = None) -> int:
+        at = self.now if t is None else t
+        fseq = self.queue.submit(record, at)
+        if self.keep_produced:
+            self.produced.append((fseq, at, record))
+        return fseq
+
+    def _kernel_id(self, name: str | None) -> int:
+        if not name:
+            return 0
+        if name not in self.kernel_ids:
+            self.kernel_ids[name] = len(self.kernel_ids)
+        return self.kernel_ids[name]
+
+    # ------------------------------------------------------------------ runtime events
+
+    def on_event(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("event")
+        if kind == "beat":
+            self._beat(rec)
+        elif kind == "transition":
+            self._transition(rec)
+        elif kind == "gate":
+            self._gate(rec)
+
+    def _beat(self, rec: dict[str, Any]) -> None:
+        t = float(rec.get("t", self.now))
+        label = str(rec.get("class", "Q"))
+        self.counts[label if label in self.counts else "Q"] += 1
+        r = self.rhythm
+        if r.last_beat_t is not None:
+            r.last_rr = [*r.last_rr[-7:], t - r.last_beat_t]
+        r.last_beat_t, r.asystole_reported = t, False
+        if label == "V":
+            if r.v_run == 0:
+                r.v_run_start = t
+            r.v_run += 1
+            if r.v_run >= VT_MIN_BEATS and not r.v_run_reported:
+                rr = r.last_rr[-(r.v_run - 1) :] or [1.0]
+                bpm = 60.0 / max(1e-3, sum(rr) / len(rr))
+                vt = bpm > VT_MIN_BPM
+                duration_ms = int(round((t - r.v_run_start) * 1000))
+                self.submit(
+                    AnomalyEvent(
+                        0,
+                        self._ts(t),
+                        AnomalyKind.VT_RUN if vt else AnomalyKind.PVC_RUN,
+                        Severity.CRITICAL if vt else Severity.WARNING,
+                        duration_ms,
+                        duration_ms,
+                        min(1.0, float(rec.get("p") or 0.0)),
+                    ),
+                    t,
+                )
+                r.v_run_reported = True
+        else:
+            r.v_run, r.v_run_reported = 0, False
+
+    def _transition(self, rec: dict[str, Any]) -> None:
+        try:
+            src, dst = Stage[str(rec["from"])], Stage[str(rec["to"])]
+        except KeyError:
+            return
+        self.submit(
+            SeedEvent(
+                0,
+                self._ts(self.now),
+                int(rec.get("site") or 0),
+                self._kernel_id(rec.get("kernel") or rec.get("seed_id")),
+                src,
+                dst,
+                ReasonCode.from_text(str(rec.get("reason", ""))),
+            )
+        )
+
+    def _gate(self, rec: dict[str, Any]) -> None:
+        try:
+            gate = Gate(rec["gate"])
+        except (KeyError, ValueError):
+            return
+        metrics = rec.get("metrics") or {}
+        metric = next((float(v) for v in metrics.values() if isinstance(v, int | float)), 0.0)
+        self.submit(
+            GateEvent(
+                0,
+                self._ts(self.now),
+                int(rec.get("site") or 0),
+                self._kernel_id(rec.get("kernel") or rec.get("seed_id")),
+                gate,
+                bool(rec.get("passed", False)),
+                ReasonCode.from_text(str(rec.get("reason", ""))),
+                metric if metric == metric and abs(metric) != float("inf") else 0.0,
+            )
+        )
+
+    # ------------------------------------------------------------------ time
+
+    def _periodic(self, now: float) -> None:
+        r = self.rhythm
+        if r.last_beat_t is not None and now - r.last_beat_t >= ASYSTOLE_S and not r.asystole_reported:
+            gap_ms = int(round((now - r.last_beat_t) * 1000))
+            self.submit(
+                AnomalyEvent(0, self._ts(now), AnomalyKind.ASYSTOLE, Severity.CRITICAL, gap_ms, gap_ms, 0.9),
+                now,
+            )
+            r.asystole_reported = True
+        while now >= self.next_counts:
+            period = int(round(self.next_counts - self.counts_since))
+            c = self.counts
+            self.submit(
+                BeatCounts(0, self._ts(self.next_counts), period, c["N"], c["S"], c["V"], c["F"], c["Q"]),
+                self.next_counts,
+            )
+            self.counts = {k: 0 for k in c}
+            self.counts_since = self.next_counts
+            self.next_counts += COUNTS_EVERY_S
+        while now >= self.next_summary:
+            self.submit(self._heartbeat(self.next_summary), self.next_summary)
+            self.next_summary += self.summary_every_s
+        while now >= self.next_link_stats:
+            self.submit(self._link_stats(self.next_link_stats), self.next_link_stats)
+            self.next_link_stats += self.link_stats_every_s
+
+    def _heartbeat(self, t: float) -> DeviceStatus:
+        st = self.status_fn() if self.status_fn is not None else {}
+        return DeviceStatus(
+            0,
+            self._ts(t),
+            int(max(0, min(100, round(float(st.get("battery_pct", 100)))))),
+            int(t),
+            Slot.B if st.get("slot") == "b" else Slot.A,
+            int(st.get("firmware_version", 0)) % 256,
+            ErrorFlags(int(st.get("error_flags", 0))),
+        )
+
+    def _link_stats(self, t: float) -> LinkStats:
+        led = self.link.ledger
+        return LinkStats(
+            0,
+            self._ts(t),
+            -110,
+            7.5,
+            int(led.airtime_s * 1000),
+            round(min(1.0, max(0.0, self.link.budget.duty_cycle_left(t))), 4),
+            led.lost + led.outage,
+        )
+
+    def tick(self, now: float) -> None:
+        """After each chunk: periodic records, downlinks that came in, the link, then the queue onto flash."""
+        self.now = max(self.now, now)
+        if self.downlinks is not None:
+            for kind, payload in self.downlinks():
+                self.link.queue_downlink(kind, payload, now)
+        self._periodic(now)
+        self.link.tick(now)
+        if self.flash is not None:
+            self.flash.persist()
+
+    def close(self, now: float | None = None) -> None:
+        if now is not None:
+            self.tick(now)
+        if self.flash is not None:
+            self.flash.persist()
+
+    def summary(self) -> dict[str, Any]:
+        q, s, led = self.queue.stats, self.link.scheduler.stats, self.link.ledger
+        return {
+            "link": self.link.profile.name,
+            "records": q.submitted,
+            "merged": q.merged,
+            "queued": len(self.queue),
+            "dropped": q.dropped,
+            "acked": q.acked,
+            "resent": q.resent,
+            "uplinks": led.uplinks,
+            "delivered": led.delivered,
+            "airtime_s": round(led.airtime_s, 3),
+            "critical_packets": s.critical_packets,
+            "downlinks": led.downlinks_received,
+        }

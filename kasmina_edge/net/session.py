@@ -1,0 +1,222 @@
+"""One device on one link: its uplink scheduler, the simulated medium, and the network's downlink queue.
+
+:class:`DeviceLink` is the device side of the whole telemetry path in simulated time. ``tick(now)`` sends what
+the scheduler wants to send, passes every uplink through the :class:`~kasmina_edge.net.link.Channel` (loss,
+latency, faults) and hands the ones that arrive to a :class:`Transport` (an MQTT client, or an in-memory
+monitor in tests and benchmarks) as :class:`~kasmina_edge.net.packet.Uplink` envelopes. Downlinks from the cloud
+(acks, signed commands, OTA fragments) are queued with :meth:`DeviceLink.queue_downlink`: on LoRaWAN they reach
+the device only in the receive window after one of its uplinks (Class A), on IP links after the channel's latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kasmina_edge.catalog import LoRaProfile
+from kasmina_edge.contracts.errors import FrameError
+from kasmina_edge.net.link import Channel, ClassADownlinks, FairUseLedger, LinkProfile, radio_budget
+from kasmina_edge.net.packet import Ack, Uplink
+from kasmina_edge.net.priority import Priority
+from kasmina_edge.net.uplink import RecordQueue, SentPacket, TelemetryPlan, UplinkScheduler
+
+# Downlink kinds, each with a one-byte tag on LoRaWAN (ack, signed command, OTA) so one queue carries all three.
+DOWNLINK_TAGS = {"ack": 0xA0, "cmd": 0xC0, "ota": 0xD0}
+_TAG_KINDS = {v: k for k, v in DOWNLINK_TAGS.items()}
+
+
+class Transport(Protocol):
+    """Where uplinks that crossed the medium go (the network server's integration: MQTT, or a test's monitor)."""
+
+    def publish_uplink(self, uplink: Uplink, kind: str, qos: int) -> None: ...
+
+
+@dataclass
+class LinkLedger:
+    """What the device spent and what became of it."""
+
+    uplinks: int = 0
+    delivered: int = 0
+    lost: int = 0
+    outage: int = 0
+    airtime_s: float = 0.0
+    downlinks_received: int = 0
+    downlinks_lost: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)  # the airtime ledger (keep_log)
+
+
+def _kind_of(sent: SentPacket) -> str:
+    from kasmina_edge.contracts.codec import kind_name
+
+    kinds = {kind_name(r.record) for r in sent.packet.records}
+    return kinds.pop() if len(kinds) == 1 else "batch"
+
+
+class DeviceLink:
+    """A device's radio, the medium and the network side, driven in simulated seconds."""
+
+    def __init__(
+        self,
+        device_id: str,
+        profile: LinkProfile,
+        transport: Transport,
+        *,
+        queue: RecordQueue | None = None,
+        plan: TelemetryPlan | None = None,
+        channel: Channel | None = None,
+        fair_use: bool = True,
+        keep_log: bool = False,
+        on_downlink: Callable[[str, bytes, float], None] | None = None,
+        epoch_unix: float = 0.0,
+    ) -> None:
+        self.device_id = device_id
+        self.profile = profile
+        self.transport = transport
+        self.queue = queue if queue is not None else RecordQueue()
+        self.budget = radio_budget(profile, fair_use=fair_use, keep_log=keep_log)
+        self.scheduler = UplinkScheduler(self.queue, self.budget, plan)
+        self.channel = channel or Channel(profile)
+        self.lora = isinstance(profile, LoRaProfile)
+        self.network: ClassADownlinks | None = None
+        if isinstance(profile, LoRaProfile):
+            fair = (
+                FairUseLedger(profile.fair_use.uplink_airtime_s_per_day, profile.fair_use.downlinks_per_day)
+                if fair_use
+                else None
+            )
+            self.network = ClassADownlinks(self.channel, fair_use=fair)
+        self._ip_downlinks: list[tuple[float, int, str, bytes]] = []  # (arrival, order, kind, payload)
+        self._order = itertools.count()
+        self.on_downlink = on_downlink
+        self.epoch_unix = epoch_unix
+        self.ledger = LinkLedger()
+        self.keep_log = keep_log
+        self.now = 0.0
+
+    # ------------------------------------------------------------------ uplink
+
+    def tick(self, now: float) -> list[SentPacket]:
+        """Everything the device sends at ``now`` (several packets only on broadband links)."""
+        self.now = max(self.now, now)
+        self._deliver_ip_downlinks(now)
+        sent: list[SentPacket] = []
+        for _ in range(64):  # a broadband link may drain a backlog; LoRa sends at most one
+            packet = self.scheduler.poll(now)
+            if packet is None:
+                break
+            sent.append(packet)
+            self._carry(packet)
+            if self.lora:
+                break
+        return sent
+
+    def _carry(self, sent: SentPacket) -> None:
+        from kasmina_edge.net.link import Transmission
+
+        tx = Transmission(sent.start, sent.airtime_s, sent.size_bytes)
+        delivery = self.channel.uplink(tx)
+        led = self.ledger
+        led.uplinks += 1
+        led.airtime_s += sent.airtime_s
+        led.delivered += delivery.delivered
+        led.lost += delivery.reason == "lost"
+        led.outage += delivery.reason == "outage"
+        if self.keep_log:
+            led.log.append(
+                {
+                    "t": round(sent.start, 3),
+                    "airtime_s": round(sent.airtime_s, 4),
+                    "bytes": sent.size_bytes,
+                    "records": len(sent.packet.records),
+                    "priority": sent.priority.name.lower(),
+                    "outcome": delivery.reason,
+                }
+            )
+        if delivery.delivered:
+            uplink = Uplink(
+                device=self.device_id,
+                link=self.profile.name,
+                fcnt=sent.fcnt,
+                sent_at=sent.start,
+                arrival_at=delivery.arrival_at,
+                airtime_s=sent.airtime_s,
+                payload=sent.payload,
+                epoch_unix=self.epoch_unix,
+                fport=sent.fport,
+            )
+            qos = 1 if sent.priority >= Priority.EVENT else 0
+            self.transport.publish_uplink(uplink, _kind_of(sent), qos)
+        if self.network is not None:
+            down = self.network.on_uplink(delivery)
+            if down is not None:
+                if down.delivery.delivered:
+                    self._device_receives(down.payload, down.delivery.arrival_at)
+                else:
+                    self.ledger.downlinks_lost += 1
+
+    # ------------------------------------------------------------------ downlink
+
+    def queue_downlink(self, kind: str, payload: bytes, now: float | None = None) -> None:
+        """A downlink from the cloud for this device (``kind``: ack, cmd, ota)."""
+        if kind not in DOWNLINK_TAGS:
+            raise FrameError(f"unknown downlink kind {kind!r}")
+        at = self.now if now is None else now
+        if self.network is not None:
+            framed = bytes([DOWNLINK_TAGS[kind]]) + payload
+            if kind == "ack":  # a newer ack supersedes one still waiting
+                kept = [p for p in self.network.queue if p[:1] != bytes([DOWNLINK_TAGS["ack"]])]
+                self.network.queue.clear()
+                self.network.queue.extend(kept)
+            self.network.enqueue(framed)
+            return
+        delivery = self.channel.downlink(at, len(payload))
+        if delivery.delivered:
+            heapq.heappush(self._ip_downlinks, (delivery.arrival_at, next(self._order), kind, payload))
+        else:
+            self.ledger.downlinks_lost += 1
+
+    def _deliver_ip_downlinks(self, now: float) -> None:
+        while self._ip_downlinks and self._ip_downlinks[0][0] <= now:
+            at, _, kind, payload = heapq.heappop(self._ip_downlinks)
+            self._dispatch(kind, payload, at)
+
+    def _device_receives(self, framed: bytes, at: float) -> None:
+        kind = _TAG_KINDS.get(framed[0]) if framed else None
+        if kind is None:
+            return
+        self._dispatch(kind, framed[1:], at)
+
+    def _dispatch(self, kind: str, payload: bytes, at: float) -> None:
+        self.ledger.downlinks_received += 1
+        if kind == "ack":
+            try:
+                ack = (
+                    Ack.decode(payload, self.queue.next_seq)
+                    if self.lora
+                    else Ack.from_json(json.loads(payload))
+                )
+            except (FrameError, ValueError):
+                return
+            self.scheduler.on_ack(ack, at)
+        if self.on_downlink is not None:
+            self.on_downlink(kind, payload, at)
+
+    def next_wakeup(self, now: float) -> float:
+        t = self.scheduler.next_wakeup(now)
+        if self._ip_downlinks:
+            t = min(t, self._ip_downlinks[0][0])
+        return t
+
+    def pending_downlinks(self) -> int:
+        return len(self.network.queue) if self.network is not None else len(self._ip_downlinks)
+
+
+def encode_ack_for(profile: LinkProfile, ack: Ack) -> bytes:
+    """An ack as the link carries it: binary on LoRaWAN, JSON elsewhere."""
+    if isinstance(profile, LoRaProfile):
+        return ack.encode()
+    return json.dumps(ack.to_json(), separators=(",", ":")).encode()
