@@ -78,7 +78,16 @@ class Estimate:
 
 # ------------------------------------------------------------------------------------------ costs
 
-_TFLITE_DTYPES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1, 10: 8}  # float32, float16, int32, uint8, int64, int16, int8, float64
+_TFLITE_DTYPES = {
+    0: 4,
+    1: 2,
+    2: 4,
+    3: 1,
+    4: 8,
+    7: 2,
+    9: 1,
+    10: 8,
+}  # float32, float16, int32, uint8, int64, int16, int8, float64
 
 
 def tflite_cost(data: bytes, name: str = "artifact") -> ArtifactCost:
@@ -189,13 +198,17 @@ def artifact_cost(data: bytes, fmt: str, name: str = "artifact", site_length: in
 
 
 def _dtype_rate(profile: HardwareProfile, dtype: str) -> float:
-    key = {"int8": "int8", "int4": "int4", "float32": "fp32", "fp32": "fp32", "fp16": "fp16"}.get(dtype, "int8")
+    key = {"int8": "int8", "int4": "int4", "float32": "fp32", "fp32": "fp32", "fp16": "fp16"}.get(
+        dtype, "int8"
+    )
     if key not in profile.peak_ops_per_s and key == "int4":
         key = "int8"
     return profile.effective_ops_per_s(key)  # type: ignore[arg-type]
 
 
-def estimate_artifact(cost: ArtifactCost, profile: HardwareProfile, *, resident_weight_bytes: int | None = None) -> Estimate:
+def estimate_artifact(
+    cost: ArtifactCost, profile: HardwareProfile, *, resident_weight_bytes: int | None = None
+) -> Estimate:
     """One invoke of one artifact on ``profile``. ``resident_weight_bytes``: all weights that must share the
     on-chip memory with this artifact's (every artifact of the bundle, loaded at boot)."""
     mem = profile.memory
@@ -205,10 +218,16 @@ def estimate_artifact(cost: ArtifactCost, profile: HardwareProfile, *, resident_
         weights_in, w_bw = "flash", mem.offchip_bandwidth_Bps
     elif mem.param_cache_bytes is not None:
         fits = resident <= mem.param_cache_bytes
-        weights_in, w_bw = ("parameter cache", mem.onchip_bandwidth_Bps) if fits else ("host link", mem.offchip_bandwidth_Bps)
+        weights_in, w_bw = (
+            ("parameter cache", mem.onchip_bandwidth_Bps)
+            if fits
+            else ("host link", mem.offchip_bandwidth_Bps)
+        )
     else:
         fits = resident <= mem.sram_bytes
-        weights_in, w_bw = ("cache", mem.onchip_bandwidth_Bps) if fits else ("dram", mem.offchip_bandwidth_Bps)
+        weights_in, w_bw = (
+            ("cache", mem.onchip_bandwidth_Bps) if fits else ("dram", mem.offchip_bandwidth_Bps)
+        )
     memory = cost.weight_bytes / w_bw + cost.activation_bytes / mem.onchip_bandwidth_Bps
     link = 0.0
     if profile.host_link is not None and profile.kind == "accelerator":
@@ -238,7 +257,9 @@ class ChainEstimate:
         return out
 
 
-def estimate_chain(costs: list[ArtifactCost], profile: HardwareProfile, whole: ArtifactCost | None = None) -> ChainEstimate:
+def estimate_chain(
+    costs: list[ArtifactCost], profile: HardwareProfile, whole: ArtifactCost | None = None
+) -> ChainEstimate:
     resident = sum(c.weight_bytes for c in costs)
     per = [estimate_artifact(c, profile, resident_weight_bytes=resident) for c in costs]
     w = estimate_artifact(whole, profile) if whole is not None else None
@@ -263,8 +284,10 @@ class ControllerWork:
     def flops(self) -> float:
         n = self.feature_samples
         welch = 2.5 * n * math.log2(max(n, 2)) + 8 * n  # rfft + window/detrend + |X|^2 + band sums
-        beats = self.beats_in_window * self.beat_samples * 10 + self.beat_samples * self.beats_in_window * math.log2(
-            max(self.beats_in_window, 2))  # mean removal, median, correlations
+        beats = (
+            self.beats_in_window * self.beat_samples * 10
+            + self.beat_samples * self.beats_in_window * math.log2(max(self.beats_in_window, 2))
+        )  # mean removal, median, correlations
         entropy = self.recent_windows * self.n_classes * 20  # log costs ~ 20 flops
         drift = self.site_channels * 6
         rules = 200
@@ -272,7 +295,10 @@ class ControllerWork:
         return welch + beats + entropy + drift + rules + policy
 
     def bytes(self) -> float:
-        return 4.0 * (3 * self.feature_samples + self.beats_in_window * self.beat_samples * 3) + 4.0 * self.policy_params
+        return (
+            4.0 * (3 * self.feature_samples + self.beats_in_window * self.beat_samples * 3)
+            + 4.0 * self.policy_params
+        )
 
 
 @dataclass
@@ -297,7 +323,9 @@ def _float_rate(profile: HardwareProfile) -> tuple[float, list[str]]:
     if "fp32" in profile.peak_ops_per_s:
         return profile.effective_ops_per_s("fp32"), []
     # no float unit in the profile: fixed-point emulation of the feature maths at a quarter of the int8 rate
-    return profile.effective_ops_per_s("int8") / 4.0, [f"{profile.name} lists no fp32 rate: features at int8 rate / 4"]
+    return profile.effective_ops_per_s("int8") / 4.0, [
+        f"{profile.name} lists no fp32 rate: features at int8 rate / 4"
+    ]
 
 
 def estimate_decision(
