@@ -106,6 +106,7 @@ class RunSummary:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     decision_latency_s: list[float] = field(default_factory=list)
+    telemetry: dict[str, Any] | None = None  # what went over the link (``--link``), when a hook was given
 
     @property
     def realtime_factor(self) -> float:
@@ -175,9 +176,11 @@ def run_stream(
     options: RunOptions | None = None,
     on_update: Callable[[DeviceRuntime, dict[str, Any]], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    telemetry: Any | None = None,
 ) -> RunSummary:
     """Stream ``source`` through ``device``; ``on_update`` is called after each chunk with the runtime and the
-    emulator's figures (for a live panel)."""
+    emulator's figures (for a live panel). ``telemetry`` (``firmware_sim.telemetry.RuntimeTelemetry``) gets every
+    event and a tick with the signal time after each chunk."""
     options = options or RunOptions()
     log = JsonlLog(out)
     predictions: list[dict[str, Any]] = []
@@ -198,6 +201,8 @@ def run_stream(
                     bat.inference(est)
             if options.keep_predictions:
                 predictions.append(rec)
+        if telemetry is not None:
+            telemetry.on_event(rec)
         log.write(rec)
 
     booted_box: dict[str, DeviceRuntime] = {}
@@ -229,6 +234,8 @@ def run_stream(
                 battery.radio_frame(options.radio_airtime_s)
                 next_frame += options.radio_every_s
             runtime.platform.battery = battery.charge
+            if telemetry is not None:
+                telemetry.tick(now)
             if not confirmed and runtime.counters.beats >= options.probation_beats:
                 device.confirm()
                 confirmed = True
@@ -241,6 +248,8 @@ def run_stream(
                 break
         if not interrupted:
             runtime.finish()
+    if telemetry is not None:
+        telemetry.close(runtime.signal_time())
     wall = time.perf_counter() - t0
     status = runtime.status()
     log.write({"event": "stop", "interrupted": interrupted, "beats": status["beats"], "t": round(runtime.signal_time(), 3)})
@@ -263,4 +272,5 @@ def run_stream(
         predictions=predictions,
         fallbacks=booted.attempts,
         decision_latency_s=list(runtime.decision_latency_s),
+        telemetry=telemetry.summary() if telemetry is not None else None,
     )

@@ -305,3 +305,75 @@ class RuntimeTelemetry:
             "critical_packets": s.critical_packets,
             "downlinks": led.downlinks_received,
         }
+
+
+# --------------------------------------------------------------------------------------------- assembly
+
+
+class LocalTransport:
+    """``--link`` without ``--mqtt``: uplinks reach an in-process monitor (no broker), acks come straight back."""
+
+    def __init__(self) -> None:
+        from kasmina_edge.net.loopback import LoopbackNetwork
+
+        self.net = LoopbackNetwork()
+        self.published = 0
+
+    def publish_uplink(self, uplink: Any, kind: str, qos: int) -> None:
+        self.published += 1
+        self.net.publish_uplink(uplink, kind, qos)
+
+    def publish_report(self, kind: str, body: dict[str, Any]) -> None:
+        """Command and update outcomes: nothing to carry them to without a broker."""
+
+    def drain(self) -> list[tuple[str, bytes]]:
+        self.net.advance(float("inf"))
+        return []
+
+    def close(self) -> None:
+        self.net.monitor.flush()
+
+
+def parse_link_spec(spec: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME:FAULTS`` (``lorawan-eu868-dr0:outage@600+600,loss:0.05``)."""
+    name, _, faults = spec.partition(":")
+    return name, faults or None
+
+
+def open_device_telemetry(
+    device: str,
+    storage: FlashStorage,
+    link_spec: str | None,
+    mqtt_url: str | None,
+    *,
+    fleet: str = "default",
+    status: Callable[[], dict[str, Any]] | None = None,
+    seed: int = 0,
+) -> tuple[RuntimeTelemetry, Any]:
+    """The telemetry hook for ``kasmina-edge run --link PROFILE --mqtt URL``; returns it and its transport."""
+    from kasmina_edge import catalog
+    from kasmina_edge.net.link import Channel, FaultInjector
+
+    name, faults = parse_link_spec(link_spec or "wifi")
+    profile = catalog.network(name)
+    injector = FaultInjector.parse(faults) if faults else None
+    transport: Any
+    if mqtt_url:
+        from kasmina_edge.net.mqtt import MqttDeviceTransport
+
+        transport = MqttDeviceTransport(mqtt_url, fleet, device)
+        transport.connect()
+    else:
+        transport = LocalTransport()
+    flash = FlashQueue(storage)
+    link = DeviceLink(
+        device,
+        profile,
+        transport,
+        queue=flash.queue,
+        channel=Channel(profile, faults=injector, seed=seed),
+    )
+    if isinstance(transport, LocalTransport):
+        transport.net.attach(link)
+    tel = RuntimeTelemetry(link, flash, status=status, downlinks=transport.drain)
+    return tel, transport

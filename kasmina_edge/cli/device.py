@@ -60,10 +60,12 @@ def run(
     keys: Path = typer.Option(None, "--keys", help="Keys that verify a dir: device's bundle (emu devices keep their own)."),
     static: bool = typer.Option(False, "--static", help="The base model alone: no kernel live at boot, none swapped in."),
     kernels: str = typer.Option("xnnpack", "--kernels", help="LiteRT kernels: xnnpack, builtin or reference."),
+    link: str = typer.Option(None, "--link", help="Telemetry over this network profile, e.g. lorawan-eu868-dr0 (NAME:FAULTS adds faults)."),
+    mqtt: str = typer.Option(None, "--mqtt", help="Publish telemetry to this broker, e.g. mqtt://127.0.0.1:1883."),
 ) -> None:
     """Boot the device from its flash and stream ECG through the on-device runtime, with a live panel."""
     run_device(console, device, ecg, fast=fast, start=start, seconds=seconds, out=out, keys=keys,
-               static=static, kernels=kernels)
+               static=static, kernels=kernels, link=link, mqtt=mqtt)
 
 
 def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
@@ -112,6 +114,8 @@ def run_device(
     devices_root: Path | None = None,
     live: bool = True,
     keep_predictions: bool = False,
+    link: str | None = None,
+    mqtt: str | None = None,
 ) -> Any:
     from dataclasses import replace
 
@@ -147,12 +151,24 @@ def run_device(
                 last[0] = now
                 live_ctx.update(_panel(runtime, emu, title))
 
-    if live_ctx is not None:
-        with live_ctx:
-            summary = run_stream(dev, source, out=out, keys=keys, options=options, on_update=update)
-    else:
-        summary = run_stream(dev, source, out=out, keys=keys, options=options)
+    telemetry, transport = None, None
+    if link or mqtt:
+        from firmware_sim.telemetry import open_device_telemetry
+
+        telemetry, transport = open_device_telemetry(dev.address.name, dev.storage, link, mqtt)
+    try:
+        if live_ctx is not None:
+            with live_ctx:
+                summary = run_stream(dev, source, out=out, keys=keys, options=options, on_update=update,
+                                     telemetry=telemetry)
+        else:
+            summary = run_stream(dev, source, out=out, keys=keys, options=options, telemetry=telemetry)
+    finally:
+        if transport is not None:
+            transport.close()
     _print_summary(con, summary, out)
+    if summary.telemetry is not None:
+        con.print("telemetry: " + ", ".join(f"{k} {v}" for k, v in summary.telemetry.items()))
     return summary
 
 

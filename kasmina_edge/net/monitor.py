@@ -413,6 +413,7 @@ class Monitor:
             return
         view.have.add(fseq)
         view.high = max(view.high, fseq)
+        view.unwrap.high = fseq if view.unwrap.high is None else max(view.unwrap.high, fseq)
         view.records += 1
         self.stats.records += 1
         if not isinstance(record, DeviceStatus):  # the heartbeat's time is to the minute only

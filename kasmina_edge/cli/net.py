@@ -1,0 +1,188 @@
+"""`kasmina-edge broker`, `monitor`, `send` and `ota`: the cloud side of the telemetry path.
+
+    kasmina-edge broker [--port 1883]                       embedded amqtt broker on 127.0.0.1
+    kasmina-edge monitor --mqtt mqtt://127.0.0.1:1883 [--json] [--store runs/monitor.jsonl] [--seconds N]
+    kasmina-edge send patch-01 pause|resume|request-strip|set [KEY=VALUE ...] --mqtt URL
+    kasmina-edge ota bundle.kedge --device patch-01 --mqtt URL
+
+Heavy or optional parts (amqtt, paho) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kasmina_edge.cli.common import console, err_console
+
+
+def broker(
+    port: int = typer.Option(1883, "--port", help="TCP port on 127.0.0.1."),
+    seconds: float = typer.Option(
+        None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C)."
+    ),
+) -> None:
+    """Run an embedded MQTT broker (amqtt) on loopback for a laptop; Ctrl-C stops it."""
+    from kasmina_edge.net.broker import EmbeddedBroker
+
+    with EmbeddedBroker(port) as b:
+        console.print(f"[green]broker[/] listening on {b.url} (loopback only, anonymous); Ctrl-C stops it")
+        deadline = time.monotonic() + seconds if seconds else None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            console.print("stopping broker")
+
+
+def _tls(ca: Path | None, cert: Path | None, key: Path | None) -> Any:
+    if ca is None:
+        return None
+    from kasmina_edge.net.mqtt import TlsFiles
+
+    return TlsFiles(ca, cert, key)
+
+
+def _monitor_table(summary: dict[str, Any]) -> Table:
+    t = Table(
+        title=f"monitor: {summary['messages']:,} messages, {summary['records']:,} records, "
+        f"{summary['duplicates']:,} duplicates, {summary['bad_messages']:,} bad"
+    )
+    for col in (
+        "device",
+        "link",
+        "status",
+        "records",
+        "missing",
+        "dropped",
+        "dup",
+        "bad",
+        "loss",
+        "airtime/h",
+        "duty left",
+        "latency p50",
+        "battery",
+        "seed stages",
+    ):
+        t.add_column(col, justify="left" if col in ("device", "link", "status", "seed stages") else "right")
+    for name, d in summary["devices"].items():
+        duty = d["duty_cycle_left"]
+        lat = d["link_latency_median_s"]
+        t.add_row(
+            name,
+            d["link"],
+            d["status"],
+            f"{d['records']:,}",
+            str(d["missing"]),
+            str(d["dropped_by_device"]),
+            str(d["duplicates"]),
+            str(d["bad_frames"]),
+            f"{100 * d['uplink_loss']:.1f} %",
+            f"{d['airtime_last_hour_s']:.1f} s",
+            "-" if duty is None else f"{100 * duty:.0f} %",
+            "-" if lat is None else f"{lat:.3f} s",
+            "-" if d["battery_pct"] is None else f"{d['battery_pct']} %",
+            " ".join(f"{k}:{v}" for k, v in sorted(d["stages"].items())) or "-",
+        )
+    return t
+
+
+def run_monitor(
+    con: Console,
+    url: str,
+    *,
+    fleet: str = "+",
+    store: Path | None = None,
+    as_json: bool = False,
+    seconds: float | None = None,
+    tls: Any = None,
+    username: str | None = None,
+    password: str | None = None,
+    live: bool = True,
+) -> dict[str, Any]:
+    from kasmina_edge.net.cloud import MonitorService
+    from kasmina_edge.net.monitor import StoredRecord
+
+    def on_record(rec: StoredRecord) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+
+    def log_bad(msg: str) -> None:
+        err_console.print(f"[yellow]bad frame[/] {msg}", highlight=False)
+
+    service = MonitorService(
+        url,
+        fleet=fleet,
+        store=store,
+        on_record=on_record,
+        log_bad=log_bad,
+        tls=tls,
+        username=username,
+        password=password,
+    )
+    service.start()
+    deadline = time.monotonic() + seconds if seconds else None
+    live_ctx: Any = None
+    if live and not as_json and con.is_terminal:
+        from rich.live import Live
+
+        live_ctx = Live(_monitor_table(service.summary()), console=con, refresh_per_second=2)
+        live_ctx.start()
+    else:
+        err_console.print(
+            f"monitor subscribed to fleet {fleet!r} on {url}" + (f", storing to {store}" if store else "")
+        )
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.25)
+            if live_ctx is not None:
+                live_ctx.update(_monitor_table(service.summary()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if live_ctx is not None:
+            live_ctx.stop()
+        service.close()
+    summary = service.monitor.summary()
+    if as_json:
+        sys.stdout.write(json.dumps({"summary": summary}, separators=(",", ":"), default=str) + "\n")
+    else:
+        con.print(_monitor_table(summary))
+    return summary
+
+
+def monitor(
+    mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL (mqtt:// or mqtts://)."),
+    fleet: str = typer.Option("+", "--fleet", help="Fleet to watch ('+': every fleet)."),
+    store: Path = typer.Option(
+        Path("runs/monitor.jsonl"), "--store", help="JSON-lines store (appended; read back on start)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print each record as a JSON line, then a summary line."
+    ),
+    seconds: float = typer.Option(
+        None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C)."
+    ),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts://."),
+    key: Path = typer.Option(None, "--key", help="Client key for mqtts://."),
+) -> None:
+    """Live table of devices, decoded telemetry, seed stages and link budget; everything to a JSON-lines store."""
+    run_monitor(
+        console, mqtt, fleet=fleet, store=store, as_json=as_json, seconds=seconds, tls=_tls(ca, cert, key)
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="broker", help="Embedded MQTT broker on 127.0.0.1 (amqtt).")(broker)
+    app.command(name="monitor", help="Live telemetry monitor: decode, dedup, reorder, link stats, store.")(
+        monitor
+    )
