@@ -6,7 +6,8 @@ strategy id, alpha, telemetry). Two ways to grow a seed:
 
 * **chunk bank** (the fast path): a ``bottleneck_adapter`` of the layer's rank on one chunk is a
   row of two stacked parameters (S, c, r) / (S, r, c), evaluated for all chunks at once by
-  ``kernels.reference.seed_layer_reference`` — thousands of seeds cost one einsum, no Python loop.
+  ``kernels.reference.seed_layer_reference`` — thousands of seeds cost one einsum, no Python loop —
+  or, for CUDA tensors, by the fused Triton kernel (``kernels.seed_layer.seed_layer``).
 * **module seeds**: any other blueprint, on one chunk or on the whole layer (``chunk=None``),
   runs through its own module (few per layer; the forward loops over *live module seeds* only).
 
@@ -52,6 +53,23 @@ from kasmina_edge.host.kernels.reference import (
     FOSSILIZED_CODE,
     seed_layer_reference,
 )
+from kasmina_edge.host.kernels.seed_layer import seed_layer
+
+
+def _bank_forward(
+    flat: torch.Tensor,
+    code: torch.Tensor,
+    alpha: torch.Tensor,
+    w_down: torch.Tensor,
+    w_up: torch.Tensor,
+    dead_eps: float = 0.0,
+    telemetry: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The chunk bank for every chunk at once: the fused Triton kernel (backend auto) for CUDA
+    tensors, the vectorised reference elsewhere."""
+    if flat.is_cuda:
+        return seed_layer(flat, code, alpha, w_down, w_up, dead_eps, telemetry=telemetry)
+    return seed_layer_reference(flat, code, alpha, w_down, w_up, dead_eps, telemetry=telemetry)
 
 
 class SeedError(KasminaError):
@@ -213,7 +231,7 @@ class KasminaLayer(nn.Module):
             alpha = torch.where(self.stage == int(Stage.BLENDING), self.alpha, torch.ones_like(self.alpha))
             flat = xd.permute(0, 2, 1).reshape(-1, self.channels)
             w_down, w_up = self._bank_weights()
-            out_flat, bank_tel = seed_layer_reference(
+            out_flat, bank_tel = _bank_forward(
                 flat, code, alpha, w_down, w_up, self.dead_eps, telemetry=self.telemetry_enabled
             )
             bank_out = out_flat.reshape(x.shape[0], x.shape[2], self.channels).permute(0, 2, 1)
@@ -260,7 +278,7 @@ class KasminaLayer(nn.Module):
             code = torch.where(training, torch.full_like(self.stage, FOSSILIZED_CODE), DORMANT_CODE)
             flat = inc.permute(0, 2, 1).reshape(-1, self.channels)
             w_down, w_up = self._bank_weights()
-            inc_flat, _ = seed_layer_reference(flat, code, self.alpha, w_down, w_up, telemetry=False)
+            inc_flat, _ = _bank_forward(flat, code, self.alpha, w_down, w_up, telemetry=False)
             inc = inc_flat.reshape(out.shape[0], out.shape[2], self.channels).permute(0, 2, 1)
         for sid in self._module_training:
             seed = self._seeds[sid]
