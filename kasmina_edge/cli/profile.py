@@ -1,0 +1,138 @@
+"""`kasmina-edge profile`: estimate (and measure) a bundle or a bare model on the hardware profiles.
+
+    kasmina-edge profile bundle.kedge                       # every profile, one comparison table
+    kasmina-edge profile bundle.kedge --profile coral-usb --measure --html report.html --json report.json
+    kasmina-edge profile model.tflite --profile stm32h743
+
+matplotlib (for --html plots) is imported inside the command only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from kasmina_edge.cli.common import console, fail
+from kasmina_edge.contracts.errors import KasminaError
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_profile(
+    con: Console,
+    path: Path,
+    *,
+    profile: str | None = None,
+    measure: bool = False,
+    html_out: Path | None = None,
+    json_out: Path | None = None,
+    keys: Path | None = None,
+    heart_rate: float = 72.0,
+    network: str | None = None,
+    runs: int = 1000,
+) -> object:
+    """Profile ``path`` and print the tables; returns the report (``profiler.report.Report``)."""
+    from kasmina_edge.catalog import hardware
+    from kasmina_edge.profiler.energy import DEFAULT_NETWORK
+    from kasmina_edge.profiler.render import render
+    from kasmina_edge.profiler.report import Settings, load_subject, measure_subject, profile_subject
+
+    if not 20.0 <= heart_rate <= 250.0:
+        raise KasminaError(f"--heart-rate: {heart_rate:g} bpm is outside 20-250")
+    if runs < 1:
+        raise KasminaError(f"--runs: {runs} must be at least 1")
+    profiles = [hardware(profile)] if profile else None
+    subject = load_subject(path, keys)
+    report = profile_subject(
+        subject, profiles, Settings(heart_rate_bpm=heart_rate, network=network or DEFAULT_NETWORK)
+    )
+    if measure:
+        with con.status("measuring on the runtimes here (one core)..."):
+            measure_subject(report, runs=runs)
+    render(report, con, detail=profile)
+    if json_out is not None:
+        _atomic_write(json_out, json.dumps(report.to_dict(samples=True), indent=1, default=str))
+        con.print(f"json: {json_out}")
+    if html_out is not None:
+        from kasmina_edge.profiler.html import write_html
+
+        _atomic_write(html_out, write_html(report, detail=profile))
+        con.print(f"html: {html_out}")
+    return report
+
+
+def profile_command(
+    path: Path = typer.Argument(..., help="A signed bundle (.kedge) or a model (.tflite, .onnx)."),
+    profile: str = typer.Option(None, "--profile", help="One hardware profile (default: every profile)."),
+    measure: bool = typer.Option(
+        False, "--measure", help="Also run the artifacts on the runtimes here, pinned to one core."
+    ),
+    html_out: Path = typer.Option(
+        None, "--html", help="Write one self-contained HTML page (tables and plots)."
+    ),
+    json_out: Path = typer.Option(None, "--json", help="Write the whole report as JSON."),
+    keys: Path = typer.Option(
+        None, "--keys", help="Public key (folder or PEM) that signed the bundle (default: the keys folder)."
+    ),
+    heart_rate: float = typer.Option(
+        72.0, "--heart-rate", help="Beats per minute, for energy and battery life."
+    ),
+    network: str = typer.Option(
+        None, "--network", help="Network profile the telemetry goes over (default lorawan-eu868-dr5)."
+    ),
+    runs: int = typer.Option(
+        1000, "--runs", help="With --measure: invokes per artifact and backend (at most ~2 s each)."
+    ),
+) -> None:
+    """Estimate a bundle or a model on hardware profiles: latency per op, memory, energy, budgets."""
+    try:
+        run_profile(
+            console,
+            path,
+            profile=profile,
+            measure=measure,
+            html_out=html_out,
+            json_out=json_out,
+            keys=keys,
+            heart_rate=heart_rate,
+            network=network,
+            runs=runs,
+        )
+    except KasminaError as exc:
+        fail(str(exc))
+
+
+def demo_step(con: Console, workdir: Path) -> None:
+    """The profile table of the demo's bundle (written by the build step) on every hardware profile."""
+    bundle = workdir / "build" / "demo-edgetpu.kedge"
+    if not bundle.exists():
+        raise KasminaError(f"{bundle}: the build step did not write the demo bundle")
+    run_profile(
+        con,
+        bundle,
+        keys=workdir / "keys",
+        html_out=workdir / "profile.html",
+        json_out=workdir / "profile.json",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        name="profile",
+        help="Hardware profiler reports: estimate (and --measure) a bundle or a model per profile.",
+    )(profile_command)
