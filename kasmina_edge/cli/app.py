@@ -46,6 +46,7 @@ _MODULES: dict[str, list[tuple[str, int, str]]] = {
         ("flash", 6, "flash a bundle to a device or emulator"),
         ("run", 6, "stream ECG through the on-device runtime"),
     ],
+    "kasmina_edge.cli.profile": [("profile", 10, "hardware profiler reports")],
     "kasmina_edge.cli.net": [
         ("broker", 9, "embedded MQTT broker"),
         ("monitor", 9, "live telemetry monitor"),
@@ -83,7 +84,6 @@ app.add_typer(catalog.profiles_app, name="profiles")
 app.add_typer(catalog.targets_app, name="targets")
 _register_keys()
 _register_modules()
-add_pending(app, "profile", 10, "hardware profiler reports")
 add_pending(app, "send", 9, "signed command to a device")
 add_pending(app, "ota", 9, "over-the-air bundle update")
 add_pending(app, "dashboard", 9, "web dashboard")
