@@ -211,24 +211,28 @@ def _bundle(path: Path, keys: Path) -> tuple[dict, dict[str, bytes]]:  # type: i
 def test_whole_build_writes_a_consistent_bundle(trained_files, tmp_path: Path, target: str) -> None:  # type: ignore[no-untyped-def]
     from kasmina_edge.compile.tflite_graph import run_batched
 
-    ckpt, seeds = trained_files
+    ckpt, seeds, keys = trained_files
     req = BuildRequest(
         checkpoint=ckpt,
         seeds=seeds,
+        keys=keys,
         target=target,
         out=tmp_path / f"{target}.kedge",
         heldout_patients=4,
         parity_windows=600,
     )
     result = build(req)
-    manifest, files = _bundle(result.bundle)  # type: ignore[arg-type]
-    assert [a["name"] for a in manifest["artifacts"]][:5] == [f"segment_{i}" for i in range(5)]
-    assert len(manifest["artifacts"]) == 6 and manifest["chain"]["default_active"] == {
+    manifest, files = _bundle(result.bundle, keys)  # type: ignore[arg-type]
+    for a in manifest["artifacts"]:  # models, the report and firmware sources: every one as hashed
+        assert hashlib.sha256(files[a["file"]]).hexdigest() == a["sha256"], a["name"]
+    models = [a for a in manifest["artifacts"] if a["kind"] in ("segment", "kernel")]
+    assert [a["name"] for a in models][:5] == [f"segment_{i}" for i in range(5)]
+    assert len(models) == 6 and manifest["chain"]["default_active"] == {
         "1": "kernel_s1_test-bottleneck_adapter_site1"
     }
-    for a in manifest["artifacts"]:
+    assert any(a["kind"] == "report" for a in manifest["artifacts"])
+    for a in models:
         data = files[a["file"]]
-        assert hashlib.sha256(data).hexdigest() == a["sha256"]
         ref = np.load(io.BytesIO(files[a["reference"]]))
         if a["format"] == "tflite-int8":  # the artifact reproduces its reference vectors bit for bit
             ins = [ref[f"in{i}"] for i in range(len(a["inputs"]))]
@@ -248,10 +252,11 @@ def test_whole_build_writes_a_consistent_bundle(trained_files, tmp_path: Path, t
 def test_4_bit_build_packs_kernels_that_unpack_to_what_was_tested(trained_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from kasmina_edge.compile.pack4 import unpack_file
 
-    ckpt, seeds = trained_files
+    ckpt, seeds, keys = trained_files
     req = BuildRequest(
         checkpoint=ckpt,
         seeds=seeds,
+        keys=keys,
         target="x86",
         bits=4,
         out=tmp_path / "x86-4.kedge",
@@ -260,7 +265,7 @@ def test_4_bit_build_packs_kernels_that_unpack_to_what_was_tested(trained_files,
         qat_steps=60,
     )
     result = build(req)
-    manifest, files = _bundle(result.bundle)  # type: ignore[arg-type]
+    manifest, files = _bundle(result.bundle, keys)  # type: ignore[arg-type]
     kernel = next(a for a in manifest["artifacts"] if a["kind"] == "kernel")
     assert kernel["packed"] and kernel["format"] == "onnx-qcdq"
     original = unpack_file(files[kernel["file"]], sha256=kernel["unpacked_sha256"])
