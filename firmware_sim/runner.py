@@ -213,6 +213,8 @@ def run_stream(
         raise
     runtime = booted.runtime
     booted_box["rt"] = runtime
+    if telemetry is not None:
+        telemetry.attach(runtime)
     timing_box["t"] = booted.timing
     battery = BatteryModel(booted.boot.profile)
     battery_box["b"] = battery

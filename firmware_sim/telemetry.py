@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from firmware_sim.storage import BLOCK_BYTES, FlashStorage
+from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.lifecycle import Gate, Stage
 from kasmina_edge.contracts.telemetry import (
     AnomalyEvent,
@@ -34,14 +35,23 @@ from kasmina_edge.contracts.telemetry import (
     Severity,
     Slot,
 )
+from kasmina_edge.net.audit import AuditLog
+from kasmina_edge.net.commands import ACK_WIRE_BYTES, CommandHandler, freshness_window_s
+from kasmina_edge.net.priority import Priority
 from kasmina_edge.net.session import DeviceLink
 from kasmina_edge.net.uplink import QueueError, RecordQueue
 
 QUEUE_FILE = "telemetry/queue.json"
+AUDIT_FILE = "audit.jsonl"  # the device's command audit log (append-only, hash-chained)
 VT_MIN_BEATS = 3
 VT_MIN_BPM = 100.0
 ASYSTOLE_S = 3.0
 COUNTS_EVERY_S = 60.0
+SETTABLE = {"summary_every_s": (60.0, 86400.0), "batch_s": (0.0, 60.0)}  # what `send DEVICE set` may change
+
+
+class CommandError(KasminaError):
+    """A command the device accepted but cannot carry out (bad argument, nothing to send)."""
 
 
 class FlashQueue:
@@ -119,6 +129,12 @@ class RuntimeTelemetry:
         self.now = 0.0
         self.produced: list[tuple[int, float, Record]] = []  # (fseq, t, record) for tests and benchmarks
         self.keep_produced = False
+        self.runtime: Any = None  # the DeviceRuntime, once attached (pause/resume, strips, security alert)
+        self.commands: CommandHandler | None = None
+        self.device_key: bytes | None = None
+        self.paused = False
+        self.ota: Any = None  # firmware_sim.ota.OtaReceiver, when updates are enabled
+        link.on_downlink = self._downlink
 
     # ------------------------------------------------------------------ records
 
@@ -138,6 +154,95 @@ class RuntimeTelemetry:
         if name not in self.kernel_ids:
             self.kernel_ids[name] = len(self.kernel_ids)
         return self.kernel_ids[name]
+
+    # ------------------------------------------------------------------ commands
+
+    def attach(self, runtime: Any) -> None:
+        """The runtime the commands act on (``run_stream`` calls this once the device booted)."""
+        self.runtime = runtime
+        if self.status_fn is None:
+            self.status_fn = lambda: {"battery_pct": 100.0 * float(runtime.platform.battery)}
+
+    def enable_commands(self, key: bytes, audit: AuditLog, *, clock: Callable[[], float] = time.time) -> None:
+        self.device_key = key
+        self.commands = CommandHandler(
+            self.link.device_id,
+            key,
+            audit,
+            {"pause": self._pause, "resume": self._resume, "request-strip": self._strip, "set": self._set},
+            clock=clock,
+            window_s=freshness_window_s(self.link.profile),
+            on_refused=self._security_alert,
+        )
+
+    def _downlink(self, kind: str, payload: bytes, at: float) -> None:
+        if kind == "cmd" and self.commands is not None:
+            ack = self.commands.handle(payload)
+            self.link.send_control("cmd_ack", ack, ACK_WIRE_BYTES)
+        elif kind == "ota" and self.ota is not None:
+            self.ota.on_downlink(payload, at)
+
+    def _set_adapt(self, adapt: bool) -> None:
+        rt = self.runtime
+        if rt is not None and hasattr(rt, "config"):
+            rt.config = replace(rt.config, adapt=adapt)
+
+    def _pause(self, args: Any, envelope: Any) -> dict[str, Any]:
+        self.paused = True
+        self._set_adapt(False)
+        return {"adapt": False}
+
+    def _resume(self, args: Any, envelope: Any) -> dict[str, Any]:
+        self.paused = False
+        self._set_adapt(True)
+        return {"adapt": True}
+
+    def _strip(self, args: Any, envelope: Any) -> dict[str, Any]:
+        from kasmina_edge.net.commands import seal_strip
+
+        seconds = args.get("seconds", 2.0)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 4:
+            raise CommandError(
+                f"request-strip seconds={seconds!r}: must be in (0, 4] (the raw buffer holds 4 s)"
+            )
+        if self.runtime is None or self.device_key is None:
+            raise CommandError("no signal yet")
+        sig, _ = self.runtime.raw.view()
+        fs = float(self.runtime.fs)
+        samples = sig[-int(seconds * fs) :]
+        sealed = seal_strip(self.device_key, self.link.device_id, envelope.command.nonce, samples, fs)
+        wire = len(sealed["ciphertext"]) // 2 + 12 + 4  # ciphertext + tag, IV, request id
+        self.link.send_control("strip", sealed, wire)
+        return {"samples": int(samples.shape[0]), "fs": fs, "encrypted_bytes": wire}
+
+    def _set(self, args: Any, envelope: Any) -> dict[str, Any]:
+        changed: dict[str, Any] = {}
+        for key, value in args.items():
+            lo, hi = SETTABLE.get(key, (None, None))
+            if lo is None or hi is None:
+                raise CommandError(f"set {key}: not settable (settable: {', '.join(sorted(SETTABLE))})")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+                raise CommandError(f"set {key}={value!r}: must be a number in [{lo:g}, {hi:g}]")
+            changed[key] = float(value)
+        for key, value in changed.items():
+            if key == "summary_every_s":
+                self.summary_every_s = value
+                self.next_summary = self.now + value
+            elif key == "batch_s":
+                self.link.scheduler.plan = replace(self.link.scheduler.plan, batch_s=value)
+        return changed
+
+    def _security_alert(self, reason: Any, detail: str) -> None:
+        if self.runtime is not None:
+            self.runtime.platform.security_alert = True
+        alert = AnomalyEvent(0, self._ts(self.now), AnomalyKind.OTHER, Severity.CRITICAL, 0, 0, 1.0)
+        self.submit_priority(alert, Priority.CRITICAL)
+
+    def submit_priority(self, record: Record, priority: Priority) -> int:
+        fseq = self.queue.submit(record, self.now, priority)
+        if self.keep_produced:
+            self.produced.append((fseq, self.now, record))
+        return fseq
 
     # ------------------------------------------------------------------ runtime events
 
@@ -323,8 +428,8 @@ class LocalTransport:
         self.published += 1
         self.net.publish_uplink(uplink, kind, qos)
 
-    def publish_report(self, kind: str, body: dict[str, Any]) -> None:
-        """Command and update outcomes: nothing to carry them to without a broker."""
+    def publish_report(self, device: str, kind: str, body: dict[str, Any], arrival_at: float = 0.0) -> None:
+        self.net.publish_report(device, kind, body, arrival_at)
 
     def drain(self) -> list[tuple[str, bytes]]:
         self.net.advance(float("inf"))
@@ -376,4 +481,7 @@ def open_device_telemetry(
     if isinstance(transport, LocalTransport):
         transport.net.attach(link)
     tel = RuntimeTelemetry(link, flash, status=status, downlinks=transport.drain)
+    from kasmina_edge.net.commands import provision_device_key
+
+    tel.enable_commands(provision_device_key(storage.root, device), AuditLog(storage.root / AUDIT_FILE))
     return tel, transport

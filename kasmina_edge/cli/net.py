@@ -181,8 +181,67 @@ def monitor(
     )
 
 
+def _operator_audit(path: Path | None) -> Path:
+    import os
+
+    if path is not None:
+        return path
+    env = os.environ.get("KASMINA_AUDIT_DIR")
+    root = Path(env) if env else Path.home() / ".local" / "share" / "kasmina-edge" / "audit"
+    return root / "operator.jsonl"
+
+
+def send(
+    device: str = typer.Argument(..., help="Device name (patch-01)."),
+    name: str = typer.Argument(..., help="pause, resume, request-strip or set."),
+    args: list[str] = typer.Argument(
+        None, help="KEY=VALUE arguments (set summary_every_s=600; request-strip seconds=2)."
+    ),
+    mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL."),
+    fleet: str = typer.Option("default", "--fleet", help="The device's fleet."),
+    key: Path = typer.Option(None, "--key", help="Command key file (default: the operator key store)."),
+    timeout: float = typer.Option(
+        30.0, "--timeout", help="Seconds to wait for the device's acknowledgement."
+    ),
+    audit: Path = typer.Option(
+        None, "--audit", help="Operator audit log (default ~/.local/share/kasmina-edge/audit/operator.jsonl)."
+    ),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
+) -> None:
+    """Send a signed command; the device verifies it, acts, and acknowledges (both sides audit it)."""
+    from kasmina_edge.cli.common import fail
+    from kasmina_edge.net.audit import AuditLog
+    from kasmina_edge.net.commands import operator_key, parse_set_args, send_command
+
+    result = send_command(
+        mqtt,
+        device,
+        name,
+        parse_set_args(args or []),
+        operator_key(device, key),
+        AuditLog(_operator_audit(audit)),
+        fleet=fleet,
+        timeout_s=timeout,
+        tls=_tls(ca, None, None),
+    )
+    if result.status == "timeout":
+        fail(
+            f"{name} to {device}: no acknowledgement within {timeout:.0f} s (on LoRaWAN it waits for the "
+            "device's next uplink; the command stays fresh for 6 h)"
+        )
+    if result.status != "ok":
+        reason = (result.ack or {}).get("reason", "")
+        fail(f"{name} to {device}: {result.status}" + (f" ({reason})" if reason else ""))
+    detail = (result.ack or {}).get("result")
+    console.print(
+        f"[green]{name}[/] acknowledged by {device} in {result.seconds:.2f} s"
+        + (f": {detail}" if detail else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="broker", help="Embedded MQTT broker on 127.0.0.1 (amqtt).")(broker)
     app.command(name="monitor", help="Live telemetry monitor: decode, dedup, reorder, link stats, store.")(
         monitor
     )
+    app.command(name="send", help="Signed command to a device (pause, resume, request-strip, set).")(send)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import math
+from typing import Any
 
 from kasmina_edge.net import topics
 from kasmina_edge.net.monitor import Monitor
@@ -46,6 +48,10 @@ class LoopbackNetwork:
         self.published += 1
         topic = topics.telemetry(self.fleet, uplink.device, kind)
         heapq.heappush(self._inflight, (uplink.arrival_at, next(self._order), topic, uplink.to_bytes()))
+
+    def publish_report(self, device: str, kind: str, body: dict[str, Any], arrival_at: float) -> None:
+        data = json.dumps(body, separators=(",", ":"), default=str).encode()
+        self.publish_raw(topics.telemetry(self.fleet, device, kind), data, arrival_at)
 
     def publish_raw(self, topic: str, payload: bytes, at: float) -> None:
         heapq.heappush(self._inflight, (at, next(self._order), topic, payload))

@@ -312,7 +312,7 @@ class Monitor:
             return []
         if t.channel != "telemetry":
             return []  # our own acks, commands and offers echoed back
-        if t.kind in ("cmd_ack", "ota_report"):
+        if t.kind in ("cmd_ack", "ota_report", "ota_req", "strip"):
             self._report(t, payload)
             return []
         try:
@@ -495,7 +495,7 @@ class Monitor:
             return
         if t.kind == "cmd_ack":
             view.last_commands = [*view.last_commands[-9:], body]
-        else:
+        elif t.kind == "ota_report":
             view.last_ota = body
         self.store.write({"fleet": t.fleet, "device": t.device, t.kind or "report": body, "at": time.time()})
 

@@ -249,8 +249,8 @@ class MqttDeviceTransport:
         self.published += 1
         self.client.publish(topics.telemetry(self.fleet, self.device, kind), uplink.to_bytes(), qos=qos)
 
-    def publish_report(self, kind: str, body: dict[str, Any]) -> None:
-        """A command acknowledgement or an update report (``cmd_ack``, ``ota_report``)."""
+    def publish_report(self, device: str, kind: str, body: dict[str, Any], arrival_at: float = 0.0) -> None:
+        """A command acknowledgement, update report or strip (``cmd_ack``, ``ota_report``, ``strip``)."""
         data = json.dumps(body, separators=(",", ":"), default=str).encode()
         self.client.publish(topics.telemetry(self.fleet, self.device, kind), data, qos=1)
 

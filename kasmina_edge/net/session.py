@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kasmina_edge.catalog import LoRaProfile
-from kasmina_edge.contracts.errors import FrameError
+from kasmina_edge.contracts.errors import FrameError, KasminaError
 from kasmina_edge.net.link import Channel, ClassADownlinks, FairUseLedger, LinkProfile, radio_budget
 from kasmina_edge.net.packet import Ack, Uplink
 from kasmina_edge.net.priority import Priority
@@ -33,6 +33,19 @@ class Transport(Protocol):
     """Where uplinks that crossed the medium go (the network server's integration: MQTT, or a test's monitor)."""
 
     def publish_uplink(self, uplink: Uplink, kind: str, qos: int) -> None: ...
+
+    def publish_report(self, device: str, kind: str, body: dict[str, Any], arrival_at: float) -> None: ...
+
+
+@dataclass
+class Control:
+    """A device message that is not a telemetry record (command ack, update report, strip), sized for the air."""
+
+    kind: str
+    body: dict[str, Any]
+    wire_bytes: int
+    sent_parts: int = 0
+    lost_parts: int = 0
 
 
 @dataclass
@@ -96,6 +109,9 @@ class DeviceLink:
         self.ledger = LinkLedger()
         self.keep_log = keep_log
         self.now = 0.0
+        self.controls: list[Control] = []
+        self.controls_sent = 0
+        self.controls_lost = 0
 
     # ------------------------------------------------------------------ uplink
 
@@ -103,6 +119,8 @@ class DeviceLink:
         """Everything the device sends at ``now`` (several packets only on broadband links)."""
         self.now = max(self.now, now)
         self._deliver_ip_downlinks(now)
+        if self.controls and self._send_control(now) and self.lora:
+            return []  # the uplink opportunity went to the control message
         sent: list[SentPacket] = []
         for _ in range(64):  # a broadband link may drain a backlog; LoRa sends at most one
             packet = self.scheduler.poll(now)
@@ -157,6 +175,58 @@ class DeviceLink:
                     self._device_receives(down.payload, down.delivery.arrival_at)
                 else:
                     self.ledger.downlinks_lost += 1
+
+    # ------------------------------------------------------------------ control messages
+
+    def send_control(self, kind: str, body: dict[str, Any], wire_bytes: int) -> None:
+        """Queue a control message; it goes ahead of telemetry, split into link-sized parts if it must be."""
+        self.controls.append(Control(kind, body, max(1, wire_bytes)))
+
+    def _send_control(self, now: float) -> bool:
+        """Send the next part of the first control message if the radio may; True if something went out."""
+        from kasmina_edge.net.link import Transmission
+
+        c = self.controls[0]
+        limit = self.budget.max_payload_bytes
+        parts = -(-c.wire_bytes // limit)
+        size = min(limit, c.wire_bytes - c.sent_parts * limit)
+        try:
+            start = self.budget.earliest_tx(now, size)
+        except KasminaError:
+            self.controls.pop(0)
+            return False
+        if start > now + 1e-9:
+            return False
+        tx = self.budget.commit(now, size)
+        delivery = self.channel.uplink(Transmission(tx.start, tx.airtime_s, size))
+        self.ledger.uplinks += 1
+        self.ledger.airtime_s += tx.airtime_s
+        self.ledger.delivered += delivery.delivered
+        c.sent_parts += 1
+        c.lost_parts += not delivery.delivered
+        if self.keep_log:
+            self.ledger.log.append(
+                {
+                    "t": round(tx.start, 3),
+                    "airtime_s": round(tx.airtime_s, 4),
+                    "bytes": size,
+                    "records": 0,
+                    "priority": "control",
+                    "outcome": delivery.reason,
+                }
+            )
+        if c.sent_parts >= parts:
+            self.controls.pop(0)
+            if c.lost_parts == 0:  # a message with a lost part does not reassemble
+                self.controls_sent += 1
+                self.transport.publish_report(self.device_id, c.kind, c.body, delivery.arrival_at)
+            else:
+                self.controls_lost += 1
+        if self.network is not None:
+            down = self.network.on_uplink(delivery)
+            if down is not None and down.delivery.delivered:
+                self._device_receives(down.payload, down.delivery.arrival_at)
+        return True
 
     # ------------------------------------------------------------------ downlink
 
