@@ -101,16 +101,18 @@ def check(
     mine = _targets(profile, targets)
     for fam in sorted({family(a.format) for a in artifacts}):
         if profile.runtime not in RUNTIMES_FOR_FORMAT.get(fam, frozenset()):
-            runs = "TFLite" if profile.runtime != "onnxruntime" else "ONNX"
+            kind = "TFLite" if profile.runtime != "onnxruntime" else "ONNX"
             limits.append(
-                Limit("runtime", f"{fam} artifacts: {profile.name} runs {profile.runtime} ({runs} only)")
+                Limit("runtime", f"{fam} artifacts: {profile.name} runs {profile.runtime} ({kind} only)")
             )
-    if limits:
-        return limits, notes
+    loadable = not limits
     four = [a for a in artifacts if a.bits == 4]
     if four:
         fam = family(four[0].format)
-        allowed = sorted({b for t in mine if family(t.format) == fam for b in t.bits_allowed})
+        same = [
+            t for t in mine if family(t.format) == fam
+        ] or mine  # no target of that format: any of its own
+        allowed = sorted({b for t in same for b in t.bits_allowed})
         if 4 not in allowed:
             limits.append(
                 Limit(
@@ -119,6 +121,8 @@ def check(
                     f"({', '.join(profile.targets)}) allow {'/'.join(map(str, allowed)) or 'none'}-bit",
                 )
             )
+    if not loadable:
+        return limits, notes  # the rest assumes the runtime can load the artifacts
     for a in artifacts:
         key = {"float32": "fp32", "float16": "fp16", "int4": "int4"}.get(a.dtype, "int8")
         if key == "int4":

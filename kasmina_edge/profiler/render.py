@@ -213,24 +213,14 @@ def decision_table(report: Report) -> Table:
 
 
 def measured_table(report: Report) -> Table:
-    t = Table(title="measured here (one core, warm), beside the estimate")
-    for col in (
-        "artifact",
-        "backend",
-        "runs",
-        "p50",
-        "p90",
-        "p99",
-        "p99/p50",
-        "estimate",
-        "profile",
-        "est/meas",
-    ):
-        t.add_column(col, justify="left" if col in ("artifact", "backend", "profile") else "right")
-    host = _host_result(report)
+    t = Table(
+        title="measured here (one core, warm); beside it the host profile's estimate on the same runtime"
+    )
+    for col in ("artifact", "backend", "runs", "p50", "p90", "p99", "p99/p50", "estimate", "est/meas"):
+        t.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
+    cal = {(c["artifact"], c["backend"]): c for c in report.calibration()}
     for m in report.measurements:
-        est = host.latencies.get(m.artifact) if host else None
-        ratio = est.total_s / m.p50_s if est and m.p50_s > 0 else None
+        c = cal.get((m.artifact, m.backend))
         t.add_row(
             m.artifact,
             m.backend,
@@ -239,20 +229,10 @@ def measured_table(report: Report) -> Table:
             fmt_s(m.p90_s),
             fmt_s(m.p99_s),
             f"{m.spread:.2f}",
-            fmt_s(est.total_s) if est else "-",
-            host.profile if host and est else "-",
-            f"{ratio:.2f}" if ratio is not None else "-",
+            fmt_s(c["estimate_s"]) if c else "-",
+            f"{c['ratio']:.2f}" if c else "-",
         )
     return t
-
-
-def _host_result(report: Report) -> ProfileResult | None:
-    """The profile the measurements are set beside: the only one profiled, else this machine's kind (the
-    x86 host profile) when it is compatible."""
-    compatible = report.compatible()
-    if len(report.results) == 1:
-        return compatible[0] if compatible else None
-    return next((r for r in compatible if r.kind == "host"), None)
 
 
 def arena_table(report: Report) -> Table:

@@ -363,6 +363,31 @@ class Report:
     def compatible(self) -> list[ProfileResult]:
         return [r for r in self.results if r.compatible]
 
+    def host_result(self) -> ProfileResult | None:
+        """The profile the measurements stand beside: this machine's kind (the x86 host profile), when
+        compatible. A device profile's estimate is for that device: a measurement here says nothing of it."""
+        return next((r for r in self.compatible() if r.kind == "host"), None)
+
+    def calibration(self) -> list[dict[str, Any]]:
+        """Estimated vs measured for every measurement on the host profile's own runtime."""
+        host = self.host_result()
+        rows: list[dict[str, Any]] = []
+        for m in self.measurements:
+            est = host.latencies.get(m.artifact) if host and m.backend.startswith(host.runtime) else None
+            if host is None or est is None or m.p50_s <= 0:
+                continue
+            rows.append(
+                {
+                    "artifact": m.artifact,
+                    "backend": m.backend,
+                    "profile": host.profile,
+                    "estimate_s": est.total_s,
+                    "measured_p50_s": m.p50_s,
+                    "ratio": est.total_s / m.p50_s,
+                }
+            )
+        return rows
+
     def to_dict(self, per_op: bool = True, samples: bool = False) -> dict[str, Any]:
         s = self.subject
         return {
@@ -386,6 +411,7 @@ class Report:
             "elapsed_s": self.elapsed_s,
             "profiles": [r.to_dict(per_op) for r in self.results],
             "measurements": [m.to_dict(samples) for m in self.measurements],
+            "calibration": self.calibration(),
             "measure_notes": list(self.measure_notes),
             "tflm_arenas": [a.to_dict() for a in self.arenas],
         }
