@@ -110,14 +110,27 @@ def make_library(checkpoint: Path, out: Path, con: Console, steps: int = 200, se
     return out
 
 
+def bench_keys(work: Path) -> Path:
+    """The bench signs with keys of its own (made once under --work), never the user's."""
+    from kasmina_edge.contracts.bundle import init_keys
+
+    keys = work / "keys"
+    if not (keys / "bundle-signing.key").exists():
+        init_keys(keys)
+    return keys
+
+
 def bench_target(
     target: str, bits: int, checkpoint: Path, seeds: Path, work: Path, con: Console
 ) -> dict[str, Any]:
     from kasmina_edge.compile.pipeline import BuildRequest, build
 
     out = work / f"{target}-{bits}bit.kedge"
+    keys = bench_keys(work)
     t0 = time.perf_counter()
-    result = build(BuildRequest(checkpoint=checkpoint, seeds=seeds, target=target, bits=bits, out=out), con)
+    result = build(
+        BuildRequest(checkpoint=checkpoint, seeds=seeds, target=target, bits=bits, out=out, keys=keys), con
+    )
     wall = time.perf_counter() - t0
     rep = result.report
     return {"target": target, "bits": bits, "wall_s": round(wall, 2), "report": rep.to_dict()}
