@@ -175,10 +175,17 @@ class RuntimeTelemetry:
             on_refused=self._security_alert,
         )
 
+    def enable_ota(self, receiver: Any) -> None:
+        """Updates: the signed offer becomes the ``ota-offer`` command's action, pieces go to the receiver."""
+        self.ota = receiver
+        if self.commands is not None:
+            self.commands.actions["ota-offer"] = receiver.on_offer
+
     def _downlink(self, kind: str, payload: bytes, at: float) -> None:
-        if kind == "cmd" and self.commands is not None:
-            ack = self.commands.handle(payload)
-            self.link.send_control("cmd_ack", ack, ACK_WIRE_BYTES)
+        if kind == "cmd" or (kind == "ota" and payload[:1] == b"{"):  # commands and signed offers
+            if self.commands is not None:
+                ack = self.commands.handle(payload)
+                self.link.send_control("cmd_ack", ack, ACK_WIRE_BYTES)
         elif kind == "ota" and self.ota is not None:
             self.ota.on_downlink(payload, at)
 
@@ -384,6 +391,8 @@ class RuntimeTelemetry:
             for kind, payload in self.downlinks():
                 self.link.queue_downlink(kind, payload, now)
         self._periodic(now)
+        if self.ota is not None:
+            self.ota.tick(now)
         self.link.tick(now)
         if self.flash is not None:
             self.flash.persist()
@@ -454,6 +463,7 @@ def open_device_telemetry(
     fleet: str = "default",
     status: Callable[[], dict[str, Any]] | None = None,
     seed: int = 0,
+    emulated: Any = None,
 ) -> tuple[RuntimeTelemetry, Any]:
     """The telemetry hook for ``kasmina-edge run --link PROFILE --mqtt URL``; returns it and its transport."""
     from kasmina_edge import catalog
@@ -484,4 +494,8 @@ def open_device_telemetry(
     from kasmina_edge.net.commands import provision_device_key
 
     tel.enable_commands(provision_device_key(storage.root, device), AuditLog(storage.root / AUDIT_FILE))
+    if emulated is not None:
+        from firmware_sim.ota import OtaReceiver
+
+        tel.enable_ota(OtaReceiver(emulated, link))
     return tel, transport

@@ -50,6 +50,8 @@ _MODULES: dict[str, list[tuple[str, int, str]]] = {
     "kasmina_edge.cli.net": [
         ("broker", 9, "embedded MQTT broker"),
         ("monitor", 9, "live telemetry monitor"),
+        ("send", 9, "signed command to a device"),
+        ("ota", 9, "over-the-air bundle update"),
     ],
     "kasmina_edge.cli.evaluate": [("evaluate", 11, "beat-by-beat evaluation against reference annotations")],
 }
@@ -84,8 +86,6 @@ app.add_typer(catalog.profiles_app, name="profiles")
 app.add_typer(catalog.targets_app, name="targets")
 _register_keys()
 _register_modules()
-add_pending(app, "send", 9, "signed command to a device")
-add_pending(app, "ota", 9, "over-the-air bundle update")
 add_pending(app, "dashboard", 9, "web dashboard")
 add_pending(app, "fleet", 9, "fleet view of many devices")
 add_pending(app, "validate", 11, "validate a bundle against recorded data")

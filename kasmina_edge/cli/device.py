@@ -155,7 +155,10 @@ def run_device(
     if link or mqtt:
         from firmware_sim.telemetry import open_device_telemetry
 
-        telemetry, transport = open_device_telemetry(dev.address.name, dev.storage, link, mqtt)
+        from firmware_sim.device import EmulatedDevice
+
+        telemetry, transport = open_device_telemetry(
+            dev.address.name, dev.storage, link, mqtt, emulated=dev if isinstance(dev, EmulatedDevice) else None)
     try:
         if live_ctx is not None:
             with live_ctx:

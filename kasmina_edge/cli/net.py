@@ -239,9 +239,82 @@ def send(
     )
 
 
+def ota(
+    bundle: Path = typer.Argument(..., help="Signed bundle (.kedge): a full image or kernels only."),
+    device: str = typer.Option(..., "--device", help="Device name (patch-01)."),
+    mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL."),
+    link: str = typer.Option(
+        "wifi", "--link", help="The device's network profile (sizes chunks or fragments)."
+    ),
+    fleet: str = typer.Option("default", "--fleet", help="The device's fleet."),
+    keys: Path = typer.Option(
+        None, "--keys", help="Keys folder that verifies the bundle before it is offered."
+    ),
+    key: Path = typer.Option(
+        None, "--key", help="Command key file that signs the offer (default: the key store)."
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the device's final report."),
+    audit: Path = typer.Option(None, "--audit", help="Operator audit log."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
+) -> None:
+    """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports."""
+    from kasmina_edge import catalog
+    from kasmina_edge.cli.common import fail
+    from kasmina_edge.net.audit import AuditLog
+    from kasmina_edge.net.commands import operator_key
+    from kasmina_edge.net.ota import plan_transfer, run_ota
+
+    profile = catalog.network(link.partition(":")[0])
+    command_key = operator_key(device, key)
+    plan = plan_transfer(profile, bundle.stat().st_size if bundle.is_file() else 0)
+    console.print(
+        f"offering {bundle.name} to {device} over {profile.name}: {plan.note}; "
+        f"about {plan.estimate_s:,.0f} s under the link's limits"
+    )
+
+    def progress(rep: dict[str, Any]) -> None:
+        console.print(
+            f"  device: {rep.get('status')}" + (f" ({rep.get('reason')})" if rep.get("reason") else "")
+        )
+
+    result = run_ota(
+        mqtt,
+        device,
+        bundle,
+        command_key,
+        profile,
+        fleet=fleet,
+        timeout_s=timeout,
+        keys=keys,
+        audit=AuditLog(_operator_audit(audit)),
+        tls=_tls(ca, None, None),
+        on_progress=progress,
+    )
+    if result.status == "timeout":
+        fail(
+            f"ota to {device}: no final report within {timeout:.0f} s ({result.offers} offers, "
+            f"{result.chunks_served} chunks served)"
+        )
+    rep = result.report or {}
+    if result.status in ("refused", "rolled_back"):
+        fail(f"ota to {device}: {result.status} ({rep.get('reason', '')}); the device keeps its current slot")
+    erase = (
+        f", {rep['erase_blocks']} erase blocks (a full image: {rep['full_image_blocks']})"
+        if "erase_blocks" in rep
+        else ""
+    )
+    console.print(
+        f"[green]ota {result.status}[/] on {device} in {result.seconds:.1f} s: "
+        f"{rep.get('pieces')} pieces, {rep.get('refused_pieces', 0)} refused{erase}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="broker", help="Embedded MQTT broker on 127.0.0.1 (amqtt).")(broker)
     app.command(name="monitor", help="Live telemetry monitor: decode, dedup, reorder, link stats, store.")(
         monitor
     )
     app.command(name="send", help="Signed command to a device (pause, resume, request-strip, set).")(send)
+    app.command(
+        name="ota", help="Over-the-air update: offer, link-sized transfer, verify, A/B flash, report."
+    )(ota)

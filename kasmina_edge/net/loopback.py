@@ -13,6 +13,7 @@ import heapq
 import itertools
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from kasmina_edge.net import topics
@@ -36,6 +37,8 @@ class LoopbackNetwork:
         self.lost_at_broker = 0
         self.now = 0.0
         self.published = 0
+        # cloud services that answer device reports (an OTA server answering ota_req): kind -> handler
+        self.report_handlers: dict[str, Callable[[str, dict[str, Any], float], None]] = {}
 
     def attach(self, link: DeviceLink) -> None:
         self.links[link.device_id] = link
@@ -73,6 +76,14 @@ class LoopbackNetwork:
                 continue
             self.monitor.ingest(topic, payload)
             n += 1
+            parts = topic.split("/")
+            handler = self.report_handlers.get(parts[-1]) if len(parts) == 5 else None
+            if handler is not None:
+                try:
+                    body = json.loads(payload)
+                except ValueError:
+                    continue
+                handler(parts[2], body, at)
         self.now = max(self.now, now)
         return n
 

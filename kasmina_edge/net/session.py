@@ -110,6 +110,9 @@ class DeviceLink:
         self.keep_log = keep_log
         self.now = 0.0
         self.controls: list[Control] = []
+        self._mc_duty: Any = None
+        self._mc_free = 0.0
+        self.multicast_sent = 0
         self.controls_sent = 0
         self.controls_lost = 0
 
@@ -235,6 +238,9 @@ class DeviceLink:
         if kind not in DOWNLINK_TAGS:
             raise FrameError(f"unknown downlink kind {kind!r}")
         at = self.now if now is None else now
+        if self.network is not None and kind == "ota":
+            self._multicast_enqueue(payload, at)
+            return
         if self.network is not None:
             framed = bytes([DOWNLINK_TAGS[kind]]) + payload
             if kind == "ack":  # a newer ack supersedes one still waiting
@@ -248,6 +254,33 @@ class DeviceLink:
             heapq.heappush(self._ip_downlinks, (delivery.arrival_at, next(self._order), kind, payload))
         else:
             self.ledger.downlinks_lost += 1
+
+    def _multicast_enqueue(self, payload: bytes, at: float) -> None:
+        """LoRaWAN updates travel in a multicast (Class C) session: the gateway sends whenever its downlink
+        duty cycle allows, the device listens continuously. The session set-up (TS005) is not modelled."""
+        from kasmina_edge.net.link import DutyCycleLedger, Transmission
+
+        profile = self.profile
+        assert isinstance(profile, LoRaProfile)
+        if self._mc_duty is None and profile.downlink_duty_cycle is not None:
+            self._mc_duty = DutyCycleLedger(profile.downlink_duty_cycle)
+        size = min(len(payload), profile.max_payload_bytes)
+        airtime = profile.time_on_air_s(size)
+        parts = -(-len(payload) // profile.max_payload_bytes)  # a signed offer spans several downlinks
+        delivered = True
+        for _ in range(parts):
+            start = max(at, self._mc_free)
+            if self._mc_duty is not None:
+                start = self._mc_duty.earliest(start, airtime)
+                self._mc_duty.record(Transmission(start, airtime, size))
+            self._mc_free = start + airtime
+            delivery = self.channel.downlink(start, size)
+            delivered = delivered and delivery.delivered
+        if delivered:
+            heapq.heappush(self._ip_downlinks, (delivery.arrival_at, next(self._order), "ota", payload))
+        else:
+            self.ledger.downlinks_lost += 1
+        self.multicast_sent += 1
 
     def _deliver_ip_downlinks(self, now: float) -> None:
         while self._ip_downlinks and self._ip_downlinks[0][0] <= now:

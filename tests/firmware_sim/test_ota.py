@@ -1,0 +1,301 @@
+"""OTA on the emulated device: chunked pull with resume and tamper refusal, LoRaWAN FEC fragments through 20 %
+loss, verify-then-flash into the inactive A/B slot with probation or rollback, kernel-only updates into the
+kernel store with erase-cycle counting, and forged offers refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_sim.device import DeviceAddress, EmulatedDevice
+from firmware_sim.kernel_store import KernelStore, KernelStoreError
+from firmware_sim.ota import OtaReceiver
+from firmware_sim.telemetry import RuntimeTelemetry
+from kasmina_edge import catalog
+from kasmina_edge.contracts.bundle import init_keys, load_public_key, read_bundle, write_bundle
+from kasmina_edge.contracts.manifest import SCHEMA
+from kasmina_edge.net.audit import AuditLog, verify
+from kasmina_edge.net.fec import FragmentDecoder, FragmentPlan, encode_fragments
+from kasmina_edge.net.link import Channel, FaultInjector, LossBurst
+from kasmina_edge.net.loopback import LoopbackNetwork
+from kasmina_edge.net.ota import OtaServer, offer_args, plan_transfer
+from kasmina_edge.net.session import DeviceLink
+
+KEY = bytes(range(32))
+CHECKPOINT = "ab" * 32
+
+
+def _manifest(version: int, kind: str = "full", checkpoint: str = CHECKPOINT) -> dict[str, Any]:
+    kernel = {
+        "name": "k0",
+        "kind": "kernel",
+        "format": "tflite-int8",
+        "file": "artifacts/k0.tflite",
+        "sha256": "",
+        "bytes": 0,
+        "site": 0,
+        "blueprint": "bottleneck_adapter",
+    }
+    segment = {
+        "name": "seg0",
+        "kind": "segment",
+        "format": "tflite-int8",
+        "file": "artifacts/seg0.tflite",
+        "sha256": "",
+        "bytes": 0,
+    }
+    return {
+        "schema": SCHEMA,
+        "kind": kind,
+        "version": version,
+        "target": "cortex-m",
+        "profile": "stm32h743",
+        "format": "tflite-int8",
+        "model": {"checkpoint_sha256": checkpoint},
+        "chain": None if kind == "kernels" else {"segments": ["seg0"], "default_active": {}},
+        "artifacts": [kernel] if kind == "kernels" else [segment, kernel],
+        "provenance": {"kasmina_edge": "0.1.0", "built_at": "2026-11-22T00:00:00Z"},
+    }
+
+
+@dataclass
+class Bundles:
+    keys: Path
+    v1: Path
+    v2: Path
+    kernels: Path
+    foreign: Path  # signed by a key the device does not trust
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    root = tmp_path_factory.mktemp("ota-bundles")
+    keys, other = root / "keys", root / "other-keys"
+    init_keys(keys)
+    init_keys(other)
+    rng = random.Random(0)
+    seg = bytes(rng.randrange(256) for _ in range(30_000))
+    kern = bytes(rng.randrange(256) for _ in range(6_000))  # a 6 KB seed kernel
+    files = {"artifacts/seg0.tflite": seg, "artifacts/k0.tflite": kern}
+    out = Bundles(keys, root / "v1.kedge", root / "v2.kedge", root / "k3.kedge", root / "foreign.kedge")
+    write_bundle(out.v1, _manifest(1), files, keys)
+    write_bundle(out.v2, _manifest(2), {**files, "artifacts/k0.tflite": kern[::-1]}, keys)
+    write_bundle(out.kernels, _manifest(3, "kernels"), {"artifacts/k0.tflite": kern[1:] + b"x"}, keys)
+    write_bundle(out.foreign, _manifest(5), files, other)
+    return out
+
+
+@dataclass
+class Rig:
+    device: EmulatedDevice
+    link: DeviceLink
+    net: LoopbackNetwork
+    tel: RuntimeTelemetry
+    ota: OtaReceiver
+    audit: Path
+    servers: list[OtaServer] = field(default_factory=list)
+
+
+def make_rig(
+    tmp_path: Path,
+    bundles: Bundles,
+    profile: str,
+    *,
+    faults: FaultInjector | None = None,
+    auto_boot: bool = True,
+    probation: Callable[[Any], bool] | None = None,
+) -> Rig:
+    device = EmulatedDevice(DeviceAddress.parse("emu://ota-dev", tmp_path / "devices"))
+    if not device.exists:
+        device.flash(bundles.v1, bundles.keys)
+        device.boot()
+        device.confirm()
+    prof = catalog.network(profile)
+    net = LoopbackNetwork()
+    link = DeviceLink("ota-dev", prof, net, channel=Channel(prof, faults=faults, seed=4), fair_use=False)
+    net.attach(link)
+    tel = RuntimeTelemetry(link, epoch_unix=1_800_000_000.0)
+    audit = tmp_path / "device-audit.jsonl"
+    tel.enable_commands(KEY, AuditLog(audit))
+    ota = OtaReceiver(device, link, auto_boot=auto_boot, probation=probation)
+    tel.enable_ota(ota)
+    return Rig(device, link, net, tel, ota, audit)
+
+
+def serve(
+    rig: Rig,
+    bundle: Path,
+    session: int,
+    keys: Path,
+    *,
+    tamper_first: set[int] | None = None,
+    key: bytes = KEY,
+) -> tuple[OtaServer, dict[str, Any], list[int]]:
+    """The operator's OTA server on the loopback network: offers, chunks on request, fragments once accepted."""
+    args, data, _ = offer_args(bundle, rig.link.profile, session, keys)
+    served: list[int] = []
+    tampered = set(tamper_first or ())
+
+    def tamper(index: int, msg: bytes) -> bytes:
+        served.append(index)
+        if index in tampered:
+            tampered.discard(index)
+            return msg[:-1] + bytes([msg[-1] ^ 0x55])
+        return msg
+
+    server = OtaServer(
+        key,
+        "ota-dev",
+        args,
+        data,
+        lambda msg: rig.link.queue_downlink("ota", msg),
+        retry_s=30.0,
+        tamper=tamper,
+    )
+    rig.net.report_handlers["ota_req"] = lambda device, body, at: server.on_request(body)
+    rig.net.report_handlers["ota_report"] = lambda device, body, at: server.on_report(body)
+    rig.servers.append(server)
+    return server, args, served
+
+
+def run_until(rig: Rig, end: float, step: float = 1.0, until: Callable[[], bool] | None = None) -> float:
+    t = rig.link.now
+    while t < end:
+        for server in rig.servers:
+            server.tick(t)
+        rig.tel.tick(t)
+        rig.net.advance(t)
+        if until is not None and until():
+            break
+        t += step
+    return t
+
+
+def test_fec_recovers_from_20_percent_fragment_loss_without_retries() -> None:
+    data = os.urandom(6000)
+    plan = FragmentPlan.for_data(len(data), 48)
+    frags = encode_fragments(data, plan)
+    needed = []
+    for seed in range(40):
+        rng = random.Random(seed)
+        dec = FragmentDecoder(plan)
+        for i, f in enumerate(frags):
+            if rng.random() >= 0.2 and dec.add(i, f):
+                break
+        assert dec.done, seed
+        assert dec.data() == data
+        needed.append(dec.received)
+    assert max(needed) <= plan.n + 8  # a handful more than n
+
+
+def test_chunked_ota_with_a_tampered_chunk_and_loss_flashes_boots_and_confirms(
+    tmp_path: Path, bundles: Bundles
+) -> None:
+    rig = make_rig(tmp_path, bundles, "nb-iot", faults=FaultInjector([LossBurst(0, 120, 0.2)]))
+    server, args, served = serve(rig, bundles.v2, 7, bundles.keys, tamper_first={3})
+    run_until(rig, 600, until=lambda: rig.ota.finished is not None)
+    assert rig.ota.finished is not None and rig.ota.finished["status"] == "probation_passed", rig.ota.finished
+    assert rig.ota.refused_pieces >= 1 and served.count(3) >= 2  # refused, asked for again
+    st = rig.device.state()
+    assert st["active"] == "b" and st["version_counter"] == 2
+    assert hashlib.sha256(bundles.v2.read_bytes()).hexdigest() == rig.device.slot_info("b")["sha256"]  # type: ignore[index]
+    rig.net.advance(float("inf"))
+    view = rig.net.monitor.devices["ota-dev"]
+    assert view.last_ota is not None and view.last_ota["status"] == "probation_passed"
+    assert [e["event"] for e in verify(rig.audit)] == ["accepted", "done"]
+    assert args["mode"] == "chunks" and args["pieces"] == len(args["chunk_sha256"])
+    assert server.final is not None and server.final["status"] == "probation_passed"
+
+
+def test_chunked_ota_resumes_after_a_reboot(tmp_path: Path, bundles: Bundles) -> None:
+    rig = make_rig(tmp_path, bundles, "wifi")
+    _, args, _ = serve(rig, bundles.v2, 9, bundles.keys)
+    run_until(rig, 600, step=0.5, until=lambda: len(rig.ota.have) >= args["pieces"] // 2)
+    have_before = set(rig.ota.have)
+    assert 0 < len(have_before) < args["pieces"]
+    # power cycle: a new receiver on the same flash picks the transfer up
+    again = make_rig(tmp_path, bundles, "wifi")
+    assert again.ota.offer is not None and again.ota.have == have_before
+    _, _, served = serve(again, bundles.v2, 9, bundles.keys)
+    run_until(again, 600, step=0.5, until=lambda: again.ota.finished is not None)
+    assert again.ota.finished is not None and again.ota.finished["status"] == "probation_passed"
+    assert not set(served) & have_before  # only what was missing travelled again
+
+
+def test_lora_fragments_through_20_percent_loss(tmp_path: Path, bundles: Bundles) -> None:
+    profile = catalog.network("lorawan-eu868-dr5")
+    rig = make_rig(
+        tmp_path, bundles, "lorawan-eu868-dr5", faults=FaultInjector([LossBurst(30, 10 * 86400, 0.2)])
+    )
+    server, args, _ = serve(rig, bundles.kernels, 11, bundles.keys)
+    plan = plan_transfer(profile, args["bytes"])
+    run_until(rig, 2 * 86400, step=5.0, until=lambda: rig.ota.finished is not None)
+    fin = rig.ota.finished
+    assert fin is not None and fin["status"] == "installed", fin
+    assert rig.link.ledger.downlinks_lost > 0.1 * plan.pieces  # the loss was real
+    assert fin["fragments_received"] < plan.pieces + plan.parity  # finished before the last parity fragment
+    assert plan.estimate_s > 0 and "days" in plan.note
+
+
+def test_forged_offer_and_foreign_bundle_are_refused_and_the_current_slot_keeps_running(
+    tmp_path: Path, bundles: Bundles
+) -> None:
+    rig = make_rig(tmp_path, bundles, "wifi")
+    other_keys = bundles.foreign.parent / "other-keys"
+    forged, _, _ = serve(rig, bundles.foreign, 3, other_keys, key=bytes(range(1, 33)))  # forged: another key
+    run_until(rig, 20)
+    assert rig.ota.offer is None and verify(rig.audit)[-1]["reason"] == "bad_signature"
+    rig.servers.remove(forged)
+    serve(
+        rig, bundles.foreign, 4, other_keys
+    )  # genuinely offered, but the bundle is signed by an untrusted key
+    run_until(rig, 300, step=0.5, until=lambda: rig.ota.finished is not None)
+    assert rig.ota.finished is not None and rig.ota.finished["status"] == "refused"
+    assert "signature does not verify" in rig.ota.finished["reason"]
+    boot = rig.device.boot()
+    assert boot.slot == "a" and boot.bundle.manifest.version == 1
+
+
+def test_probation_failure_rolls_back(tmp_path: Path, bundles: Bundles) -> None:
+    rig = make_rig(tmp_path, bundles, "wifi", probation=lambda boot: False)
+    serve(rig, bundles.v2, 5, bundles.keys)
+    run_until(rig, 300, step=0.5, until=lambda: rig.ota.finished is not None)
+    assert rig.ota.finished is not None and rig.ota.finished["status"] == "rolled_back"
+    assert rig.ota.finished["slot"] == "a" and rig.device.state()["version_counter"] == 1
+
+
+def test_kernel_only_update_goes_to_the_kernel_store_and_counts_erase_cycles(
+    tmp_path: Path, bundles: Bundles
+) -> None:
+    rig = make_rig(tmp_path, bundles, "wifi")
+    serve(rig, bundles.kernels, 12, bundles.keys)
+    run_until(rig, 300, step=0.5, until=lambda: rig.ota.finished is not None)
+    fin = rig.ota.finished
+    assert fin is not None and fin["status"] == "installed" and fin["kernels"] == ["k0"]
+    assert fin["erase_blocks"] == 2 and fin["full_image_blocks"] > fin["erase_blocks"]  # 6 KB -> 2 of 4 KB
+    assert rig.device.state()["active"] == "a"  # the application image was not touched
+    store = KernelStore(rig.device.storage)
+    assert store.kernels()["k0"]["version"] == 3
+    base = read_bundle(rig.device.root / "slot-a" / "bundle.kedge", bundles.keys)
+    with pytest.raises(KernelStoreError, match="not newer"):  # the same update again: refused
+        store.install(bundles.kernels, load_public_key(bundles.keys), base)
+    other_base = read_bundle(bundles.foreign, bundles.foreign.parent / "other-keys")
+    other_base.manifest.model.__dict__["checkpoint_sha256"] = "cd" * 32
+    with pytest.raises(KernelStoreError, match="built for base"):
+        store.install(bundles.kernels, load_public_key(bundles.keys), other_base)
+
+
+def test_plan_transfer_per_link() -> None:
+    for name in ("lorawan-eu868-dr0", "lorawan-us915-dr3", "nb-iot", "wifi"):
+        plan = plan_transfer(catalog.network(name), 6000)
+        assert plan.pieces * plan.piece_bytes >= 6000 and plan.estimate_s > 0
+    dr0 = plan_transfer(catalog.network("lorawan-eu868-dr0"), 6000)
+    assert dr0.mode == "fragments" and dr0.piece_bytes == 46
+    assert plan_transfer(catalog.network("wifi"), 6000).estimate_s < 1.0
