@@ -26,6 +26,7 @@ STEPS: list[tuple[str, str]] = [
     ("host: train and morph a tiny model", "kasmina_edge.cli.host"),
     ("build: int8 bundle for the Edge TPU", "kasmina_edge.cli.build"),
     ("device: flash, boot and stream on an emulator", "kasmina_edge.cli.device"),
+    ("profile: the demo bundle on every hardware profile", "kasmina_edge.cli.profile"),
 ]
 
 DemoStep = Callable[[Console, Path], None]
