@@ -92,6 +92,7 @@ class DeviceLink:
         self.queue = queue if queue is not None else RecordQueue()
         self.budget = radio_budget(profile, fair_use=fair_use, keep_log=keep_log)
         self.scheduler = UplinkScheduler(self.queue, self.budget, plan)
+        self.queue.coalesce_seed_events = self.scheduler.plan.coalesce_seed_events
         self.channel = channel or Channel(profile)
         self.lora = isinstance(profile, LoRaProfile)
         self.network: ClassADownlinks | None = None

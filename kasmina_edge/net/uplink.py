@@ -28,7 +28,14 @@ from typing import Any, Literal
 from kasmina_edge.catalog import IpLinkProfile, LoRaProfile
 from kasmina_edge.contracts import codec
 from kasmina_edge.contracts.errors import FrameError, KasminaError
-from kasmina_edge.contracts.telemetry import BeatCounts, DeviceStatus, LinkStats, Record, SignalQuality
+from kasmina_edge.contracts.telemetry import (
+    BeatCounts,
+    DeviceStatus,
+    LinkStats,
+    Record,
+    SeedEvent,
+    SignalQuality,
+)
 from kasmina_edge.net.link import DAY_S, IpBudget, LoRaBudget
 from kasmina_edge.net.packet import (
     MAX_SPREAD,
@@ -107,6 +114,9 @@ class RecordQueue:
         self.drops: list[DropRange] = []  # dropped and not yet acknowledged by the cloud
         self.stats = QueueStats()
         self.dirty = False
+        # LoRaWAN: an unsent seed event is superseded by the same seed's next move (the cloud learns the path
+        # DORMANT -> PROBATIONARY in one record instead of five); set by the link's plan
+        self.coalesce_seed_events = False
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -123,6 +133,19 @@ class RecordQueue:
                 if type(entry.record) is type(record) and not entry.sent and entry.priority == prio:
                     entry.record = _merge(entry.record, record)
                     self.stats.merged += 1
+                    return entry.fseq
+        if self.coalesce_seed_events and prio == Priority.EVENT and isinstance(record, SeedEvent):
+            for entry in reversed(self.entries.values()):
+                old = entry.record
+                if (
+                    isinstance(old, SeedEvent)
+                    and not entry.sent
+                    and entry.priority == prio
+                    and (old.site, old.kernel_id, old.dst) == (record.site, record.kernel_id, record.src)
+                ):
+                    entry.record = replace(record, seq=old.seq, src=old.src)
+                    self.stats.merged += 1
+                    self.dirty = True
                     return entry.fseq
         fseq = self.next_seq
         self.next_seq += 1
@@ -241,6 +264,7 @@ class TelemetryPlan:
     ack_request_after_s: float = 3600.0  # ask for an ack when none came for this long with records in flight
     bucket_frames: float = 2.0  # the pacing bucket holds this many largest-frame airtimes
     link_stats_every_s: float | None = None  # None: with every summary
+    coalesce_seed_events: bool = False  # see RecordQueue.coalesce_seed_events
 
     @classmethod
     def for_profile(cls, profile: LoRaProfile | IpLinkProfile) -> TelemetryPlan:
@@ -254,6 +278,7 @@ class TelemetryPlan:
                 resend_after_s=12 * 3600.0,
                 ack_request_after_s=6 * 3600.0,
                 link_stats_every_s=6 * 3600.0,
+                coalesce_seed_events=True,
             )
         latency = profile.latency.p99_s
         return cls(

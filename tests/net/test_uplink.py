@@ -320,3 +320,22 @@ def test_full_queue_drops_are_reported_not_counted_as_loss() -> None:
         max(produced),
         list(q.entries),
     )
+
+
+def test_lora_coalesces_a_seeds_unsent_moves_into_one_record() -> None:
+    q = RecordQueue(16)
+    q.coalesce_seed_events = True
+    path = [Stage.DORMANT, Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING]
+    seqs = {
+        q.submit(SeedEvent(0, T0, 1, 2, a, b, ReasonCode.GATE_PASSED), 0.0)
+        for a, b in zip(path, path[1:], strict=False)
+    }
+    assert len(seqs) == 1 and q.stats.merged == 3
+    only = next(iter(q.entries.values())).record
+    assert isinstance(only, SeedEvent) and (only.src, only.dst) == (Stage.DORMANT, Stage.SHADOWING)
+    q.submit(
+        SeedEvent(0, T0, 2, 2, Stage.DORMANT, Stage.GERMINATED, ReasonCode.GATE_PASSED), 0.0
+    )  # another site
+    breaker = q.submit(seed_event(Stage.CULLED, ReasonCode.HEALTH_NAN), 0.0)  # critical: never folded in
+    assert len(q) == 3 and q.entries[breaker].priority == Priority.CRITICAL
+    assert not RecordQueue(16).coalesce_seed_events  # broadband keeps every move
