@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,89 @@ def ota(
     console.print(
         f"[green]ota {result.status}[/] on {device} in {result.seconds:.1f} s: "
         f"{rep.get('pieces')} pieces, {rep.get('refused_pieces', 0)} refused{erase}"
+    )
+
+
+def demo_step(con: Console, workdir: Path) -> None:
+    """A simulated patch on LoRaWAN EU868 DR3 publishes two hours of telemetry (beats, a VT run, a seed episode)
+    through the embedded broker; the monitor decodes it; a signed `pause` goes back and is acknowledged."""
+    from firmware_sim.telemetry import RuntimeTelemetry
+    from kasmina_edge import catalog
+    from kasmina_edge.net.audit import AuditLog
+    from kasmina_edge.net.broker import EmbeddedBroker, free_port
+    from kasmina_edge.net.cloud import MonitorService
+    from kasmina_edge.net.commands import provision_device_key, send_command
+    from kasmina_edge.net.mqtt import MqttDeviceTransport
+    from kasmina_edge.net.session import DeviceLink
+
+    profile = catalog.network("lorawan-eu868-dr3")
+    with EmbeddedBroker(free_port()) as broker:
+        service = MonitorService(broker.url, fleet="demo", store=workdir / "monitor.jsonl").start()
+        transport = MqttDeviceTransport(broker.url, "demo", "patch-01")
+        transport.connect()
+        link = DeviceLink("patch-01", profile, transport)
+        tel = RuntimeTelemetry(link, downlinks=transport.drain)
+        key = provision_device_key(workdir / "patch-01", "patch-01", workdir / "command-keys")
+        tel.enable_commands(key, AuditLog(workdir / "patch-01" / "audit.jsonl"))
+        t, beat, path = (
+            0.0,
+            0.0,
+            ["DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY"],
+        )
+        while t < 7200:
+            while beat <= t:
+                vt = 3600 <= beat < 3602
+                tel.on_event({"event": "beat", "t": beat, "class": "V" if vt else "N", "p": 0.9})
+                beat += 0.4 if vt else 0.8
+            if t == 1800:
+                for a, b in zip(path, path[1:], strict=False):
+                    tel.on_event(
+                        {
+                            "event": "transition",
+                            "from": a,
+                            "to": b,
+                            "reason": "condition_detected",
+                            "site": 1,
+                            "kernel": "emg",
+                        }
+                    )
+            tel.tick(t)
+            t += 2.0
+        stop = threading.Event()
+
+        def keep_ticking() -> None:  # the device goes on sending, so Class A downlinks have a window
+            now = t
+            while not stop.is_set():
+                now += 30.0
+                tel.on_event({"event": "beat", "t": now, "class": "N", "p": 0.9})
+                tel.tick(now)
+                time.sleep(0.05)
+
+        ticker = threading.Thread(target=keep_ticking, daemon=True)
+        ticker.start()
+        result = send_command(
+            broker.url,
+            "patch-01",
+            "pause",
+            {},
+            key,
+            AuditLog(workdir / "operator-audit.jsonl"),
+            fleet="demo",
+            timeout_s=15,
+        )
+        stop.set()
+        ticker.join(5)
+        time.sleep(0.5)
+        transport.close()
+        time.sleep(0.3)
+        summary = service.summary()
+        service.close()
+    con.print(_monitor_table(summary))
+    dev = summary["devices"].get("patch-01", {})
+    con.print(
+        f"monitor received {dev.get('records', 0)} records in {dev.get('uplinks', 0)} uplinks "
+        f"({dev.get('airtime_s', 0):.2f} s airtime on {profile.name}); signed pause: {result.status} "
+        f"after {result.seconds:.1f} s; store {workdir / 'monitor.jsonl'}"
     )
 
 
