@@ -82,6 +82,7 @@ class Result:
     tel_minmax_abs_err: float = float("nan")  # min/max pick stored values: equal up to output rounding
     tel_dead_count_diff: float = float("nan")  # bf16: a value may round to zero on one side only
     tel_sum_rel_err: float = float("nan")
+    tile: dict[str, Any] = field(default_factory=dict)  # the autotuned (rows, cols) per thread
     notes: list[str] = field(default_factory=list)
 
     def derived(self, copy_gbps: float) -> dict[str, float]:
@@ -261,6 +262,21 @@ def run_case(
 
     res.times_us["triton"] = time_graph(tri, k, reps)
     res.times_us["notel"] = time_graph(lambda i: tri(i, False), k, reps)
+    from kasmina_edge.host.kernels import triton_seed_layer as tsl
+
+    x0, w0 = sets[0][0], sets[0][3]
+    for tel in (True, False):
+        key = (
+            x0.device.index,
+            1 << max(case.n - 1, 0).bit_length(),
+            case.s,
+            case.c,
+            case.r,
+            x0.dtype,
+            w0.dtype,
+            tel,
+        )
+        res.tile["telemetry" if tel else "notel"] = tsl._TILE_CHOICE.get(key)
     res.times_us["eager"] = time_eager(tri, k, reps)
     outs = [torch.empty_like(s[0]) for s in sets]
     res.times_us["copy"] = time_graph(lambda i: outs[i].copy_(sets[i][0]), k, reps)
@@ -306,20 +322,16 @@ def make_compiled() -> Callable[..., Any]:
 
 # ---- kernel configuration sweep ----------------------------------------------------------------
 
-# name -> (seed_layer_triton keywords, telemetry). The default is listed first; "no-reduce" skips
-# the final telemetry fold (diagnostic: the cost of the tail), "notel" drops telemetry entirely.
+# name -> (seed_layer_triton keywords, telemetry). "auto" is what the dispatcher runs (tile tuned per
+# shape); "no-reduce" skips the final telemetry fold (diagnostic: the cost of the tail); "notel"
+# drops telemetry entirely.
 SWEEP_CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
-    "default": ({}, True),
+    "auto": ({}, True),
+    "rpt4": ({"rows_per_thread": 4}, True),
+    "rpt8": ({"rows_per_thread": 8}, True),
+    "rpt4 cpt2": ({"rows_per_thread": 4, "cols_per_thread": 2}, True),
     "no-reduce": ({"_reduce": False}, True),
     "notel": ({}, False),
-    "rpt2": ({"rows_per_thread": 2}, True),
-    "rpt8": ({"rows_per_thread": 8}, True),
-    "tile-acc rpt2": ({"rows_per_thread": 2, "fold_rows": False}, True),
-    "tile-acc rpt4": ({"rows_per_thread": 4, "fold_rows": False}, True),
-    "cpt2": ({"cols_per_thread": 2}, True),
-    "pps2 fixed": ({"programs_per_sm": 2}, True),
-    "pps4 fixed": ({"programs_per_sm": 4}, True),
-    "warps8 rpt2": ({"num_warps": 8, "rows_per_thread": 2}, True),
 }
 
 
@@ -501,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--sweep", action="store_true", help="also time a grid of kernel launch configurations")
+    p.add_argument("--sweep-only", action="store_true", help="only the sweep")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_seed_layer: needs a CUDA GPU (run it through the device machine)", file=sys.stderr)
@@ -524,9 +537,11 @@ def main(argv: list[str] | None = None) -> int:
         "l2_bytes": l2,
         "method": "medians of CUDA-event timings of CUDA-graph replays after warm-up; rotating input sets",
     }
-    if args.sweep:
+    if args.sweep or args.sweep_only:
         payload["sweep"] = sweep(sweep_cases(), l2, reps=max(5, args.reps // 2))
         write_json(args.json, payload)
+        if args.sweep_only:
+            return 0
 
     compiled = None if args.no_compile else make_compiled()
     results: list[Result] = []

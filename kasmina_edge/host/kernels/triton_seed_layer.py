@@ -47,10 +47,10 @@ def _rank_row(tile, j: tl.constexpr, BLOCK_R: tl.constexpr):
 
 @triton.jit
 def _bottleneck(
-    x, wd_t, wu_t, a_col, live_col,
+    x, wd_t, wu_t, live_col,
     R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """x (BLOCK_N, BLOCK_V) fp32 -> x + a·relu(x·W_down)·W_up on live columns, x elsewhere.
+    """x (BLOCK_N, BLOCK_V) fp32 -> x + relu(x·W_down)·(α·W_up) on live columns, x elsewhere.
 
     Everything stays in the layout of the loaded tile: rank j is unrolled (R is tiny), and a seed's
     c columns are summed through a reshape that splits the column axis (c lies inside one thread)."""
@@ -68,7 +68,7 @@ def _bottleneck(
             h = tl.maximum(tl.sum(x3 * wd3[None, :, :], axis=2), 0.0)  # (BLOCK_N, BLOCK_S)
             delta3 += h[:, :, None] * wu3[None, :, :]
         delta = tl.reshape(delta3, [BLOCK_N, BLOCK_S * BLOCK_C])
-    return tl.where(live_col[None, :], x + a_col[None, :] * delta, x)
+    return tl.where(live_col[None, :], x + delta, x)
 
 
 # N and the loop bounds vary call to call: specialising on them (== 1, % 16) would only recompile.
@@ -98,6 +98,7 @@ def _seed_layer_fwd_kernel(
     COLS_PER_THREAD: tl.constexpr,
     TELEMETRY: tl.constexpr,
     REDUCE: tl.constexpr,
+    G_TILE: tl.constexpr,
 ):
     pid_s = tl.program_id(0)
     pid_g = tl.program_id(1)
@@ -132,11 +133,14 @@ def _seed_layer_fwd_kernel(
     t_max = tl.full([ACC_ROWS, BLOCK_V], float("-inf"), dtype=tl.float32)
     t_dead = tl.zeros([ACC_ROWS, BLOCK_V], dtype=tl.float32)
     row0 = pid_g * row_iters * BLOCK_N
+    # Steps whose rows all lie below N need no row mask; with power-of-two c the columns past D
+    # belong to seeds past S, whose statistics are dropped, so those steps' telemetry is unmasked.
+    n_full = tl.minimum(tl.maximum((N - row0) // BLOCK_N, 0), row_iters)
 
     if any_live:
         j = tl.arange(0, BLOCK_R)
         w_mask = (j[:, None] < R) & (col_ok & live_col)[None, :]
-        # W_down[s, k, j] and W_up[s, j, k] as (rank, column) tiles, read once per program.
+        # W_down[s, k, j] and α·W_up[s, j, k] as (rank, column) tiles, read once per program.
         wd_t = tl.load(
             wd_ptr + (seed_of_col * (C * R) + k_of_col * R)[None, :] + j[:, None], mask=w_mask, other=0.0
         )
@@ -144,56 +148,97 @@ def _seed_layer_fwd_kernel(
             wu_ptr + (seed_of_col * (R * C) + k_of_col)[None, :] + j[:, None] * C, mask=w_mask, other=0.0
         )
         wd_t = wd_t.to(tl.float32)
-        wu_t = wu_t.to(tl.float32)
-        for it in range(0, row_iters):
-            rows = row0 + it * BLOCK_N + tl.arange(0, BLOCK_N)
-            mask = (rows < N)[:, None] & col_ok[None, :]
-            offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
-            x_raw = tl.load(x_ptr + offs, mask=mask, other=0.0)
-            y = _bottleneck(
-                x_raw.to(tl.float32), wd_t, wu_t, a_col, live_col, R, BLOCK_N, BLOCK_R, BLOCK_S, BLOCK_C
-            )
-            y_out = y.to(x_raw.dtype)
-            tl.store(out_ptr + offs, y_out, mask=mask)
-            if TELEMETRY:
-                t_sum, t_sq, t_min, t_max, t_dead = _accumulate(
-                    y_out.to(tl.float32),
-                    mask,
-                    dead_eps,
-                    t_sum,
-                    t_sq,
-                    t_min,
-                    t_max,
-                    t_dead,
-                    BLOCK_N,
-                    ACC_ROWS,
-                )
+        wu_t = wu_t.to(tl.float32) * a_col[None, :]
+        for it in range(0, n_full):
+            t_sum, t_sq, t_min, t_max, t_dead = _step(
+                x_ptr, out_ptr, row0 + it * BLOCK_N, N, D, cols, col_ok, wd_t, wu_t, live_col, dead_eps,
+                t_sum, t_sq, t_min, t_max, t_dead,
+                True, False, TELEMETRY, C, R, BLOCK_N, BLOCK_R, BLOCK_S, BLOCK_C, ACC_ROWS,
+            )  # fmt: skip
+        for it in range(n_full, row_iters):
+            t_sum, t_sq, t_min, t_max, t_dead = _step(
+                x_ptr, out_ptr, row0 + it * BLOCK_N, N, D, cols, col_ok, wd_t, wu_t, live_col, dead_eps,
+                t_sum, t_sq, t_min, t_max, t_dead,
+                True, True, TELEMETRY, C, R, BLOCK_N, BLOCK_R, BLOCK_S, BLOCK_C, ACC_ROWS,
+            )  # fmt: skip
     else:
-        for it in range(0, row_iters):
-            rows = row0 + it * BLOCK_N + tl.arange(0, BLOCK_N)
-            mask = (rows < N)[:, None] & col_ok[None, :]
-            offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
-            x_raw = tl.load(x_ptr + offs, mask=mask, other=0.0)
-            tl.store(out_ptr + offs, x_raw, mask=mask)
-            if TELEMETRY:
-                t_sum, t_sq, t_min, t_max, t_dead = _accumulate(
-                    x_raw.to(tl.float32),
-                    mask,
-                    dead_eps,
-                    t_sum,
-                    t_sq,
-                    t_min,
-                    t_max,
-                    t_dead,
-                    BLOCK_N,
-                    ACC_ROWS,
-                )
+        for it in range(0, n_full):
+            t_sum, t_sq, t_min, t_max, t_dead = _step(
+                x_ptr, out_ptr, row0 + it * BLOCK_N, N, D, cols, col_ok, 0.0, 0.0, live_col, dead_eps,
+                t_sum, t_sq, t_min, t_max, t_dead,
+                False, False, TELEMETRY, C, R, BLOCK_N, BLOCK_R, BLOCK_S, BLOCK_C, ACC_ROWS,
+            )  # fmt: skip
+        for it in range(n_full, row_iters):
+            t_sum, t_sq, t_min, t_max, t_dead = _step(
+                x_ptr, out_ptr, row0 + it * BLOCK_N, N, D, cols, col_ok, 0.0, 0.0, live_col, dead_eps,
+                t_sum, t_sq, t_min, t_max, t_dead,
+                False, True, TELEMETRY, C, R, BLOCK_N, BLOCK_R, BLOCK_S, BLOCK_C, ACC_ROWS,
+            )  # fmt: skip
 
     if TELEMETRY:
         _publish_telemetry(
             part_ptr, tel_ptr, count_ptr, pid_s, pid_g, row_groups, S,
-            t_sum, t_sq, t_min, t_max, t_dead, BLOCK_S, BLOCK_C, REDUCE,
+            t_sum, t_sq, t_min, t_max, t_dead, BLOCK_S, BLOCK_C, REDUCE, G_TILE,
         )  # fmt: skip
+
+
+@triton.jit
+def _step(
+    x_ptr, out_ptr, row_start, N, D, cols, col_ok, wd_t, wu_t, live_col, dead_eps,
+    t_sum, t_sq, t_min, t_max, t_dead,
+    LIVE: tl.constexpr, ROW_MASK: tl.constexpr, TELEMETRY: tl.constexpr,
+    C: tl.constexpr, R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, ACC_ROWS: tl.constexpr,
+):  # fmt: skip
+    """One (BLOCK_N, BLOCK_V) tile: load, bottleneck (LIVE), store, fold into the telemetry."""
+    rows = row_start + tl.arange(0, BLOCK_N)
+    offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    mask = (rows < N)[:, None] & col_ok[None, :] if ROW_MASK else col_ok[None, :]
+    x_raw = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    if LIVE:
+        y_out = _bottleneck(
+            x_raw.to(tl.float32), wd_t, wu_t, live_col, R, BLOCK_N, BLOCK_R, BLOCK_S, BLOCK_C
+        ).to(x_raw.dtype)
+    else:
+        y_out = x_raw
+    tl.store(out_ptr + offs, y_out, mask=mask)
+    if TELEMETRY:
+        if ROW_MASK or BLOCK_C != C:
+            full_mask = (
+                ((rows < N)[:, None] & col_ok[None, :])
+                if ROW_MASK
+                else (col_ok[None, :] & (rows >= 0)[:, None])
+            )
+            t_sum, t_sq, t_min, t_max, t_dead = _accumulate(
+                y_out.to(tl.float32),
+                full_mask,
+                dead_eps,
+                t_sum,
+                t_sq,
+                t_min,
+                t_max,
+                t_dead,
+                BLOCK_N,
+                ACC_ROWS,
+            )
+        else:
+            t_sum, t_sq, t_min, t_max, t_dead = _accumulate_full(
+                y_out.to(tl.float32), dead_eps, t_sum, t_sq, t_min, t_max, t_dead, BLOCK_N, ACC_ROWS
+            )
+    return t_sum, t_sq, t_min, t_max, t_dead
+
+
+@triton.jit
+def _accumulate_full(
+    v, dead_eps, t_sum, t_sq, t_min, t_max, t_dead, BLOCK_N: tl.constexpr, ACC_ROWS: tl.constexpr
+):
+    """_accumulate for a tile with no masked element: no selects."""
+    t_sum += _fold_rows(v, 0, BLOCK_N, ACC_ROWS)
+    t_sq += _fold_rows(v * v, 0, BLOCK_N, ACC_ROWS)
+    t_min = tl.minimum(t_min, _fold_rows(v, 1, BLOCK_N, ACC_ROWS))
+    t_max = tl.maximum(t_max, _fold_rows(v, 2, BLOCK_N, ACC_ROWS))
+    t_dead += _fold_rows((tl.abs(v) <= dead_eps).to(tl.float32), 0, BLOCK_N, ACC_ROWS)
+    return t_sum, t_sq, t_min, t_max, t_dead
 
 
 @triton.jit
@@ -267,7 +312,7 @@ def _reduce_groups(part_ptr, field, G, S, seeds, s_mask, out, BLOCK_S: tl.conste
 def _publish_telemetry(
     part_ptr, tel_ptr, count_ptr, pid_s, pid_g, G, S,
     t_sum, t_sq, t_min, t_max, t_dead,
-    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, REDUCE: tl.constexpr,
+    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, REDUCE: tl.constexpr, G_TILE: tl.constexpr,
 ):  # fmt: skip
     """Per-seed partial of this program -> part[field, group, seed]; the block's last program reduces."""
     seeds = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
@@ -284,7 +329,6 @@ def _publish_telemetry(
         tl.debug_barrier()
         done = tl.atomic_add(count_ptr + pid_s, 1, sem="acq_rel", scope="gpu")
         if done == G - 1:
-            G_TILE: tl.constexpr = max(1, min(16, 512 // BLOCK_S))
             _reduce_groups(part_ptr, field, G, S, seeds, s_mask, tel_ptr + seeds * 5, BLOCK_S, G_TILE)
             tl.store(count_ptr + pid_s, 0)  # ready for the next launch on this stream
 
@@ -298,6 +342,7 @@ class LaunchPlan:
     cols_per_thread: int
     num_warps: int
     acc_rows: int
+    g_tile: int  # row groups folded per step of the final telemetry reduction
     seed_blocks: int
     row_groups: int
     row_iters: int
@@ -346,17 +391,21 @@ def launch_plan(
     row_iters = triton.cdiv(row_blocks, row_groups)
     row_groups = triton.cdiv(row_blocks, row_iters)
     acc_rows = num_warps if fold_rows else block_n
+    # One L2 round trip per step of the final fold; 8 values per thread and field keep its
+    # registers below the main loop's (more would lower the occupancy of the whole kernel).
+    g_tile = max(1, min(32, 8 * 32 * num_warps // block_s))
     return LaunchPlan(
-        block_n,
-        block_s,
-        block_c,
-        block_r,
-        cols_per_thread,
-        num_warps,
-        acc_rows,
-        seed_blocks,
-        row_groups,
-        row_iters,
+        block_n=block_n,
+        block_s=block_s,
+        block_c=block_c,
+        block_r=block_r,
+        cols_per_thread=cols_per_thread,
+        num_warps=num_warps,
+        acc_rows=acc_rows,
+        g_tile=g_tile,
+        seed_blocks=seed_blocks,
+        row_groups=row_groups,
+        row_iters=row_iters,
     )
 
 
@@ -386,6 +435,60 @@ def resident_programs(
 
 
 _OCCUPANCY: dict[tuple[Any, ...], int] = {}
+# (rows_per_thread, cols_per_thread or None for the default) — each was fastest on some shape on
+# an H200 (see tools/results/bench_seed_layer_h200.json): more rows in flight for large layers,
+# narrower vectors (more threads per column span, fewer adapter registers) for smaller ones.
+TILE_CANDIDATES: tuple[tuple[int, int | None], ...] = ((4, None), (8, None), (4, 2))
+_TILE_CHOICE: dict[tuple[Any, ...], tuple[int, int | None]] = {}
+
+
+def _tuned_tile(
+    x: torch.Tensor,
+    stage: torch.Tensor,
+    alpha: torch.Tensor,
+    w_down: torch.Tensor,
+    w_up: torch.Tensor,
+    dead_eps: float,
+    telemetry: bool,
+) -> tuple[int, int | None]:
+    """Time each tile candidate a few times on these inputs (CUDA events) and keep the fastest.
+
+    Skipped while a CUDA graph is being captured (timing would break the capture): the first
+    candidate is used and nothing is cached, so warm up once before capturing."""
+    n = x.shape[0]
+    s, c, r = w_down.shape
+    key = (x.device.index, triton.next_power_of_2(n), s, c, r, x.dtype, w_down.dtype, telemetry)
+    choice = _TILE_CHOICE.get(key)
+    if choice is not None:
+        return choice
+    if torch.cuda.is_current_stream_capturing():
+        return TILE_CANDIDATES[0]
+    best: tuple[float, tuple[int, int | None]] | None = None
+    for rpt, cpt in TILE_CANDIDATES:
+
+        def run(rpt: int = rpt, cpt: int | None = cpt) -> None:
+            seed_layer_triton(
+                x, stage, alpha, w_down, w_up, dead_eps, telemetry, rows_per_thread=rpt, cols_per_thread=cpt
+            )
+
+        run()  # compile and size the grid outside the timing
+        times = []
+        for _ in range(3):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        t = sorted(times)[1]
+        if best is None or t < best[0]:
+            best = (t, (rpt, cpt))
+    assert best is not None
+    _TILE_CHOICE[key] = best[1]
+    return best[1]
+
+
 _COUNTERS: dict[tuple[str, int | None, int], torch.Tensor] = {}
 
 
@@ -418,6 +521,8 @@ def seed_layer_triton(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Forward only (no autograd): (out (N, D), telemetry (S, 5) float32 or None).
 
+    ``rows_per_thread`` and ``cols_per_thread`` None (CUDA): the fastest of ``TILE_CANDIDATES``,
+    timed on the first call for each (N rounded to a power of two, S, c, r, dtype, telemetry).
     ``programs_per_sm`` None: as many as the compiled kernel's registers and shared memory let one
     SM hold (read from the kernel once per configuration), so the grid is exactly one full wave.
     The other keywords are launch knobs for benchmarks; ``_reduce=False`` is a diagnostic that
@@ -434,8 +539,10 @@ def seed_layer_triton(
     w_down, w_up = w_down.contiguous(), w_up.contiguous()
     out = torch.empty_like(x)
     sms, max_threads, smem = _device_limits(x.device.index or 0) if x.is_cuda else (4, 2048, 228 * 1024)
+    if rows_per_thread is None and cols_per_thread is None and x.is_cuda:
+        rows_per_thread, cols_per_thread = _tuned_tile(x, stage, alpha, w_down, w_up, dead_eps, telemetry)
     if rows_per_thread is None:
-        rows_per_thread = 4
+        rows_per_thread = TILE_CANDIDATES[0][0]
     knobs: dict[str, Any] = {
         "rows_per_thread": rows_per_thread,
         "num_warps": num_warps,
@@ -459,6 +566,7 @@ def seed_layer_triton(
         "COLS_PER_THREAD": plan.cols_per_thread,
         "TELEMETRY": telemetry,
         "REDUCE": _reduce,
+        "G_TILE": plan.g_tile,
         "num_warps": plan.num_warps,
     }
     if programs_per_sm is None and x.is_cuda:
