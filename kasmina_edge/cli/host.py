@@ -307,25 +307,230 @@ def run_morph_command(
 
 
 def morph(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`."),
+    checkpoint: Path = typer.Option(
+        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt)."
+    ),
     conditions: str = typer.Option(None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient."),
-    out: Path = typer.Option(Path("runs/seeds"), "--out", help="Seed library folder to write."),
+    out: Path = typer.Option(
+        None, "--out", help="Seed library folder (default runs/seeds); with --patient the bundle (seed-REC.kedge)."
+    ),
     target: str = typer.Option("edgetpu", "--target", help="Target whose op set and budget limit the seeds (or host)."),
     preset: str = typer.Option("default", "--preset", help="Morph budget preset: default or tiny."),
     seed: int = typer.Option(None, "--seed", help="Seed for data, seeds and Tamiyo."),
     patients: int = typer.Option(None, "--patients", help="Training patients to adapt on (default: all the checkpoint's)."),
-    minutes: float = typer.Option(None, "--minutes", help="Minutes per patient (default: the checkpoint's)."),
+    minutes: float = typer.Option(
+        None, "--minutes", help="Minutes per patient (default: the checkpoint's); with --patient the window (5)."
+    ),
     report: bool = typer.Option(False, "--report", help="Also print the lifecycle trace of every seed."),
     resume: bool = typer.Option(False, "--resume", help="Skip the conditions already done in --out."),
     log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: OUT/morph.jsonl)."),
     reward: str = typer.Option(
         None, "--reward", help="Tamiyo's reward weights: accuracy, params, latency, drift, safety (e.g. params=2)."
     ),
+    patient: str = typer.Option(
+        None, "--patient", help="Grow a seed for this patient (wfdb:PATH, annotated) and write a kernel-only bundle."
+    ),
+    base_bundle: Path = typer.Option(
+        None, "--base-bundle", help="With --patient: the base bundle on the device (its site grids are used)."
+    ),
+    keys: Path = typer.Option(None, "--keys", help="With --patient: signing keys folder (default: the user's)."),
 ) -> None:
-    """Grow seed kernels per signal condition and write the seed library."""
-    run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out, target=target, preset=preset,
-                      seed=seed, patients=patients, minutes=minutes, resume=resume, report=report, log=log,
-                      reward=reward)  # fmt: skip
+    """Grow seed kernels per signal condition and write the seed library; or, with --patient, one
+    patient's seed as a signed kernel-only bundle."""
+    if patient is not None:
+        run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"), out=out,
+                          minutes=5.0 if minutes is None else minutes, target=target, base_bundle=base_bundle,
+                          keys=keys, seed=seed or 0, log=log)  # fmt: skip
+        return
+    if checkpoint is None:
+        from kasmina_edge.contracts.errors import KasminaError
+
+        raise KasminaError("--checkpoint is required (a base checkpoint from `kasmina-edge train`)")
+    run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out or Path("runs/seeds"),
+                      target=target, preset=preset, seed=seed, patients=patients, minutes=minutes, resume=resume,
+                      report=report, log=log, reward=reward)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- morph --patient
+
+
+def patient_trace(seed: Any) -> Table:
+    t = Table(title=f"patient {seed.record}: each seed's lifecycle on the host (gate verdicts)")
+    t.add_column("seed")
+    t.add_column("trace")
+    for g in seed.seeds:
+        parts: list[str] = []
+        pending: dict[str, Any] | None = None
+        for ev in g.history:
+            if ev.get("event") == "gate":
+                pending = ev
+                if not ev.get("passed"):
+                    parts.append(f"[red]{ev['gate']}✗ {str(ev.get('reason', ''))[:60]}[/]")
+            elif ev.get("event") == "transition":
+                gate = f"[green]{pending['gate']}✓[/] " if pending is not None and pending.get("passed") else ""
+                pending = None
+                if not parts:
+                    parts.append(str(ev["from"]))
+                parts.append(f"{gate}[{_stage_style(str(ev['to']))}]{ev['to']}[/]")
+        label = f"{g.seed_id}\n{g.plan.blueprint} {g.plan.params} · {g.plan.param_count:,} params"
+        t.add_row(label, " → ".join(parts) or f"[red]{g.reason}")
+    return t
+
+
+def base_grids(checkpoint: Path, target: str, base_bundle: Path | None, keys: Path | None) -> tuple[dict[int, Any], Any]:
+    """The site and logit grids of the base on the device: read from its bundle, or calibrated exactly as
+    ``kasmina-edge build`` calibrates a base built without seeds. A bundle of another base or target is
+    refused in one line."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from kasmina_edge.compile.pipeline import BuildRequest, load_data, load_segmented
+    from kasmina_edge.compile.quantize import QuantGrid
+    from kasmina_edge.compile.split import calibrate_logit_grid, calibrate_site_grids
+    from kasmina_edge.contracts.errors import KasminaError
+
+    if base_bundle is not None:
+        from kasmina_edge.contracts.bundle import read_bundle
+
+        m = read_bundle(base_bundle, keys).manifest
+        if m.kind != "full":
+            raise KasminaError(f"--base-bundle {base_bundle}: a {m.kind} bundle, not a base (full) bundle")
+        ours = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        if m.model.checkpoint_sha256 != ours:
+            raise KasminaError(
+                f"--base-bundle {base_bundle}: built from another base (checkpoint {m.model.checkpoint_sha256[:12]}), "
+                f"not {checkpoint} ({ours[:12]})"
+            )
+        if m.target != target:
+            raise KasminaError(f"--base-bundle {base_bundle}: built for target {m.target}, not --target {target}")
+        grids = {s.index: QuantGrid(float(s.grid["scale"]), int(s.grid["zero_point"])) for s in m.sites}
+        logits = (getattr(m, "logits", None) or {}).get("grid") or {}
+        logit = QuantGrid(float(logits["scale"]), int(logits["zero_point"])) if logits else None
+        return grids, logit
+    model, _ckpt, _ = load_segmented(checkpoint, None)
+    calib, _ = load_data(BuildRequest(checkpoint=checkpoint, seeds=None, target=target))
+    xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
+    rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
+    return calibrate_site_grids(model, xc, rc), calibrate_logit_grid(model, xc, rc)
+
+
+def patient_bundle(
+    seed: Any,
+    *,
+    checkpoint: Path,
+    out: Path,
+    target: str,
+    keys: Path | None = None,
+    base_bundle: Path | None = None,
+    con: Console | None = None,
+) -> Any:
+    """The patient's seeds as a signed kernel-only bundle for the base on the device (the build's own
+    pipeline, site grids forced to the base's); the manifest's ``patient`` block says what the host
+    decided (culled seeds travel marked CULLED: the device does not bring them live)."""
+    import tempfile
+
+    from kasmina_edge.compile.pipeline import BuildRequest, build
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.patient import library_entries
+    from kasmina_edge.host.seed_library import SeedLibrary
+
+    entries = library_entries(seed)
+    if not entries:
+        raise KasminaError(f"patient {seed.record}: no seed to bundle ({seed.outcome})")
+    grids, logit = base_grids(checkpoint, target, base_bundle, keys)
+    patient_block = {
+        "record": seed.record, "minutes": seed.minutes, "outcome": seed.outcome, "fossilized": seed.fossilized,
+        "rr_scale": [float(v) for v in seed.rr_scale], "param_count": seed.param_count,
+        "param_fraction": seed.param_fraction, "baseline_val_macro_f1": seed.baseline_val,
+        "seed_val_macro_f1": seed.seed_val, "gain": seed.gain,
+        "seeds": {f"patient-{seed.record}@{g.plan.site}": g.final_stage for g in seed.seeds if g.state is not None},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="kasmina-patient-") as tmp:
+        lib = SeedLibrary(meta={"kind": "patient", "record": seed.record, "target": target})
+        for entry, state in entries:
+            lib.add(entry, state)
+        lib.save(Path(tmp))
+        req = BuildRequest(
+            checkpoint=checkpoint, seeds=Path(tmp), target=target, out=out, keys=keys, site_grids=grids,
+            logit_grid=logit, kernels_only=True, manifest_extra={"patient": patient_block}, strict=False,
+        )  # fmt: skip
+        return build(req, con)
+
+
+def run_morph_patient(
+    con: Console,
+    *,
+    patient: str,
+    checkpoint: Path,
+    out: Path | None = None,
+    minutes: float = 5.0,
+    target: str = "edgetpu",
+    base_bundle: Path | None = None,
+    keys: Path | None = None,
+    seed: int = 0,
+    log: Path | None = None,
+) -> Any:
+    """`morph --patient`: read the record, grow the patient's seeds, write the kernel-only bundle."""
+    import dataclasses
+    import time
+
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.ecg.sources import open_source
+    from kasmina_edge.host.blueprints import TARGETS
+    from kasmina_edge.host.experiment import ExperimentLog
+    from kasmina_edge.host.patient import PatientConfig, common_beats_of, grow_patient_seed, patient_window
+    from kasmina_edge.host.train import load_base, set_threads
+
+    if target not in TARGETS:
+        raise KasminaError(f"--target: a kernel-only bundle needs a device target, one of: {', '.join(TARGETS)}")
+    if not checkpoint.exists():
+        raise KasminaError(f"{checkpoint}: base checkpoint not found (train one, or pass --checkpoint)")
+    t0 = time.perf_counter()
+    cfg = dataclasses.replace(PatientConfig(), minutes=minutes, seed=seed)
+    source = open_source(patient)
+    record = source.record()
+    if record is None:
+        raise KasminaError(f"--patient {patient}: the source holds no record")
+    base, ckpt = load_base(checkpoint)
+    window = patient_window(record, base, cfg)  # the bad-input checks, before any work
+    out = out or Path(f"seed-{record.name}.kedge")
+    set_threads()
+    log_path = log or out.with_suffix(".jsonl")
+    xlog = ExperimentLog(log_path, command="morph --patient", config={**cfg.to_dict(), "patient": patient,
+                         "checkpoint": str(checkpoint), "target": target}, seed=seed)  # fmt: skip
+    common = common_beats_of(ckpt, cfg.common_per_class, seed)
+    if common is None:
+        con.print("[yellow]note:[/] the checkpoint names no training patients: no common beats mixed in")
+    counts = window.counts()
+    con.print(
+        f"patient {record.name}: first {minutes:g} min, {sum(counts['fit'].values())} beats to train on "
+        f"{counts['fit']}, {sum(counts['val'].values())} to judge on; RR scale {window.rr_scale[0]:.3f}"
+    )
+    with _progress(con) as prog:
+        task = prog.add_task("patient seed", total=None, info="")
+        result = grow_patient_seed(base, window, common, cfg, target=target,
+                                   say=lambda m: prog.update(task, info=m[:70]),
+                                   sink=lambda ev: xlog.write(str(ev.get("event", "lifecycle")), **{k: v for k, v in ev.items() if k != "event"}))  # fmt: skip
+    grown_s = time.perf_counter() - t0
+    xlog.write("patient_seed", **result.summary())
+    con.print(patient_trace(result))
+    con.print(
+        f"{result.outcome}; {result.param_count:,} seed parameters ({100 * result.param_fraction:.1f} % of the "
+        f"base's {result.base_params:,}); validation macro-F1 {_pct(result.baseline_val)} → {_pct(result.seed_val)}; "
+        f"grown in {grown_s:.1f} s"
+    )
+    built = patient_bundle(result, checkpoint=checkpoint, out=out, target=target, keys=keys, base_bundle=base_bundle,
+                           con=con)  # fmt: skip
+    kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))
+    total = time.perf_counter() - t0
+    xlog.write("bundle", path=str(out), kernel_bytes=kernel_bytes, seconds=total)
+    con.print(
+        f"kernel-only bundle [bold]{out}[/] ({out.stat().st_size:,} B, kernels {kernel_bytes:,} B) for "
+        f"{target}; {total:.1f} s in all; log {log_path}"
+    )
+    return result, built
 
 
 # --------------------------------------------------------------------------- demo

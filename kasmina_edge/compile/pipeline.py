@@ -69,6 +69,12 @@ class BuildRequest:
     qat_steps: int = QAT_STEPS
     parity_windows: int | None = None  # limit held-out windows (tests); None: all
     strict: bool = True  # False: a parity bound missed is reported, not raised (benchmarks)
+    # A kernel-only bundle for a base already on the device: the site grids (and the logit grid) are
+    # forced to the base bundle's, so the kernels chain with its segments; only the kernels travel.
+    site_grids: dict[int, Any] | None = None
+    logit_grid: Any | None = None
+    kernels_only: bool = False
+    manifest_extra: dict[str, Any] = field(default_factory=dict)  # merged into the manifest (e.g. "patient")
 
     def out_path(self) -> Path:
         return self.out or Path(f"{self.target}.kedge")
@@ -576,8 +582,8 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
             rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
         with steps.step("site grids"):
-            grids = calibrate_site_grids(model, xc, rc)
-            logit_grid = calibrate_logit_grid(model, xc, rc)
+            grids = req.site_grids or calibrate_site_grids(model, xc, rc)
+            logit_grid = req.logit_grid or calibrate_logit_grid(model, xc, rc)
             specs = plan_artifacts(model, grids, xc, rc, kernel_bits=req.bits, logit_grid=logit_grid)
             band = tuple(float(v) for v in logit_grid.dequantize(np.array([-128, 127])))
         built: dict[str, BuiltArtifact] = {}
@@ -626,6 +632,9 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
                 report, req, model, entries, ckpt, grids, logit_grid, built, evals[0], segments, morphed, run_chain
             )
             _add_side_files(manifest, files, extra_files)
+            if req.kernels_only:
+                files, manifest = kernels_only(files, manifest)
+            manifest.update(req.manifest_extra)
         report.timings_s = {k: round(v, 3) for k, v in steps.timings.items()}
         report.timings_s["total"] = round(time.perf_counter() - t_start, 3)
         bundle_path: Path | None = None
@@ -1032,6 +1041,14 @@ def _add_side_files(manifest: dict[str, Any], files: dict[str, bytes], extra: di
                 "bytes": len(data),
             }
         )
+
+
+def kernels_only(files: dict[str, bytes], manifest: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Keep only the seed kernels (and their reference vectors): a ``kind = "kernels"`` bundle."""
+    kept = [a for a in manifest["artifacts"] if a["kind"] == "kernel"]
+    names = {a["file"] for a in kept} | {a["reference"] for a in kept if a.get("reference")}
+    out = {**manifest, "kind": "kernels", "artifacts": kept, "chain": None}
+    return {k: v for k, v in files.items() if k in names}, out
 
 
 def _signing_key(keys: Path | None) -> Any:
