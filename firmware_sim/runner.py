@@ -23,14 +23,14 @@ from typing import IO, Any
 import numpy as np
 
 from firmware_sim.battery import BatteryModel
-from firmware_sim.device import BootResult, Device, DirDevice
+from firmware_sim.device import BootResult, Device, DirDevice, EmulatedDevice
 from firmware_sim.sensor import sensor_chunks
 from firmware_sim.timing import EmulatedTiming
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.ecg.sources import EcgSource
 from kasmina_edge.runtime.backends import BackendError, LiteRtMode, open_backend
 from kasmina_edge.runtime.engine import DeviceRuntime, RuntimeConfig
-from kasmina_edge.runtime.image import Image, ImageError, load_image
+from kasmina_edge.runtime.image import Image, ImageError, add_kernel_bundle, load_image
 
 MAX_BOOT_ATTEMPTS = 3
 
@@ -134,6 +134,7 @@ def boot_runtime(
         try:
             backend = open_backend(boot.profile.runtime, mode=options.backend_mode)
             image = load_image(boot.bundle, backend)
+            attempts.extend(_install_kernels(device, boot, image))
             runtime = DeviceRuntime(image, fs=fs, config=options.runtime, sink=sink)
             runtime.boot()
         except (ImageError, BackendError) as exc:
@@ -143,6 +144,21 @@ def boot_runtime(
         timing = EmulatedTiming.for_image(image, boot.bundle, boot.profile)
         return Booted(boot, image, runtime, timing, attempts)
     raise KasminaError(f"{device.address}: no slot boots ({'; '.join(attempts)})")
+
+
+def _install_kernels(device: Device, boot: BootResult, image: Image) -> list[str]:
+    """The device's stored kernel-only bundles for the booted base, loaded into the image (pinned); a
+    bundle that does not fit is skipped with its reason (the base still boots)."""
+    if not isinstance(device, EmulatedDevice):
+        return []
+    bundles, notes = device.kernel_bundles(boot.bundle)
+    notes = [f"kernel store: {n}" for n in notes]
+    for kb in bundles:
+        try:
+            add_kernel_bundle(image, kb)
+        except (ImageError, BackendError) as exc:
+            notes.append(f"kernel bundle {kb.manifest.bundle_id} skipped: {exc}")
+    return notes
 
 
 class _Interrupt:

@@ -34,8 +34,10 @@ class EmulatedTiming:
     def for_image(cls, image: Image, bundle: Bundle, profile: HardwareProfile) -> EmulatedTiming:
         site_len = {s.index: s.length for s in image.manifest.sites}
         costs: dict[str, ArtifactCost] = {}
-        for entry in [*image.segment_entries, *(k.entry for k in image.kernels.values())]:
-            data = artifact_bytes(bundle, entry)
+        sources = [(e, bundle) for e in image.segment_entries]
+        sources += [(k.entry, k.source or bundle) for k in image.kernels.values()]  # installed kernels: own bundle
+        for entry, src in sources:
+            data = artifact_bytes(src, entry)
             costs[entry.name] = artifact_cost(data, entry.format, entry.name, site_len.get(entry.site or 0, 64))
         resident = sum(c.weight_bytes for c in costs.values())
         estimates = {n: estimate_artifact(c, profile, resident_weight_bytes=resident) for n, c in costs.items()}

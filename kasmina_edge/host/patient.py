@@ -74,7 +74,9 @@ class PatientConfig:
     rr_normalise: bool = True
     train_steps: int = 800  # TRAINING updates (batches of ``batch_size``)
     blend_steps: int = 5  # grafting steps from alpha 0 to 1
-    blend_batches: int = 5  # live updates between two grafting steps
+    blend_batches: int = 5  # live updates between two grafting steps ...
+    blend_lr_factor: float = 0.1  # ... at this fraction of the learning rate: TRAINING did the learning
+    blend_tolerance: float = 0.15  # performance-linked grafting: a half-applied seed may cost this much
     batch_size: int = 64
     lr: float = 1e-2  # Adam; the gradients reaching an early site are small, Adam's steps are not
     class_weight_power: float = 1.0  # inverse class frequency (the common beats keep every class present)
@@ -580,7 +582,11 @@ def grow_patient_seed(
         layer = model.sites[p.site]
         layer.telemetry_enabled = True
         try:
-            extra = {"max_drift": cfg.max_drift} if p.grafting == "drift_controlled" else {}
+            extra: dict[str, float] = {}
+            if p.grafting == "drift_controlled":
+                extra = {"max_drift": cfg.max_drift}
+            elif p.grafting == "performance_linked":
+                extra = {"tolerance": cfg.blend_tolerance}
             graft = make_grafting(p.grafting, steps=cfg.blend_steps, **extra)
             g.seed_id = layer.germinate(
                 None, p.blueprint, grafting=graft, lr_scale=p.intensity, **p.params
@@ -660,6 +666,20 @@ def grow_patient_seed(
     say_(f"TRAINING {', '.join(f'{g.plan.blueprint}@{g.plan.site}' for g in growing)}")
     exact = True
     check_every = max(1, cfg.train_steps // 8)
+    vx, vrr, vy = _tensors(window.val)
+    n_val = int(np.sum(window.val.labels == 0))
+    n_floor = baseline_n - max(cfg.n_tolerance, cfg.n_slack_beats / max(1, n_val))
+
+    def candidate_score() -> float:
+        """Gate macro-F1 of the candidate path on the validation slice; N accuracy below G4's floor loses."""
+        with torch.no_grad():
+            pred = candidate(vx, vrr)[0].argmax(1).numpy()
+        m = class_metrics(vy.numpy(), pred)
+        n_ok = not m.support[0] or float(m.se[0]) >= n_floor
+        return m.macro_f1_at(cfg.gate_min_support) - (0.0 if n_ok else 1.0)
+
+    # the candidate path's best state on the validation slice is what TRAINING hands on (early stopping)
+    best_score, best_states = -math.inf, {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
     for step in range(cfg.train_steps):
         idx = batch()
         opt.zero_grad(set_to_none=True)
@@ -677,6 +697,13 @@ def grow_patient_seed(
                 exact = exact and bit_equal(model(probe_x, probe_rr), host_probe)
             for g in growing:
                 model.sites[g.plan.site].end_epoch()
+            score = candidate_score()
+            on_event({"event": "train_check", "step": step + 1, "val_score": score, "loss": losses[-1]})
+            if score > best_score:
+                best_score, best_states = score, {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
+    with torch.no_grad():
+        for k, m in modules.items():
+            m.load_state_dict(best_states[k])
     result.bit_exact_training = exact
     for g in growing:
         layer = model.sites[g.plan.site]
@@ -703,6 +730,8 @@ def grow_patient_seed(
         model.sites[name].register_forward_hook(lambda _m, _i, out, b=bounds[name]: out.clamp(*b))
         for name in model.config.site_names
     ]
+    for group in opt.param_groups:
+        group["lr"] *= cfg.blend_lr_factor
     for _ in range(3 * cfg.blend_steps):
         val = _metrics(model, window.val, cfg.gate_min_support)[0]
         ramped = True

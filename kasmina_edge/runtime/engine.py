@@ -81,6 +81,10 @@ class Counters:
     infer_s: float = 0.0
 
 
+def _host_word(stage: str) -> str:
+    return "culled" if stage in ("CULLED", "EMBARGOED", "RESETTING") else stage.lower()
+
+
 class BootError(ImageError):
     """A base segment that does not reproduce its reference vectors: this image must not run."""
 
@@ -122,6 +126,7 @@ class DeviceRuntime:
             KernelChoice(k.name, k.site, k.blueprint, symptoms_of(k.tags) or symptoms_of(k.name.split("_")),
                          float(k.measured_gain or 0.0))
             for k in image.kernels.values()
+            if not k.pinned  # installed kernels (a patient's) are brought live by the runtime, not chosen
         ]
         self.controller = Controller(kernels, self.executor.n_sites, self.config.controller, policy=policy)
         self.raw = RawBuffer(fs, self.config.feature_seconds)
@@ -137,6 +142,7 @@ class DeviceRuntime:
         self._warm: list[np.ndarray] = []
         self._drift: list[float] | None = None
         self._booted = False
+        self._refused: set[str] = set()  # pinned kernels the host culled: never brought live
 
     # ------------------------------------------------------------------ plumbing
 
@@ -191,7 +197,7 @@ class DeviceRuntime:
 
     def on_beat(self, beat: Beat) -> dict[str, Any]:
         self.r_peaks.append(beat.r_peak)
-        result = self.executor.infer(beat.window, beat.rr)
+        result = self.executor.infer(beat.window, self._rr(beat.rr))
         self.counters.infer_s += result.latency_s
         drift = self._update_sites(result)
         for fault in self.health.check(result, self.executor.config, self.manager.window, drift):
@@ -279,12 +285,43 @@ class DeviceRuntime:
         self._emit({"event": "reference", "source": "device warm-up", "windows": len(self._warm),
                     "features": [round(float(v), 4) for v in ref]})
 
+    def _rr(self, rr: np.ndarray) -> np.ndarray:
+        """The RR features as the live kernels expect them: a live pinned kernel's per-patient scale."""
+        live = self.manager.live()
+        for name in live:
+            scale = self.image.kernels[name].rr_scale
+            if scale is not None:
+                return (np.asarray(rr, np.float32) * np.asarray(scale, np.float32)).astype(np.float32)
+        return rr
+
+    def _bring_pinned_live(self) -> None:
+        """Installed kernels (kernel-only bundles) go live once the base has been watched through its
+        warm-up: GERMINATED → … → FOSSILIZED through the seed manager, health-checked, rolled back on a
+        fault (and tried again once its embargo is over). A kernel the host culled is refused."""
+        if not self.config.adapt:
+            return
+        available = self.manager.available()
+        for k in self.image.kernels.values():
+            if not k.pinned or k.name in self._refused or k.name not in available:
+                continue
+            if k.host_stage is not None and k.host_stage != "FOSSILIZED":
+                self._refused.add(k.name)
+                self._emit({"event": "kernel_refused", "kernel": k.name, "site": k.site,
+                            "reason": f"{_host_word(k.host_stage)} on the host: {k.host_reason}"})
+                continue
+            ok = self.manager.activate(k.name, 1.0, "installed kernel (kernel-only bundle)", self.recent.confidence())
+            self.counters.swaps += int(ok)
+            if ok:
+                self._emit({"event": "kernel_installed", "kernel": k.name, "site": k.site, "bundle": k.bundle_id,
+                            "rr_scale": list(k.rr_scale) if k.rr_scale else None})
+
     def _decide(self, drift: list[float]) -> None:
         t0 = time.perf_counter()
         obs = self._observation(drift)
         if self.controller.reference is None:
             self._warmup(obs)
             return
+        self._bring_pinned_live()
         decision = self.controller.decide(obs, self.manager.live(), self.manager.available())
         swapped = self._apply(decision) if self.config.adapt else False
         elapsed = time.perf_counter() - t0

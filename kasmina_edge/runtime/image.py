@@ -73,6 +73,14 @@ class Kernel:
     measured_gain: float | None
     load_s: float = 0.0
     reference_check: ReferenceCheck | None = None
+    # A kernel installed on its own (a kernel-only bundle for this base, e.g. a patient's seed): the
+    # runtime brings it live itself; the controller neither activates nor retires it.
+    pinned: bool = False
+    bundle_id: str | None = None
+    host_stage: str | None = None  # where its lifecycle ended on the host (FOSSILIZED, CULLED, ...)
+    host_reason: str = ""
+    rr_scale: tuple[float, ...] | None = None  # per-patient RR normalisation, applied while it is live
+    source: Bundle | None = None  # the bundle its artifact came from, when not the image's own
 
     @property
     def seed_id(self) -> str:
@@ -157,6 +165,22 @@ def check_interface(entry: ArtifactEntry, model: LoadedModel) -> list[str]:
     return problems
 
 
+def load_artifact(bundle: Bundle, backend: Backend, entry: ArtifactEntry, arena: int | None = None) -> LoadedModel:
+    """One artifact of ``bundle`` loaded on ``backend`` and checked against its manifest entry."""
+    backend.check_format(entry.format, entry.name)
+    data = artifact_bytes(bundle, entry)
+    # with the Edge TPU delegate loaded, the edgetpu_compiler's output for this artifact runs instead
+    # (the build co-compiles every artifact into edgetpu/NAME_edgetpu.tflite when the compiler is there)
+    accelerated = bool(getattr(backend, "accelerated", False))
+    compiled = bundle.files.get(f"edgetpu/{entry.name}_edgetpu.tflite") if accelerated else None
+    # twice the measured arena: the build measured it on one TFLite Micro version, the device may run another
+    model = backend.load(compiled or data, entry.name, arena_bytes=int(arena * 2) if arena else None)
+    problems = check_interface(entry, model)
+    if problems:
+        raise ImageError(f"artifact {entry.name!r} does not match its manifest: {problems[0]}")
+    return model
+
+
 def load_image(
     bundle: Bundle,
     backend: Backend,
@@ -177,21 +201,8 @@ def load_image(
     arena_table = dict((report.get("memory") or {}).get("arenas") or {})
     arena_table.update(arenas or {})
 
-    accelerated = bool(getattr(backend, "accelerated", False))
-
     def load(entry: ArtifactEntry) -> LoadedModel:
-        backend.check_format(entry.format, entry.name)
-        arena = arena_table.get(entry.name)
-        data = artifact_bytes(bundle, entry)
-        # with the Edge TPU delegate loaded, the edgetpu_compiler's output for this artifact runs instead
-        # (the build co-compiles every artifact into edgetpu/NAME_edgetpu.tflite when the compiler is there)
-        compiled = bundle.files.get(f"edgetpu/{entry.name}_edgetpu.tflite") if accelerated else None
-        # twice the measured arena: the build measured it on one TFLite Micro version, the device may run another
-        model = backend.load(compiled or data, entry.name, arena_bytes=int(arena * 2) if arena else None)
-        problems = check_interface(entry, model)
-        if problems:
-            raise ImageError(f"artifact {entry.name!r} does not match its manifest: {problems[0]}")
-        return model
+        return load_artifact(bundle, backend, entry, arena_table.get(entry.name))
 
     seg_entries = [m.artifact(name) for name in m.chain.segments]
     segments = [load(e) for e in seg_entries]
@@ -254,6 +265,72 @@ def load_image(
         policy=policy,
         load_s=time.perf_counter() - t0,
     )
+
+
+def _host_outcome(entry: ArtifactEntry) -> tuple[str | None, str]:
+    info = entry.seed_kernel
+    if info is None or not info.lifecycle:
+        return None, ""
+    last = info.lifecycle[-1]
+    culled = next((step for step in info.lifecycle if step.dst == "CULLED"), None)
+    return last.dst, culled.reason if culled is not None else last.reason
+
+
+def add_kernel_bundle(image: Image, bundle: Bundle) -> list[str]:
+    """Load the kernels of a kernel-only bundle (``kind = "kernels"``) into ``image``, pinned.
+
+    Refused (ImageError, one line) when the bundle is for another base (checkpoint hash), another
+    target, names a site the image does not have, or carries a kernel whose grids differ from its
+    site's (it could not hand raw int8 values on). Returns the names of the kernels added.
+    """
+    m = bundle.manifest
+    name = m.bundle_id or str(bundle.path)
+    if m.kind != "kernels":
+        raise ImageError(f"bundle {name}: a {m.kind} bundle, not a kernel-only one")
+    if m.base_checkpoint != image.manifest.base_checkpoint:
+        raise ImageError(
+            f"bundle {name}: its kernels are for base {m.base_checkpoint[:12]}, the device runs base "
+            f"{image.manifest.base_checkpoint[:12]}"
+        )
+    if m.target != image.manifest.target:
+        raise ImageError(f"bundle {name}: built for target {m.target}, the device runs {image.manifest.target}")
+    extra = m.model_extra or {}
+    patient = extra.get("patient") if isinstance(extra.get("patient"), dict) else {}
+    rr = patient.get("rr_scale") if patient else None
+    rr_scale = tuple(float(v) for v in rr) if isinstance(rr, list) and len(rr) == 4 else None
+    added: list[str] = []
+    n_sites = len(image.site_tensors)
+    for entry in m.kernels():
+        if entry.site is None or not 0 <= entry.site < n_sites:
+            raise ImageError(f"bundle {name}: kernel {entry.name!r} sits at site {entry.site}, the base has {n_sites}")
+        if entry.name in image.kernels:
+            raise ImageError(f"bundle {name}: a kernel named {entry.name!r} is already on the device")
+        tk = time.perf_counter()
+        model = load_artifact(bundle, image.backend, entry)
+        site_t = image.site_tensors[entry.site]
+        grid = site_grid(image, entry.site)
+        for side, t in (("input", model.inputs[0]), ("output", model.outputs[0])):
+            if t.shape != site_t.shape:
+                raise ImageError(f"kernel {entry.name!r}: {side} {list(t.shape)}, site {entry.site} carries {list(site_t.shape)}")
+            if t.quantized and grid is not None and not t.same_grid(grid):
+                raise ImageError(
+                    f"kernel {entry.name!r}: {side} grid scale={t.scale} zp={t.zero_point}, site {entry.site} has "
+                    f"scale={grid.scale} zp={grid.zero_point} (built against another build of the base)"
+                )
+        info = entry.seed_kernel
+        stage, reason = _host_outcome(entry)
+        image.kernels[entry.name] = Kernel(
+            name=entry.name, entry=entry, model=model, site=entry.site,
+            tags=tuple(t for t in (info.condition_tags if info else []) if t),
+            blueprint=entry.blueprint or (info.blueprint if info else "unknown"),
+            g1=info.g1_verdict if info else None, measured_gain=info.measured_gain if info else None,
+            load_s=time.perf_counter() - tk, pinned=True, bundle_id=m.bundle_id, host_stage=stage,
+            host_reason=reason, rr_scale=rr_scale, source=bundle,
+        )  # fmt: skip
+        if entry.reference is not None:
+            image.references[entry.name] = bundle.reference_vectors(entry.name)
+        added.append(entry.name)
+    return added
 
 
 def site_grid(image: Image, site: int) -> TensorInfo | None:
