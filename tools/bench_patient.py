@@ -459,7 +459,7 @@ def main() -> None:
         "recovery_of_finetune_gain": recovery, "targets": TARGETS, "checks": checks,
         "records_worse_n_accuracy": worse, "outcomes": outcomes,
         "seed_param_fraction_max": max(fractions) if fractions else None,
-        "per_record": [{"record": x["record"], "seed": x["seed"].summary(), "seed_s": x["seed_s"],
+        "per_record": [{"record": x["record"], "patient_seed": x["seed"].summary(), "seed_s": x["seed_s"],
                         "finetune_s": x["finetune_s"], **{m: x["evals"][m].to_dict() for m in x["evals"]}}
                        for x in results],
         "device": device, "timings_s": timings,
