@@ -700,7 +700,10 @@ def grow_patient_seed(
             score = candidate_score()
             on_event({"event": "train_check", "step": step + 1, "val_score": score, "loss": losses[-1]})
             if score > best_score:
-                best_score, best_states = score, {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
+                best_score, best_states = (
+                    score,
+                    {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()},
+                )
     with torch.no_grad():
         for k, m in modules.items():
             m.load_state_dict(best_states[k])
