@@ -153,9 +153,8 @@ def run_device(
 
     telemetry, transport = None, None
     if link or mqtt:
-        from firmware_sim.telemetry import open_device_telemetry
-
         from firmware_sim.device import EmulatedDevice
+        from firmware_sim.telemetry import open_device_telemetry
 
         telemetry, transport = open_device_telemetry(
             dev.address.name, dev.storage, link, mqtt, emulated=dev if isinstance(dev, EmulatedDevice) else None)
