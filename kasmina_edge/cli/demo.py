@@ -27,6 +27,7 @@ STEPS: list[tuple[str, str]] = [
     ("build: int8 bundle for the Edge TPU", "kasmina_edge.cli.build"),
     ("device: flash, boot and stream on an emulator", "kasmina_edge.cli.device"),
     ("profile: the demo bundle on every hardware profile", "kasmina_edge.cli.profile"),
+    ("telemetry: MQTT over LoRaWAN EU868 DR3 to the monitor, a signed command back", "kasmina_edge.cli.net"),
 ]
 
 DemoStep = Callable[[Console, Path], None]
