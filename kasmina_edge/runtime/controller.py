@@ -37,6 +37,27 @@ SITE_PRIOR: dict[str, tuple[float, ...]] = {
     "morphology": (0.4, 1.0, 0.8, 0.5),
     "shift": (0.2, 0.4, 0.8, 1.0),
 }
+def symptom_severity(
+    obs: np.ndarray, ref: np.ndarray, *, power: float, template_corr: float, entropy: float, drift: float
+) -> dict[str, float]:
+    """Severity (> 0 when present) of each symptom against the clean reference ``ref``: the rule the
+    host's heuristic Tamiyo and the device's controller share (the host imports it from here)."""
+    sev = {
+        "noise": obs[INDEX["noise_power"]] - ref[INDEX["noise_power"]] - power,
+        "baseline": obs[INDEX["baseline_power"]] - ref[INDEX["baseline_power"]] - power,
+        "powerline": obs[INDEX["powerline_power"]] - ref[INDEX["powerline_power"]] - power,
+        "morphology": template_corr - obs[INDEX["qrs_template_corr"]],
+    }
+    clean = all(v <= 0 for v in sev.values())
+    ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - entropy
+    worst = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - drift
+    # A patient shift: the signal itself looks clean while the model is unsure, its sites drift,
+    # or the wearer's own annotated beats are at hand (a calibration session).
+    calib = 0.1 if obs[INDEX["calibration"]] >= 0.5 else -1.0
+    sev["shift"] = max(ent, worst * 0.25, calib) if clean else -1.0
+    return {k: float(v) for k, v in sev.items()}
+
+
 # condition tag of a seed (host morph conditions and artifact names) -> symptoms it treats
 CONDITION_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "emg": ("noise",),
@@ -167,20 +188,11 @@ class Controller:
 
     def symptoms(self, obs: np.ndarray) -> dict[str, float]:
         """Severity (> 0 when present) of each symptom against the reference (the host's rules)."""
-        ref, c = self.reference, self.config
-        assert ref is not None, "no reference observation yet"
-        sev = {
-            "noise": obs[INDEX["noise_power"]] - ref[INDEX["noise_power"]] - c.power,
-            "baseline": obs[INDEX["baseline_power"]] - ref[INDEX["baseline_power"]] - c.power,
-            "powerline": obs[INDEX["powerline_power"]] - ref[INDEX["powerline_power"]] - c.power,
-            "morphology": c.template_corr - obs[INDEX["qrs_template_corr"]],
-        }
-        clean = all(v <= 0 for v in sev.values())
-        ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - c.entropy
-        drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - c.drift
-        calib = 0.1 if obs[INDEX["calibration"]] >= 0.5 else -1.0
-        sev["shift"] = max(ent, drift * 0.25, calib) if clean else -1.0
-        return {k: float(v) for k, v in sev.items()}
+        assert self.reference is not None, "no reference observation yet"
+        c = self.config
+        return symptom_severity(
+            obs, self.reference, power=c.power, template_corr=c.template_corr, entropy=c.entropy, drift=c.drift
+        )
 
     def _site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
         n = self.n_sites

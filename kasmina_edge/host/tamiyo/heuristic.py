@@ -19,17 +19,10 @@ import numpy as np
 
 from kasmina_edge.host.tamiyo.features import INDEX, N_SITES
 from kasmina_edge.host.tamiyo.masks import ACT, ActionSpace, Masks
+from kasmina_edge.runtime.controller import SITE_PRIOR, symptom_severity
 
-SYMPTOMS = ("noise", "baseline", "powerline", "morphology", "shift")
-
-# Where each symptom is best treated: a prior weight per site (site0 = earliest).
-SITE_PRIOR: dict[str, tuple[float, ...]] = {
-    "noise": (1.0, 0.8, 0.4, 0.2),
-    "baseline": (1.0, 0.7, 0.3, 0.2),
-    "powerline": (1.0, 0.6, 0.3, 0.1),
-    "morphology": (0.4, 1.0, 0.8, 0.5),
-    "shift": (0.2, 0.4, 0.8, 1.0),
-}
+# The symptoms, where each is best treated (a prior weight per site, site0 = earliest) and how
+# severe it is: the device's controller decides by the same rules, so they are defined once, there.
 
 # Blueprint preference by symptom: filters for artifacts, re-mappings for shape and patient shift.
 BLUEPRINT_PREFERENCE: dict[str, tuple[str, ...]] = {
@@ -108,21 +101,10 @@ class HeuristicTamiyo:
 
     def symptoms(self, obs: np.ndarray) -> dict[str, float]:
         """Severity (> 0 when present) of each symptom against the clean reference."""
-        ref, t = self.reference, self.thresholds
-        sev = {
-            "noise": obs[INDEX["noise_power"]] - ref[INDEX["noise_power"]] - t.power,
-            "baseline": obs[INDEX["baseline_power"]] - ref[INDEX["baseline_power"]] - t.power,
-            "powerline": obs[INDEX["powerline_power"]] - ref[INDEX["powerline_power"]] - t.power,
-            "morphology": t.template_corr - obs[INDEX["qrs_template_corr"]],
-        }
-        signal_clean = all(v <= 0 for v in sev.values())
-        ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - t.entropy
-        drift = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - t.drift
-        # A patient shift: the signal itself looks clean while the model is unsure, its sites drift,
-        # or the wearer's own annotated beats are at hand (a calibration session).
-        calib = 0.1 if obs[INDEX["calibration"]] >= 0.5 else -1.0
-        sev["shift"] = max(ent, drift * 0.25, calib) if signal_clean else -1.0
-        return {k: float(v) for k, v in sev.items()}
+        t = self.thresholds
+        return symptom_severity(
+            obs, self.reference, power=t.power, template_corr=t.template_corr, entropy=t.entropy, drift=t.drift
+        )
 
     def site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
         drift = np.array([obs[INDEX[f"drift_site{i}"]] for i in range(len(self.space.sites))], dtype=np.float64)
