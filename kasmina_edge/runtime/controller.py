@@ -235,21 +235,29 @@ class Controller:
                                 symptom=k.symptoms[0], severity=max(sev[s] for s in k.symptoms))
         if self.policy is not None:
             return self._policy_decision(obs, live, available, sev)
-        symptom, severity = max(sev.items(), key=lambda kv: kv[1])
-        if severity <= 0:
+        # The worst symptom first; one no kernel can treat does not hide the next (EMG also lifts the
+        # mains bands: "powerline" can outrank "noise" while only a noise kernel exists).
+        ranked = sorted(((v, k) for k, v in sev.items() if v > 0), reverse=True)
+        if not ranked:
             return Decision("wait", "no_degradation")
-        if self._present[symptom] < self.config.onset_windows:
-            return Decision("wait", "onset_pending", symptom=symptom, severity=severity)
-        treated = [by_name[n] for n in live if n in by_name and symptom in by_name[n].symptoms]
-        if treated:
-            return Decision("wait", "already_treated", symptom=symptom, severity=severity)
-        options = [k for k in self.kernels if k.name in available and symptom in k.symptoms]
-        if not options:
-            return Decision("wait", "no_kernel_for_symptom", symptom=symptom, severity=severity)
-        scores = self._site_scores(obs, symptom)
-        best = max(options, key=lambda k: (scores[k.site] + 0.1 * (k.gain or 0.0), k.gain or 0.0))
-        return Decision("activate", f"{symptom} severity {severity:.2f}", site=best.site, kernel=best.name,
-                        alpha_target=self._alpha(severity), symptom=symptom, severity=severity)
+        waiting: Decision | None = None
+        for severity, symptom in ranked:
+            if self._present[symptom] < self.config.onset_windows:
+                why = "onset_pending"
+            elif any(n in by_name and symptom in by_name[n].symptoms for n in live):
+                why = "already_treated"
+            else:
+                options = [k for k in self.kernels if k.name in available and symptom in k.symptoms]
+                if options:
+                    scores = self._site_scores(obs, symptom)
+                    best = max(options, key=lambda k: (scores[k.site] + 0.1 * (k.gain or 0.0), k.gain or 0.0))
+                    return Decision("activate", f"{symptom} severity {severity:.2f}", site=best.site,
+                                    kernel=best.name, alpha_target=self._alpha(severity), symptom=symptom,
+                                    severity=severity)  # fmt: skip
+                why = "no_kernel_for_symptom"
+            waiting = waiting or Decision("wait", why, symptom=symptom, severity=severity)
+        assert waiting is not None
+        return waiting
 
     def _policy_decision(
         self, obs: np.ndarray, live: Mapping[str, int], available: set[str], sev: dict[str, float]

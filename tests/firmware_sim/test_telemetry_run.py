@@ -15,6 +15,7 @@ from firmware_sim.runner import RunOptions, run_stream
 from firmware_sim.telemetry import AUDIT_FILE, QUEUE_FILE, open_device_telemetry
 from kasmina_edge.ecg.scenarios import make_scenario
 from kasmina_edge.ecg.sources import RecordSource
+from kasmina_edge.runtime.engine import RuntimeConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,10 @@ def test_runtime_events_reach_the_monitor_over_a_lora_link(
     tel, transport = open_device_telemetry("tel-1", dev.storage, "lorawan-eu868-dr5", None, emulated=dev)
     tel.keep_produced = True
     record = make_scenario("noisy-walk", 3.0, seed=4)
-    s = run_stream(dev, RecordSource(record), options=RunOptions(probation_beats=20), telemetry=tel)
+    # the fixture's kernels have random weights: with the controller adapting, which ones fault (and how many
+    # critical breaker records take the airtime) depends on its choices; this test is about the telemetry path
+    options = RunOptions(probation_beats=20, runtime=RuntimeConfig(adapt=False))
+    s = run_stream(dev, RecordSource(record), options=options, telemetry=tel)
     transport.drain()
     transport.close()
     assert s.telemetry is not None and s.telemetry["records"] >= 3 and s.telemetry["uplinks"] >= 1

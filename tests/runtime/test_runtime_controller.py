@@ -53,6 +53,21 @@ def test_noise_activates_an_emg_kernel_where_noise_is_treated_first() -> None:
     assert c.decide(noisy, {}, {"lead1"}).reason == "no_kernel_for_symptom"
 
 
+def test_a_worse_symptom_without_a_kernel_does_not_hide_a_treatable_one() -> None:
+    """Muscle noise also lifts the mains bands: 'powerline' can outrank 'noise' though only noise has kernels."""
+    c = _controller()
+    obs = _clean()
+    obs[INDEX["noise_power"]] = 0.8
+    obs[INDEX["powerline_power"]] = 0.5  # severity 2.35 against noise's 1.65
+    sev = c.symptoms(obs)
+    assert sev["powerline"] > sev["noise"] > 0
+    d = c.decide(obs, {}, {"emg0", "emg2", "lead1"})
+    assert d.action == "activate" and d.symptom == "noise" and d.kernel == "emg0"
+    # with the noise treated, what is left is reported for the worst symptom
+    left = c.decide(obs, {"emg0": 0}, {"emg2", "lead1"})
+    assert left.action == "wait" and left.symptom == "powerline" and left.reason == "no_kernel_for_symptom"
+
+
 def test_retire_after_the_condition_cleared_for_a_while() -> None:
     c = _controller()
     actions = [c.decide(_clean(), {"emg0": 0}, set()).action for _ in range(4)]
