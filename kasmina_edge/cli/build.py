@@ -29,6 +29,12 @@ def build(
     explain: bool = typer.Option(False, "--explain", help="Show the build plan and stop."),
     keys: Path = typer.Option(None, "--keys", help="Signing keys folder from `kasmina-edge keys init`."),
     json_out: Path = typer.Option(None, "--json", help="Also write the build report as JSON here."),
+    allow_parity_miss: bool = typer.Option(
+        False,
+        "--allow-parity-miss",
+        help="Write the bundle even if a chain misses the parity bound (argmax agreement or logit error); "
+        "the miss is recorded in the build report.",
+    ),
 ) -> None:
     """Quantize, split at the seed sites, export and check for one target; write a signed bundle."""
     run_build(
@@ -42,6 +48,7 @@ def build(
         explain=explain,
         keys=keys,
         json_out=json_out,
+        allow_parity_miss=allow_parity_miss,
     )
 
 
@@ -57,6 +64,7 @@ def run_build(
     explain: bool = False,
     keys: Path | None = None,
     json_out: Path | None = None,
+    allow_parity_miss: bool = False,
 ) -> None:
     from kasmina_edge.compile.errors import UnknownTargetError
 
@@ -67,7 +75,14 @@ def run_build(
     from kasmina_edge.compile.pipeline import BuildRequest, build, plan
 
     req = BuildRequest(
-        checkpoint=checkpoint, seeds=seeds, target=target, profile=profile, bits=bits, out=out, keys=keys
+        checkpoint=checkpoint,
+        seeds=seeds,
+        target=target,
+        profile=profile,
+        bits=bits,
+        out=out,
+        keys=keys,
+        strict=not allow_parity_miss,
     )
     the_plan = plan(req)
     if explain:

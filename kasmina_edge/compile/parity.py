@@ -70,11 +70,13 @@ def require_parity(parity: LogitParity, what: str) -> None:
     if parity.argmax_agreement < parity.min_agreement:
         raise ParityError(
             f"{what}: argmax agrees with torch on {100 * parity.argmax_agreement:.2f} % of {parity.windows} "
-            f"held-out windows, the limit is {100 * parity.min_agreement:.0f} %"
+            f"held-out windows, the limit is {100 * parity.min_agreement:.0f} % (--allow-parity-miss builds anyway "
+            "and records it)"
         )
     if parity.p99_abs_error > parity.bound:
         raise ParityError(
-            f"{what}: p99 logit error {parity.p99_abs_error:.4f} exceeds the bound {parity.bound:.4f}"
+            f"{what}: p99 logit error {parity.p99_abs_error:.4f} exceeds the bound {parity.bound:.4f} "
+            "(--allow-parity-miss builds anyway and records it)"
         )
 
 

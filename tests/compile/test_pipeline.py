@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -271,3 +272,38 @@ def test_4_bit_build_packs_kernels_that_unpack_to_what_was_tested(trained_files,
     original = unpack_file(files[kernel["file"]], sha256=kernel["unpacked_sha256"])
     assert original == result.artifacts[kernel["name"]]
     assert len(files[kernel["file"]]) < len(original)
+
+
+def _parity_case(monkeypatch: pytest.MonkeyPatch, flips: int) -> tuple[Any, Any, Any]:
+    """A reference chain and an 'artifact' chain that disagree on ``flips`` of 200 windows."""
+    from types import SimpleNamespace
+
+    from kasmina_edge.compile import chain, pipeline
+    from kasmina_edge.compile.report import BuildReport
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(200, 5)).astype(np.float32)
+    got = ref.copy()
+    got[:flips] = np.roll(got[:flips], 1, axis=1)  # a different argmax on the first ``flips`` rows
+    monkeypatch.setattr(chain, "torch_chain", lambda *a, **k: ref)
+    ev = pipeline.EvalSet("synthetic held-out", np.zeros((200, 1, 8), np.float32), np.zeros((200, 4), np.float32),
+                          ref.argmax(1))  # fmt: skip
+    report = BuildReport(target="edgetpu", profile="coral-usb", bits=8, format="tflite-int8")
+    model = SimpleNamespace(classes=("N", "S", "V", "F", "Q"))
+    run = (report, model, [ev], [("base", None, {})], lambda *a: got, (-10.0, 10.0))
+    return pipeline, report, run
+
+
+def test_a_missed_parity_bound_stops_the_build_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kasmina_edge.compile.errors import ParityError
+
+    pipeline, report, run = _parity_case(monkeypatch, flips=4)  # 98 % agreement: below the 99 % limit
+    with pytest.raises(ParityError, match=r"98\.00 % of 200.*--allow-parity-miss"):
+        pipeline._accuracy(*run, strict=True)
+    pipeline, report, run = _parity_case(monkeypatch, flips=4)
+    pipeline._accuracy(*run, strict=False)
+    assert any(n.startswith("PARITY BOUND MISSED: edgetpu chain (base)") for n in report.notes)
+    assert report.accuracy[0].argmax_agreement == pytest.approx(0.98)
+    pipeline, report, run = _parity_case(monkeypatch, flips=1)  # 99.5 %: passes, nothing noted
+    pipeline._accuracy(*run, strict=True)
+    assert not report.notes
