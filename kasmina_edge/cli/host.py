@@ -13,11 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kasmina_edge.cli.common import console
+from kasmina_edge.cli.common import console, fail
 
 if TYPE_CHECKING:
     from kasmina_edge.host.morph import MorphResult
-    from kasmina_edge.host.train import ClassMetrics, TrainResult
+    from kasmina_edge.host.records import RecordSplit
+    from kasmina_edge.host.train import ClassMetrics, TrainConfig, TrainResult
 
 
 def _pct(v: float | None) -> str:
@@ -49,6 +50,67 @@ def _progress(con: Console) -> Any:
     )  # fmt: skip
 
 
+def _resolve_config(
+    config: str, resume: Path | None, overrides: dict[str, Any], synthetic: bool
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The preset, or the resumed checkpoint's config, with the command line's overrides."""
+    import dataclasses
+
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.experiment import load_checkpoint
+    from kasmina_edge.host.train import BASE_KIND, TRAIN_PRESETS, TrainConfig
+
+    if config not in TRAIN_PRESETS:
+        raise KasminaError(f"--preset: unknown {config!r}; choose one of: {', '.join(TRAIN_PRESETS)}")
+    cfg = TRAIN_PRESETS[config]
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, kind=BASE_KIND)
+        cfg = TrainConfig(**ckpt["train_config"])
+        fixed = [k for k in (("patients", "minutes", "seed") if synthetic else ("seed",))
+                 if overrides.get(k) is not None and overrides[k] != getattr(cfg, k)]  # fmt: skip
+        if fixed:
+            raise KasminaError(f"--resume: {', '.join('--' + k for k in fixed)} must match the checkpoint's")
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None}), ckpt
+
+
+def records_table(split: RecordSplit) -> Table:
+    """Beats per AAMI class of every record, by side, with each side's total."""
+    from kasmina_edge.ecg.types import AAMI_CLASSES
+
+    leads = ", ".join(sorted({s.lead for s in split.plan.summaries.values()}))
+    t = Table(title=f"records (patient-wise split), lead {leads}")
+    t.add_column("record")
+    t.add_column("side")
+    for c in AAMI_CLASSES:
+        t.add_column(c, justify="right")
+    t.add_column("beats", justify="right")
+    for side, names in (("training", split.train_records), ("validation", split.val_records)):
+        for n in names:
+            counts = split.per_record[n].class_counts()
+            t.add_row(n, side, *(str(counts[c]) for c in AAMI_CLASSES), str(len(split.per_record[n])))
+        total = split.counts(names)
+        t.add_row(f"[bold]{side}", f"[bold]{len(names)} records", *(f"[bold]{total[c]}" for c in AAMI_CLASSES),
+                  f"[bold]{sum(total.values())}", end_section=True)  # fmt: skip
+    return t
+
+
+def _store_provenance(out: Path, split: RecordSplit, seed: int) -> None:
+    """The data a real-record base was trained on, and the common beats its patient seeds mix in."""
+    from kasmina_edge.host.experiment import load_checkpoint, save_checkpoint
+    from kasmina_edge.host.patient import COMMON_KEY, common_beats, common_beats_to_checkpoint
+    from kasmina_edge.host.train import BASE_KIND
+
+    ckpt = load_checkpoint(out, kind=BASE_KIND)
+    ckpt["data"] = split.plan.spec.text
+    ckpt["data_lead"] = split.plan.lead
+    ckpt["train_records"] = list(split.train_records)
+    ckpt["val_records"] = list(split.val_records)
+    ckpt["record_classes"] = {n: ds.class_counts() for n, ds in split.per_record.items()}
+    ckpt[COMMON_KEY] = common_beats_to_checkpoint(common_beats(split.train, 200, seed=seed))
+    save_checkpoint(out, ckpt)
+
+
 def run_train(
     con: Console,
     *,
@@ -60,71 +122,111 @@ def run_train(
     out: Path = Path("runs/base.pt"),
     resume: Path | None = None,
     log: Path | None = None,
+    data: str | None = None,
+    records: str | None = None,
+    val_records: str | None = None,
+    lead: str = "0",
+    skip_unknown_symbols: bool = False,
 ) -> TrainResult:
-    import dataclasses
+    """Train the base: on synthetic patients (``data`` None or "synthetic"), or on the annotated
+    WFDB records of a folder (``data="wfdb:DIR"``), split patient-wise. Every user error is
+    raised before anything is written or trained."""
     import time
 
-    from kasmina_edge.host.experiment import ExperimentLog, load_checkpoint
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.experiment import ExperimentLog
     from kasmina_edge.host.model import count_host_parameters, count_macs, example_inputs
-    from kasmina_edge.host.train import (
-        BASE_KIND,
-        TRAIN_PRESETS,
-        TrainConfig,
-        set_threads,
-        synthetic_split,
-        train_base,
-    )
+    from kasmina_edge.host.records import parse_data_spec, parse_record_names, plan_split, read_split
+    from kasmina_edge.host.train import set_threads, synthetic_split, train_base
 
-    if config not in TRAIN_PRESETS:
-        from kasmina_edge.contracts.errors import KasminaError
-
-        raise KasminaError(f"--config: unknown {config!r}; choose one of: {', '.join(TRAIN_PRESETS)}")
-    cfg = TRAIN_PRESETS[config]
-    experiment_id = None
-    if resume is not None:
-        ckpt = load_checkpoint(resume, kind=BASE_KIND)
-        cfg = TrainConfig(**ckpt["train_config"])
-        experiment_id = ckpt.get("experiment_id") or None
+    spec = parse_data_spec(data)
+    if spec.synthetic:
+        real_only = [flag for flag, v in (("--records", records), ("--val-records", val_records),
+                     ("--lead", None if lead == "0" else lead), ("--skip-unknown-symbols", skip_unknown_symbols or None))
+                     if v is not None]  # fmt: skip
+        if real_only:
+            raise KasminaError(f"{', '.join(real_only)}: only with real records (--data wfdb:DIR)")
+    else:
+        synth_only = [f"--{k}" for k, v in (("patients", patients), ("minutes", minutes)) if v is not None]
+        if synth_only:
+            raise KasminaError(
+                f"{', '.join(synth_only)}: only for synthetic patients, not with --data {spec.text}"
+            )
     overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
-    if resume is not None:
-        fixed = [k for k in ("patients", "minutes", "seed") if overrides[k] is not None and overrides[k] != getattr(cfg, k)]
-        if fixed:
-            from kasmina_edge.contracts.errors import KasminaError
-
-            raise KasminaError(f"--resume: {', '.join('--' + k for k in fixed)} must match the checkpoint's")
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg, resumed = _resolve_config(config, resume, overrides, spec.synthetic)
+    plan = None
+    if not spec.synthetic:
+        if resumed is not None and resumed.get("data") not in (None, spec.text):
+            raise KasminaError(
+                f"--resume: the checkpoint was trained on --data {resumed['data']}, not {spec.text}"
+            )
+        plan = plan_split(
+            spec, records=parse_record_names(records, "--records"),
+            val_records=parse_record_names(val_records, "--val-records"), seed=cfg.seed, lead=lead,
+            unknown="skip" if skip_unknown_symbols else "error",
+        )  # fmt: skip
+        if resumed is not None and resumed.get("train_records") not in (None, plan.train):
+            raise KasminaError(
+                "--resume: the checkpoint was trained on other records (give the same --records)"
+            )
     threads = set_threads()
     log_path = log or out.with_suffix(".jsonl")
     xlog = ExperimentLog(
-        log_path, command="train", config=cfg.to_dict(), seed=cfg.seed, experiment_id=experiment_id,
-        resumed=resume is not None,
+        log_path, command="train", config={**cfg.to_dict(), "data": spec.text}, seed=cfg.seed,
+        experiment_id=(resumed or {}).get("experiment_id") or None, resumed=resume is not None,
     )  # fmt: skip
+    if plan is None:
+        what = f"{cfg.patients} synthetic patients × {cfg.minutes:g} min"
+    else:
+        what = f"{len(plan.train)} training + {len(plan.val)} validation records from {spec.text}"
     con.print(
-        f"experiment {xlog.experiment_id}: {cfg.model} model, {cfg.patients} synthetic patients × {cfg.minutes:g} min, "
-        f"{cfg.epochs} epochs, seed {cfg.seed}, {threads} thread(s)"
+        f"experiment {xlog.experiment_id}: {cfg.model} model, {what}, {cfg.epochs} epochs, seed {cfg.seed}, "
+        f"{threads} thread(s)"
     )
     t0 = time.perf_counter()
+    split = None
     with _progress(con) as prog:
-        task = prog.add_task("synthesizing patients", total=None, info="")
-        split = synthetic_split(cfg)
-        counts = {c: int((split.train.labels == i).sum()) for i, c in enumerate("NSVFQ")}
-        prog.update(task, total=1, completed=1, info=f"{len(split.train)} train / {len(split.val)} val beats")
-        n_batches = max(1, (len(split.train) + cfg.batch_size - 1) // cfg.batch_size)
-        done = 0
-        if resume is not None:
-            done = int(load_checkpoint(resume, kind=BASE_KIND)["epochs_done"])
-        bar = prog.add_task("training", total=n_batches * max(1, cfg.epochs), completed=n_batches * done, info="")
+        if plan is None:
+            task = prog.add_task("synthesizing patients", total=None, info="")
+            synth = synthetic_split(cfg)
+            train_ds, val_ds = synth.train, synth.val
+            train_names, val_names = (
+                [r.name for r in synth.train_records],
+                [r.name for r in synth.val_records],
+            )
+        else:
+            task = prog.add_task("reading records", total=len(plan.train) + len(plan.val), info="")
+            split = read_split(plan, lambda i, n, name: prog.update(task, completed=i, info=name))
+            train_ds, val_ds = split.train, split.val
+            train_names, val_names = split.train_records, split.val_records
+        counts = {c: int((train_ds.labels == i).sum()) for i, c in enumerate("NSVFQ")}
+        prog.update(task, total=1, completed=1, info=f"{len(train_ds)} train / {len(val_ds)} val beats")
+        n_batches = max(1, (len(train_ds) + cfg.batch_size - 1) // cfg.batch_size)
+        done = int(resumed["epochs_done"]) if resumed is not None else 0
+        bar = prog.add_task(
+            "training", total=n_batches * max(1, cfg.epochs), completed=n_batches * done, info=""
+        )
 
         def on_batch(epoch: int, b: int, nb: int, loss: float) -> None:
             prog.update(bar, completed=epoch * nb + b, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
 
-        xlog.write("data", train_beats=len(split.train), val_beats=len(split.val), train_classes=counts,
-                   train_patients=[r.name for r in split.train_records],
-                   val_patients=[r.name for r in split.val_records])  # fmt: skip
-        result = train_base(cfg, split.train, split.val, out=out, resume=resume, log=xlog, on_batch=on_batch)
+        xlog.write("data", source=spec.text, train_beats=len(train_ds), val_beats=len(val_ds), train_classes=counts,
+                   train_patients=train_names, val_patients=val_names)  # fmt: skip
+        result = train_base(cfg, train_ds, val_ds, out=out, resume=resume, log=xlog, on_batch=on_batch)
     secs = time.perf_counter() - t0
     assert result.val is not None
-    con.print(metrics_table(f"validation (held-out patients), best epoch {result.best_epoch}", result.val))
+    held_out = "held-out patients" if split is None else f"held-out records {', '.join(val_names)}"
+    if split is not None:
+        con.print(records_table(split))
+        resampled = split.resampled()
+        if resampled:
+            con.print("resampled to 360 Hz: " + ", ".join(f"{n} ({fs:g} Hz)" for n, fs in resampled.items()))
+        skipped = split.skipped()
+        if skipped:
+            con.print("[yellow]left out[/] (symbols without an AAMI class): "
+                      + ", ".join(f"{n}: {k} beats" for n, k in skipped.items()))  # fmt: skip
+        _store_provenance(out, split, cfg.seed)
+    con.print(metrics_table(f"validation ({held_out}), best epoch {result.best_epoch}", result.val))
     x, rr = example_inputs(result.model_config)
     con.print(
         f"{count_host_parameters(result.model):,} parameters, {count_macs(result.model, x, rr):,} MACs per beat; "
@@ -134,18 +236,51 @@ def run_train(
 
 
 def train(
-    config: str = typer.Option("default", "--config", help="Model and training preset: default or tiny."),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="wfdb:DIR: every annotated WFDB record in DIR, split patient-wise; "
+        "or synthetic (the default: synthetic patients).",
+    ),
+    records: str = typer.Option(
+        None,
+        "--records",
+        help="Records of DIR to train on, comma-separated, or ds1 (MIT-BIH DS1). Default: all "
+        "not in --val-records. Without --val-records, ~20 % of them are held out to validate.",
+    ),
+    val_records: str = typer.Option(
+        None,
+        "--val-records",
+        help="Validation records, comma-separated (never trained on; not also in --records).",
+    ),
+    lead: str = typer.Option("0", "--lead", help="With --data wfdb: the lead, by index or name (e.g. MLII)."),
+    skip_unknown_symbols: bool = typer.Option(
+        False,
+        "--skip-unknown-symbols",
+        help="Leave out beats whose annotation symbol has no AAMI class (default: refuse the record).",
+    ),
+    config: str = typer.Option(
+        "default", "--preset", "--config", help="Model and training preset: default or tiny."
+    ),
     patients: int = typer.Option(None, "--patients", help="Synthetic patients (split patient-wise)."),
-    minutes: float = typer.Option(None, "--minutes", help="Minutes of ECG per patient."),
+    minutes: float = typer.Option(None, "--minutes", help="Minutes of ECG per synthetic patient."),
     epochs: int = typer.Option(None, "--epochs", help="Training epochs (with --resume: the new total)."),
-    seed: int = typer.Option(None, "--seed", help="Seed for data, initialisation and batch order."),
-    out: Path = typer.Option(Path("runs/base.pt"), "--out", help="Checkpoint to write (atomically, every epoch)."),
+    seed: int = typer.Option(None, "--seed", help="Seed for data, split, initialisation and batch order."),
+    out: Path = typer.Option(
+        Path("runs/base.pt"), "--out", help="Checkpoint to write (atomically, every epoch)."
+    ),
     resume: Path = typer.Option(None, "--resume", help="Continue from this checkpoint."),
     log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: beside --out)."),
 ) -> None:
-    """Train the base ECG beat classifier on synthetic patients."""
-    run_train(console, config=config, patients=patients, minutes=minutes, epochs=epochs, seed=seed, out=out,
-              resume=resume, log=log)  # fmt: skip
+    """Train the base ECG beat classifier on annotated WFDB records (--data wfdb:DIR) or synthetic patients."""
+    from kasmina_edge.contracts.errors import KasminaError
+
+    try:
+        run_train(console, config=config, patients=patients, minutes=minutes, epochs=epochs, seed=seed, out=out,
+                  resume=resume, log=log, data=data, records=records, val_records=val_records, lead=lead,
+                  skip_unknown_symbols=skip_unknown_symbols)  # fmt: skip
+    except KasminaError as exc:  # one line and exit 2, also where the console script's handler is not around
+        fail(str(exc))
 
 
 # --------------------------------------------------------------------------- morph
@@ -544,5 +679,8 @@ def demo_step(con: Console, workdir: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="train", help="Train the base ECG beat classifier on synthetic patients.")(train)
+    app.command(
+        name="train",
+        help="Train the base ECG beat classifier on annotated WFDB records or synthetic patients.",
+    )(train)
     app.command(name="morph", help="Grow seed kernels per signal condition and write the seed library.")(morph)
