@@ -78,20 +78,26 @@ def records_table(split: RecordSplit) -> Table:
     """Beats per AAMI class of every record, by side, with each side's total."""
     from kasmina_edge.ecg.types import AAMI_CLASSES
 
-    leads = ", ".join(sorted({s.lead for s in split.plan.summaries.values()}))
-    t = Table(title=f"records (patient-wise split), lead {leads}")
+    leads = {n: s.lead for n, s in split.plan.summaries.items()}
+    mixed = len(set(leads.values())) > 1  # e.g. MIT-BIH 114, whose first lead is V5, not MLII
+    one_lead = "" if mixed else f", lead {next(iter(leads.values()))}"
+    t = Table(title=f"records (patient-wise split){one_lead}")
     t.add_column("record")
     t.add_column("side")
+    if mixed:
+        t.add_column("lead")
     for c in AAMI_CLASSES:
         t.add_column(c, justify="right")
     t.add_column("beats", justify="right")
     for side, names in (("training", split.train_records), ("validation", split.val_records)):
         for n in names:
             counts = split.per_record[n].class_counts()
-            t.add_row(n, side, *(str(counts[c]) for c in AAMI_CLASSES), str(len(split.per_record[n])))
+            lead = [leads[n]] if mixed else []
+            t.add_row(n, side, *lead, *(str(counts[c]) for c in AAMI_CLASSES), str(len(split.per_record[n])))
         total = split.counts(names)
-        t.add_row(f"[bold]{side}", f"[bold]{len(names)} records", *(f"[bold]{total[c]}" for c in AAMI_CLASSES),
-                  f"[bold]{sum(total.values())}", end_section=True)  # fmt: skip
+        t.add_row(f"[bold]{side}", f"[bold]{len(names)} records", *([""] if mixed else []),
+                  *(f"[bold]{total[c]}" for c in AAMI_CLASSES), f"[bold]{sum(total.values())}",
+                  end_section=True)  # fmt: skip
     return t
 
 
@@ -200,7 +206,8 @@ def run_train(
             train_ds, val_ds = split.train, split.val
             train_names, val_names = split.train_records, split.val_records
         counts = {c: int((train_ds.labels == i).sum()) for i, c in enumerate("NSVFQ")}
-        prog.update(task, total=1, completed=1, info=f"{len(train_ds)} train / {len(val_ds)} val beats")
+        finished = {"total": 1, "completed": 1} if split is None else {}
+        prog.update(task, **finished, info=f"{len(train_ds)} train / {len(val_ds)} val beats")
         n_batches = max(1, (len(train_ds) + cfg.batch_size - 1) // cfg.batch_size)
         done = int(resumed["epochs_done"]) if resumed is not None else 0
         bar = prog.add_task(

@@ -141,6 +141,8 @@ def test_val_records_chosen_explicitly_and_resampled_record(mitdb_dir: Path, tmp
     assert "resampled to 360 Hz: 208 (250 Hz)" in said
     n_208 = ckpt["record_classes"]["208"]
     assert n_208["F"] > 0 and n_208["V"] > 0  # 208's fusion and ventricular beats came through the resampling
+    with pytest.raises(KasminaError, match="the checkpoint was trained on --data"):
+        run_train(console, config="tiny", epochs=2, out=out, resume=out, data=f"wfdb:{mitdb_dir}")
 
 
 # --------------------------------------------------------------------------- errors before training
@@ -157,6 +159,7 @@ def test_errors_are_one_line_and_write_nothing(synth_dir: Path, tmp_path: Path) 
         (["--val-records", ",".join(names)], "no record left to train on"),
         (["--records", names[0]], "training needs at least 2 records"),
         (["--patients", "4"], "--patients: only for synthetic patients"),
+        (["--lead", "V9"], "no lead named 'V9'"),
     ]  # fmt: skip
     for args, text in cases:
         _one_line_error(_train("--data", f"wfdb:{synth_dir}", "--out", str(out), *args), text)
@@ -276,3 +279,12 @@ def test_record_names() -> None:
         parse_record_names("ds1,101", "--records")
     with pytest.raises(KasminaError, match="at least one"):
         parse_record_names(",", "--val-records")
+
+
+def test_lead_by_name_or_index(synth_dir: Path) -> None:
+    spec = parse_data_spec(f"wfdb:{synth_dir}")
+    second = read_wfdb(synth_dir / _names(synth_dir)[0]).lead_names[1]
+    by_index = plan_split(spec, lead="1")
+    by_name = plan_split(spec, lead=second)
+    assert {s.lead for s in by_index.summaries.values()} == {second}
+    assert (by_name.train, by_name.val) == (by_index.train, by_index.val)
