@@ -16,10 +16,12 @@ marks it bad so the next boot falls back. A power cut (emulated by :class:`stora
 happen anywhere in a flash: the active slot is never touched, and the next boot cleans up.
 
 A kernel-only bundle (``kind = "kernels"``, e.g. one patient's seed) does not take a slot: it goes
-to the device's kernel store (``NAME/kernels/BUNDLE_ID.kedge`` and ``kernels/store.json``), beside
-the application image, once its signature, its target, its base (the active slot's checkpoint hash)
-and its site grids are checked; a newer one for the same base and sites replaces the old one. At
-boot the runner loads the stored kernels of the booted base into the image.
+to the device's one kernel store (:mod:`firmware_sim.kernel_store`: ``NAME/kernels/index.json`` and
+``NAME/kernels/BUNDLE_ID.kedge``), beside the application image, with the store's checks (signature,
+target, base: the checkpoint hash of the active slot, else the pending one; sites and grids; no
+downgrade). An over-the-air update (:mod:`firmware_sim.ota`) comes through this same ``flash``. At
+boot the runner loads the stored kernels of the booted base into the image: a kernel stored while
+the device runs goes live at its next boot.
 
 ``dir:PATH`` is a mass-storage device: ``kasmina.kedge`` and ``manifest.json`` written atomically.
 """
@@ -37,25 +39,17 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware_sim.errors import DeviceError, FlashRefused
+from firmware_sim.kernel_store import KernelInstall, KernelStore
 from firmware_sim.storage import FlashStorage
 from kasmina_edge.catalog import HardwareProfile, hardware
 from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
-from kasmina_edge.contracts.errors import KasminaError
 
 SLOTS = ("a", "b")
 MAX_TRIAL_BOOTS = 3  # a trial slot never confirmed after this many boots is abandoned
 RUNNABLE_KINDS = ("segment", "kernel", "policy")
-KERNEL_STORE = "kernels"
 DIR_BUNDLE = "kasmina.kedge"
 DIR_MANIFEST = "manifest.json"
-
-
-class DeviceError(KasminaError):
-    """A device that cannot do what was asked (no bootable slot, unknown device, bad address)."""
-
-
-class FlashRefused(DeviceError):
-    """A bundle the device will not take: target, size, version, signature."""
 
 
 def devices_dir() -> Path:
@@ -97,6 +91,7 @@ class FlashResult:
     target: str
     profile: str
     notes: list[str] = field(default_factory=list)
+    kernels: KernelInstall | None = None  # a kernel-only bundle: what the kernel store did with it
 
 
 @dataclass
@@ -224,7 +219,18 @@ class EmulatedDevice:
 
     # ------------------------------------------------------------------ flash
 
-    def flash(self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None) -> FlashResult:
+    def flash(
+        self,
+        bundle_path: Path,
+        keys: Path | None = None,
+        *,
+        profile: str | None = None,
+        via: str = "flash",
+        expect_kind: str | None = None,
+    ) -> FlashResult:
+        """Verify ``bundle_path`` and write it: a full image to the inactive slot, kernels to the kernel store.
+        ``via`` says how it came (``flash``, ``ota``: kept with stored kernels); ``expect_kind`` refuses a
+        bundle of another kind than an update announced."""
         _exists(bundle_path)
         st = self.state()
         trusted = self._trusted_key(st)
@@ -236,8 +242,10 @@ class EmulatedDevice:
             )
         bundle = read_bundle(bundle_path, offered)
         m = bundle.manifest
+        if expect_kind is not None and m.kind != expect_kind:
+            raise FlashRefused(f"bundle {m.bundle_id} is a {m.kind} bundle, announced as {expect_kind}")
         if m.kind == "kernels":
-            return self._flash_kernels(bundle, Path(bundle_path), st)
+            return self._flash_kernels(Path(bundle_path), st, via)
         prof = hardware(profile or st.get("profile") or m.profile)
         if st.get("profile") and profile and profile != st["profile"]:
             raise FlashRefused(f"{self.address} is a {st['profile']} device, not {profile}")
@@ -266,85 +274,41 @@ class EmulatedDevice:
 
     # ------------------------------------------------------------------ kernel store
 
-    def _base_bundle(self, st: dict[str, Any]) -> Bundle | None:
+    def _base(self, st: dict[str, Any]) -> tuple[str, Bundle] | None:
         """The base the device runs (the active slot, else the pending one), verified."""
         key = self._trusted_key(st)
         for slot in (st.get("active"), st.get("pending")):
             if slot and key is not None:
                 try:
-                    return self._verify_slot(slot, key)
+                    return slot, self._verify_slot(slot, key)
                 except DeviceError:
                     continue
         return None
 
-    def _flash_kernels(self, bundle: Bundle, path: Path, st: dict[str, Any]) -> FlashResult:
-        m = bundle.manifest
-        base = self._base_bundle(st) if self.exists else None
-        if base is None:
+    def _flash_kernels(self, path: Path, st: dict[str, Any], via: str) -> FlashResult:
+        found = self._base(st) if self.exists else None
+        if found is None:
             raise FlashRefused(
                 f"{self.address} holds no base to add kernels to: flash a full bundle first (this one is kernels only)"
             )
-        bm = base.manifest
-        if m.target != bm.target:
-            raise FlashRefused(f"kernel bundle is built for target {m.target}; {self.address} runs {bm.target}")
-        if m.base_checkpoint != bm.base_checkpoint:
-            raise FlashRefused(
-                f"kernel bundle is for base {m.base_checkpoint[:12]}, {self.address} runs base "
-                f"{bm.base_checkpoint[:12]} (grow the seed from that base's checkpoint)"
-            )
-        grids = {si.index: si.grid for si in bm.sites}
-        for k in m.kernels():
-            want = grids.get(k.site or 0) or {}
-            for spec in (*k.input_specs[:1], *k.output_specs[:1]):
-                if spec.scale and want.get("scale") and (
-                    abs(spec.scale[0] - float(want["scale"])) > 1e-9 * abs(float(want["scale"]))
-                    or (spec.zero_point or [0])[0] != int(want.get("zero_point", 0))
-                ):
-                    raise FlashRefused(
-                        f"kernel {k.name} at site {k.site}: int8 grid scale={spec.scale[0]:.6g} differs from the "
-                        f"base's site grid {float(want['scale']):.6g} (built against another build of this base)"
-                    )
-        data = path.read_bytes()
-        sites = sorted({int(k.site) for k in m.kernels() if k.site is not None})
-        store = self.kernel_store()
-        keep = [e for e in store if not (e.get("base") == m.base_checkpoint and set(e.get("sites", [])) & set(sites))]
-        for e in store:
-            if e not in keep:
-                (self.root / KERNEL_STORE / str(e.get("file"))).unlink(missing_ok=True)
-        fname = f"{m.bundle_id}.kedge"
-        self.storage.write_atomic(f"{KERNEL_STORE}/{fname}", data)
-        patient = (m.model_extra or {}).get("patient") or {}
-        keep.append({"bundle_id": m.bundle_id, "file": fname, "base": m.base_checkpoint, "sites": sites,
-                     "kernels": [k.name for k in m.kernels()], "bytes": len(data), "sha256": _sha256(data),
-                     "record": patient.get("record"), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
-        self.storage.write_json(f"{KERNEL_STORE}/store.json", keep)
-        self._log(st, "flash_kernels", bundle_id=m.bundle_id, sites=sites, replaced=len(store) + 1 - len(keep))
-        self._save(st)
-        notes = [f"kernels {', '.join(k.name for k in m.kernels())} stored for base {m.base_checkpoint[:12]}; "
-                 "they go live at the next run"]  # fmt: skip
-        return FlashResult(str(self.address), "kernels", m.bundle_id, m.version, len(data), m.target,
-                           str(st.get("profile")), notes)  # fmt: skip
+        slot, base = found
+        done = self.kernel_store().install(path, self._trusted_key(st), base, via=via, device=str(self.address),
+                                           image_bytes=(self.slot_info(slot) or {}).get("bytes"))  # fmt: skip
+        if not done.unchanged:
+            self._log(st, "flash_kernels", bundle_id=done.bundle_id, sites=done.sites, replaced=done.replaced, via=via)
+            self._save(st)
+        notes = [*done.notes, f"kernels {', '.join(done.kernels)} stored for base {base.manifest.base_checkpoint[:12]}; "
+                 "they go live at the next boot (the next run)"]  # fmt: skip
+        return FlashResult(str(self.address), "kernels", done.bundle_id, done.version, done.bytes,
+                           base.manifest.target, str(st.get("profile")), notes, kernels=done)  # fmt: skip
 
-    def kernel_store(self) -> list[dict[str, Any]]:
-        store = self.storage.read_json(f"{KERNEL_STORE}/store.json")
-        return [e for e in store if isinstance(e, dict)] if isinstance(store, list) else []
+    def kernel_store(self) -> KernelStore:
+        """The device's one kernel store (flash and OTA write it, boot reads it)."""
+        return KernelStore(self.storage)
 
     def kernel_bundles(self, base: Bundle) -> tuple[list[Bundle], list[str]]:
         """The stored kernel bundles for ``base`` (verified again), and why any others were skipped."""
-        key = self._trusted_key(self.state())
-        out: list[Bundle] = []
-        skipped: list[str] = []
-        for e in self.kernel_store():
-            if e.get("base") != base.manifest.base_checkpoint:
-                continue
-            path = self.root / KERNEL_STORE / str(e.get("file"))
-            try:
-                if not path.exists() or _sha256(path.read_bytes()) != e.get("sha256"):
-                    raise DeviceError(f"kernel bundle {e.get('bundle_id')}: missing or damaged in the store")
-                out.append(read_bundle(path, key))
-            except (DeviceError, BundleError) as exc:
-                skipped.append(str(exc))
-        return out, skipped
+        return self.kernel_store().bundles_for(base, self._trusted_key(self.state()))
 
     # ------------------------------------------------------------------ boot
 
@@ -464,6 +428,7 @@ class EmulatedDevice:
             "pending": st.get("pending"),
             "version_counter": st.get("version_counter", 0),
             "slots": {s: self.slot_info(s) for s in SLOTS},
+            "kernels": self.kernel_store().entries(),
         }
 
 

@@ -1,32 +1,61 @@
-"""A separate flash store for seed kernels, so a kernel-only update never rewrites the application image.
+"""The emulated device's one kernel store: kernel-only bundles (a patient's seed) beside the application image.
 
-MCU flash wears out per erase block (STACK-NOTES: ~10,000 cycles; a 150 KB image costs ~38 blocks per A/B
-update). The store is a ring of ``sectors`` erase blocks: each kernel update writes its kernels into the next free
-blocks (wear spread evenly), erases only those, and counts every erase per block, so an update reports what it
-cost in erase cycles beside what a full-image update would have cost.
+Every way a kernel-only bundle reaches an ``emu://`` device writes through :meth:`KernelStore.install`:
+``kasmina-edge flash`` (:meth:`EmulatedDevice.flash <firmware_sim.device.EmulatedDevice.flash>`) and an
+over-the-air update (:mod:`firmware_sim.ota`, whether the pieces came over the loopback network or over MQTT to
+``kasmina-edge run --mqtt``). Boot reads it back (:meth:`KernelStore.bundles_for`, through
+``EmulatedDevice.kernel_bundles`` and the runner), so a seed flashed or sent over the air goes live the same way
+at the next boot. Layout under the device folder::
 
-Layout under the device folder: ``kernels/index.json`` (installed kernels, version, per-block erase counts) and
-``kernels/<name>.bin`` per kernel, both written atomically through :class:`~firmware_sim.storage.FlashStorage`.
+    kernels/index.json          {"format": "kasmina-kernel-store/1", "entries": [...], "erase_counts": [...],
+                                 "next_block": N}
+    kernels/BUNDLE_ID.kedge     each stored bundle as signed, verified again (hash and signature) at every boot
+
+``install`` refuses (one line) a bundle whose signature the device's trusted key does not verify, that is not
+kernels only, built for another target, for another base (the checkpoint hash it names against the base the
+device runs), with a kernel at a site the base lacks or whose int8 grids differ from the base's site grid, older
+than the bundle it would replace (no downgrades), or too big for the store. A kernel the host culled is stored
+with a note: the runtime refuses to bring it live (``kernel_refused`` in the run log), whichever way it came.
+A new bundle replaces the stored ones for the same base that share a site or a kernel name; the very same bundle
+again changes nothing (no erase spent).
+
+Nothing is written half: the bundle goes to its file first (temp file + ``os.replace``), then the index (written
+the same way) names it: that write is the commit; a power cut before it leaves the old index, and the file no
+entry names is swept at the next install.
+
+Wear: MCU flash wears out per erase block (STACK-NOTES: ~10,000 cycles; a 150 KB image costs ~38 blocks per A/B
+update). The store is a ring of ``sectors`` erase blocks: each install erases the next blocks and counts every
+erase per block, so an update reports what it cost beside what a full-image update would have cost.
+
+Older layouts are migrated on the first install: ``kernels/store.json`` (the flash path's list of ``.kedge``
+files) becomes index entries; an index without ``format`` (the OTA path's raw ``.bin`` kernels, which carry no
+signature to check at boot) keeps its erase counts and drops its kernels.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware_sim.errors import FlashRefused
 from firmware_sim.storage import BLOCK_BYTES, FlashStorage
 from kasmina_edge.contracts.bundle import Bundle, BundleError, read_bundle
-from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.manifest import ArtifactEntry
 
-INDEX = "kernels/index.json"
+FORMAT = "kasmina-kernel-store/1"
+STORE_DIR = "kernels"
+INDEX = f"{STORE_DIR}/index.json"
+LEGACY_LIST = f"{STORE_DIR}/store.json"  # the flash path's list before there was one store
 DEFAULT_SECTORS = 64  # 256 KB of kernel store
 ENDURANCE_CYCLES = 10_000  # NOR flash erase endurance (STACK-NOTES, MCUboot's arithmetic)
+LIVE_AT = "next boot"  # a stored kernel is loaded when the device boots; a running image is not changed
 
 
-class KernelStoreError(KasminaError):
-    """A kernel update this device refuses (signature, base mismatch, downgrade, store full)."""
+class KernelStoreError(FlashRefused):
+    """A kernel-only bundle this device refuses (signature, base, target, grid, downgrade, store full)."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +63,29 @@ class KernelInstall:
     bundle_id: str | None
     version: int
     kernels: list[str]
+    sites: list[int]
     bytes: int
     erase_blocks: int  # blocks this update erased
     full_image_blocks: int  # what rewriting the application slot would have erased
     max_block_cycles: int  # the most-worn block of the store after this update
     updates_left: int  # more such updates before the most-worn block reaches its endurance
+    replaced: list[str] = field(default_factory=list)  # bundle ids this one replaced
+    unchanged: bool = False  # the very same bundle was already stored: nothing written
+    notes: list[str] = field(default_factory=list)
+
+
+def host_stage(entry: ArtifactEntry) -> str | None:
+    """Where the kernel's lifecycle ended on the host (None: the bundle does not say)."""
+    info = entry.seed_kernel
+    return info.lifecycle[-1].dst if info is not None and info.lifecycle else None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _blocks(n: int) -> int:
+    return -(-n // BLOCK_BYTES)
 
 
 class KernelStore:
@@ -46,75 +93,212 @@ class KernelStore:
         self.storage = storage
         self.sectors = sectors
 
+    @property
+    def folder(self) -> Path:
+        return self.storage.root / STORE_DIR
+
+    # ------------------------------------------------------------------ index
+
     def index(self) -> dict[str, Any]:
-        idx = self.storage.read_json(INDEX)
-        if not isinstance(idx, dict):
-            idx = {"version": 0, "kernels": {}, "erase_counts": [0] * self.sectors, "next_block": 0}
+        """The index as stored, or what an older layout migrates to (nothing is written here)."""
+        raw = self.storage.read_json(INDEX)
+        if isinstance(raw, dict) and raw.get("format") == FORMAT:
+            return raw
+        idx: dict[str, Any] = {
+            "format": FORMAT,
+            "entries": [],
+            "erase_counts": [0] * self.sectors,
+            "next_block": 0,
+        }
+        if isinstance(raw, dict):  # the OTA path's old index: the wear it counted is real, its .bin kernels go
+            counts = raw.get("erase_counts")
+            if isinstance(counts, list) and len(counts) == self.sectors and all(isinstance(c, int) for c in counts):
+                idx["erase_counts"] = counts
+                idx["next_block"] = int(raw.get("next_block", 0)) % self.sectors
+        legacy = self.storage.read_json(LEGACY_LIST)
+        if isinstance(legacy, list):
+            idx["entries"] = [_from_legacy(e) for e in legacy if isinstance(e, dict) and e.get("file")]
         return idx
 
-    def kernels(self) -> dict[str, Any]:
-        return dict(self.index()["kernels"])
+    def entries(self) -> list[dict[str, Any]]:
+        return [e for e in self.index()["entries"] if isinstance(e, dict)]
+
+    def kernels(self) -> dict[str, dict[str, Any]]:
+        """Kernel name -> where it sits and which stored bundle holds it."""
+        out: dict[str, dict[str, Any]] = {}
+        for e in self.entries():
+            for name in e.get("kernels", []):
+                out[name] = {k: e.get(k) for k in ("bundle_id", "version", "base", "sites", "via", "file")}
+        return out
+
+    # ------------------------------------------------------------------ install
 
     def install(
-        self, bundle_path: Path, key: Any, base: Bundle, *, image_bytes: int | None = None
+        self,
+        bundle_path: Path,
+        key: Any,
+        base: Bundle,
+        *,
+        via: str = "flash",
+        device: str = "the device",
+        image_bytes: int | None = None,
     ) -> KernelInstall:
-        """Verify a kernel-only bundle against the trusted key and the running base, then store its kernels."""
+        """Verify a kernel-only bundle against the trusted ``key`` and the ``base`` the device runs, then store it."""
+        path = Path(bundle_path)
         try:
-            bundle = read_bundle(bundle_path, key)
+            bundle = read_bundle(path, key)
         except BundleError as exc:
-            raise KernelStoreError(f"kernel update refused: {exc}") from None
-        m = bundle.manifest
+            raise KernelStoreError(f"kernel bundle refused: {exc}") from None
+        m, bm = bundle.manifest, base.manifest
         if m.kind != "kernels":
+            raise KernelStoreError(f"bundle {m.bundle_id} is a {m.kind} image, not kernels only")
+        if m.target != bm.target:
+            raise KernelStoreError(f"kernel bundle is built for target {m.target}; {device} runs {bm.target}")
+        if m.base_checkpoint != bm.base_checkpoint:
             raise KernelStoreError(
-                f"kernel update refused: bundle {m.bundle_id} is a {m.kind} image, not kernels"
+                f"kernel bundle is for base {m.base_checkpoint[:12]}, {device} runs base "
+                f"{bm.base_checkpoint[:12]} (grow the seed from that base's checkpoint)"
             )
-        if m.base_checkpoint != base.manifest.base_checkpoint:
-            raise KernelStoreError(
-                f"kernel update refused: built for base {m.base_checkpoint[:12]}, this device runs "
-                f"{base.manifest.base_checkpoint[:12]}"
-            )
+        _check_sites(bundle, base)
+        data = path.read_bytes()
+        sha = _sha256(data)
+        names = [k.name for k in m.kernels()]
+        sites = sorted({int(k.site) for k in m.kernels() if k.site is not None})
+        stages = {k.name: host_stage(k) for k in m.kernels()}
+        notes = [
+            f"kernel {name} ended {stage} on the host: the runtime will refuse to bring it live"
+            for name, stage in stages.items()
+            if stage is not None and stage != "FOSSILIZED"
+        ]
         idx = self.index()
-        if m.version <= int(idx["version"]):
-            raise KernelStoreError(
-                f"kernel update refused: version {m.version} is not newer than {idx['version']}"
-            )
         counts: list[int] = list(idx["erase_counts"])
-        block = int(idx["next_block"])
-        installed = dict(idx["kernels"])
-        total, erased = 0, 0
-        for art in m.kernels():
-            data = bundle.artifact_bytes(art.name)
-            blocks = -(-len(data) // BLOCK_BYTES)
-            if blocks > self.sectors:
+        full = _blocks(image_bytes or len(data))
+        entries = [e for e in idx["entries"] if isinstance(e, dict)]
+        if any(e.get("sha256") == sha for e in entries):
+            worst = max(counts)
+            return KernelInstall(m.bundle_id, m.version, names, sites, len(data), 0, full, worst,
+                                 self._updates_left(worst, _blocks(len(data))), unchanged=True,
+                                 notes=[*notes, f"{m.bundle_id} is already in the kernel store: nothing written"])  # fmt: skip
+        replaced = [
+            e for e in entries
+            if e.get("base") == m.base_checkpoint
+            and (set(e.get("sites", [])) & set(sites) or set(e.get("kernels", [])) & set(names))
+        ]  # fmt: skip
+        for e in replaced:
+            if int(e.get("version", 1)) > m.version:
                 raise KernelStoreError(
-                    f"kernel {art.name} ({len(data):,} B) does not fit the {self.sectors}-block store"
+                    f"kernel bundle version {m.version} is older than the stored {e.get('bundle_id')} "
+                    f"(v{e.get('version')}) for the same sites (no downgrades)"
                 )
-            for _ in range(blocks):  # the ring: erase the next blocks, oldest data first
-                counts[block] += 1
-                block = (block + 1) % self.sectors
-            erased += blocks
-            total += len(data)
-            self.storage.write_atomic(f"kernels/{art.name}.bin", data)
-            installed[art.name] = {
-                "site": art.site,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "bundle_id": m.bundle_id,
-                "version": m.version,
-            }
-        idx.update(
-            version=m.version, kernels=installed, erase_counts=counts, next_block=block, bundle_id=m.bundle_id
-        )
-        self.storage.write_json(INDEX, idx)
-        full = -(-(image_bytes or Path(bundle_path).stat().st_size) // BLOCK_BYTES)
+        need = _blocks(len(data))
+        kept = [e for e in entries if e not in replaced]
+        used = sum(_blocks(int(e.get("bytes", 0))) for e in kept)
+        if used + need > self.sectors:
+            raise KernelStoreError(
+                f"kernel bundle {m.bundle_id} ({len(data):,} B, {need} blocks) does not fit the kernel store: "
+                f"{used} of its {self.sectors} blocks hold other kernels"
+            )
+        block = int(idx["next_block"]) % self.sectors
+        for _ in range(need):  # the ring: erase the next blocks, oldest data first
+            counts[block] += 1
+            block = (block + 1) % self.sectors
+        fname = f"{m.bundle_id}.kedge"
+        self.storage.write_atomic(f"{STORE_DIR}/{fname}", data)
+        patient = (m.model_extra or {}).get("patient") or {}
+        kept.append({
+            "bundle_id": m.bundle_id, "file": fname, "base": m.base_checkpoint, "target": m.target,
+            "sites": sites, "kernels": names, "host_stages": stages, "version": m.version, "bytes": len(data),
+            "sha256": sha, "record": patient.get("record") if isinstance(patient, dict) else None, "via": via,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })  # fmt: skip
+        idx.update(entries=kept, erase_counts=counts, next_block=block)
+        self.storage.write_json(INDEX, idx)  # the commit: from here the store holds the new bundle
+        self.sweep(idx)
         worst = max(counts)
-        return KernelInstall(
-            m.bundle_id,
-            m.version,
-            [a.name for a in m.kernels()],
-            total,
-            erased,
-            full,
-            worst,
-            (ENDURANCE_CYCLES - worst) * self.sectors // max(1, erased),
-        )
+        ids = [str(e.get("bundle_id")) for e in replaced]
+        if ids:
+            notes.append(f"replaces {', '.join(ids)}")
+        return KernelInstall(m.bundle_id, m.version, names, sites, len(data), need, full, worst,
+                             self._updates_left(worst, need), replaced=ids, notes=notes)  # fmt: skip
+
+    def _updates_left(self, worst: int, per_update: int) -> int:
+        return (ENDURANCE_CYCLES - worst) * self.sectors // max(1, per_update)
+
+    def sweep(self, idx: dict[str, Any] | None = None) -> list[Path]:
+        """Delete what no entry names (replaced bundles, a migrated layout, a file a power cut left unnamed).
+        Only once the index on flash is in this format: before that, the older layout is still the truth."""
+        idx = idx if idx is not None else self.storage.read_json(INDEX)
+        if not isinstance(idx, dict) or idx.get("format") != FORMAT or not self.folder.is_dir():
+            return []
+        keep = {Path(INDEX).name} | {str(e.get("file")) for e in idx.get("entries", []) if isinstance(e, dict)}
+        removed = []
+        for p in self.folder.iterdir():
+            if p.is_file() and p.name not in keep:
+                p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
+
+    # ------------------------------------------------------------------ boot
+
+    def bundles_for(self, base: Bundle, key: Any) -> tuple[list[Bundle], list[str]]:
+        """The stored bundles for ``base`` (checkpoint and target), verified again, in the order they were
+        installed; and why any stored for it were skipped (missing, damaged, no longer verifying)."""
+        bm = base.manifest
+        out: list[Bundle] = []
+        skipped: list[str] = []
+        for e in self.entries():
+            if e.get("base") != bm.base_checkpoint:
+                continue
+            path = self.folder / str(e.get("file"))
+            try:
+                if not path.is_file() or _sha256(path.read_bytes()) != e.get("sha256"):
+                    raise KernelStoreError(f"kernel bundle {e.get('bundle_id')}: missing or damaged in the store")
+                bundle = read_bundle(path, key)
+            except (KernelStoreError, BundleError) as exc:
+                skipped.append(str(exc))
+                continue
+            if bundle.manifest.target != bm.target:
+                skipped.append(f"kernel bundle {e.get('bundle_id')}: built for {bundle.manifest.target}, not {bm.target}")
+                continue
+            out.append(bundle)
+        return out, skipped
+
+
+def _check_sites(bundle: Bundle, base: Bundle) -> None:
+    """Every kernel sits at a site the base has, and hands int8 values on in that site's grid."""
+    m, bm = bundle.manifest, base.manifest
+    grids = {si.index: si.grid for si in bm.sites}
+    for k in m.kernels():
+        if bm.sites and k.site not in grids:
+            raise KernelStoreError(
+                f"kernel {k.name} sits at site {k.site}; the base has sites {sorted(grids)}"
+            )
+        want = grids.get(k.site or 0) or {}
+        for spec in (*k.input_specs[:1], *k.output_specs[:1]):
+            if spec.scale and want.get("scale") and (
+                abs(spec.scale[0] - float(want["scale"])) > 1e-9 * abs(float(want["scale"]))
+                or (spec.zero_point or [0])[0] != int(want.get("zero_point", 0))
+            ):
+                raise KernelStoreError(
+                    f"kernel {k.name} at site {k.site}: int8 grid scale={spec.scale[0]:.6g} differs from the "
+                    f"base's site grid {float(want['scale']):.6g} (built against another build of this base)"
+                )
+
+
+def _from_legacy(e: dict[str, Any]) -> dict[str, Any]:
+    """An entry of the flash path's old ``store.json`` as an index entry (its bundle file stays where it is)."""
+    return {
+        "bundle_id": e.get("bundle_id"),
+        "file": e.get("file"),
+        "base": e.get("base"),
+        "target": e.get("target"),
+        "sites": list(e.get("sites", [])),
+        "kernels": list(e.get("kernels", [])),
+        "host_stages": {},
+        "version": int(e.get("version", 1)),
+        "bytes": int(e.get("bytes", 0)),
+        "sha256": e.get("sha256"),
+        "record": e.get("record"),
+        "via": "flash",
+        "written_at": e.get("written_at"),
+    }

@@ -5,11 +5,15 @@ replayed offer never starts anything), then the pieces: chunks it pulls itself o
 against the SHA-256 the offer lists; a tampered chunk is refused and asked for again) or FEC fragments pushed in a
 LoRaWAN multicast session (:mod:`kasmina_edge.net.fec`: any ~n of n+m fragments make the bundle). Every piece goes
 to the emulated flash as it arrives, with the transfer state, so a reboot or a dropped link resumes where it
-stopped. The assembled bundle must match the offer's SHA-256; then a full image goes through the device's own
-``flash`` (signature, every artifact hash, target, size, no downgrade) into the inactive A/B slot, and a
-kernel-only bundle into the separate :class:`~firmware_sim.kernel_store.KernelStore`. Anything refused leaves the
-running slot as it was. With ``auto_boot`` the device boots the new slot as a trial, runs the probation check and
-confirms it or rolls back, and says which in its final report.
+stopped. The assembled bundle must match the offer's SHA-256; then it goes through the device's own ``flash``,
+exactly as ``kasmina-edge flash`` would take it: a full image (signature, every artifact hash, target, size, no
+downgrade) into the inactive A/B slot, a kernel-only bundle into the device's one
+:class:`~firmware_sim.kernel_store.KernelStore` (signature, base, target, sites and grids, no downgrade). Anything
+refused leaves the running slot and the stored kernels as they were. With ``auto_boot`` the device boots the new
+slot as a trial, runs the probation check and confirms it or rolls back, and says which in its final report.
+
+Kernels stored while the device runs go live at its next boot (``live: "next boot"`` in the report): the running
+image is not changed under the runtime; the next boot verifies the stored bundle again and loads it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware_sim.device import BootResult, DeviceError, EmulatedDevice
-from firmware_sim.kernel_store import KernelStore
-from kasmina_edge.contracts.bundle import BundleError, read_bundle
+from firmware_sim.kernel_store import LIVE_AT
+from kasmina_edge.contracts.bundle import BundleError
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.net.fec import FecError, FragmentDecoder, FragmentPlan
 from kasmina_edge.net.ota import (
@@ -65,7 +69,6 @@ class OtaReceiver:
         *,
         auto_boot: bool = False,
         probation: Callable[[BootResult], bool] | None = None,
-        kernel_store: KernelStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.device = device
@@ -73,7 +76,6 @@ class OtaReceiver:
         self.link = link
         self.auto_boot = auto_boot
         self.probation = probation
-        self.kernels = kernel_store or KernelStore(device.storage)
         self.clock = clock
         self.offer: dict[str, Any] | None = None
         self.have: set[int] = set()
@@ -211,7 +213,7 @@ class OtaReceiver:
         path = self.storage.write_atomic(INCOMING, data)
         try:
             if o["kind"] == "kernels":
-                self._install_kernels(path, len(data))
+                self._install_kernels(path)
             else:
                 self._install_image(path)
         except (KasminaError, BundleError) as exc:
@@ -219,19 +221,17 @@ class OtaReceiver:
         finally:
             path.unlink(missing_ok=True)
 
-    def _install_kernels(self, path: Any, size: int) -> None:
-        st = self.device.state()
-        key = self.device._trusted_key(st)
-        active = st.get("active")
-        if key is None or active is None:
-            raise OtaRefused("kernel update refused: no active, trusted image to add kernels to")
-        base = read_bundle(self.device.root / f"slot-{active}" / "bundle.kedge", key)
-        slot_bytes = (self.device.slot_info(active) or {}).get("bytes")
-        done = self.kernels.install(path, key, base, image_bytes=slot_bytes)
+    def _install_kernels(self, path: Any) -> None:
+        """The same way in as `kasmina-edge flash` of a kernel-only bundle: the device's one kernel store."""
+        done = self.device.flash(path, via="ota", expect_kind="kernels").kernels
+        assert done is not None  # a kernels bundle always comes back with what the store did
         self._final(
             "installed",
             store="kernels",
             kernels=done.kernels,
+            sites=done.sites,
+            unchanged=done.unchanged,
+            live=LIVE_AT,
             erase_blocks=done.erase_blocks,
             full_image_blocks=done.full_image_blocks,
             max_block_cycles=done.max_block_cycles,
@@ -239,7 +239,7 @@ class OtaReceiver:
         )
 
     def _install_image(self, path: Any) -> None:
-        result = self.device.flash(path)
+        result = self.device.flash(path, via="ota", expect_kind="full")
         if not self.auto_boot:
             self._final(
                 "flashed", slot=result.slot, version=result.version, note="boots as a trial at next start"

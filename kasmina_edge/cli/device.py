@@ -40,7 +40,8 @@ def run_flash(con: Console, bundle: Path, device: str, *, keys: Path | None = No
 
     dev = open_device(device, devices_root)
     result = dev.flash(bundle, keys, profile=profile)
-    slot = f"slot {result.slot} (pending: boots next)" if result.slot else "mass storage"
+    slot = ("its kernel store (live at the next run)" if result.kernels is not None
+            else f"slot {result.slot} (pending: boots next)" if result.slot else "mass storage")  # fmt: skip
     con.print(
         f"[green]flashed[/] {result.bundle_id} (v{result.version}, {result.bytes:,} B, target {result.target}) "
         f"to {result.device} {slot}, profile {result.profile}"

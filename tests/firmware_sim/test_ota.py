@@ -7,28 +7,22 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ota_rig import make_rig, run_until, serve
 
-from firmware_sim.device import DeviceAddress, EmulatedDevice
-from firmware_sim.kernel_store import KernelStore, KernelStoreError
-from firmware_sim.ota import OtaReceiver
-from firmware_sim.telemetry import RuntimeTelemetry
+from firmware_sim.kernel_store import KernelStoreError
 from kasmina_edge import catalog
 from kasmina_edge.contracts.bundle import init_keys, load_public_key, read_bundle, write_bundle
 from kasmina_edge.contracts.manifest import SCHEMA
-from kasmina_edge.net.audit import AuditLog, verify
+from kasmina_edge.net.audit import verify
 from kasmina_edge.net.fec import FragmentDecoder, FragmentPlan, encode_fragments
-from kasmina_edge.net.link import Channel, FaultInjector, LossBurst
-from kasmina_edge.net.loopback import LoopbackNetwork
-from kasmina_edge.net.ota import OtaServer, offer_args, plan_transfer
-from kasmina_edge.net.session import DeviceLink
+from kasmina_edge.net.link import FaultInjector, LossBurst
+from kasmina_edge.net.ota import plan_transfer
 
-KEY = bytes(range(32))
 CHECKPOINT = "ab" * 32
 
 
@@ -92,92 +86,6 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     return out
 
 
-@dataclass
-class Rig:
-    device: EmulatedDevice
-    link: DeviceLink
-    net: LoopbackNetwork
-    tel: RuntimeTelemetry
-    ota: OtaReceiver
-    audit: Path
-    servers: list[OtaServer] = field(default_factory=list)
-
-
-def make_rig(
-    tmp_path: Path,
-    bundles: Bundles,
-    profile: str,
-    *,
-    faults: FaultInjector | None = None,
-    auto_boot: bool = True,
-    probation: Callable[[Any], bool] | None = None,
-) -> Rig:
-    device = EmulatedDevice(DeviceAddress.parse("emu://ota-dev", tmp_path / "devices"))
-    if not device.exists:
-        device.flash(bundles.v1, bundles.keys)
-        device.boot()
-        device.confirm()
-    prof = catalog.network(profile)
-    net = LoopbackNetwork()
-    link = DeviceLink("ota-dev", prof, net, channel=Channel(prof, faults=faults, seed=4), fair_use=False)
-    net.attach(link)
-    tel = RuntimeTelemetry(link, epoch_unix=1_800_000_000.0)
-    audit = tmp_path / "device-audit.jsonl"
-    tel.enable_commands(KEY, AuditLog(audit))
-    ota = OtaReceiver(device, link, auto_boot=auto_boot, probation=probation)
-    tel.enable_ota(ota)
-    return Rig(device, link, net, tel, ota, audit)
-
-
-def serve(
-    rig: Rig,
-    bundle: Path,
-    session: int,
-    keys: Path,
-    *,
-    tamper_first: set[int] | None = None,
-    key: bytes = KEY,
-) -> tuple[OtaServer, dict[str, Any], list[int]]:
-    """The operator's OTA server on the loopback network: offers, chunks on request, fragments once accepted."""
-    args, data, _ = offer_args(bundle, rig.link.profile, session, keys)
-    served: list[int] = []
-    tampered = set(tamper_first or ())
-
-    def tamper(index: int, msg: bytes) -> bytes:
-        served.append(index)
-        if index in tampered:
-            tampered.discard(index)
-            return msg[:-1] + bytes([msg[-1] ^ 0x55])
-        return msg
-
-    server = OtaServer(
-        key,
-        "ota-dev",
-        args,
-        data,
-        lambda msg: rig.link.queue_downlink("ota", msg),
-        retry_s=30.0,
-        tamper=tamper,
-    )
-    rig.net.report_handlers["ota_req"] = lambda device, body, at: server.on_request(body)
-    rig.net.report_handlers["ota_report"] = lambda device, body, at: server.on_report(body)
-    rig.servers.append(server)
-    return server, args, served
-
-
-def run_until(rig: Rig, end: float, step: float = 1.0, until: Callable[[], bool] | None = None) -> float:
-    t = rig.link.now
-    while t < end:
-        for server in rig.servers:
-            server.tick(t)
-        rig.tel.tick(t)
-        rig.net.advance(t)
-        if until is not None and until():
-            break
-        t += step
-    return t
-
-
 def test_fec_recovers_from_20_percent_fragment_loss_without_retries() -> None:
     data = os.urandom(6000)
     plan = FragmentPlan.for_data(len(data), 48)
@@ -198,7 +106,7 @@ def test_fec_recovers_from_20_percent_fragment_loss_without_retries() -> None:
 def test_chunked_ota_with_a_tampered_chunk_and_loss_flashes_boots_and_confirms(
     tmp_path: Path, bundles: Bundles
 ) -> None:
-    rig = make_rig(tmp_path, bundles, "nb-iot", faults=FaultInjector([LossBurst(0, 120, 0.2)]))
+    rig = make_rig(tmp_path, bundles.v1, bundles.keys, "nb-iot", faults=FaultInjector([LossBurst(0, 120, 0.2)]))
     server, args, served = serve(rig, bundles.v2, 7, bundles.keys, tamper_first={3})
     run_until(rig, 600, until=lambda: rig.ota.finished is not None)
     assert rig.ota.finished is not None and rig.ota.finished["status"] == "probation_passed", rig.ota.finished
@@ -215,13 +123,13 @@ def test_chunked_ota_with_a_tampered_chunk_and_loss_flashes_boots_and_confirms(
 
 
 def test_chunked_ota_resumes_after_a_reboot(tmp_path: Path, bundles: Bundles) -> None:
-    rig = make_rig(tmp_path, bundles, "wifi")
+    rig = make_rig(tmp_path, bundles.v1, bundles.keys, "wifi")
     _, args, _ = serve(rig, bundles.v2, 9, bundles.keys)
     run_until(rig, 600, step=0.5, until=lambda: len(rig.ota.have) >= args["pieces"] // 2)
     have_before = set(rig.ota.have)
     assert 0 < len(have_before) < args["pieces"]
     # power cycle: a new receiver on the same flash picks the transfer up
-    again = make_rig(tmp_path, bundles, "wifi")
+    again = make_rig(tmp_path, bundles.v1, bundles.keys, "wifi")
     assert again.ota.offer is not None and again.ota.have == have_before
     _, _, served = serve(again, bundles.v2, 9, bundles.keys)
     run_until(again, 600, step=0.5, until=lambda: again.ota.finished is not None)
@@ -232,7 +140,7 @@ def test_chunked_ota_resumes_after_a_reboot(tmp_path: Path, bundles: Bundles) ->
 def test_lora_fragments_through_20_percent_loss(tmp_path: Path, bundles: Bundles) -> None:
     profile = catalog.network("lorawan-eu868-dr5")
     rig = make_rig(
-        tmp_path, bundles, "lorawan-eu868-dr5", faults=FaultInjector([LossBurst(30, 10 * 86400, 0.2)])
+        tmp_path, bundles.v1, bundles.keys, "lorawan-eu868-dr5", faults=FaultInjector([LossBurst(30, 10 * 86400, 0.2)])
     )
     server, args, _ = serve(rig, bundles.kernels, 11, bundles.keys)
     plan = plan_transfer(profile, args["bytes"])
@@ -247,7 +155,7 @@ def test_lora_fragments_through_20_percent_loss(tmp_path: Path, bundles: Bundles
 def test_forged_offer_and_foreign_bundle_are_refused_and_the_current_slot_keeps_running(
     tmp_path: Path, bundles: Bundles
 ) -> None:
-    rig = make_rig(tmp_path, bundles, "wifi")
+    rig = make_rig(tmp_path, bundles.v1, bundles.keys, "wifi")
     other_keys = bundles.foreign.parent / "other-keys"
     forged, _, _ = serve(rig, bundles.foreign, 3, other_keys, key=bytes(range(1, 33)))  # forged: another key
     run_until(rig, 20)
@@ -264,7 +172,7 @@ def test_forged_offer_and_foreign_bundle_are_refused_and_the_current_slot_keeps_
 
 
 def test_probation_failure_rolls_back(tmp_path: Path, bundles: Bundles) -> None:
-    rig = make_rig(tmp_path, bundles, "wifi", probation=lambda boot: False)
+    rig = make_rig(tmp_path, bundles.v1, bundles.keys, "wifi", probation=lambda boot: False)
     serve(rig, bundles.v2, 5, bundles.keys)
     run_until(rig, 300, step=0.5, until=lambda: rig.ota.finished is not None)
     assert rig.ota.finished is not None and rig.ota.finished["status"] == "rolled_back"
@@ -274,22 +182,29 @@ def test_probation_failure_rolls_back(tmp_path: Path, bundles: Bundles) -> None:
 def test_kernel_only_update_goes_to_the_kernel_store_and_counts_erase_cycles(
     tmp_path: Path, bundles: Bundles
 ) -> None:
-    rig = make_rig(tmp_path, bundles, "wifi")
+    rig = make_rig(tmp_path, bundles.v1, bundles.keys, "wifi")
     serve(rig, bundles.kernels, 12, bundles.keys)
     run_until(rig, 300, step=0.5, until=lambda: rig.ota.finished is not None)
     fin = rig.ota.finished
-    assert fin is not None and fin["status"] == "installed" and fin["kernels"] == ["k0"]
-    # 6 KB -> 2 erase blocks of 4 KB; rewriting the 37 KB image slot would have erased 10
-    assert (fin["erase_blocks"], fin["full_image_blocks"]) == (2, 10), fin
+    assert fin is not None and fin["status"] == "installed" and fin["kernels"] == ["k0"], fin
+    assert fin["live"] == "next boot" and not fin["unchanged"]
+    # the signed bundle is what the store keeps: its 4 KB blocks; rewriting the image slot would have erased more
+    size, slot = bundles.kernels.stat().st_size, bundles.v1.stat().st_size
+    assert (fin["erase_blocks"], fin["full_image_blocks"]) == (-(-size // 4096), -(-slot // 4096)), fin
+    assert fin["erase_blocks"] < fin["full_image_blocks"]
     assert rig.device.state()["active"] == "a"  # the application image was not touched
-    store = KernelStore(rig.device.storage)
-    assert store.kernels()["k0"]["version"] == 3
-    base = read_bundle(rig.device.root / "slot-a" / "bundle.kedge", bundles.keys)
-    with pytest.raises(KernelStoreError, match="not newer"):  # the same update again: refused
-        store.install(bundles.kernels, load_public_key(bundles.keys), base)
+    store = rig.device.kernel_store()
+    assert store.kernels()["k0"]["version"] == 3 and store.kernels()["k0"]["via"] == "ota"
+    counts = store.index()["erase_counts"]
+    # the same update again (a new session): accepted, nothing written, no erase spent
+    rig.ota.finished = None
+    serve(rig, bundles.kernels, 13, bundles.keys)
+    run_until(rig, 600, step=0.5, until=lambda: rig.ota.finished is not None)
+    assert rig.ota.finished is not None and rig.ota.finished["unchanged"], rig.ota.finished
+    assert rig.ota.finished["erase_blocks"] == 0 and store.index()["erase_counts"] == counts
     other_base = read_bundle(bundles.foreign, bundles.foreign.parent / "other-keys")
     other_base.manifest.model.__dict__["checkpoint_sha256"] = "cd" * 32
-    with pytest.raises(KernelStoreError, match="built for base"):
+    with pytest.raises(KernelStoreError, match="kernel bundle is for base"):
         store.install(bundles.kernels, load_public_key(bundles.keys), other_base)
 
 
