@@ -67,7 +67,12 @@ class DeviceAddress:
     def parse(cls, spec: str, root: Path | None = None) -> DeviceAddress:
         if spec.startswith("emu://"):
             name = spec[len("emu://") :]
-            if not name or "/" in name or name in (".", "..") or not all(c.isalnum() or c in "-_." for c in name):
+            if (
+                not name
+                or "/" in name
+                or name in (".", "..")
+                or not all(c.isalnum() or c in "-_." for c in name)
+            ):
                 raise DeviceError(f"--device {spec}: a device name is letters, digits, '-', '_' or '.'")
             return cls("emu", name, (root or devices_dir()) / name)
         if spec.startswith("dir:"):
@@ -75,7 +80,9 @@ class DeviceAddress:
             if not str(path):
                 raise DeviceError(f"--device {spec}: dir: needs a folder")
             return cls("dir", path.name or str(path), path)
-        raise DeviceError(f"--device {spec!r}: use emu://NAME (an emulated device) or dir:PATH (mass storage)")
+        raise DeviceError(
+            f"--device {spec!r}: use emu://NAME (an emulated device) or dir:PATH (mass storage)"
+        )
 
     def __str__(self) -> str:
         return f"emu://{self.name}" if self.kind == "emu" else f"dir:{self.path}"
@@ -108,7 +115,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _public_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def runnable_bytes(bundle: Bundle) -> int:
@@ -133,7 +142,9 @@ def check_fits(bundle: Bundle, profile: HardwareProfile, *, slots: int = 2) -> l
                 f"(profiles/hardware/{profile.name}.toml memory.flash_bytes)"
             )
     else:
-        notes.append(f"{profile.name} has no flash of its own (memory.flash_bytes = 0): the model lives on its host")
+        notes.append(
+            f"{profile.name} has no flash of its own (memory.flash_bytes = 0): the model lives on its host"
+        )
     report = _report(bundle)
     arenas = (report.get("memory") or {}).get("arenas") or {}
     if profile.runtime == "tflite-micro":
@@ -147,7 +158,9 @@ def check_fits(bundle: Bundle, profile: HardwareProfile, *, slots: int = 2) -> l
             )
     cache = profile.memory.param_cache_bytes
     if cache is not None and need > cache:
-        notes.append(f"artifacts ({need:,} B) exceed the {cache:,} B parameter cache: weights stream every invoke")
+        notes.append(
+            f"artifacts ({need:,} B) exceed the {cache:,} B parameter cache: weights stream every invoke"
+        )
     dram = profile.memory.dram_bytes
     if dram and need > dram:
         raise FlashRefused(
@@ -191,14 +204,25 @@ class EmulatedDevice:
 
     def state(self) -> dict[str, Any]:
         st = self.storage.read_json("device.json")
-        return st if isinstance(st, dict) else {"name": self.address.name, "active": None, "pending": None,
-                                                "version_counter": 0, "history": []}
+        return (
+            st
+            if isinstance(st, dict)
+            else {
+                "name": self.address.name,
+                "active": None,
+                "pending": None,
+                "version_counter": 0,
+                "history": [],
+            }
+        )
 
     def _save(self, st: dict[str, Any]) -> None:
         self.storage.write_json("device.json", st)
 
     def _log(self, st: dict[str, Any], event: str, **detail: Any) -> None:
-        st.setdefault("history", []).append({"event": event, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **detail})
+        st.setdefault("history", []).append(
+            {"event": event, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **detail}
+        )
         st["history"] = st["history"][-30:]
 
     def profile(self) -> HardwareProfile | None:
@@ -258,19 +282,37 @@ class EmulatedDevice:
         active = st.get("active")
         slot = next(s for s in SLOTS if s != active) if active else SLOTS[0]
         data = Path(bundle_path).read_bytes()
-        (self.root / f"slot-{slot}" / "slot.json").unlink(missing_ok=True)  # the slot is invalid while written
+        # the slot is invalid while written
+        (self.root / f"slot-{slot}" / "slot.json").unlink(missing_ok=True)
         self.storage.write_atomic(f"slot-{slot}/bundle.kedge", data)
-        self.storage.write_json(f"slot-{slot}/slot.json", {
-            "bundle_id": m.bundle_id, "version": m.version, "sha256": _sha256(data), "bytes": len(data),
-            "target": m.target, "state": "written", "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
-        st.update({"name": self.address.name, "profile": prof.name, "target": m.target, "pending": slot,
-                   "trial_boots": 0})
+        self.storage.write_json(
+            f"slot-{slot}/slot.json",
+            {
+                "bundle_id": m.bundle_id,
+                "version": m.version,
+                "sha256": _sha256(data),
+                "bytes": len(data),
+                "target": m.target,
+                "state": "written",
+                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
+        st.update(
+            {
+                "name": self.address.name,
+                "profile": prof.name,
+                "target": m.target,
+                "pending": slot,
+                "trial_boots": 0,
+            }
+        )
         if trusted is None:
             st.update({"trusted_key_pem": _public_pem(offered), "trusted_key_id": key_id(offered)})
         self._log(st, "flash", slot=slot, bundle_id=m.bundle_id, version=m.version)
         self._save(st)
-        return FlashResult(str(self.address), slot, m.bundle_id, m.version, len(data), m.target, prof.name, notes)
+        return FlashResult(
+            str(self.address), slot, m.bundle_id, m.version, len(data), m.target, prof.name, notes
+        )
 
     # ------------------------------------------------------------------ kernel store
 
@@ -292,15 +334,40 @@ class EmulatedDevice:
                 f"{self.address} holds no base to add kernels to: flash a full bundle first (this one is kernels only)"
             )
         slot, base = found
-        done = self.kernel_store().install(path, self._trusted_key(st), base, via=via, device=str(self.address),
-                                           image_bytes=(self.slot_info(slot) or {}).get("bytes"))  # fmt: skip
+        done = self.kernel_store().install(
+            path,
+            self._trusted_key(st),
+            base,
+            via=via,
+            device=str(self.address),
+            image_bytes=(self.slot_info(slot) or {}).get("bytes"),
+        )
         if not done.unchanged:
-            self._log(st, "flash_kernels", bundle_id=done.bundle_id, sites=done.sites, replaced=done.replaced, via=via)
+            self._log(
+                st,
+                "flash_kernels",
+                bundle_id=done.bundle_id,
+                sites=done.sites,
+                replaced=done.replaced,
+                via=via,
+            )
             self._save(st)
-        notes = [*done.notes, f"kernels {', '.join(done.kernels)} stored for base {base.manifest.base_checkpoint[:12]}; "
-                 "they go live at the next boot (the next run)"]  # fmt: skip
-        return FlashResult(str(self.address), "kernels", done.bundle_id, done.version, done.bytes,
-                           base.manifest.target, str(st.get("profile")), notes, kernels=done)  # fmt: skip
+        notes = [
+            *done.notes,
+            f"kernels {', '.join(done.kernels)} stored for base {base.manifest.base_checkpoint[:12]}; "
+            "they go live at the next boot (the next run)",
+        ]
+        return FlashResult(
+            str(self.address),
+            "kernels",
+            done.bundle_id,
+            done.version,
+            done.bytes,
+            base.manifest.target,
+            str(st.get("profile")),
+            notes,
+            kernels=done,
+        )
 
     def kernel_store(self) -> KernelStore:
         """The device's one kernel store (flash and OTA write it, boot reads it)."""
@@ -342,7 +409,9 @@ class EmulatedDevice:
 
     def boot(self) -> BootResult:
         if not self.exists:
-            raise DeviceError(f"{self.address} has never been flashed (kasmina-edge flash BUNDLE --device {self.address})")
+            raise DeviceError(
+                f"{self.address} has never been flashed (kasmina-edge flash BUNDLE --device {self.address})"
+            )
         self.storage.cleanup_partials()
         st = self.state()
         key = self._trusted_key(st)
@@ -381,8 +450,9 @@ class EmulatedDevice:
             self.booted_slot, self.booted_trial = slot, trial
             if not trial and st.get("active") != slot:
                 st["active"] = slot
-            self._log(st, "boot", slot=slot, trial=trial, bundle_id=bundle.manifest.bundle_id,
-                      fallbacks=fallbacks)
+            self._log(
+                st, "boot", slot=slot, trial=trial, bundle_id=bundle.manifest.bundle_id, fallbacks=fallbacks
+            )
             self._save(st)
             return BootResult(bundle, slot, trial, prof, fallbacks)
         self._log(st, "boot_failed", fallbacks=fallbacks)
@@ -446,29 +516,39 @@ class DirDevice:
         m = self.storage.read_json(DIR_MANIFEST)
         return m if isinstance(m, dict) else None
 
-    def flash(self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None) -> FlashResult:
+    def flash(
+        self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None
+    ) -> FlashResult:
         _exists(bundle_path)
         if self.root.exists() and not self.root.is_dir():
             raise FlashRefused(f"{self.address}: {self.root} is not a folder")
         bundle = read_bundle(bundle_path, keys)
         m = bundle.manifest
         if m.kind == "kernels":
-            raise FlashRefused(f"{self.address}: a mass-storage device takes full bundles only (this one is kernels only)")
+            raise FlashRefused(
+                f"{self.address}: a mass-storage device takes full bundles only (this one is kernels only)"
+            )
         prof = hardware(profile or m.profile)
         notes = check_fits(bundle, prof, slots=1)
         old = self._installed()
         if old is not None and int(old.get("version", 1)) > m.version:
-            raise FlashRefused(f"bundle version {m.version} is older than the installed {old.get('version')} (no downgrades)")
+            raise FlashRefused(
+                f"bundle version {m.version} is older than the installed {old.get('version')} (no downgrades)"
+            )
         data = Path(bundle_path).read_bytes()
         self.storage.write_atomic(DIR_BUNDLE, data)
         self.storage.write_atomic(DIR_MANIFEST, m.to_bytes())  # beside the bundle, readable without unzipping
-        return FlashResult(str(self.address), None, m.bundle_id, m.version, len(data), m.target, prof.name, notes)
+        return FlashResult(
+            str(self.address), None, m.bundle_id, m.version, len(data), m.target, prof.name, notes
+        )
 
     def boot(self, keys: Path | None = None) -> BootResult:
         self.storage.cleanup_partials()
         path = self.root / DIR_BUNDLE
         if not path.exists():
-            raise DeviceError(f"{self.address}: no {DIR_BUNDLE} (kasmina-edge flash BUNDLE --device {self.address})")
+            raise DeviceError(
+                f"{self.address}: no {DIR_BUNDLE} (kasmina-edge flash BUNDLE --device {self.address})"
+            )
         try:
             bundle = read_bundle(path, keys)
         except BundleError as exc:
@@ -479,12 +559,18 @@ class DirDevice:
         """Mass storage has one slot: nothing to confirm."""
 
     def reject(self, reason: str) -> None:
-        raise DeviceError(f"{self.address}: the installed bundle failed ({reason}) and there is no other slot")
+        raise DeviceError(
+            f"{self.address}: the installed bundle failed ({reason}) and there is no other slot"
+        )
 
     def describe(self) -> dict[str, Any]:
         m = self._installed() or {}
-        return {"device": str(self.address), "bundle_id": m.get("bundle_id"), "version": m.get("version"),
-                "profile": m.get("profile")}
+        return {
+            "device": str(self.address),
+            "bundle_id": m.get("bundle_id"),
+            "version": m.get("version"),
+            "profile": m.get("profile"),
+        }
 
 
 Device = EmulatedDevice | DirDevice

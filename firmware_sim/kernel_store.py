@@ -49,7 +49,7 @@ FORMAT = "kasmina-kernel-store/1"
 STORE_DIR = "kernels"
 INDEX = f"{STORE_DIR}/index.json"
 LEGACY_LIST = f"{STORE_DIR}/store.json"  # the flash path's list before there was one store
-DEFAULT_SECTORS = 64  # 256 KB of kernel store
+DEFAULT_SECTORS = 256  # 1 MiB of kernel store: what a 2 MB MCU (STM32H743) keeps beside two A/B image slots
 ENDURANCE_CYCLES = 10_000  # NOR flash erase endurance (STACK-NOTES, MCUboot's arithmetic)
 LIVE_AT = "next boot"  # a stored kernel is loaded when the device boots; a running image is not changed
 
@@ -103,21 +103,21 @@ class KernelStore:
         """The index as stored, or what an older layout migrates to (nothing is written here)."""
         raw = self.storage.read_json(INDEX)
         if isinstance(raw, dict) and raw.get("format") == FORMAT:
-            return raw
-        idx: dict[str, Any] = {
-            "format": FORMAT,
-            "entries": [],
-            "erase_counts": [0] * self.sectors,
-            "next_block": 0,
-        }
-        if isinstance(raw, dict):  # the OTA path's old index: the wear it counted is real, its .bin kernels go
-            counts = raw.get("erase_counts")
-            if isinstance(counts, list) and len(counts) == self.sectors and all(isinstance(c, int) for c in counts):
-                idx["erase_counts"] = counts
-                idx["next_block"] = int(raw.get("next_block", 0)) % self.sectors
-        legacy = self.storage.read_json(LEGACY_LIST)
-        if isinstance(legacy, list):
-            idx["entries"] = [_from_legacy(e) for e in legacy if isinstance(e, dict) and e.get("file")]
+            idx = raw
+        else:
+            idx = {"format": FORMAT, "entries": [], "erase_counts": [], "next_block": 0}
+            legacy = self.storage.read_json(LEGACY_LIST)
+            if isinstance(legacy, list):
+                idx["entries"] = [_from_legacy(e) for e in legacy if isinstance(e, dict) and e.get("file")]
+            if isinstance(
+                raw, dict
+            ):  # the OTA path's old index: the wear it counted is real; its .bin kernels go
+                idx["erase_counts"], idx["next_block"] = raw.get("erase_counts"), raw.get("next_block", 0)
+        counts = idx.get("erase_counts")
+        if not isinstance(counts, list) or not all(isinstance(c, int) for c in counts):
+            counts = []
+        idx["erase_counts"] = (counts + [0] * self.sectors)[: max(self.sectors, len(counts))]
+        idx["next_block"] = int(idx.get("next_block") or 0) % len(idx["erase_counts"])
         return idx
 
     def entries(self) -> list[dict[str, Any]]:
@@ -145,21 +145,7 @@ class KernelStore:
     ) -> KernelInstall:
         """Verify a kernel-only bundle against the trusted ``key`` and the ``base`` the device runs, then store it."""
         path = Path(bundle_path)
-        try:
-            bundle = read_bundle(path, key)
-        except BundleError as exc:
-            raise KernelStoreError(f"kernel bundle refused: {exc}") from None
-        m, bm = bundle.manifest, base.manifest
-        if m.kind != "kernels":
-            raise KernelStoreError(f"bundle {m.bundle_id} is a {m.kind} image, not kernels only")
-        if m.target != bm.target:
-            raise KernelStoreError(f"kernel bundle is built for target {m.target}; {device} runs {bm.target}")
-        if m.base_checkpoint != bm.base_checkpoint:
-            raise KernelStoreError(
-                f"kernel bundle is for base {m.base_checkpoint[:12]}, {device} runs base "
-                f"{bm.base_checkpoint[:12]} (grow the seed from that base's checkpoint)"
-            )
-        _check_sites(bundle, base)
+        m = verify_kernel_bundle(path, key, base, device).manifest
         data = path.read_bytes()
         sha = _sha256(data)
         names = [k.name for k in m.kernels()]
@@ -176,14 +162,25 @@ class KernelStore:
         entries = [e for e in idx["entries"] if isinstance(e, dict)]
         if any(e.get("sha256") == sha for e in entries):
             worst = max(counts)
-            return KernelInstall(m.bundle_id, m.version, names, sites, len(data), 0, full, worst,
-                                 self._updates_left(worst, _blocks(len(data))), unchanged=True,
-                                 notes=[*notes, f"{m.bundle_id} is already in the kernel store: nothing written"])  # fmt: skip
+            return KernelInstall(
+                m.bundle_id,
+                m.version,
+                names,
+                sites,
+                len(data),
+                0,
+                full,
+                worst,
+                self._updates_left(worst, _blocks(len(data))),
+                unchanged=True,
+                notes=[*notes, f"{m.bundle_id} is already in the kernel store: nothing written"],
+            )
         replaced = [
-            e for e in entries
+            e
+            for e in entries
             if e.get("base") == m.base_checkpoint
             and (set(e.get("sites", [])) & set(sites) or set(e.get("kernels", [])) & set(names))
-        ]  # fmt: skip
+        ]
         for e in replaced:
             if int(e.get("version", 1)) > m.version:
                 raise KernelStoreError(
@@ -198,19 +195,30 @@ class KernelStore:
                 f"kernel bundle {m.bundle_id} ({len(data):,} B, {need} blocks) does not fit the kernel store: "
                 f"{used} of its {self.sectors} blocks hold other kernels"
             )
-        block = int(idx["next_block"]) % self.sectors
+        block = int(idx["next_block"])
         for _ in range(need):  # the ring: erase the next blocks, oldest data first
             counts[block] += 1
-            block = (block + 1) % self.sectors
+            block = (block + 1) % len(counts)
         fname = f"{m.bundle_id}.kedge"
         self.storage.write_atomic(f"{STORE_DIR}/{fname}", data)
         patient = (m.model_extra or {}).get("patient") or {}
-        kept.append({
-            "bundle_id": m.bundle_id, "file": fname, "base": m.base_checkpoint, "target": m.target,
-            "sites": sites, "kernels": names, "host_stages": stages, "version": m.version, "bytes": len(data),
-            "sha256": sha, "record": patient.get("record") if isinstance(patient, dict) else None, "via": via,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })  # fmt: skip
+        kept.append(
+            {
+                "bundle_id": m.bundle_id,
+                "file": fname,
+                "base": m.base_checkpoint,
+                "target": m.target,
+                "sites": sites,
+                "kernels": names,
+                "host_stages": stages,
+                "version": m.version,
+                "bytes": len(data),
+                "sha256": sha,
+                "record": patient.get("record") if isinstance(patient, dict) else None,
+                "via": via,
+                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
         idx.update(entries=kept, erase_counts=counts, next_block=block)
         self.storage.write_json(INDEX, idx)  # the commit: from here the store holds the new bundle
         self.sweep(idx)
@@ -218,8 +226,19 @@ class KernelStore:
         ids = [str(e.get("bundle_id")) for e in replaced]
         if ids:
             notes.append(f"replaces {', '.join(ids)}")
-        return KernelInstall(m.bundle_id, m.version, names, sites, len(data), need, full, worst,
-                             self._updates_left(worst, need), replaced=ids, notes=notes)  # fmt: skip
+        return KernelInstall(
+            m.bundle_id,
+            m.version,
+            names,
+            sites,
+            len(data),
+            need,
+            full,
+            worst,
+            self._updates_left(worst, need),
+            replaced=ids,
+            notes=notes,
+        )
 
     def _updates_left(self, worst: int, per_update: int) -> int:
         return (ENDURANCE_CYCLES - worst) * self.sectors // max(1, per_update)
@@ -230,7 +249,9 @@ class KernelStore:
         idx = idx if idx is not None else self.storage.read_json(INDEX)
         if not isinstance(idx, dict) or idx.get("format") != FORMAT or not self.folder.is_dir():
             return []
-        keep = {Path(INDEX).name} | {str(e.get("file")) for e in idx.get("entries", []) if isinstance(e, dict)}
+        keep = {Path(INDEX).name} | {
+            str(e.get("file")) for e in idx.get("entries", []) if isinstance(e, dict)
+        }
         removed = []
         for p in self.folder.iterdir():
             if p.is_file() and p.name not in keep:
@@ -252,16 +273,40 @@ class KernelStore:
             path = self.folder / str(e.get("file"))
             try:
                 if not path.is_file() or _sha256(path.read_bytes()) != e.get("sha256"):
-                    raise KernelStoreError(f"kernel bundle {e.get('bundle_id')}: missing or damaged in the store")
+                    raise KernelStoreError(
+                        f"kernel bundle {e.get('bundle_id')}: missing or damaged in the store"
+                    )
                 bundle = read_bundle(path, key)
             except (KernelStoreError, BundleError) as exc:
                 skipped.append(str(exc))
                 continue
             if bundle.manifest.target != bm.target:
-                skipped.append(f"kernel bundle {e.get('bundle_id')}: built for {bundle.manifest.target}, not {bm.target}")
+                skipped.append(
+                    f"kernel bundle {e.get('bundle_id')}: built for {bundle.manifest.target}, not {bm.target}"
+                )
                 continue
             out.append(bundle)
         return out, skipped
+
+
+def verify_kernel_bundle(path: Path, key: Any, base: Bundle, device: str = "the device") -> Bundle:
+    """The bundle at ``path``, verified (signature, every hash) and checked against ``base``; else one line."""
+    try:
+        bundle = read_bundle(path, key)
+    except BundleError as exc:
+        raise KernelStoreError(f"kernel bundle refused: {exc}") from None
+    m, bm = bundle.manifest, base.manifest
+    if m.kind != "kernels":
+        raise KernelStoreError(f"bundle {m.bundle_id} is a {m.kind} image, not kernels only")
+    if m.target != bm.target:
+        raise KernelStoreError(f"kernel bundle is built for target {m.target}; {device} runs {bm.target}")
+    if m.base_checkpoint != bm.base_checkpoint:
+        raise KernelStoreError(
+            f"kernel bundle is for base {m.base_checkpoint[:12]}, {device} runs base "
+            f"{bm.base_checkpoint[:12]} (grow the seed from that base's checkpoint)"
+        )
+    _check_sites(bundle, base)
+    return bundle
 
 
 def _check_sites(bundle: Bundle, base: Bundle) -> None:
@@ -275,9 +320,13 @@ def _check_sites(bundle: Bundle, base: Bundle) -> None:
             )
         want = grids.get(k.site or 0) or {}
         for spec in (*k.input_specs[:1], *k.output_specs[:1]):
-            if spec.scale and want.get("scale") and (
-                abs(spec.scale[0] - float(want["scale"])) > 1e-9 * abs(float(want["scale"]))
-                or (spec.zero_point or [0])[0] != int(want.get("zero_point", 0))
+            if (
+                spec.scale
+                and want.get("scale")
+                and (
+                    abs(spec.scale[0] - float(want["scale"])) > 1e-9 * abs(float(want["scale"]))
+                    or (spec.zero_point or [0])[0] != int(want.get("zero_point", 0))
+                )
             ):
                 raise KernelStoreError(
                     f"kernel {k.name} at site {k.site}: int8 grid scale={spec.scale[0]:.6g} differs from the "

@@ -70,7 +70,9 @@ def _head() -> bytes:
     nodes = [
         helper.make_node("ReduceMean", ["site1"], ["feat"], axes=[2], keepdims=0),
         helper.make_node("Concat", ["feat", "rr"], ["x"], axis=1),
-        helper.make_node("Constant", [], ["w"], value=helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel())),
+        helper.make_node(
+            "Constant", [], ["w"], value=helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel())
+        ),
         helper.make_node("Constant", [], ["b"], value=helper.make_tensor("b", TensorProto.FLOAT, b.shape, b)),
         helper.make_node("MatMul", ["x", "w"], ["xw"]),
         helper.make_node("Add", ["xw", "b"], ["output"]),
@@ -90,10 +92,17 @@ def _shift_kernel(shift: float) -> bytes:
     delta[0, 0, 0] = shift
     t = helper.make_tensor_value_info
     nodes = [
-        helper.make_node("Constant", [], ["d"], value=helper.make_tensor("d", TensorProto.FLOAT, delta.shape, delta.ravel())),
+        helper.make_node(
+            "Constant",
+            [],
+            ["d"],
+            value=helper.make_tensor("d", TensorProto.FLOAT, delta.shape, delta.ravel()),
+        ),
         helper.make_node("Add", ["site1", "d"], ["output"]),
     ]
-    return _onnx(nodes, [t("site1", TensorProto.FLOAT, [1, 8, 32])], t("output", TensorProto.FLOAT, [1, 8, 32]))
+    return _onnx(
+        nodes, [t("site1", TensorProto.FLOAT, [1, 8, 32])], t("output", TensorProto.FLOAT, [1, 8, 32])
+    )
 
 
 def _manifest(bundle: Any) -> dict[str, Any]:
@@ -106,7 +115,9 @@ def designed_base(fixtures: Path, out: Path, *, version: int = 1) -> Path:
     src = read_bundle(fixtures / "x86-v1.kedge", keys)
     m = _manifest(src)
     segs = [a for a in m["artifacts"] if a["kind"] == "segment"]
-    files = {a["file"]: src.files[a["file"]] for a in segs} | {a["reference"]: src.files[a["reference"]] for a in segs}
+    files = {a["file"]: src.files[a["file"]] for a in segs} | {
+        a["reference"]: src.files[a["reference"]] for a in segs
+    }
     head = _head()
     ref = src.reference_vectors("segment_2")
     ins = [ref["in0"].astype(np.float32), ref["in1"].astype(np.float32)]
@@ -139,19 +150,43 @@ def seed_bundle(
     spec = {"name": "site1", "shape": [1, 8, 32], "dtype": "float32"}
     last = {"src": "PROBATIONARY", "dst": stage, "reason": "kept" if stage == "FOSSILIZED" else "g4_failed"}
     art = {
-        "name": name, "kind": "kernel", "format": "onnx-qdq", "file": f"artifacts/{name}.onnx", "sha256": "0" * 64,
-        "bytes": 0, "bits": 8, "site": site, "seed": f"{name}@site{site}", "blueprint": "bias_adapter",
-        "inputs": ["site1"], "input_specs": [spec], "output_specs": [{**spec, "name": "output"}],
+        "name": name,
+        "kind": "kernel",
+        "format": "onnx-qdq",
+        "file": f"artifacts/{name}.onnx",
+        "sha256": "0" * 64,
+        "bytes": 0,
+        "bits": 8,
+        "site": site,
+        "seed": f"{name}@site{site}",
+        "blueprint": "bias_adapter",
+        "inputs": ["site1"],
+        "input_specs": [spec],
+        "output_specs": [{**spec, "name": "output"}],
         "reference": f"reference/{name}.npz",
-        "seed_kernel": {"blueprint": "bias_adapter", "condition_tags": [], "param_count": 1, "bits": 8,
-                        "g1_verdict": {"gate": "G1", "passed": True, "reason": "host", "metrics": {}},
-                        "lifecycle": [last], "measured_gain": 0.05},
-    }  # fmt: skip
+        "seed_kernel": {
+            "blueprint": "bias_adapter",
+            "condition_tags": [],
+            "param_count": 1,
+            "bits": 8,
+            "g1_verdict": {"gate": "G1", "passed": True, "reason": "host", "metrics": {}},
+            "lifecycle": [last],
+            "measured_gain": 0.05,
+        },
+    }
     files = {art["file"]: kernel, art["reference"]: _npz({"in0": ref_in, "out": _run(kernel, [ref_in])})}
     if checkpoint is not None:
         m["model"]["checkpoint_sha256"] = checkpoint
-    m.update(kind="kernels", version=version, chain=None, artifacts=[art], files={}, bundle_id=None,
-             target=target or m["target"], patient={"record": "synthetic-1", "outcome": stage.lower()})  # fmt: skip
+    m.update(
+        kind="kernels",
+        version=version,
+        chain=None,
+        artifacts=[art],
+        files={},
+        bundle_id=None,
+        target=target or m["target"],
+        patient={"record": "synthetic-1", "outcome": stage.lower()},
+    )
     write_bundle(out, m, files, keys)
     return out
 
@@ -163,8 +198,13 @@ def grid_kernel_bundle(fixtures: Path, out: Path, *, grid_factor: float = 1.0) -
     b = read_bundle(fixtures / "linux-arm-v1.kedge", keys)
     m = _manifest(b)
     src = next(a for a in m["artifacts"] if a["kind"] == "kernel" and a["site"] == 0)
-    art = {**src, "name": "patient_s0", "seed": "patient@site0", "file": "artifacts/patient_s0.tflite",
-           "reference": "reference/patient_s0.npz"}  # fmt: skip
+    art = {
+        **src,
+        "name": "patient_s0",
+        "seed": "patient@site0",
+        "file": "artifacts/patient_s0.tflite",
+        "reference": "reference/patient_s0.npz",
+    }
     art["input_specs"] = [dict(s) for s in src["input_specs"]]
     art["input_specs"][0]["scale"] = [v * grid_factor for v in art["input_specs"][0]["scale"]]
     files = {art["file"]: b.files[src["file"]], art["reference"]: b.files[src["reference"]]}

@@ -118,10 +118,14 @@ def test_a_seed_sent_over_lorawan_is_stored_once_and_live_at_the_next_boot(
     differ = [a for a, b in zip(base_beats, beats, strict=True) if a["class"] != b["class"]]
     live_at = next(e["t"] for e in mine if e["event"] == "kernel_installed")
     assert len(differ) >= 5 and all(d["t"] >= live_at for d in differ)  # only once the seed is live
-    assert {(d["class"]) for d in differ} == {"N"}  # the seed moved the S threshold: borderline N beats turn S
+    assert {(d["class"]) for d in differ} == {
+        "N"
+    }  # the seed moved the S threshold: borderline N beats turn S
 
 
-def test_flash_writes_the_same_store_and_replaces_the_seed_of_the_same_site(devices: Path, seeds: Seeds) -> None:
+def test_flash_writes_the_same_store_and_replaces_the_seed_of_the_same_site(
+    devices: Path, seeds: Seeds
+) -> None:
     dev = _device(seeds)
     r1 = dev.flash(seeds.seed, seeds.keys)
     assert r1.kernels is not None and r1.kernels.sites == [1] and r1.kernels.erase_blocks >= 1
@@ -176,7 +180,9 @@ def test_a_kernel_whose_grid_differs_from_the_site_grid_is_refused(
         dev.flash(grid_kernel_bundle(bundles, tmp_path / "bad.kedge", grid_factor=1.5))
 
 
-def test_a_seed_the_host_culled_is_stored_but_never_goes_live(devices: Path, tmp_path: Path, seeds: Seeds) -> None:
+def test_a_seed_the_host_culled_is_stored_but_never_goes_live(
+    devices: Path, tmp_path: Path, seeds: Seeds
+) -> None:
     dev = _device(seeds)
     result = dev.flash(seeds.culled)
     assert any("ended CULLED on the host" in n for n in result.notes)
@@ -187,7 +193,9 @@ def test_a_seed_the_host_culled_is_stored_but_never_goes_live(devices: Path, tmp
 
 
 @pytest.mark.parametrize("cut", ["bundle", "index"])
-def test_a_power_cut_in_an_install_keeps_the_stored_seed(devices: Path, tmp_path: Path, seeds: Seeds, cut: str) -> None:
+def test_a_power_cut_in_an_install_keeps_the_stored_seed(
+    devices: Path, tmp_path: Path, seeds: Seeds, cut: str
+) -> None:
     dev = _device(seeds)
     first = dev.flash(seeds.seed)
     size = seeds.seed_v2.stat().st_size
@@ -210,16 +218,37 @@ def test_the_older_layouts_are_migrated(devices: Path, seeds: Seeds) -> None:
     store = dev.kernel_store()
     (entry,) = store.entries()
     # rewrite it as the two layouts before one store: the flash path's store.json, the OTA path's raw index
-    legacy = {k: entry[k] for k in ("bundle_id", "file", "base", "sites", "kernels", "bytes", "sha256", "record")}
+    legacy = {
+        k: entry[k] for k in ("bundle_id", "file", "base", "sites", "kernels", "bytes", "sha256", "record")
+    }
     dev.storage.write_json(LEGACY_LIST, [legacy])
-    worn = [3] * store.sectors
-    dev.storage.write_json(INDEX, {"version": 4, "kernels": {"k0": {}}, "erase_counts": worn, "next_block": 7})
+    worn = [3] * 64  # the OTA store's ring was 64 blocks: its wear is kept, the ring grows to this store's
+    dev.storage.write_json(
+        INDEX, {"version": 4, "kernels": {"k0": {}}, "erase_counts": worn, "next_block": 7}
+    )
     dev.storage.write_atomic("kernels/k0.bin", b"raw kernel, no signature")
     bundles, _ = dev.kernel_bundles(dev.boot().bundle)
     assert [b.manifest.bundle_id for b in bundles] == [first.bundle_id]  # boot reads the old list already
     done = dev.flash(seeds.seed_v2)
     idx = json.loads((dev.root / INDEX).read_text())
     assert idx["format"] == FORMAT and [e["bundle_id"] for e in idx["entries"]] == [done.bundle_id]
-    assert sum(idx["erase_counts"]) == 3 * store.sectors + done.kernels.erase_blocks  # type: ignore[union-attr]
+    assert (
+        len(idx["erase_counts"]) == store.sectors and idx["erase_counts"][:64] != [3] * 64
+    )  # blocks 7.. erased
+    assert sum(idx["erase_counts"]) == 3 * 64 + done.kernels.erase_blocks  # type: ignore[union-attr]
     names = sorted(p.name for p in store.folder.iterdir())
     assert names == sorted(["index.json", f"{done.bundle_id}.kedge"])  # store.json, the .bin, v1: gone
+
+
+def test_a_bundle_the_store_cannot_hold_is_refused(devices: Path, tmp_path: Path, seeds: Seeds) -> None:
+    dev = _device(seeds)
+    base = dev.boot().bundle
+    key = load_public_key(seeds.keys)
+    tiny = KernelStore(dev.storage, sectors=1)  # one 4 KB erase block
+    tiny.install(seeds.seed, key, base)
+    site0 = seed_bundle(seeds.base, seeds.keys, tmp_path / "s0.kedge", site=0, name="patient_s0")
+    with pytest.raises(
+        KernelStoreError, match=r"does not fit the kernel store: 1 of its 1 blocks hold other"
+    ):
+        tiny.install(site0, key, base)  # another site: it replaces nothing, and there is no room beside
+    assert [e["kernels"] for e in tiny.entries()] == [[SEED_KERNEL]]

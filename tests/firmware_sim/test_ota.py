@@ -106,7 +106,9 @@ def test_fec_recovers_from_20_percent_fragment_loss_without_retries() -> None:
 def test_chunked_ota_with_a_tampered_chunk_and_loss_flashes_boots_and_confirms(
     tmp_path: Path, bundles: Bundles
 ) -> None:
-    rig = make_rig(tmp_path, bundles.v1, bundles.keys, "nb-iot", faults=FaultInjector([LossBurst(0, 120, 0.2)]))
+    rig = make_rig(
+        tmp_path, bundles.v1, bundles.keys, "nb-iot", faults=FaultInjector([LossBurst(0, 120, 0.2)])
+    )
     server, args, served = serve(rig, bundles.v2, 7, bundles.keys, tamper_first={3})
     run_until(rig, 600, until=lambda: rig.ota.finished is not None)
     assert rig.ota.finished is not None and rig.ota.finished["status"] == "probation_passed", rig.ota.finished
@@ -140,7 +142,11 @@ def test_chunked_ota_resumes_after_a_reboot(tmp_path: Path, bundles: Bundles) ->
 def test_lora_fragments_through_20_percent_loss(tmp_path: Path, bundles: Bundles) -> None:
     profile = catalog.network("lorawan-eu868-dr5")
     rig = make_rig(
-        tmp_path, bundles.v1, bundles.keys, "lorawan-eu868-dr5", faults=FaultInjector([LossBurst(30, 10 * 86400, 0.2)])
+        tmp_path,
+        bundles.v1,
+        bundles.keys,
+        "lorawan-eu868-dr5",
+        faults=FaultInjector([LossBurst(30, 10 * 86400, 0.2)]),
     )
     server, args, _ = serve(rig, bundles.kernels, 11, bundles.keys)
     plan = plan_transfer(profile, args["bytes"])
