@@ -239,8 +239,8 @@ def test_empty_folder_and_bad_specs(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the default split
 
 
-def _summary(name: str, n: int = 100, s: int = 0, v: int = 0) -> RecordSummary:
-    return RecordSummary(name, 360.0, "MLII", (n, s, v, 0, 0))
+def _summary(name: str, n: int = 100, s: int = 0, v: int = 0, f: int = 0) -> RecordSummary:
+    return RecordSummary(name, 360.0, "MLII", (n, s, v, f, 0))
 
 
 def test_default_split_is_deterministic_patient_wise_and_holds_v_beats() -> None:
@@ -269,6 +269,13 @@ def test_default_split_keeps_the_only_v_record_for_training() -> None:
         assert "200" in train and len(val) == 1
     train, val = choose_validation([_summary("a"), _summary("b", v=3)], seed=0)
     assert (train, val) == (["b"], ["a"])
+    # a V record that holds most of the F beats (MIT-BIH 208) stays in training; another V record validates
+    summaries = [_summary(f"{100 + i}") for i in range(8)]
+    summaries += [_summary("208", v=900, f=370), _summary("119", v=400), _summary("205", v=70, f=11)]
+    summaries += [_summary("108", v=5), _summary("109", v=3)]  # a handful of V beats would not judge V
+    for seed in range(8):
+        train, val = choose_validation(summaries, seed=seed)
+        assert "208" in train and {"119", "205"} & set(val), (seed, val)
 
 
 def test_record_names() -> None:
