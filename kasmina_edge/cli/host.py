@@ -109,6 +109,7 @@ def _store_provenance(out: Path, split: RecordSplit, seed: int) -> None:
 
     ckpt = load_checkpoint(out, kind=BASE_KIND)
     ckpt["data"] = split.plan.spec.text
+    ckpt["data_folder"] = str(split.plan.folder.resolve())  # what --resume compares, wherever it runs from
     ckpt["data_lead"] = split.plan.lead
     ckpt["train_records"] = list(split.train_records)
     ckpt["val_records"] = list(split.val_records)
@@ -161,8 +162,11 @@ def run_train(
     overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
     cfg, resumed = _resolve_config(config, resume, overrides, spec.synthetic)
     plan = None
+    if spec.synthetic and resumed is not None and resumed.get("data_folder"):
+        raise KasminaError(f"--resume: the checkpoint was trained on --data {resumed['data']}: give it again")
     if not spec.synthetic:
-        if resumed is not None and resumed.get("data") not in (None, spec.text):
+        folder = str(spec.folder.resolve()) if spec.folder is not None else None
+        if resumed is not None and resumed.get("data_folder", folder) != folder:
             raise KasminaError(
                 f"--resume: the checkpoint was trained on --data {resumed['data']}, not {spec.text}"
             )
@@ -186,7 +190,8 @@ def run_train(
     else:
         what = f"{len(plan.train)} training + {len(plan.val)} validation records from {spec.text}"
     con.print(
-        f"experiment {xlog.experiment_id}: {cfg.model} model, {what}, {cfg.epochs} epochs, seed {cfg.seed}, "
+        f"experiment {xlog.experiment_id}: {cfg.model} model, {what}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, "
+        f"seed {cfg.seed}, "
         f"{threads} thread(s)"
     )
     t0 = time.perf_counter()

@@ -143,6 +143,16 @@ def test_val_records_chosen_explicitly_and_resampled_record(mitdb_dir: Path, tmp
     assert n_208["F"] > 0 and n_208["V"] > 0  # 208's fusion and ventricular beats came through the resampling
     with pytest.raises(KasminaError, match="the checkpoint was trained on --data"):
         run_train(console, config="tiny", epochs=2, out=out, resume=out, data=f"wfdb:{mitdb_dir}")
+    with pytest.raises(KasminaError, match="give it again"):
+        run_train(console, config="tiny", epochs=2, out=out, resume=out)
+    with console.capture():  # resumed on the same records (the folder given another way): one more epoch
+        run_train(console, epochs=2, out=out, resume=out, data=f"wfdb:{folder}/./", val_records="119")
+    again = load_checkpoint(out)
+    assert (
+        again["epochs_done"] == 2
+        and again["train_records"] == ["106", "208"]
+        and again["val_records"] == ["119"]
+    )
 
 
 # --------------------------------------------------------------------------- errors before training
