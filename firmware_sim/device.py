@@ -308,7 +308,7 @@ class EmulatedDevice:
         )
         if trusted is None:
             st.update({"trusted_key_pem": _public_pem(offered), "trusted_key_id": key_id(offered)})
-        self._log(st, "flash", slot=slot, bundle_id=m.bundle_id, version=m.version)
+        self._log(st, "flash", slot=slot, bundle_id=m.bundle_id, version=m.version, via=via)
         self._save(st)
         return FlashResult(
             str(self.address), slot, m.bundle_id, m.version, len(data), m.target, prof.name, notes
