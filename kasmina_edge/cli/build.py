@@ -6,11 +6,15 @@ torch, litert-torch and onnxruntime's quantizer are imported inside the command 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from kasmina_edge.cli.common import console
+from kasmina_edge.cli.common import console, err_console
+
+if TYPE_CHECKING:
+    from kasmina_edge.compile.pipeline import BuildResult
 
 TARGETS = ("edgetpu", "cortex-m", "linux-arm", "x86")
 
@@ -29,11 +33,15 @@ def build(
     explain: bool = typer.Option(False, "--explain", help="Show the build plan and stop."),
     keys: Path = typer.Option(None, "--keys", help="Signing keys folder from `kasmina-edge keys init`."),
     json_out: Path = typer.Option(None, "--json", help="Also write the build report as JSON here."),
-    allow_parity_miss: bool = typer.Option(
+    strict: bool = typer.Option(
         False,
-        "--allow-parity-miss",
-        help="Write the bundle even if a chain misses the parity bound (argmax agreement or logit error); "
-        "the miss is recorded in the build report.",
+        "--strict",
+        help="Release builds: a missed parity bound (argmax agreement with torch, logit error) is an error "
+        "and no bundle is written. Without it the bundle is written with a warning and the miss is recorded "
+        "in its manifest.",
+    ),
+    allow_parity_miss: bool = typer.Option(
+        False, "--allow-parity-miss", hidden=True, help="Deprecated: the default now (see --strict)."
     ),
 ) -> None:
     """Quantize, split at the seed sites, export and check for one target; write a signed bundle."""
@@ -48,6 +56,7 @@ def build(
         explain=explain,
         keys=keys,
         json_out=json_out,
+        strict=strict,
         allow_parity_miss=allow_parity_miss,
     )
 
@@ -64,10 +73,17 @@ def run_build(
     explain: bool = False,
     keys: Path | None = None,
     json_out: Path | None = None,
+    strict: bool = False,
     allow_parity_miss: bool = False,
 ) -> None:
-    from kasmina_edge.compile.errors import UnknownTargetError
+    from kasmina_edge.compile.errors import BuildError, UnknownTargetError
 
+    if strict and allow_parity_miss:
+        raise BuildError("--strict and --allow-parity-miss contradict each other; give one")
+    if allow_parity_miss:  # kept so scripts written for it still run
+        err_console.print(
+            "[dim]--allow-parity-miss is the default now; it will go (release builds: --strict)[/]"
+        )
     if target not in TARGETS:
         raise UnknownTargetError(f"--target: unknown {target!r}; choose one of: {', '.join(TARGETS)}")
     if bits not in (4, 8):
@@ -82,7 +98,7 @@ def run_build(
         bits=bits,
         out=out,
         keys=keys,
-        strict=not allow_parity_miss,
+        strict=strict,
     )
     the_plan = plan(req)
     if explain:
@@ -90,6 +106,7 @@ def run_build(
         return
     result = build(req, con)
     result.report.render(con)
+    print_parity_warnings(result)
     if json_out is not None:
         import json
 
@@ -98,6 +115,12 @@ def run_build(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(json_out, json.loads(json.dumps(result.report.to_dict(), default=str)))
         con.print(f"report: {json_out}")
+
+
+def print_parity_warnings(result: BuildResult, con: Console = err_console) -> None:
+    """One yellow line per missed parity bound of a (non-strict) build that wrote its bundle anyway."""
+    for line in result.parity_misses:
+        con.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def demo_step(con: Console, workdir: Path) -> None:

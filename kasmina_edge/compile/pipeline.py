@@ -61,14 +61,18 @@ class BuildRequest:
     bits: int = 8
     out: Path | None = None
     keys: Path | None = None
-    calibration_patients: int = 6
+    # 12, not 6: measured on the default base (seed 0), MIT-BIH 100 argmax agreement 98.99 % → 99.43 %
+    calibration_patients: int = 12
     heldout_patients: int = 12
     minutes: float = 3.0
     record100: Path | None = None  # default: ../shared/data/mitdb/100 beside the checkout, when present
     data_seed: int = 9173  # synthetic patients for calibration/evaluation: not the training ones
     qat_steps: int = QAT_STEPS
     parity_windows: int | None = None  # limit held-out windows (tests); None: all
-    strict: bool = True  # False: a parity bound missed is reported, not raised (benchmarks)
+    # A missed parity bound (argmax agreement, logit error): by default the bundle is written and the
+    # miss recorded in its manifest and report (BuildResult.parity_misses); strict (release builds,
+    # `build --strict`): a ParityError, and nothing is written.
+    strict: bool = False
     # A kernel-only bundle for a base already on the device: the site grids (and the logit grid) are
     # forced to the base bundle's, so the kernels chain with its segments; only the kernels travel.
     site_grids: dict[int, Any] | None = None
@@ -257,7 +261,12 @@ def plan(req: BuildRequest) -> BuildPlan:
         )
         steps.append("write model_data.cc/.h for firmware")
     steps.append(
-        f"parity vs torch on {req.heldout_patients} held-out synthetic patients and MIT-BIH 100 (if present)"
+        f"parity vs torch on {req.heldout_patients} held-out synthetic patients and MIT-BIH 100 (if present); "
+        + (
+            "a missed bound stops the build (--strict)"
+            if req.strict
+            else "a missed bound is a warning recorded in the bundle"
+        )
     )
     steps.append(f"reference vectors per artifact, build report, bundle {req.out_path()}")
     try:
@@ -376,6 +385,7 @@ class BuildResult:
     artifacts: dict[str, bytes]
     files: dict[str, bytes]
     manifest: dict[str, Any]
+    parity_misses: list[str] = field(default_factory=list)  # one warning line per missed bound
 
 
 class _Steps:
@@ -634,7 +644,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
                     combined=(configs[-1][1], configs[-1][2]),
                 )
         with steps.step("parity and accuracy vs torch"):
-            _accuracy(report, model, evals, configs, run_chain, band, strict=req.strict)
+            misses = _accuracy(report, model, evals, configs, run_chain, band, strict=req.strict)
         with steps.step("target checks"):
             extra_files = _target_checks(report, target, profile, built, model, evals[0], segments, req)
         with steps.step("reference vectors and packing"):
@@ -653,6 +663,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
                 run_chain,
             )
             _add_side_files(manifest, files, extra_files)
+            manifest["parity"] = _parity_manifest(misses)
             if req.kernels_only:
                 files, manifest = kernels_only(files, manifest)
             manifest.update(req.manifest_extra)
@@ -662,7 +673,14 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         if write:
             with steps.step("sign and write bundle"):
                 bundle_path = _write_bundle(report, req, files, manifest, key)
-    return BuildResult(report, bundle_path, {n: b.data for n, b in built.items()}, files, manifest)
+    return BuildResult(
+        report,
+        bundle_path,
+        {n: b.data for n, b in built.items()},
+        files,
+        manifest,
+        [m["warning"] for m in misses],
+    )
 
 
 def _accuracy(
@@ -673,11 +691,13 @@ def _accuracy(
     run_chain: Callable[..., np.ndarray],
     band: tuple[float, ...],
     *,
-    strict: bool = True,
-) -> None:
+    strict: bool = False,
+) -> list[dict[str, Any]]:
+    """Fill the accuracy rows; return the missed parity bounds (strict: raise at the first)."""
     from kasmina_edge.compile.chain import torch_chain
-    from kasmina_edge.compile.parity import compare_logits, macro_f1, require_parity
+    from kasmina_edge.compile.parity import compare_logits, macro_f1, parity_warning, require_parity
 
+    misses: list[dict[str, Any]] = []
     for ev in evals:
         for cname, layout, active in configs:
             ref = torch_chain(model, ev.windows, ev.rr, active)
@@ -698,12 +718,28 @@ def _accuracy(
                     logit_bound=par.bound,
                 )
             )
+            if par.ok:
+                continue
+            what = f"{report.target} chain ({cname}) on {ev.name}"
             if strict:
-                require_parity(par, f"{report.target} chain ({cname}) on {ev.name}")
-            elif not par.ok:
-                report.notes.append(
-                    f"PARITY BOUND MISSED: {report.target} chain ({cname}) on {ev.name}: {par.to_dict()}"
-                )
+                require_parity(par, what)
+            report.notes.append(f"PARITY BOUND MISSED: {what}: {par.summary()}")
+            misses.append(
+                {"chain": cname, "dataset": ev.name, **par.to_dict(), "warning": parity_warning(par, what)}
+            )
+    return misses
+
+
+def _parity_manifest(misses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's record of the parity check: the bounds, and every one this bundle missed."""
+    from kasmina_edge.compile.parity import LOGIT_ERROR_FRACTION, MIN_ARGMAX_AGREEMENT
+
+    return {
+        "ok": not misses,
+        "min_argmax_agreement": MIN_ARGMAX_AGREEMENT,
+        "logit_error_fraction": LOGIT_ERROR_FRACTION,
+        "missed": [{k: v for k, v in m.items() if k != "warning"} for m in misses],
+    }
 
 
 def _qat_fallback(
