@@ -307,6 +307,7 @@ def ota(
     console.print(
         f"[green]ota {result.status}[/] on {device} in {result.seconds:.1f} s: "
         f"{rep.get('pieces')} pieces, {rep.get('refused_pieces', 0)} refused{erase}"
+        + (f"; live at the device's {rep['live']}" if rep.get("live") else "")
     )
 
 
