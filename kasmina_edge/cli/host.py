@@ -485,9 +485,11 @@ def morph(
     """Grow seed kernels per signal condition and write the seed library; or, with --patient, one
     patient's seed as a signed kernel-only bundle."""
     if patient is not None:
-        run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"), out=out,
-                          minutes=5.0 if minutes is None else minutes, target=target, base_bundle=base_bundle,
-                          keys=keys, seed=seed or 0, log=log)  # fmt: skip
+        _, built = run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"),
+                                     out=out, minutes=5.0 if minutes is None else minutes, target=target,
+                                     base_bundle=base_bundle, keys=keys, seed=seed or 0, log=log)  # fmt: skip
+        if built is None:
+            raise typer.Exit(1)  # the gates culled every seed: nothing to flash (said above)
         return
     if checkpoint is None:
         from kasmina_edge.contracts.errors import KasminaError
@@ -627,7 +629,8 @@ def run_morph_patient(
     from kasmina_edge.ecg.sources import open_source
     from kasmina_edge.host.blueprints import TARGETS
     from kasmina_edge.host.experiment import ExperimentLog
-    from kasmina_edge.host.patient import PatientConfig, common_beats_of, grow_patient_seed, patient_window
+    from kasmina_edge.host.patient import PatientConfig, common_beats_of, patient_window
+    from kasmina_edge.host.patient_grow import grow_patient_seed
     from kasmina_edge.host.train import load_base, set_threads
 
     if target not in TARGETS:
@@ -642,6 +645,8 @@ def run_morph_patient(
         raise KasminaError(f"--patient {patient}: the source holds no record")
     base, ckpt = load_base(checkpoint)
     window = patient_window(record, base, cfg)  # the bad-input checks, before any work
+    if base_bundle is not None:  # another base's or target's bundle is refused before any training
+        base_grids(checkpoint, target, base_bundle, keys)
     out = out or Path(f"seed-{record.name}.kedge")
     set_threads()
     log_path = log or out.with_suffix(".jsonl")
@@ -652,8 +657,8 @@ def run_morph_patient(
         con.print("[yellow]note:[/] the checkpoint names no training patients: no common beats mixed in")
     counts = window.counts()
     con.print(
-        f"patient {record.name}: first {minutes:g} min, {sum(counts['fit'].values())} beats to train on "
-        f"{counts['fit']}, {sum(counts['val'].values())} to judge on; RR scale {window.rr_scale[0]:.3f}"
+        f"patient {record.name}: first {minutes:g} min, {sum(counts.values())} beats {counts}, judged out of "
+        f"fold over {cfg.cv_folds} blocks of {cfg.cv_block_s:g} s; RR scale {window.rr_scale[0]:.3f}"
     )
     with _progress(con) as prog:
         task = prog.add_task("patient seed", total=None, info="")
@@ -665,9 +670,12 @@ def run_morph_patient(
     con.print(patient_trace(result))
     con.print(
         f"{result.outcome}; {result.param_count:,} seed parameters ({100 * result.param_fraction:.1f} % of the "
-        f"base's {result.base_params:,}); validation macro-F1 {_pct(result.baseline_val)} → {_pct(result.seed_val)}; "
-        f"grown in {grown_s:.1f} s"
+        f"base's {result.base_params:,}); out-of-fold macro-F1 {_pct(result.baseline_val)} → "
+        f"{_pct(result.seed_val)}; grown in {grown_s:.1f} s"
     )
+    if not result.fossilized:  # a culled seed never reaches a bundle
+        con.print(f"[yellow]no seed earned its place for {record.name}: no bundle written[/] (log {log_path})")
+        return result, None
     built = patient_bundle(result, checkpoint=checkpoint, out=out, target=target, keys=keys, base_bundle=base_bundle,
                            con=con)  # fmt: skip
     kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))

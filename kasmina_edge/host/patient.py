@@ -1,30 +1,21 @@
 """Patient-specific seeds: a new wearer's first minutes of annotated beats → a small seed of their own.
 
 The base model is shared; each patient grows a seed on the first ``minutes`` of their own recording
-(the window the patient-adaptable standard allows to be labelled), while the base stays frozen:
+(the window the patient-adaptable standard allows to be labelled), while the base stays frozen.
+This module holds the data side and the results; :mod:`kasmina_edge.host.patient_plan` holds
+Tamiyo's plan and :mod:`kasmina_edge.host.patient_grow` the seeds' lifecycle and gates.
 
-1. **Data.** The annotated beats of the window, cut into 30 s blocks; every fifth block (spread
-   over the window) is the validation slice the gates judge on, the rest is what the seed trains
-   on, mixed with the base's *common beats* (a few per class from the patients the base was
-   trained on), so that a class the window lacks is not forgotten (Kiranyaz et al. 2016 and de
-   Chazal's local + global training use the same idea).
+1. **Data.** Every annotated beat of the window trains the seed, mixed with the base's *common
+   beats* (a few per class from the patients the base was trained on), so that a class the window
+   lacks is not forgotten (Kiranyaz et al. 2016 and de Chazal's local + global training use the
+   same idea). The gates do not judge on a held-out slice of a few dozen beats: the same recipe is
+   run once per one-minute block with that block held out (:mod:`kasmina_edge.host.evidence`), so
+   every beat of the window is judged by a seed that never saw it.
 2. **Per-patient RR normalisation.** The three RR intervals (pre, post, local mean, seconds) are
    rescaled by the population's mean RR over the patient's median RR from the window: a patient
    whose sinus rate is fast no longer looks premature to a base trained on slower hearts (the
    ratio feature is left as it is). The scale travels in the bundle; the device applies it while
    the patient's kernel is live.
-3. **Tamiyo decides.** The observation is taken with the calibration flag set (annotated beats of
-   the wearer at hand): the symptom is a patient shift, sites are ranked by their drift from the
-   population and the shift's prior (late sites first), the blueprint is the first on the shift's
-   list that the target runs within the per-seed budget (≤ ``max_seed_fraction`` of the base's
-   parameters, all of the patient's seeds together). The budget then buys capacity: the
-   blueprint's width (rank, expansion, hidden units) is the largest that fits.
-4. **Lifecycle.** Each seed has its own :class:`SeedLifecycle` in one engine and goes
-   G0 → TRAINING (behind the straight-through incubator: the host's output unchanged, checked bit for
-   bit) → G1 → BLENDING (alpha by its grafting strategy) → G2 → SHADOWING → G3 → PROBATIONARY → G4 →
-   FOSSILIZED. G4 is judged on the validation slice: the gain in macro-F1 over the base as it runs
-   before germination (population RR), and N-beat accuracy no worse than the base's by more than
-   ``n_tolerance``. A seed set without gain is CULLED, and the bundle says so.
 
 The host's weights never change: they are frozen and registered as the host; the parameter
 registry refuses any update that would touch them.
@@ -34,9 +25,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,17 +34,17 @@ import torch
 from torch import nn
 
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.contracts.lifecycle import EmbargoPolicy, Stage
+from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.ecg.dataset import BeatDataset, beats_from_record, concat
 from kasmina_edge.ecg.records import crop
 from kasmina_edge.ecg.types import AAMI_CLASSES, Record
 from kasmina_edge.host.data import SPEC
-from kasmina_edge.host.model import BeatClassifier, count_host_parameters
+from kasmina_edge.host.model import BeatClassifier
+from kasmina_edge.host.patient_plan import SeedPlan
 from kasmina_edge.host.train import class_metrics, class_weights, predict_logits
 
 Progress = Callable[[str], None]
 PATIENT_KIND = "patient_seed"
-WIDTH_PARAMS = ("rank", "expansion", "hidden")  # the blueprint parameter that sets its capacity
 MIN_WINDOW_BEATS = 60
 
 
@@ -65,34 +55,31 @@ class PatientError(KasminaError):
 @dataclass(frozen=True)
 class PatientConfig:
     minutes: float = 5.0  # the adaptation window: the first minutes of the record, annotated
-    block_s: float = 30.0  # validation: every ``val_every``-th block of this length
-    val_every: int = 5
     max_seed_fraction: float = 0.10  # all the patient's seeds together, of the base's parameters
     max_mac_fraction: float = 0.25
-    sites: int = 4  # seeds Tamiyo may grow (one per site, her best-ranked sites)
+    sites: int = 2  # seeds Tamiyo may grow (one per site, her best-ranked sites)
     common_per_class: int = 50  # common beats per class from the base's own training patients
     rr_normalise: bool = True
-    train_steps: int = 800  # TRAINING updates (batches of ``batch_size``)
-    blend_steps: int = 5  # grafting steps from alpha 0 to 1
-    blend_batches: int = 5  # live updates between two grafting steps ...
-    blend_lr_factor: float = 0.1  # ... at this fraction of the learning rate: TRAINING did the learning
-    blend_tolerance: float = 0.15  # performance-linked grafting: a half-applied seed may cost this much
-    batch_size: int = 64
-    lr: float = 1e-2  # Adam; the gradients reaching an early site are small, Adam's steps are not
+    # The recipe (TRAINING): every window beat, a fixed number of epochs, no early stopping on a
+    # slice. Tuned on DS1 leave-records-out folds (tools/bench_patient.py), never on one record.
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3  # Adam, times Tamiyo's intensity
     class_weight_power: float = 1.0  # inverse class frequency (the common beats keep every class present)
-    min_gain: float = 0.0  # G4: macro-F1 gain over the pre-germination baseline needed (> this)
-    n_tolerance: float = 0.01  # G4: N-beat accuracy may drop at most this much on the validation slice ...
-    n_slack_beats: int = 2  # ... or this many of its N beats, whichever is more (a slice of ~60 N beats)
-    # Measured on MIT-BIH (fold-0 base, record 208): a penalty on drift, or clipping each site to its int8
-    # range, costs most of the seeds' gain (F beats 92 % -> 0-20 % Se); off by default, G2's bound is loose
-    # and the drift every seed reaches is in its trace (see the issue-11 note: int8 site grids).
-    drift_penalty: float = 0.0  # penalty on the shift a seed adds to its channel means (host std)
+    blend_steps: int = 5  # grafting steps from alpha 0 to 1 (TRAINING did the learning)
+    blend_tolerance: float = 0.15  # performance-linked grafting: a half-applied seed may cost this much
+    # Gates: out-of-fold evidence over blocks of the window, judged on paired-bootstrap lower bounds.
+    cv_block_s: float = 60.0
+    cv_folds: int = 5
+    gate_quantile: float = 0.1  # G4 reads the 10th percentile of the bootstrap: "unlikely to hurt"
+    gate_rounds: int = 400
+    min_gain: float = 0.0  # G4: the lower bound of the macro-F1 gain must be above this ...
+    n_tolerance: float = 0.01  # ... and that of the N-accuracy change above minus this
     headroom: float = 0.0  # > 0: clip each site to the base's activation range widened by this; 0: no clip
-    max_oscillation: float = 0.08  # G2: a small validation slice moves a few points per step
+    max_oscillation: float = 0.08  # G2: the in-window metric may move this much between grafting steps
     max_drift: float = 1000.0  # G2: the seeded site's mean activation vs the host's, in host std
     gate_min_support: int = 3  # gates judge macro-F1 over classes with at least this many beats
-    finetune_steps: int = 400  # the full fine-tuning baseline (benchmarks)
-    finetune_lr: float = 1e-3
+    finetune_lr: float = 1e-3  # the full fine-tuning baseline (benchmarks): same data and epochs
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,18 +91,18 @@ class PatientConfig:
 
 @dataclass
 class PatientWindow:
-    """One patient's adaptation window, split for the seed and its gates."""
+    """One patient's adaptation window: its annotated beats and the time block of each."""
 
     record: str
     minutes: float
-    fit: BeatDataset  # the seed trains on these (with the patient's RR scale applied)
-    val: BeatDataset  # the gates judge on these (RR scale applied)
-    val_raw: BeatDataset  # the same beats as the base sees them before the seed (population RR)
+    beats: BeatDataset  # the seed trains on these (with the patient's RR scale applied)
+    beats_raw: BeatDataset  # the same beats as the base sees them before the seed (population RR)
+    blocks: np.ndarray  # the ``cv_block_s`` block of each beat: the gates' out-of-fold folds
     rr_scale: np.ndarray  # (4,) multipliers of the RR features
     calibration: Record  # the window itself (Tamiyo's signal features)
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {"fit": self.fit.class_counts(), "val": self.val.class_counts()}
+    def counts(self) -> dict[str, int]:
+        return self.beats.class_counts()
 
 
 def scale_rr(ds: BeatDataset, scale: np.ndarray) -> BeatDataset:
@@ -161,16 +148,16 @@ def patient_window(record: Record, base: BeatClassifier, cfg: PatientConfig) -> 
             f"{record.name}: only {len(beats)} annotated beats in the first {cfg.minutes:g} min "
             f"(need at least {MIN_WINDOW_BEATS})"
         )
-    block = (beats.r_peaks / (cfg.block_s * record.fs)).astype(np.int64)
-    is_val = (block % cfg.val_every) == (cfg.val_every // 2)  # the middle block of every group of five
-    fit_raw, val_raw = beats.subset(np.flatnonzero(~is_val)), beats.subset(np.flatnonzero(is_val))
-    if len(val_raw) == 0 or len(fit_raw) == 0:
+    from kasmina_edge.host.evidence import time_blocks
+
+    blocks = time_blocks(beats.r_peaks, record.fs, cfg.cv_block_s)
+    if len(np.unique(blocks)) < 2:
         raise PatientError(
-            f"{record.name}: the {cfg.minutes:g}-minute window is too short to hold a validation slice"
+            f"{record.name}: the {cfg.minutes:g}-minute window is too short for out-of-fold gates "
+            f"(needs at least two {cfg.cv_block_s:g}-s blocks)"
         )
-    scale = rr_scale_for(base, fit_raw, cfg.rr_normalise)
-    return PatientWindow(record.name, cfg.minutes, scale_rr(fit_raw, scale), scale_rr(val_raw, scale), val_raw,
-                         scale, window)  # fmt: skip
+    scale = rr_scale_for(base, beats, cfg.rr_normalise)
+    return PatientWindow(record.name, cfg.minutes, scale_rr(beats, scale), beats, blocks, scale, window)
 
 
 def common_beats(beats: BeatDataset, per_class: int, seed: int = 0, n_classes: int = 4) -> BeatDataset:
@@ -218,97 +205,6 @@ def common_beats_of(ckpt: dict[str, Any], per_class: int, seed: int = 0) -> Beat
     return common_beats(beats(train_recs), per_class, seed)
 
 
-# --------------------------------------------------------------------------- Tamiyo's plan
-
-
-@dataclass(frozen=True)
-class SeedPlan:
-    site: str
-    blueprint: str
-    params: dict[str, Any]
-    param_count: int
-    macs: int
-    grafting: str
-    intensity: float
-
-
-def _width_param(defaults: dict[str, Any]) -> str | None:
-    return next((k for k in WIDTH_PARAMS if isinstance(defaults.get(k), int)), None)
-
-
-def size_blueprint(blueprint: str, channels: int, length: int, budget: int, max_macs: int) -> dict[str, Any]:
-    """The blueprint's defaults with its width parameter raised to the largest value within the budget."""
-    from kasmina_edge.host.blueprints import get_blueprint
-
-    spec = get_blueprint(blueprint)
-    params = dict(spec.defaults)
-    key = _width_param(params)
-    if key is None:
-        return params
-    best = None
-    for width in range(1, 4 * channels + 1):
-        trial = {**params, key: width}
-        if spec.param_count(channels, **trial) > budget or spec.macs(channels, length, **trial) > max_macs:
-            break
-        best = width
-    if best is not None:
-        params[key] = best
-    return params
-
-
-def plan_patient_seeds(
-    base: BeatClassifier,
-    window: PatientWindow,
-    common: BeatDataset | None,
-    cfg: PatientConfig,
-    target: str | None,
-) -> tuple[list[SeedPlan], dict[str, Any]]:
-    """Tamiyo's decision for this patient: sites, blueprints (sized to the budget), grafting, intensity."""
-    from kasmina_edge.host.blueprints import get_blueprint
-    from kasmina_edge.host.morph import (
-        MorphConfig,
-        Reference,
-        make_controller,
-        observe,
-        plan_trials,
-        site_activations,
-    )
-    from kasmina_edge.host.tamiyo.features import reference_template, site_stats
-
-    cal = window.calibration
-    assert cal.beats is not None
-    template = reference_template(cal.lead(0), cal.fs, cal.beats.samples)
-    population = common if common is not None and len(common) else window.fit
-    ref_sites = {k: site_stats(v) for k, v in site_activations(base, population).items()}
-    ref_vec = observe(base, population, [cal], 0, template, ref_sites, plateau=True).vector()
-    ctrl = make_controller(
-        base, Reference(template, ref_sites, ref_vec),
-        MorphConfig(target=target, max_seed_fraction=cfg.max_seed_fraction, max_mac_fraction=cfg.max_mac_fraction),
-    )  # fmt: skip
-    obs = observe(base, window.fit, [cal], 0, template, ref_sites, plateau=True, calibration=True).vector()
-    first, decisions = plan_trials(ctrl, obs, cfg.sites)
-    desc: dict[str, Any] = {
-        "decision": first.describe(ctrl.space),
-        "observation": [round(float(v), 4) for v in obs],
-        "budget": {"target": target, "max_params": ctrl.budget.max_params, "max_macs": ctrl.budget.max_macs},
-    }
-    if not first.act:
-        return [], desc
-    shapes = base.config.site_shapes()
-    share = ctrl.budget.max_params // max(1, len(decisions))  # the seeds share the patient's budget
-    plans: list[SeedPlan] = []
-    for d in decisions:
-        assert d.site is not None and d.blueprint is not None and d.grafting is not None
-        site, bp = ctrl.space.sites[d.site], ctrl.space.blueprints[d.blueprint]
-        channels, length = shapes[site]
-        params = size_blueprint(bp, channels, length, share, ctrl.budget.max_macs)
-        spec = get_blueprint(bp)
-        plans.append(SeedPlan(site, bp, params, spec.param_count(channels, **params), spec.macs(channels, length, **params),
-                              ctrl.space.graftings[d.grafting], float(ctrl.space.intensities[d.intensity])))  # fmt: skip
-    desc["seeds"] = [asdict(p) for p in plans]
-    return plans, desc
-
-
 # --------------------------------------------------------------------------- the seeds' life
 
 
@@ -353,19 +249,20 @@ class PatientSeed:
     rr_scale: np.ndarray
     seeds: list[GrownSeed]
     decision: dict[str, Any]
-    baseline_val: float  # gate macro-F1 of the base on the validation slice (population RR)
-    seed_val: float | None  # with the seeds and the patient's RR scale
+    baseline_val: float  # gate macro-F1 of the base on the window's beats (population RR)
+    seed_val: float | None  # out of fold: each beat by a seed that never trained on its block
     baseline_n_acc: float
     seed_n_acc: float | None
     bit_exact_training: bool | None
     shadow_agreement: float | None
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, int]
     seconds: float
     config: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     ranges: dict[str, tuple[float, float]] = field(
         default_factory=dict
     )  # the sites' int8 ranges it grew under
+    evidence: dict[str, Any] | None = None  # G4's out-of-fold, bootstrapped figures (GateEvidence)
 
     @property
     def fossilized(self) -> bool:
@@ -388,7 +285,9 @@ class PatientSeed:
         if not self.seeds:
             return f"no seed: {self.decision.get('decision', {}).get('reason', 'Tamiyo did not act')}"
         if self.fossilized:
-            return f"fossilized: gain {self.gain:+.4f} macro-F1 on the validation slice"
+            low = (self.evidence or {}).get("gain_low")
+            bound = f" (lower bound {low:+.4f})" if isinstance(low, float) else ""
+            return f"fossilized: out-of-fold gain {self.gain:+.4f} macro-F1{bound} over the window's beats"
         culled = next((s for s in self.seeds if not s.fossilized), self.seeds[0])
         return f"culled: {culled.reason}"
 
@@ -400,7 +299,7 @@ class PatientSeed:
             "baseline_val_macro_f1": self.baseline_val, "seed_val_macro_f1": self.seed_val, "gain": self.gain,
             "baseline_n_accuracy": self.baseline_n_acc, "seed_n_accuracy": self.seed_n_acc,
             "bit_exact_training": self.bit_exact_training, "shadow_agreement": self.shadow_agreement,
-            "counts": self.counts, "seconds": self.seconds, "decision": self.decision,
+            "counts": self.counts, "seconds": self.seconds, "decision": self.decision, "evidence": self.evidence,
             "seeds": [
                 {"seed_id": s.seed_id, "site": s.plan.site, "blueprint": s.plan.blueprint, "params": s.plan.params,
                  "param_count": s.plan.param_count, "macs": s.plan.macs, "grafting": s.plan.grafting,
@@ -472,337 +371,14 @@ def _tensors(ds: BeatDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     )
 
 
-class _Clock:
-    """Logical seconds (one per update): reproducible event times."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def adaptation_set(window: PatientWindow, common: BeatDataset | None, rr_scale: np.ndarray) -> BeatDataset:
-    """The patient's training beats and the common beats, both RR-normalised with the patient's scale."""
-    if common is None or len(common) == 0:
-        return window.fit
-    return concat([window.fit, scale_rr(common, rr_scale)])
-
-
-def grow_patient_seed(
-    base: BeatClassifier,
-    window: PatientWindow,
-    common: BeatDataset | None,
-    cfg: PatientConfig,
-    *,
-    target: str | None = "edgetpu",
-    say: Progress | None = None,
-    sink: Callable[[dict[str, Any]], None] | None = None,
-    ranges: dict[str, tuple[float, float]] | None = None,
-) -> PatientSeed:
-    """Plan the patient's seeds with Tamiyo and run them, together, through the lifecycle on a frozen
-    copy of the base. Each seed keeps its own lifecycle; they are the patient's seed *set*:
-
-    * TRAINING learns on a candidate path beside the host: the frozen blocks with every TRAINING
-      seed after its site, so the seeds learn together, end to end (a seed's layer alone would feed
-      each seed the host's activation and leave its neighbours out). The host's output is untouched,
-      checked bit for bit; isolation (no host gradient) is watched per seed; G1 per seed.
-    * BLENDING ramps each seed's alpha by its grafting strategy, the seeds live in the model; G2 per seed.
-    * SHADOWING compares with the base's predictions; G3 per seed (interface, export, telemetry).
-    * PROBATIONARY: G4 on the validation slice for the surviving set, against the base as it ran
-      before germination (population RR): gain > ``min_gain`` and N accuracy within ``n_tolerance``.
-
-    ``ranges``: each site's int8 range (the base bundle's grids). The device requantizes whatever a
-    kernel hands on onto its site's grid, so every site is clipped to it here too, in training and in
-    the gates: a seed cannot lean on values the device would cut off. Default: the range of the base's
-    activations on the common beats (what a base built without seeds calibrates its grids on).
-    """
-    from contextlib import ExitStack
-
-    from kasmina_edge.host.kasmina import (
-        GerminationRejected,
-        GradientHealthInputs,
-        GraftSignals,
-        IsolationMonitor,
-        LifecycleEngine,
-        ParameterRegistry,
-        bit_equal,
-        make_grafting,
-    )
-    from kasmina_edge.host.morph import prepare_host, site_activations
-    from kasmina_edge.host.tamiyo.features import site_drift, site_stats
-    from kasmina_edge.host.tamiyo.masks import Budget
-
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    events: list[dict[str, Any]] = []
-
-    def on_event(ev: dict[str, Any]) -> None:
-        events.append(ev)
-        if sink is not None:
-            sink(ev)
-
-    def say_(msg: str) -> None:
-        if say is not None:
-            say(f"{window.record}: {msg}")
-
-    say_("Tamiyo: observing the window")
-    plans, decision = plan_patient_seeds(base, window, common, cfg, target)
-    baseline_val, baseline_n = _metrics(base, window.val_raw, cfg.gate_min_support)
-    result = PatientSeed(
-        record=window.record, minutes=window.minutes, target=target, base_params=count_host_parameters(base),
-        rr_scale=window.rr_scale, seeds=[], decision=decision, baseline_val=baseline_val, seed_val=None,
-        baseline_n_acc=baseline_n, seed_n_acc=None, bit_exact_training=None, shadow_agreement=None,
-        counts=window.counts(), seconds=0.0, config=cfg.to_dict(), events=events,
-    )  # fmt: skip
-    clock = _Clock()
-    engine = LifecycleEngine(clock=clock, embargo=EmbargoPolicy(), sink=on_event, keep_events=False)
-    registry = ParameterRegistry()
-    budget = Budget(target=target, max_params=int(decision["budget"]["max_params"]),
-                    max_macs=int(decision["budget"]["max_macs"]))  # fmt: skip
-    model = prepare_host(base, budget, engine, registry)
-    share = budget.max_params // max(1, len(plans))  # each seed's share of the patient's budget: G0 checks it
-    for layer in model.sites.values():
-        layer.max_params = share
-        layer.telemetry_enabled = False
-    shapes = model.config.site_shapes()
-    site_index = {name: i for i, name in enumerate(model.config.site_names)}
-    host_params = list(registry.host_parameters())
-    bounds = ranges or site_ranges(
-        base, common if common is not None and len(common) else window.fit, cfg.headroom
-    )
-    if not ranges and cfg.headroom <= 0:  # no int8 site range to respect (a float target)
-        bounds = {k: (-math.inf, math.inf) for k in bounds}
-
-    for p in plans:
-        channels, length = shapes[p.site]
-        g = GrownSeed(p, f"{p.site}/all", site_index[p.site], channels, length, Stage.DORMANT.name, "")
-        result.seeds.append(g)
-        layer = model.sites[p.site]
-        layer.telemetry_enabled = True
-        try:
-            extra: dict[str, float] = {}
-            if p.grafting == "drift_controlled":
-                extra = {"max_drift": cfg.max_drift}
-            elif p.grafting == "performance_linked":
-                extra = {"tolerance": cfg.blend_tolerance}
-            graft = make_grafting(p.grafting, steps=cfg.blend_steps, **extra)
-            g.seed_id = layer.germinate(
-                None, p.blueprint, grafting=graft, lr_scale=p.intensity, **p.params
-            )  # G0
-        except GerminationRejected as exc:
-            g.final_stage, g.reason = Stage.CULLED.name, f"gate_G0_failed: {str(exc).split(': ', 2)[-1]}"
-            continue
-        layer.set_baseline(g.seed_id, baseline_val)
-        layer.advance(g.seed_id)  # GERMINATED -> TRAINING
-
-    def alive() -> list[GrownSeed]:
-        return [
-            g for g in result.seeds if engine.knows(g.seed_id) and engine.stage(g.seed_id) in LIVE_OR_TRAINING
-        ]
-
-    clips: list[Any] = []
-
-    def finish() -> PatientSeed:
-        for g in result.seeds:
-            if engine.knows(g.seed_id):
-                st = engine.stage(g.seed_id)
-                g.final_stage = Stage.CULLED.name if st in (Stage.CULLED, Stage.EMBARGOED) else st.name
-                g.reason = g.reason or engine.lifecycle(g.seed_id).cull_reason or g.final_stage.lower()
-                g.history = [e for e in events if e.get("seed_id") == g.seed_id]
-        if any(g.fossilized for g in result.seeds):
-            result.seed_val, result.seed_n_acc = _metrics(model, window.val, cfg.gate_min_support)
-        for hook in clips:
-            hook.remove()
-        result.ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in bounds.items()}
-        result.seconds = time.perf_counter() - t0
-        return result
-
-    growing = alive()
-    if not growing:
-        return finish()
-    data = adaptation_set(window, common, window.rr_scale)
-    x, rr, y = _tensors(data)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(data.labels)) ** cfg.class_weight_power)
-    sids = [g.seed_id for g in growing]
-    opt = torch.optim.Adam(registry.optimizer_param_groups(cfg.lr, sids))
-    registry.guard(opt, active=lambda: [g.seed_id for g in alive()])
-    modules = {g.plan.site: model.sites[g.plan.site].seed_module(g.seed_id) for g in growing}
-    monitors = {
-        g.seed_id: IsolationMonitor(list(modules[g.plan.site].parameters()), host_params) for g in growing
-    }
-    losses: list[float] = []
-    probe_x, probe_rr = x[:64], rr[:64]
-    with torch.no_grad():
-        host_probe = model(probe_x, probe_rr)
-
-    def batch() -> torch.Tensor:
-        return torch.randint(0, len(y), (min(cfg.batch_size, len(y)),), generator=gen)
-
-    # G2 bounds how far a seed may move its site (and the device's int8 grid is the host's range): a small
-    # penalty on the shift the seed adds to its channel means, in the host's std, keeps it where both follow
-    ref = {
-        k: site_stats(v)
-        for k, v in site_activations(
-            base, common if common is not None and len(common) else window.fit
-        ).items()
-    }
-    ref_sd = {k: float(v.std.mean()) + 1e-6 for k, v in ref.items()}
-
-    def candidate(xb: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, drift penalty) of the frozen blocks with every TRAINING seed after its site."""
-        h, pen = xb, xb.new_zeros(())
-        for name, block in zip(model.config.site_names, model.blocks, strict=True):
-            h = block(h)
-            if name in modules:
-                moved = modules[name](h)
-                pen = pen + ((moved - h).mean(dim=(0, 2)) / ref_sd[name]).pow(2).mean()
-                h = moved
-            h = h.clamp(*bounds[name])
-        return model.head(h, rb), pen
-
-    # TRAINING
-    say_(f"TRAINING {', '.join(f'{g.plan.blueprint}@{g.plan.site}' for g in growing)}")
-    exact = True
-    check_every = max(1, cfg.train_steps // 8)
-    vx, vrr, vy = _tensors(window.val)
-    n_val = int(np.sum(window.val.labels == 0))
-    n_floor = baseline_n - max(cfg.n_tolerance, cfg.n_slack_beats / max(1, n_val))
-
-    def candidate_score() -> float:
-        """Gate macro-F1 of the candidate path on the validation slice; N accuracy below G4's floor loses."""
-        with torch.no_grad():
-            pred = candidate(vx, vrr)[0].argmax(1).numpy()
-        m = class_metrics(vy.numpy(), pred)
-        n_ok = not m.support[0] or float(m.se[0]) >= n_floor
-        return m.macro_f1_at(cfg.gate_min_support) - (0.0 if n_ok else 1.0)
-
-    # the candidate path's best state on the validation slice is what TRAINING hands on (early stopping)
-    best_score, best_states = -math.inf, {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
-    for step in range(cfg.train_steps):
-        idx = batch()
-        opt.zero_grad(set_to_none=True)
-        logits, pen = candidate(x[idx], rr[idx])
-        loss = loss_fn(logits, y[idx])
-        with ExitStack() as stack:
-            for mon in monitors.values():
-                stack.enter_context(mon.seed_backward())
-            (loss + cfg.drift_penalty * pen).backward()  # type: ignore[no-untyped-call]
-        losses.append(float(loss.detach()))
-        opt.step()
-        clock.now += 1.0
-        if (step + 1) % check_every == 0:
-            with torch.no_grad():
-                exact = exact and bit_equal(model(probe_x, probe_rr), host_probe)
-            for g in growing:
-                model.sites[g.plan.site].end_epoch()
-            score = candidate_score()
-            on_event({"event": "train_check", "step": step + 1, "val_score": score, "loss": losses[-1]})
-            if score > best_score:
-                best_score, best_states = (
-                    score,
-                    {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()},
-                )
-    with torch.no_grad():
-        for k, m in modules.items():
-            m.load_state_dict(best_states[k])
-    result.bit_exact_training = exact
-    for g in growing:
-        layer = model.sites[g.plan.site]
-        mon = monitors[g.seed_id]
-        if not exact:
-            layer.cull(g.seed_id, "health_isolation: output changed during TRAINING")
-            continue
-        health = GradientHealthInputs(mon.violations, mon.tripped, tuple(losses), tuple(mon.seed_grad_norms),
-                                      window=len(losses))  # fmt: skip
-        layer.advance(g.seed_id, health)  # G1
-    if not alive():
-        return finish()
-
-    # BLENDING: alpha ramps by each seed's grafting strategy while the seeds train on the live output.
-    say_("BLENDING")
-    host_stats = {k: site_stats(v) for k, v in site_activations(base, window.val).items()}
-
-    def drift_of(g: GrownSeed) -> float:
-        """How far the seeds move this site's mean activation on the validation slice, in host std."""
-        return site_drift(site_activations(model, window.val)[g.plan.site], host_stats[g.plan.site])
-
-    # from here on the seeds are live in the model: every site clipped to its range, as on the device
-    clips += [
-        model.sites[name].register_forward_hook(lambda _m, _i, out, b=bounds[name]: out.clamp(*b))
-        for name in model.config.site_names
-    ]
-    for group in opt.param_groups:
-        group["lr"] *= cfg.blend_lr_factor
-    for _ in range(3 * cfg.blend_steps):
-        val = _metrics(model, window.val, cfg.gate_min_support)[0]
-        ramped = True
-        for g in alive():
-            layer = model.sites[g.plan.site]
-            norms = monitors[g.seed_id].seed_grad_norms
-            signals = GraftSignals(val_metric=val, baseline_metric=baseline_val, drift=drift_of(g),
-                                   grad_norm=norms[-1] if norms else None)  # fmt: skip
-            alpha = layer.step_alpha(g.seed_id, signals)
-            on_event({"event": "blend_step", "seed_id": g.seed_id, "alpha": alpha, "val_macro_f1_before": val,
-                      "drift": signals.drift})  # fmt: skip
-            ramped = ramped and alpha >= 1.0
-        for _b in range(cfg.blend_batches):
-            idx = batch()
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x[idx], rr[idx]), y[idx]).backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            clock.now += 1.0
-        if ramped:
-            break
-    for g in alive():
-        layer = model.sites[g.plan.site]
-        layer.end_epoch()
-        moved = drift_of(g)
-        on_event({"event": "drift", "seed_id": g.seed_id, "seeded_vs_host": moved})
-        stab = layer.stability_inputs(g.seed_id, max_oscillation=cfg.max_oscillation, max_drift=cfg.max_drift)
-        layer.advance(g.seed_id, replace(stab, drift=moved))  # G2: a seed that fails it is culled alone
-    if not alive():
-        return finish()
-
-    # SHADOWING: full alpha, compared with the base's predictions (the path without the seeds).
-    say_("SHADOWING")
-    host_pred = predict_logits(base, window.val_raw).argmax(1)
-    result.shadow_agreement = float((predict_logits(model, window.val).argmax(1) == host_pred).float().mean())
-    for g in alive():
-        layer = model.sites[g.plan.site]
-        on_event({"event": "shadow", "seed_id": g.seed_id, "agreement_with_host": result.shadow_agreement})
-        probe = torch.randn(2, g.channels, g.length, generator=gen)
-        layer.advance(g.seed_id, layer.interface_inputs(g.seed_id, probe=probe))  # G3
-    if not alive():
-        return finish()
-
-    # PROBATIONARY: the surviving set is judged (G4) on the validation slice, each seed on the same figures.
-    say_("PROBATIONARY")
-    survivors = alive()
-    for g in survivors:
-        g.state = model.sites[g.plan.site].seed_state_dict(g.seed_id)
-    val, n_acc = _metrics(model, window.val, cfg.gate_min_support)
-    n_beats = int(np.sum(window.val.labels == 0))
-    tolerance = max(cfg.n_tolerance, cfg.n_slack_beats / max(1, n_beats))
-    for g in survivors:
-        layer = model.sites[g.plan.site]
-        impact = layer.system_impact_inputs(
-            g.seed_id, val, global_metric=n_acc, global_reference=baseline_n, tolerance=tolerance,
-            min_gain=cfg.min_gain + 1e-9,
-        )  # fmt: skip
-        layer.advance(g.seed_id, impact)  # G4
-        if engine.stage(g.seed_id) is Stage.FOSSILIZED:
-            g.record = layer.seed_record(g.seed_id)
-    return finish()
-
-
-LIVE_OR_TRAINING = frozenset(
-    {Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED}
-)
-
-
 # --------------------------------------------------------------------------- models to compare
+
+
+def adaptation_set(window: PatientWindow, common: BeatDataset | None) -> BeatDataset:
+    """The patient's beats and the common beats, both RR-normalised with the patient's scale."""
+    if common is None or len(common) == 0:
+        return window.beats
+    return concat([window.beats, scale_rr(common, window.rr_scale)])
 
 
 def seeded_model(base: BeatClassifier, seed: PatientSeed, *, include_culled: bool = False) -> PatientModel:
@@ -820,31 +396,24 @@ def seeded_model(base: BeatClassifier, seed: PatientSeed, *, include_culled: boo
 def fine_tune_patient(
     base: BeatClassifier, window: PatientWindow, common: BeatDataset | None, cfg: PatientConfig
 ) -> PatientModel:
-    """The upper bound: every weight of the base trained on the same beats (best step on the validation slice)."""
+    """The upper bound: every weight of the base trained on the same beats, for the same epochs."""
     # trained on the RR-scaled beats with a unit scale, then given the patient's scale for raw beats
     model = PatientModel(base, {}, np.ones(4, np.float32))
     params = list(model.base.host_parameters())
     for p in params:
         p.requires_grad_(True)
-    data = adaptation_set(window, common, window.rr_scale)
+    data = adaptation_set(window, common)
     x, rr, y = _tensors(data)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(data.labels)) ** cfg.class_weight_power)
     opt = torch.optim.Adam(params, lr=cfg.finetune_lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_state = _metrics(model, window.val, cfg.gate_min_support)[0], copy.deepcopy(model.state_dict())
-    every = max(1, cfg.finetune_steps // 8)
-    for step in range(cfg.finetune_steps):
-        model.train()
-        idx = torch.randint(0, len(y), (min(cfg.batch_size, len(y)),), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x[idx], rr[idx]), y[idx]).backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        if (step + 1) % every == 0:
-            f1 = _metrics(model, window.val, cfg.gate_min_support)[0]
-            if f1 > best:
-                best, best_state = f1, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+    model.train()
+    for _epoch in range(cfg.epochs):
+        for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x[idx], rr[idx]), y[idx]).backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
     for p in params:
         p.requires_grad_(False)
     with torch.no_grad():

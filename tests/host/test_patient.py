@@ -20,20 +20,19 @@ from kasmina_edge.host.patient import (
     PatientConfig,
     PatientError,
     common_beats,
-    grow_patient_seed,
     patient_window,
     seeded_model,
-    size_blueprint,
 )
+from kasmina_edge.host.patient_grow import grow_patient_seed
+from kasmina_edge.host.patient_plan import size_blueprint
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mitdb"
 needs_mitdb = pytest.mark.skipif(
     not (DATA / "100.hea").exists(),
     reason=f"MIT-BIH records not found under {DATA} (../shared/data beside the checkout)",
 )
-FAST = PatientConfig(
-    minutes=2.0, train_steps=40, blend_steps=2, blend_batches=2, common_per_class=20, batch_size=32
-)
+FAST = PatientConfig(minutes=2.0, epochs=2, blend_steps=2, common_per_class=20, cv_block_s=30.0, cv_folds=2,
+                     gate_rounds=100)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +57,18 @@ def common() -> object:
     return common_beats(concat([beats_from_record(r, SPEC) for r in others]), 20)
 
 
-def test_window_split_is_disjoint_and_rr_normalised(patient: object, base: object) -> None:
+def test_window_blocks_and_rr_normalisation(patient: object, base: object) -> None:
     w = patient_window(patient, base, FAST)  # type: ignore[arg-type]
-    assert len(w.fit) and len(w.val)
-    assert not set(w.fit.r_peaks.tolist()) & set(w.val.r_peaks.tolist())
-    assert int(max(w.fit.r_peaks.max(), w.val.r_peaks.max())) < FAST.minutes * 60 * SPEC.fs
+    assert len(w.beats) == len(w.beats_raw) == len(w.blocks)
+    assert int(w.beats.r_peaks.max()) < FAST.minutes * 60 * SPEC.fs
+    # the out-of-fold gates need beats in at least two blocks of time
+    assert len(np.unique(w.blocks)) == int(FAST.minutes * 60 / FAST.cv_block_s)
     # the patient's median pre-RR is brought to the population's mean; the ratio feature untouched
     pop = float(base.head.rr_mean[0])  # type: ignore[attr-defined]
     assert w.rr_scale[3] == 1.0
-    np.testing.assert_allclose(w.val.rr[:, 0], w.val_raw.rr[:, 0] * w.rr_scale[0], rtol=1e-6)
+    np.testing.assert_allclose(w.beats.rr[:, 0], w.beats_raw.rr[:, 0] * w.rr_scale[0], rtol=1e-6)
     if pop > 0:
-        raw = np.concatenate([w.fit.rr[:, 0] / w.rr_scale[0]])
-        assert w.rr_scale[0] == pytest.approx(pop / float(np.median(raw)), rel=1e-4)
+        assert w.rr_scale[0] == pytest.approx(pop / float(np.median(w.beats_raw.rr[:, 0])), rel=1e-4)
 
 
 def test_bad_input_is_one_clear_error(patient: object, base: object) -> None:
@@ -116,8 +115,8 @@ def test_seeds_grow_through_their_lifecycle_and_leave_the_host_untouched(
             assert g.state is not None
     # the seeded model equals the base where no seed fossilized
     if not seed.fossilized:
-        x = torch.from_numpy(w.val.windows[:8])
-        rr = torch.from_numpy(w.val_raw.rr[:8])
+        x = torch.from_numpy(w.beats.windows[:8])
+        rr = torch.from_numpy(w.beats_raw.rr[:8])
         with torch.no_grad():
             assert torch.equal(seeded_model(base, seed)(x, rr), base(x, rr))  # type: ignore[operator]
 
