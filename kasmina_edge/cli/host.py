@@ -138,6 +138,7 @@ def run_train(
     """Train the base: on synthetic patients (``data`` None or "synthetic"), or on the annotated
     WFDB records of a folder (``data="wfdb:DIR"``), split patient-wise. Every user error is
     raised before anything is written or trained."""
+    import dataclasses
     import time
 
     from kasmina_edge.contracts.errors import KasminaError
@@ -161,6 +162,10 @@ def run_train(
             )
     overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
     cfg, resumed = _resolve_config(config, resume, overrides, spec.synthetic)
+    if not spec.synthetic and resumed is None:
+        from kasmina_edge.host.train import REAL_RECORDS_CLASS_WEIGHT_POWER
+
+        cfg = dataclasses.replace(cfg, class_weight_power=REAL_RECORDS_CLASS_WEIGHT_POWER)
     plan = None
     if spec.synthetic and resumed is not None and resumed.get("data_folder"):
         raise KasminaError(f"--resume: the checkpoint was trained on --data {resumed['data']}: give it again")
@@ -526,10 +531,12 @@ def patient_trace(seed: Any) -> Table:
     return t
 
 
-def base_grids(checkpoint: Path, target: str, base_bundle: Path | None, keys: Path | None) -> tuple[dict[int, Any], Any]:
+def base_grids(
+    checkpoint: Path, target: str, base_bundle: Path | None, keys: Path | None, *, headroom: float = 1.0
+) -> tuple[dict[int, Any], Any]:
     """The site and logit grids of the base on the device: read from its bundle, or calibrated exactly as
-    ``kasmina-edge build`` calibrates a base built without seeds. A bundle of another base or target is
-    refused in one line."""
+    ``kasmina-edge build`` calibrates a base built without seeds (``headroom``: as a base built with that
+    site head-room). A bundle of another base or target is refused in one line."""
     import hashlib
 
     import numpy as np
@@ -553,7 +560,9 @@ def base_grids(checkpoint: Path, target: str, base_bundle: Path | None, keys: Pa
                 f"not {checkpoint} ({ours[:12]})"
             )
         if m.target != target:
-            raise KasminaError(f"--base-bundle {base_bundle}: built for target {m.target}, not --target {target}")
+            raise KasminaError(
+                f"--base-bundle {base_bundle}: built for target {m.target}, not --target {target}"
+            )
         grids = {s.index: QuantGrid(float(s.grid["scale"]), int(s.grid["zero_point"])) for s in m.sites}
         logits = (getattr(m, "logits", None) or {}).get("grid") or {}
         logit = QuantGrid(float(logits["scale"]), int(logits["zero_point"])) if logits else None
@@ -562,7 +571,7 @@ def base_grids(checkpoint: Path, target: str, base_bundle: Path | None, keys: Pa
     calib, _ = load_data(BuildRequest(checkpoint=checkpoint, seeds=None, target=target))
     xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
     rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
-    return calibrate_site_grids(model, xc, rc), calibrate_logit_grid(model, xc, rc)
+    return calibrate_site_grids(model, xc, rc, headroom=headroom), calibrate_logit_grid(model, xc, rc)
 
 
 def patient_bundle(
@@ -574,14 +583,23 @@ def patient_bundle(
     keys: Path | None = None,
     base_bundle: Path | None = None,
     con: Console | None = None,
+    beats: Any = None,
 ) -> Any:
     """The patient's seeds as a signed kernel-only bundle for the base on the device (the build's own
     pipeline, site grids forced to the base's); the manifest's ``patient`` block says what the host
-    decided (culled seeds travel marked CULLED: the device does not bring them live)."""
+    decided (culled seeds travel marked CULLED: the device does not bring them live).
+
+    ``beats``: the patient's beats as the kernels see them (RR scale applied, e.g. the adaptation set):
+    the kernels' int8 grids are calibrated on them and their parity judged on them first. The device
+    saturates every site at the base's grid: a seed grown without those ranges (``seed.ranges`` wider)
+    is bundled with a warning and the sites named in the patient block (``saturates_at``)."""
     import tempfile
 
-    from kasmina_edge.compile.pipeline import BuildRequest, build
+    from kasmina_edge.compile.pipeline import BuildRequest, EvalSet, build
+    from kasmina_edge.compile.split import grid_ranges, ranges_beyond
     from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.experiment import load_checkpoint
+    from kasmina_edge.host.model import ModelConfig
     from kasmina_edge.host.patient import library_entries
     from kasmina_edge.host.seed_library import SeedLibrary
 
@@ -589,13 +607,26 @@ def patient_bundle(
     if not entries:
         raise KasminaError(f"patient {seed.record}: no seed to bundle ({seed.outcome})")
     grids, logit = base_grids(checkpoint, target, base_bundle, keys)
+    names = ModelConfig.from_dict(load_checkpoint(checkpoint)["model_config"]).site_names
+    device_ranges = {names[j]: r for j, r in grid_ranges(grids).items()}
+    saturates = ranges_beyond(dict(getattr(seed, "ranges", None) or {}), device_ranges)
+    if saturates and con is not None:
+        con.print(
+            f"[yellow]warning:[/] the seed grew without the device's site ranges ({', '.join(saturates)}): on the "
+            f"device its activations saturate there and its int8 result can differ from the host's"
+        )
     patient_block = {
         "record": seed.record, "minutes": seed.minutes, "outcome": seed.outcome, "fossilized": seed.fossilized,
         "rr_scale": [float(v) for v in seed.rr_scale], "param_count": seed.param_count,
         "param_fraction": seed.param_fraction, "baseline_val_macro_f1": seed.baseline_val,
         "seed_val_macro_f1": seed.seed_val, "gain": seed.gain,
         "seeds": {f"patient-{seed.record}@{g.plan.site}": g.final_stage for g in seed.seeds if g.state is not None},
+        "site_ranges": {k: [lo, hi] for k, (lo, hi) in device_ranges.items()},
+        "saturates_at": {k: list(v) for k, v in saturates.items()},
     }  # fmt: skip
+    kernel_beats = None
+    if beats is not None and len(beats):
+        kernel_beats = EvalSet(f"patient {seed.record}", beats.windows, beats.rr, beats.labels)
     with tempfile.TemporaryDirectory(prefix="kasmina-patient-") as tmp:
         lib = SeedLibrary(meta={"kind": "patient", "record": seed.record, "target": target})
         for entry, state in entries:
@@ -604,6 +635,7 @@ def patient_bundle(
         req = BuildRequest(
             checkpoint=checkpoint, seeds=Path(tmp), target=target, out=out, keys=keys, site_grids=grids,
             logit_grid=logit, kernels_only=True, manifest_extra={"patient": patient_block}, strict=False,
+            kernel_beats=kernel_beats,
         )  # fmt: skip
         return build(req, con)
 

@@ -426,12 +426,12 @@ def classes_of(model: nn.Module, ds: BeatDataset) -> list[str]:
 
 
 def library_entries(seed: PatientSeed) -> Sequence[tuple[Any, dict[str, torch.Tensor]]]:
-    """The patient's seeds as seed-library entries (what the build exports as kernels), weights included."""
+    """The patient's fossilized seeds as seed-library entries (what the build exports as kernels), weights included."""
     from kasmina_edge.host.seed_library import LibraryEntry
 
     out = []
     for s in seed.seeds:
-        if s.state is None:
+        if s.state is None or not s.fossilized:  # a culled seed never reaches a bundle
             continue
         lifecycle = [e for e in s.history if e.get("event") in ("transition", "gate")]
         out.append((LibraryEntry(
