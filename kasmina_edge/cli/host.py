@@ -490,11 +490,10 @@ def morph(
     """Grow seed kernels per signal condition and write the seed library; or, with --patient, one
     patient's seed as a signed kernel-only bundle."""
     if patient is not None:
-        _, built = run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"),
-                                     out=out, minutes=5.0 if minutes is None else minutes, target=target,
-                                     base_bundle=base_bundle, keys=keys, seed=seed or 0, log=log)  # fmt: skip
-        if built is None:
-            raise typer.Exit(1)  # the gates culled every seed: nothing to flash (said above)
+        # a seed the gates culled writes no bundle: said in one line, and not an error (the base stays)
+        run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"), out=out,
+                          minutes=5.0 if minutes is None else minutes, target=target, base_bundle=base_bundle,
+                          keys=keys, seed=seed or 0, log=log)  # fmt: skip
         return
     if checkpoint is None:
         from kasmina_edge.contracts.errors import KasminaError
@@ -706,7 +705,8 @@ def run_morph_patient(
         f"{_pct(result.seed_val)}; grown in {grown_s:.1f} s"
     )
     if not result.fossilized:  # a culled seed never reaches a bundle
-        con.print(f"[yellow]no seed earned its place for {record.name}: no bundle written[/] (log {log_path})")
+        con.print(f"[yellow]no seed earned its place for {record.name}: no bundle written, the device keeps "
+                  f"its base[/] (log {log_path})")  # fmt: skip
         return result, None
     built = patient_bundle(result, checkpoint=checkpoint, out=out, target=target, keys=keys, base_bundle=base_bundle,
                            con=con)  # fmt: skip
