@@ -30,12 +30,14 @@ import numpy as np
 from rich.console import Console
 
 from kasmina_edge.compile.errors import (
+    BuildError,
     NoCheckpointError,
     ProfileLimitError,
     UnknownTargetError,
     UnsupportedBlueprintError,
 )
 from kasmina_edge.compile.report import AccuracyRow, ArtifactReport, BuildReport
+from kasmina_edge.compile.split import SEGMENT_PROBE_GAINS
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.manifest import SCHEMA
 
@@ -50,6 +52,7 @@ QAT_STEPS = 200
 # macro-F1 is also given over the classes with at least this many beats: MIT-BIH 100 has one V beat,
 # and one beat more or less right moves its macro-F1 by ~10 points
 COMMON_CLASS_BEATS = 10
+MAX_SITE_HEADROOM = 16.0
 
 
 @dataclass
@@ -78,6 +81,15 @@ class BuildRequest:
     site_grids: dict[int, Any] | None = None
     logit_grid: Any | None = None
     kernels_only: bool = False
+    # A base built to take patient kernels later reserves range at its sites: each site grid spans this
+    # many times the range the calibration windows show (split.calibrate_site_grids; 1: none reserved).
+    site_headroom: float = 1.0
+    # Every segment is also calibrated on its site's activations times these gains, saturated on the
+    # site grid, so its interior holds what a kernel that arrives later hands on (split.plan_artifacts).
+    probe_gains: tuple[float, ...] = SEGMENT_PROBE_GAINS
+    # The beats the kernels are for (a patient's window): the kernels' interior grids are calibrated on
+    # them, and the kernels are judged on them first (PTQ tolerance, parity, reference vectors).
+    kernel_beats: EvalSet | None = None
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # merged into the manifest (e.g. "patient")
 
     def out_path(self) -> Path:
@@ -187,6 +199,11 @@ def plan(req: BuildRequest) -> BuildPlan:
         )
     if target.format not in TFLITE_FORMATS | ONNX_FORMATS:
         raise UnknownTargetError(f"target {target.name}: format {target.format!r} has no exporter here")
+    if not 1.0 <= req.site_headroom <= MAX_SITE_HEADROOM:
+        raise BuildError(
+            f"--site-headroom {req.site_headroom:g}: must be between 1 (none) and {MAX_SITE_HEADROOM:g} "
+            f"(each doubling costs the base one bit of its 8 at every site)"
+        )
 
     from kasmina_edge.host.blueprints import get_blueprint
     from kasmina_edge.host.experiment import load_checkpoint
@@ -229,7 +246,12 @@ def plan(req: BuildRequest) -> BuildPlan:
     fmt = target.format
     steps = [
         f"load {req.checkpoint.name} ({cfg.name}) and {len(kernels)} seed kernel(s); split at {len(sites)} seed sites",
-        f"calibrate one int8 grid per site on {req.calibration_patients} unseen synthetic patients",
+        (
+            "site grids forced to the base bundle's (kernels for a base already on the device)"
+            if req.site_grids
+            else f"calibrate one int8 grid per site on {req.calibration_patients} unseen synthetic patients"
+            + (f", {req.site_headroom:g}x head-room for patient kernels" if req.site_headroom > 1 else "")
+        ),
         "export base segments: PTQ int8 (per-channel weights, per-tensor activations), BatchNorm folded, "
         + (
             "litert-torch full-int8 TFLite, int8 I/O"
@@ -581,6 +603,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             assert_cuts_match,
             calibrate_logit_grid,
             calibrate_site_grids,
+            grid_ranges,
             plan_artifacts,
         )
 
@@ -591,10 +614,22 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             calib, evals = load_data(req)
             xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
             rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
+            kernel_cal = None
+            if req.kernel_beats is not None and len(req.kernel_beats.windows):
+                evals.insert(0, req.kernel_beats)
+                kernel_cal = (
+                    torch.from_numpy(np.ascontiguousarray(req.kernel_beats.windows, np.float32)),
+                    torch.from_numpy(np.ascontiguousarray(req.kernel_beats.rr, np.float32)),
+                )
         with steps.step("site grids"):
-            grids = req.site_grids or calibrate_site_grids(model, xc, rc)
+            grids = req.site_grids or calibrate_site_grids(model, xc, rc, headroom=req.site_headroom)
             logit_grid = req.logit_grid or calibrate_logit_grid(model, xc, rc)
-            specs = plan_artifacts(model, grids, xc, rc, kernel_bits=req.bits, logit_grid=logit_grid)
+            if req.site_grids:
+                # kernels for a base already on the device: the float reference saturates at its grids,
+                # as the device does, so parity and the PTQ check judge what the device can run
+                model.site_ranges = grid_ranges(grids)
+            specs = plan_artifacts(model, grids, xc, rc, kernel_bits=req.bits, logit_grid=logit_grid,
+                                   kernel_calibration=kernel_cal, probe_gains=req.probe_gains)  # fmt: skip
             band = tuple(float(v) for v in logit_grid.dequantize(np.array([-128, 127])))
         built: dict[str, BuiltArtifact] = {}
         reduce_range = target.name == "x86"
@@ -1138,7 +1173,9 @@ def _bundle_contents(
                 "name": s.name,
                 "channels": s.channels,
                 "length": s.length,
-                "grid": grids[s.index].as_dict(),
+                "grid": {**grids[s.index].as_dict(), "headroom": req.site_headroom}
+                if not req.site_grids
+                else grids[s.index].as_dict(),
             }
             for s in model.sites
         ],

@@ -64,6 +64,11 @@ class QuantGrid:
         """Exact equality of the float32 scale and the zero point (what bit-exact chaining needs)."""
         return np.float32(scale) == np.float32(self.scale) and int(zero_point) == self.zero_point
 
+    def real_range(self) -> tuple[float, float]:
+        """The real values of the lowest and highest int8 codes: what the grid can hold, all else saturates."""
+        return (float(np.float32(INT8_MIN - self.zero_point) * np.float32(self.scale)),
+                float(np.float32(INT8_MAX - self.zero_point) * np.float32(self.scale)))  # fmt: skip
+
     def as_dict(self) -> dict[str, float | int]:
         return {"scale": self.scale, "zero_point": self.zero_point}
 
@@ -347,7 +352,9 @@ def _SiteQuantIn(inner: nn.Module, grid: QuantGrid) -> nn.Module:  # noqa: N802 
                 q = torch.fake_quantize_per_tensor_affine(h, self.scale, self.zero_point, INT8_MIN, INT8_MAX)
                 out = self.inner(q)
                 # the output lands on the same site grid: training sees that rounding too
-                return torch.fake_quantize_per_tensor_affine(out, self.scale, self.zero_point, INT8_MIN, INT8_MAX)
+                return torch.fake_quantize_per_tensor_affine(
+                    out, self.scale, self.zero_point, INT8_MIN, INT8_MAX
+                )
 
         _SITE_QUANT_IN = SiteQuantIn
     return _SITE_QUANT_IN(inner, grid)  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ that grid from calibration windows (covering the host path and every kernel), an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +59,9 @@ class SegmentedModel:
     window: int = 256
     rr_features: int = 4
     classes: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+    # site -> (low, high) of its int8 grid: set, the float reference saturates there as the device does
+    # (a patient kernel built for a base already on the device is judged against what the device can hold)
+    site_ranges: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.segments) != len(self.sites) + 1:
@@ -106,9 +110,10 @@ class SegmentedModel:
         with torch.no_grad():
             h = self.segments[0](x)
             for j in range(len(self.sites)):
+                h = self._saturate(j, h)
                 seen.append(h)
                 if j in active:
-                    h = self.kernel(active[j]).module(h)
+                    h = self._saturate(j, self.kernel(active[j]).module(h))
                 seen.append(h)
                 h = self.segments[j + 1](h, rr) if j + 1 == len(self.sites) else self.segments[j + 1](h)
             if not self.sites:  # a model without sites: one segment taking (x, rr)
@@ -116,8 +121,50 @@ class SegmentedModel:
             seen.append(h)
         return seen
 
+    def _saturate(self, site: int, h: torch.Tensor) -> torch.Tensor:
+        rng = self.site_ranges.get(site)
+        return h if rng is None else h.clamp(*rng)
+
 
 SITE_PERCENTILE = 100.0  # of the values seen at a site: the grid's ends
+# Range probes in every segment's calibration (plan_artifacts). Measured on MIT-BIH fold bases
+# (tools/bench_patient.py's recipe, 12 unseen DS1 records, minutes 5-30): without them a patient seed
+# grown inside the site grids lost 8-15 macro-F1 points in the int8 chain (record 208: 67.2 float,
+# 52.3 int8 with float kernels) because the segments after it, calibrated on the base's activations
+# alone, saturated inside (the head's pooled means reached 27.6 where calibration saw 6.7); with
+# gains (2, 4) the chain agrees with float on 99.9 % of the beats, and the base alone flips fewer
+# decisions (0.65 % vs 0.83 % of 23,523 beats; max macro-F1 gap 1.5 vs 5.0 points).
+SEGMENT_PROBE_GAINS: tuple[float, ...] = (2.0, 4.0)
+SITE_HEADROOM = 1.0  # a plain base build: the grid spans what the calibration windows show
+HEADROOM_BELOW = 0.5  # the share of the head-room reserved below the range (a residual may subtract)
+
+
+def widen_range(lo: float, hi: float, headroom: float, below: float = HEADROOM_BELOW) -> tuple[float, float]:
+    """``[lo, hi]`` stretched to ``headroom`` times its span, ``below`` of the extra under ``lo``."""
+    if not headroom >= 1.0:
+        raise ValueError(f"site head-room must be >= 1 (the span it multiplies), got {headroom}")
+    extra = (headroom - 1.0) * (hi - lo)
+    return lo - below * extra, hi + (1.0 - below) * extra
+
+
+def grid_ranges(grids: Mapping[int, QuantGrid]) -> dict[int, tuple[float, float]]:
+    """Per site the real range its int8 grid holds: a kernel's output beyond it saturates on the device."""
+    return {j: g.real_range() for j, g in grids.items()}
+
+
+def ranges_beyond(
+    grown: Mapping[str, tuple[float, float]], device: Mapping[str, tuple[float, float]]
+) -> dict[str, tuple[float | None, float | None]]:
+    """Sites where a seed grew with more range than the device's grids hold (a site missing from
+    ``grown`` was unbounded): {site: (low, high)} as it grew, None for an unbounded end. There the
+    device saturates activations the host let through, and the int8 result parts from the float one."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for name, (lo, hi) in device.items():
+        g_lo, g_hi = grown.get(name, (-math.inf, math.inf))
+        tol = 1e-4 * max(1.0, hi - lo)  # float32 rounding of the grid's ends
+        if g_lo < lo - tol or g_hi > hi + tol:
+            out[name] = (g_lo if math.isfinite(g_lo) else None, g_hi if math.isfinite(g_hi) else None)
+    return out
 
 
 def calibrate_site_grids(
@@ -127,6 +174,7 @@ def calibrate_site_grids(
     configurations: Sequence[Mapping[int, str]] | None = None,
     *,
     percentile: float = SITE_PERCENTILE,
+    headroom: float = SITE_HEADROOM,
 ) -> dict[int, QuantGrid]:
     """One int8 grid per site, wide enough for the host path and every kernel's output.
 
@@ -135,6 +183,10 @@ def calibrate_site_grids(
     ends are the ``percentile``-th percentiles, not the extremes: a handful of outliers would
     otherwise stretch the grid for every other value (measured on the default model: the largest
     value at site 3 was 1.4× its 99.99th percentile).
+
+    ``headroom`` > 1 reserves range for kernels that come later (a base built to take patient seeds):
+    the grid spans ``headroom`` times the range seen, part of it below zero, at the cost of
+    log2(headroom) bits of the base's own resolution there.
     """
     import numpy as np
 
@@ -150,7 +202,7 @@ def calibrate_site_grids(
         values = np.concatenate(arrays)
         lo = float(np.percentile(values, 100.0 - percentile)) if values.min() < 0 else 0.0
         hi = float(np.percentile(values, percentile))
-        grids[j] = QuantGrid.from_range(lo, hi, symmetric=False)
+        grids[j] = QuantGrid.from_range(*widen_range(lo, hi, headroom), symmetric=False)
     return grids
 
 
@@ -174,7 +226,9 @@ def calibrate_logit_grid(
     """
     import numpy as np
 
-    configs: list[Mapping[int, str]] = [{}, model.default_active()] + [{k.site: k.seed_id} for k in model.kernels]
+    configs: list[Mapping[int, str]] = [{}, model.default_active()] + [
+        {k.site: k.seed_id} for k in model.kernels
+    ]
     lo, hi = np.inf, -np.inf
     for active in configs:
         logits = model.forward(x, rr, active).numpy()
@@ -229,16 +283,28 @@ def plan_artifacts(
     batch: int = 128,
     kernel_bits: int = 8,
     logit_grid: QuantGrid | None = None,
+    kernel_calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    probe_gains: Sequence[float] = SEGMENT_PROBE_GAINS,
 ) -> list[ArtifactSpec]:
     """Every base segment and every seed kernel as an :class:`ArtifactSpec`, with calibration inputs.
 
     A segment is calibrated on what reaches it with no kernel live and with the morphed model's
-    kernels live, so its interior grids cover both.
+    kernels live, so its interior grids cover both, and on *range probes*: its input site's
+    activations times each of ``probe_gains``, saturated on the site's grid. A kernel that arrives
+    later (a patient's seed) hands on activations anywhere in that grid, and the segment's interior
+    grids, fixed in the base bundle, must hold what follows from them (see SEGMENT_PROBE_GAINS).
+    ``kernel_calibration`` (windows, RR): the beats the kernels' interior grids are calibrated on
+    instead (a patient's kernels: the patient's beats, which reach the kernel with activations the
+    population's windows may never show).
     """
     import torch
 
     n_sites = len(model.sites)
     traces = [model.trace(x, rr, {}), model.trace(x, rr, model.default_active())]
+    k_traces = traces
+    if kernel_calibration is not None:
+        kx, krr = kernel_calibration
+        k_traces = [model.trace(kx, krr, {}), model.trace(kx, krr, model.default_active())]
     specs: list[ArtifactSpec] = []
 
     def batches(*tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
@@ -252,11 +318,14 @@ def plan_artifacts(
             in_grids: dict[int, QuantGrid] = {}
             calib = batches(x)
         else:
-            site_in = torch.cat([t[2 * (i - 1) + 1] for t in traces])
+            lo, hi = grids[i - 1].real_range()
+            base_in = traces[0][2 * (i - 1) + 1]
+            probes = [(base_in * gain).clamp(lo, hi) for gain in probe_gains]
+            site_in = torch.cat([t[2 * (i - 1) + 1] for t in traces] + probes)
             names = [f"site{i - 1}"]
             in_grids = {0: grids[i - 1]}
             if i == n_sites:
-                rr_both = torch.cat([rr for _ in traces])
+                rr_both = torch.cat([rr for _ in range(len(traces) + len(probes))])
                 inputs = (site_in, rr_both)
                 names.append("rr")
                 calib = batches(site_in, rr_both)
@@ -278,7 +347,7 @@ def plan_artifacts(
             )
         )
     for k in model.kernels:
-        site_in = torch.cat([t[2 * k.site] for t in traces])
+        site_in = torch.cat([t[2 * k.site] for t in k_traces])
         specs.append(
             ArtifactSpec(
                 name=kernel_name(k),
