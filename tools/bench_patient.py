@@ -176,7 +176,8 @@ def device_parity(res: dict[str, Any], fold_dir: Path, ckpt_path: Path, base_bun
     float_ = res["evals"]["seed"]
     return {"record": res["record"], "seeded": seed.fossilized, "float_macro_f1": float_.macro_f1(),
             "int8_macro_f1": int8.macro_f1(), "delta": int8.macro_f1() - float_.macro_f1(),
-            "kernel_bytes": kernel_bytes, "int8": int8.to_dict()}  # fmt: skip
+            "kernel_bytes": kernel_bytes, "transfer": transfer_estimates(kernel_bytes) if kernel_bytes else None,
+            "int8": int8.to_dict()}  # fmt: skip
 
 
 def int8_chain_eval(base_bundle: Path, kernel_bundle: Path | None, keys: Path, test: Any, record: Any, start_s: float,
@@ -377,20 +378,16 @@ def gate_table(results: list[dict[str, Any]]) -> Table:
 
 def parity_table(parity: list[dict[str, Any]]) -> Table:
     t = Table(title="device: int8 chain (base bundle + kernel-only bundle) beside float, same test beats")
-    for col in (
-        "record",
-        "seeded",
-        "float macro-F1",
-        "int8 macro-F1",
-        "int8 − float",
-        "kernel B",
-        "within 1 pt",
-    ):
+    cols = ("record", "seeded", "float F1", "int8 F1", "int8 − float", "≤ 1 pt", "kernel B", "LoRa DR5/DR0 d", "NB-IoT s")
+    for col in cols:
         t.add_column(col, justify="right")
     for d in parity:
         ok = abs(d["delta"]) <= 0.01
+        tr = d.get("transfer") or {}
+        lora = f"{tr['lorawan-eu868-dr5']['days_fair_use']}/{tr['lorawan-eu868-dr0']['days_fair_use']}" if tr else "-"
         t.add_row(d["record"], "yes" if d["seeded"] else "base", pct(d["float_macro_f1"]), pct(d["int8_macro_f1"]),
-                  f"{100 * d['delta']:+.1f}", str(d["kernel_bytes"] or "-"), "yes" if ok else "[red]no")  # fmt: skip
+                  f"{100 * d['delta']:+.1f}", "yes" if ok else "[red]no", str(d["kernel_bytes"] or "-"), lora,
+                  f"{tr['nb-iot']['seconds']:.1f}" if tr else "-")  # fmt: skip
     return t
 
 
