@@ -150,7 +150,7 @@ def test_a_seed_that_would_hurt_is_culled_and_the_patient_keeps_the_base(
     """Planted: the window's labels are scrambled, so a seed trained on them hurts; G4 must cull it."""
     from kasmina_edge.host.patient import scale_rr
 
-    cfg = dataclasses.replace(FAST, epochs=6)
+    cfg = dataclasses.replace(FAST, epochs=6, class_weight_power=1.0)  # full weights: the scramble bites
     w = patient_window(patient, trained_base, cfg)  # type: ignore[arg-type]
     scrambled = np.random.default_rng(0).permutation(w.beats.labels)
     w.beats.labels[:] = scrambled
