@@ -292,6 +292,15 @@ class PatientSeed:
             bound = f" (lower bound {low:+.4f})" if isinstance(low, float) else ""
             return f"fossilized: out-of-fold gain {self.gain:+.4f} macro-F1{bound} over the window's beats"
         culled = next((s for s in self.seeds if not s.fossilized), self.seeds[0])
+        ev = self.evidence
+        if ev and "gate_G4_failed" in culled.reason:  # say what G4 read: bounds, not the point estimates
+            pct = round(100 * float(ev["quantile"]))
+            return (
+                f"culled by G4: out of fold over {ev['n_beats']} beats the macro-F1 gain is {ev['gain']:+.3f} but "
+                f"its {pct}th-percentile bound is {ev['gain_low']:+.3f} (needs > {self.config.get('min_gain', 0.0):g}); "
+                f"N accuracy {ev['n_acc_delta']:+.3f}, bound {ev['n_acc_delta_low']:+.3f} (needs ≥ "
+                f"{-float(self.config.get('n_tolerance', 0.01)):+g})"
+            )
         return f"culled: {culled.reason}"
 
     def summary(self) -> dict[str, Any]:
