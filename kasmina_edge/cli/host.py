@@ -531,11 +531,11 @@ def patient_trace(seed: Any) -> Table:
 
 
 def base_grids(
-    checkpoint: Path, target: str, base_bundle: Path | None, keys: Path | None, *, headroom: float = 1.0
+    checkpoint: Path, target: str, base_bundle: Path | None, keys: Path | None, *, headroom: float | None = None
 ) -> tuple[dict[int, Any], Any]:
     """The site and logit grids of the base on the device: read from its bundle, or calibrated exactly as
-    ``kasmina-edge build`` calibrates a base built without seeds (``headroom``: as a base built with that
-    site head-room). A bundle of another base or target is refused in one line."""
+    ``kasmina-edge build`` calibrates a base built without seeds (``headroom``: its site head-room, by
+    default the build's). A bundle of another base or target is refused in one line."""
     import hashlib
 
     import numpy as np
@@ -570,7 +570,9 @@ def base_grids(
     calib, _ = load_data(BuildRequest(checkpoint=checkpoint, seeds=None, target=target))
     xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
     rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
-    return calibrate_site_grids(model, xc, rc, headroom=headroom), calibrate_logit_grid(model, xc, rc)
+    room = BuildRequest(checkpoint=checkpoint, seeds=None, target=target).site_headroom
+    room = room if headroom is None else headroom
+    return calibrate_site_grids(model, xc, rc, headroom=room), calibrate_logit_grid(model, xc, rc)
 
 
 def patient_bundle(
@@ -589,7 +591,8 @@ def patient_bundle(
     decided (culled seeds travel marked CULLED: the device does not bring them live).
 
     ``beats``: the patient's beats as the kernels see them (RR scale applied, e.g. the adaptation set):
-    the kernels' int8 grids are calibrated on them and their parity judged on them first. The device
+    the kernels' int8 grids are calibrated on them and their parity judged on them, in the chain of the
+    base bundle's own segments (``base_bundle``) saturating at its grids, as the device runs it. The device
     saturates every site at the base's grid: a seed grown without those ranges (``seed.ranges`` wider)
     is bundled with a warning and the sites named in the patient block (``saturates_at``)."""
     import tempfile
@@ -626,6 +629,13 @@ def patient_bundle(
     kernel_beats = None
     if beats is not None and len(beats):
         kernel_beats = EvalSet(f"patient {seed.record}", beats.windows, beats.rr, beats.labels)
+    base_segments = None
+    if base_bundle is not None:  # the kernels are checked in the chain the device runs
+        from kasmina_edge.contracts.bundle import read_bundle
+        from kasmina_edge.runtime.image import artifact_bytes
+
+        b = read_bundle(base_bundle, keys)
+        base_segments = {e.name: artifact_bytes(b, e) for e in b.manifest.artifacts if e.kind == "segment"}
     with tempfile.TemporaryDirectory(prefix="kasmina-patient-") as tmp:
         lib = SeedLibrary(meta={"kind": "patient", "record": seed.record, "target": target})
         for entry, state in entries:
@@ -634,7 +644,7 @@ def patient_bundle(
         req = BuildRequest(
             checkpoint=checkpoint, seeds=Path(tmp), target=target, out=out, keys=keys, site_grids=grids,
             logit_grid=logit, kernels_only=True, manifest_extra={"patient": patient_block}, strict=False,
-            kernel_beats=kernel_beats,
+            kernel_beats=kernel_beats, base_segments=base_segments,
         )  # fmt: skip
         return build(req, con)
 

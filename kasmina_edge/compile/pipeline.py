@@ -37,7 +37,7 @@ from kasmina_edge.compile.errors import (
     UnsupportedBlueprintError,
 )
 from kasmina_edge.compile.report import AccuracyRow, ArtifactReport, BuildReport
-from kasmina_edge.compile.split import SEGMENT_PROBE_GAINS
+from kasmina_edge.compile.split import PATIENT_SITE_HEADROOM, SEGMENT_PROBE_GAINS
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.manifest import SCHEMA
 
@@ -81,15 +81,18 @@ class BuildRequest:
     site_grids: dict[int, Any] | None = None
     logit_grid: Any | None = None
     kernels_only: bool = False
-    # A base built to take patient kernels later reserves range at its sites: each site grid spans this
-    # many times the range the calibration windows show (split.calibrate_site_grids; 1: none reserved).
-    site_headroom: float = 1.0
+    # A base reserves range at its sites for the patient kernels that come later: each site grid spans
+    # this many times the range the calibration windows show (split.calibrate_site_grids; 1: none).
+    site_headroom: float = PATIENT_SITE_HEADROOM
     # Every segment is also calibrated on its site's activations times these gains, saturated on the
     # site grid, so its interior holds what a kernel that arrives later hands on (split.plan_artifacts).
     probe_gains: tuple[float, ...] = SEGMENT_PROBE_GAINS
     # The beats the kernels are for (a patient's window): the kernels' interior grids are calibrated on
     # them, and the kernels are judged on them first (PTQ tolerance, parity, reference vectors).
     kernel_beats: EvalSet | None = None
+    # The base bundle's own segment artifacts (name -> bytes), with ``site_grids``: the kernels are checked
+    # in the chain the device runs, not in segments exported again (their interiors would differ).
+    base_segments: dict[str, bytes] | None = None
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # merged into the manifest (e.g. "patient")
 
     def out_path(self) -> Path:
@@ -603,7 +606,6 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             assert_cuts_match,
             calibrate_logit_grid,
             calibrate_site_grids,
-            grid_ranges,
             plan_artifacts,
         )
 
@@ -616,7 +618,9 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
             kernel_cal = None
             if req.kernel_beats is not None and len(req.kernel_beats.windows):
-                evals.insert(0, req.kernel_beats)
+                # a patient's kernels are judged on the patient's beats: population windows would
+                # reach them with activations they were never meant for
+                evals = [req.kernel_beats]
                 kernel_cal = (
                     torch.from_numpy(np.ascontiguousarray(req.kernel_beats.windows, np.float32)),
                     torch.from_numpy(np.ascontiguousarray(req.kernel_beats.rr, np.float32)),
@@ -625,9 +629,9 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
             grids = req.site_grids or calibrate_site_grids(model, xc, rc, headroom=req.site_headroom)
             logit_grid = req.logit_grid or calibrate_logit_grid(model, xc, rc)
             if req.site_grids:
-                # kernels for a base already on the device: the float reference saturates at its grids,
-                # as the device does, so parity and the PTQ check judge what the device can run
-                model.site_ranges = grid_ranges(grids)
+                # kernels for a base already on the device: the float reference rounds and saturates at
+                # its grids, as the device does, so parity and the PTQ check judge what the device runs
+                model.site_grids = dict(grids)
             specs = plan_artifacts(model, grids, xc, rc, kernel_bits=req.bits, logit_grid=logit_grid,
                                    kernel_calibration=kernel_cal, probe_gains=req.probe_gains)  # fmt: skip
             band = tuple(float(v) for v in logit_grid.dequantize(np.array([-128, 127])))
@@ -635,7 +639,10 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         reduce_range = target.name == "x86"
         for spec in specs:
             with steps.step(f"export {spec.name}"):
-                if spec.kind == "kernel" and req.bits == 4:
+                if spec.kind == "segment" and req.base_segments and spec.name in req.base_segments:
+                    data = req.base_segments[spec.name]  # the device's own segment, as the base bundle has it
+                    built[spec.name] = BuiltArtifact(spec, data, fmt, "base bundle", 8)
+                elif spec.kind == "kernel" and req.bits == 4:
                     data = _export_qat(spec, fmt, 4, model, req.qat_steps)
                     kfmt = fmt if fmt in TFLITE_FORMATS else "onnx-qcdq"
                     built[spec.name] = BuiltArtifact(spec, data, kfmt, "QAT w4a8", 4)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from kasmina_edge.compile.errors import CutMismatchError
-from kasmina_edge.compile.quantize import QuantGrid
+from kasmina_edge.compile.quantize import INT8_MAX, INT8_MIN, QuantGrid
 
 if TYPE_CHECKING:
     import torch
@@ -59,9 +59,9 @@ class SegmentedModel:
     window: int = 256
     rr_features: int = 4
     classes: tuple[str, ...] = ("N", "S", "V", "F", "Q")
-    # site -> (low, high) of its int8 grid: set, the float reference saturates there as the device does
-    # (a patient kernel built for a base already on the device is judged against what the device can hold)
-    site_ranges: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # site -> its int8 grid: set, the float reference rounds and saturates there as the device does at
+    # every cut (a patient kernel built for a base already on the device is judged on what the device runs)
+    site_grids: dict[int, QuantGrid] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.segments) != len(self.sites) + 1:
@@ -122,8 +122,12 @@ class SegmentedModel:
         return seen
 
     def _saturate(self, site: int, h: torch.Tensor) -> torch.Tensor:
-        rng = self.site_ranges.get(site)
-        return h if rng is None else h.clamp(*rng)
+        import torch
+
+        g = self.site_grids.get(site)
+        if g is None:
+            return h
+        return torch.fake_quantize_per_tensor_affine(h, g.scale, g.zero_point, INT8_MIN, INT8_MAX)
 
 
 SITE_PERCENTILE = 100.0  # of the values seen at a site: the grid's ends
@@ -135,7 +139,12 @@ SITE_PERCENTILE = 100.0  # of the values seen at a site: the grid's ends
 # gains (2, 4) the chain agrees with float on 99.9 % of the beats, and the base alone flips fewer
 # decisions (0.65 % vs 0.83 % of 23,523 beats; max macro-F1 gap 1.5 vs 5.0 points).
 SEGMENT_PROBE_GAINS: tuple[float, ...] = (2.0, 4.0)
-SITE_HEADROOM = 1.0  # a plain base build: the grid spans what the calibration windows show
+SITE_HEADROOM = 1.0  # the grid spans what the calibration windows show
+# What a base build reserves for patient seeds (pipeline.BuildRequest.site_headroom). Measured on MIT-BIH
+# fold bases (records 208, 201, 119): seeds grown inside 1x grids kept 0-96 % of their float gain
+# (119: culled, no gain), inside 2x grids 100 %, and the base's int8 parity did not move (12 unseen
+# records, minutes 5-30: max macro-F1 gap 1.0 point at 2x, 1.8 at 1x, both with range probes).
+PATIENT_SITE_HEADROOM = 2.0
 HEADROOM_BELOW = 0.5  # the share of the head-room reserved below the range (a residual may subtract)
 
 
@@ -290,7 +299,8 @@ def plan_artifacts(
 
     A segment is calibrated on what reaches it with no kernel live and with the morphed model's
     kernels live, so its interior grids cover both, and on *range probes*: its input site's
-    activations times each of ``probe_gains``, saturated on the site's grid. A kernel that arrives
+    activations times each of ``probe_gains``, saturated on the site's grid (where the grid holds
+    negative values, also negated and with random signs per value). A kernel that arrives
     later (a patient's seed) hands on activations anywhere in that grid, and the segment's interior
     grids, fixed in the base bundle, must hold what follows from them (see SEGMENT_PROBE_GAINS).
     ``kernel_calibration`` (windows, RR): the beats the kernels' interior grids are calibrated on
@@ -321,6 +331,11 @@ def plan_artifacts(
             lo, hi = grids[i - 1].real_range()
             base_in = traces[0][2 * (i - 1) + 1]
             probes = [(base_in * gain).clamp(lo, hi) for gain in probe_gains]
+            if lo < 0:  # room below zero (site head-room): a residual may subtract, channel-wise or mixed
+                gen = torch.Generator().manual_seed(i)
+                flip = torch.randint(0, 2, base_in.shape, generator=gen).to(base_in.dtype) * 2 - 1
+                probes += [(base_in * -gain).clamp(lo, hi) for gain in probe_gains]
+                probes += [(base_in * flip * gain).clamp(lo, hi) for gain in probe_gains]
             site_in = torch.cat([t[2 * (i - 1) + 1] for t in traces] + probes)
             names = [f"site{i - 1}"]
             in_grids = {0: grids[i - 1]}

@@ -105,6 +105,17 @@ def test_4_bit_on_an_8_bit_only_target_names_the_limit(host_files) -> None:  # t
         plan(BuildRequest(checkpoint=ckpt, seeds=seeds, target="edgetpu", bits=4))
 
 
+@pytest.mark.parametrize("headroom", [0.5, 32.0, float("nan")])
+def test_site_headroom_outside_its_limits_names_them(host_files, headroom: float) -> None:  # type: ignore[no-untyped-def]
+    from kasmina_edge.compile.errors import BuildError
+
+    ckpt, _ = host_files
+    with pytest.raises(BuildError, match=r"--site-headroom .*: must be between 1 \(none\) and 16"):
+        plan(BuildRequest(checkpoint=ckpt, seeds=None, target="edgetpu", site_headroom=headroom))
+    steps = plan(BuildRequest(checkpoint=ckpt, seeds=None, target="edgetpu", site_headroom=2.0)).steps
+    assert any("2x head-room for patient kernels" in step for step in steps)
+
+
 def test_a_blueprint_the_target_cannot_run(host_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ckpt, _ = host_files
     _write_library(tmp_path / "att", blueprint="mini_attention", site_index=2)
