@@ -100,6 +100,7 @@ def export_int8_tflite(
     input_grids: dict[int, QuantGrid] | None = None,
     output_grid: QuantGrid | None = None,
     weight_scales: dict[str, torch.Tensor] | None = None,
+    residual_on_grid: bool = False,
 ) -> tuple[bytes, PreparedInt8]:
     """Fold BatchNorm, PT2E-quantize, convert; check full int8 and the cut grids. Returns the bytes and
     the quantized torch module (its fake-quant twin, useful as a reference)."""
@@ -111,6 +112,7 @@ def export_int8_tflite(
         input_grids=input_grids,
         output_grid=output_grid,
         weight_scales=weight_scales,
+        residual_on_grid=residual_on_grid,
     )
     data = convert_prepared(prepared, example_args, artifact)
     graph = read_graph(data)
