@@ -103,7 +103,7 @@ def evaluate_model(model: Any, test: Any, name: str, fs: float, start_s: float) 
 
 
 def adapt_record(
-    r: str, base: Any, ckpt: dict[str, Any], record: Any, beats: Any, cfg: Any
+    r: str, base: Any, ckpt: dict[str, Any], record: Any, beats: Any, cfg: Any, ranges: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Seed (through its gates), the seed as it would be without G4, and full fine-tuning, on minutes 5-30."""
     from kasmina_edge.host.patient import common_beats_of, fine_tune_patient, patient_window, seeded_model
@@ -114,7 +114,7 @@ def adapt_record(
     window = patient_window(record, base, cfg)
     common = common_beats_of(ckpt, cfg.common_per_class, cfg.seed)
     t0 = time.perf_counter()
-    seed = grow_patient_seed(base, window, common, cfg, target="edgetpu")
+    seed = grow_patient_seed(base, window, common, cfg, target="edgetpu", ranges=ranges)
     seed_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ft = fine_tune_patient(base, window, common, cfg)
@@ -123,7 +123,7 @@ def adapt_record(
               "finetune": ft}  # fmt: skip
     evs = {k: evaluate_model(m, test, r, record.fs, start_s) for k, m in models.items()}
     return {"record": r, "seed": seed, "models": models, "evals": evs, "seed_s": seed_s, "finetune_s": ft_s,
-            "test": test}  # fmt: skip
+            "test": test, "window": window, "common": common}  # fmt: skip
 
 
 def gate_outcome(res: dict[str, Any]) -> str:
@@ -161,6 +161,7 @@ def device_parity(res: dict[str, Any], fold_dir: Path, ckpt_path: Path, base_bun
     """The int8 chain the emulator runs (base bundle + this patient's kernel-only bundle) beside the float
     seeded model, on the same test beats."""
     from kasmina_edge.cli.host import patient_bundle
+    from kasmina_edge.host.patient import adaptation_set
 
     seed = res["seed"]
     kernel_bundle = None
@@ -169,7 +170,8 @@ def device_parity(res: dict[str, Any], fold_dir: Path, ckpt_path: Path, base_bun
         kernel_bundle = fold_dir / f"seed-{res['record']}.kedge"
         quiet = Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115 - the bench prints its own table
         built = patient_bundle(seed, checkpoint=ckpt_path, out=kernel_bundle, target="edgetpu", keys=keys,
-                               base_bundle=base_bundle, con=quiet)  # fmt: skip
+                               base_bundle=base_bundle, con=quiet,
+                               beats=adaptation_set(res["window"], res["common"]))  # fmt: skip
         kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))
     int8 = int8_chain_eval(base_bundle, kernel_bundle, keys, res["test"], record, start_s,
                            seed.rr_scale if seed.fossilized else None)  # fmt: skip
@@ -437,6 +439,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    from kasmina_edge.cli.host import device_site_ranges
     from kasmina_edge.contracts.bundle import PRIVATE_KEY_NAME, init_keys
     from kasmina_edge.ecg.dataset import BeatDataset
     from kasmina_edge.host.patient import PatientConfig
@@ -467,13 +470,15 @@ def main() -> None:
             site.telemetry_enabled = False
         fold_dir = args.work / f"fold{k}"
         base_bundle = fold_base_bundle(fold_dir, ckpt_path, keys) if n_device or args.e2e_records else None
+        ranges = (device_site_ranges(ckpt_path, "edgetpu", base_bundle, keys, base.config.site_names)
+                  if base_bundle is not None else None)  # fmt: skip
         con.print(
             f"fold {k}: base on {len(train)} records ({timings[f'fold{k}_base_s']:.0f} s); testing {', '.join(test)}"
         )
         for r in test:
             whole: BeatDataset = beats[r]
             base_whole[r] = evaluate_model(base, whole, r, records[r].fs, 0.0)
-            res = adapt_record(r, base, ckpt, records[r], beats[r], cfg)
+            res = adapt_record(r, base, ckpt, records[r], beats[r], cfg, ranges)
             results.append(res)
             ev = res["evals"]
             con.print(f"  {r}: base {pct(ev['base'].macro_f1())} seed {pct(ev['seed'].macro_f1())} (ungated "

@@ -575,6 +575,16 @@ def base_grids(
     return calibrate_site_grids(model, xc, rc, headroom=room), calibrate_logit_grid(model, xc, rc)
 
 
+def device_site_ranges(
+    checkpoint: Path, target: str, base_bundle: Path | None, keys: Path | None, site_names: list[str]
+) -> dict[str, tuple[float, float]]:
+    """(low, high) each site's int8 grid holds on the device: the base bundle's, or the build's calibration."""
+    from kasmina_edge.compile.split import grid_ranges
+
+    grids, _ = base_grids(checkpoint, target, base_bundle, keys)
+    return {site_names[j]: (float(lo), float(hi)) for j, (lo, hi) in grid_ranges(grids).items()}
+
+
 def patient_bundle(
     seed: Any,
     *,
@@ -670,7 +680,7 @@ def run_morph_patient(
     from kasmina_edge.ecg.sources import open_source
     from kasmina_edge.host.blueprints import TARGETS
     from kasmina_edge.host.experiment import ExperimentLog
-    from kasmina_edge.host.patient import PatientConfig, common_beats_of, patient_window
+    from kasmina_edge.host.patient import PatientConfig, adaptation_set, common_beats_of, patient_window
     from kasmina_edge.host.patient_grow import grow_patient_seed
     from kasmina_edge.host.train import load_base, set_threads
 
@@ -686,8 +696,9 @@ def run_morph_patient(
         raise KasminaError(f"--patient {patient}: the source holds no record")
     base, ckpt = load_base(checkpoint)
     window = patient_window(record, base, cfg)  # the bad-input checks, before any work
-    if base_bundle is not None:  # another base's or target's bundle is refused before any training
-        base_grids(checkpoint, target, base_bundle, keys)
+    # the device's site grids (another base's or target's bundle is refused here, before any training): the
+    # seeds grow clipped to them, since the device saturates every site at its grid
+    device_ranges = device_site_ranges(checkpoint, target, base_bundle, keys, base.config.site_names)
     out = out or Path(f"seed-{record.name}.kedge")
     set_threads()
     log_path = log or out.with_suffix(".jsonl")
@@ -703,7 +714,7 @@ def run_morph_patient(
     )
     with _progress(con) as prog:
         task = prog.add_task("patient seed", total=None, info="")
-        result = grow_patient_seed(base, window, common, cfg, target=target,
+        result = grow_patient_seed(base, window, common, cfg, target=target, ranges=device_ranges,
                                    say=lambda m: prog.update(task, info=m[:70]),
                                    sink=lambda ev: xlog.write(str(ev.get("event", "lifecycle")), **{k: v for k, v in ev.items() if k != "event"}))  # fmt: skip
     grown_s = time.perf_counter() - t0
@@ -718,8 +729,9 @@ def run_morph_patient(
         con.print(f"[yellow]no seed earned its place for {record.name}: no bundle written, the device keeps "
                   f"its base[/] (log {log_path})")  # fmt: skip
         return result, None
+    # the kernels' int8 grids are calibrated on the beats they will see: the patient's, RR-scaled
     built = patient_bundle(result, checkpoint=checkpoint, out=out, target=target, keys=keys, base_bundle=base_bundle,
-                           con=con)  # fmt: skip
+                           con=con, beats=adaptation_set(window, common))  # fmt: skip
     kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))
     total = time.perf_counter() - t0
     xlog.write("bundle", path=str(out), kernel_bytes=kernel_bytes, seconds=total)
