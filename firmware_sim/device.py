@@ -3,31 +3,36 @@
 ``emu://NAME`` is a device kept under the devices folder (``KASMINA_DEVICES_DIR``, default
 ``~/.local/share/kasmina-edge/devices``)::
 
-    NAME/device.json          profile, trusted public key, active/pending slot, version counter, history
+    NAME/device.json          profile, active/pending slot, a copy of the counter, history
+    NAME/secure/state.json    secure storage: trusted public key, image and kernel security counters
     NAME/slot-a/bundle.kedge  NAME/slot-a/slot.json   (and slot-b)
 
-``flash`` verifies the Ed25519 signature and every hash, refuses a bundle for another target, one
-that does not fit the profile's flash or SRAM, or one older than the version counter; it writes the
-*inactive* slot (slot.json removed first, bundle and slot.json written atomically, device.json last)
-and marks it pending. ``boot`` tries the pending slot first (a trial), verifies it again, and falls
-back to the last good slot when verification fails or a trial was never confirmed. ``confirm`` (after
-the runtime's probation) makes the trial slot the active one and moves the version counter; ``reject``
+``flash`` verifies the Ed25519 signature (with the key provisioned on the device: ``--trust KEYFILE``, or on the
+first local flash the keys folder's public key; never a key a bundle brings) and every hash, refuses a bundle
+for another target, one that does not fit the profile's flash or SRAM, or one whose version is not above the
+security counter (:mod:`firmware_sim.security`: older *or equal* is refused); it writes the *inactive* slot
+(slot.json removed first, bundle and slot.json written atomically, device.json last) and marks it pending.
+``boot`` tries the pending slot first (a trial), verifies it again (a slot below the counter is never booted),
+and falls back to the last good slot when verification fails or a trial was never confirmed. ``confirm`` (after
+the runtime's probation) makes the trial slot the active one and moves the security counter; ``reject``
 marks it bad so the next boot falls back. A power cut (emulated by :class:`storage.PowerCut`) can
 happen anywhere in a flash: the active slot is never touched, and the next boot cleans up.
 
 A kernel-only bundle (``kind = "kernels"``, e.g. one patient's seed) does not take a slot: it goes
 to the device's one kernel store (:mod:`firmware_sim.kernel_store`: ``NAME/kernels/index.json`` and
 ``NAME/kernels/BUNDLE_ID.kedge``), beside the application image, with the store's checks (signature,
-target, base: the checkpoint hash of the active slot, else the pending one; sites and grids; no
-downgrade). An over-the-air update (:mod:`firmware_sim.ota`) comes through this same ``flash``. At
+target, base: the checkpoint hash of the active slot, else the pending one; sites and grids; a version above
+the kernel security counter). An over-the-air update (:mod:`firmware_sim.ota`) comes through this same ``flash``. At
 boot the runner loads the stored kernels of the booted base into the image: a kernel stored while
 the device runs goes live at its next boot.
 
-``dir:PATH`` is a mass-storage device: ``kasmina.kedge`` and ``manifest.json`` written atomically.
+``dir:PATH`` is a mass-storage device: ``kasmina.kedge`` and ``manifest.json`` written atomically; its
+downgrade check reads its secure storage and the installed bundle's signed manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,11 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_sim.errors import DeviceError, FlashRefused
 from firmware_sim.kernel_store import KernelInstall, KernelStore
+from firmware_sim.security import SecureStore, refuse_not_newer
 from firmware_sim.storage import FlashStorage
 from kasmina_edge.catalog import HardwareProfile, hardware
 from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
@@ -112,12 +117,6 @@ class BootResult:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _public_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
 
 
 def runnable_bytes(bundle: Bundle) -> int:
@@ -233,13 +232,33 @@ class EmulatedDevice:
         info = self.storage.read_json(f"slot-{slot}/slot.json")
         return info if isinstance(info, dict) else None
 
-    def _trusted_key(self, st: dict[str, Any]) -> Ed25519PublicKey | None:
-        pem = st.get("trusted_key_pem")
-        if not pem:
-            return None
-        key = serialization.load_pem_public_key(pem.encode())
-        assert isinstance(key, Ed25519PublicKey)
-        return key
+    def security(self) -> SecureStore:
+        """The device's secure storage: trust anchor and monotonic security counters."""
+        return SecureStore(self.storage)
+
+    def _trusted_key(self, st: dict[str, Any] | None = None) -> Ed25519PublicKey | None:
+        return self.security().trusted_key()
+
+    def _anchor(self, keys: Path | None, trust: Path | None, via: str) -> tuple[Ed25519PublicKey, str | None]:
+        """The key bundles must verify with: the one provisioned on the device, never the bundle's own.
+        Not yet provisioned: ``trust`` (``flash --trust KEYFILE``), else, on a local flash only, the keys folder's
+        public key (``--keys`` or the default folder). Returns the key and, when it is to be provisioned, a note."""
+        trusted = self._trusted_key()
+        if trusted is not None:
+            for given, flag in ((trust, "--trust"), (keys, "--keys")):
+                if given is not None and key_id(load_public_key(given)) != key_id(trusted):
+                    raise FlashRefused(
+                        f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(load_public_key(given))} "
+                        f"({flag} {given}); the trust anchor is provisioned once (rotation: SECURITY.md)"
+                    )
+            return trusted, None
+        if via != "flash":
+            raise FlashRefused(f"{self.address}: no trusted key provisioned; an update over the air cannot provision one")
+        source = trust if trust is not None else keys
+        key = load_public_key(source)
+        where = str(source) if source is not None else "the default keys folder"
+        how = "--trust" if trust is not None else "first local flash; `flash --trust KEYFILE` provisions another key"
+        return key, f"trusted key {key_id(key)} provisioned from {where} ({how})"
 
     # ------------------------------------------------------------------ flash
 
@@ -251,20 +270,16 @@ class EmulatedDevice:
         profile: str | None = None,
         via: str = "flash",
         expect_kind: str | None = None,
+        trust: Path | None = None,
     ) -> FlashResult:
         """Verify ``bundle_path`` and write it: a full image to the inactive slot, kernels to the kernel store.
         ``via`` says how it came (``flash``, ``ota``: kept with stored kernels); ``expect_kind`` refuses a
-        bundle of another kind than an update announced."""
+        bundle of another kind than an update announced; ``trust`` provisions the device's trusted key on its
+        first flash (otherwise the keys folder's public key is provisioned, on a local flash only)."""
         _exists(bundle_path)
         st = self.state()
-        trusted = self._trusted_key(st)
-        offered = load_public_key(keys) if (keys is not None or trusted is None) else trusted
-        if trusted is not None and key_id(offered) != key_id(trusted):
-            raise FlashRefused(
-                f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(offered)} "
-                f"(to re-provision it, remove {self.root})"
-            )
-        bundle = read_bundle(bundle_path, offered)
+        anchor, provisioning = self._anchor(keys, trust, via)
+        bundle = read_bundle(bundle_path, anchor)
         m = bundle.manifest
         if expect_kind is not None and m.kind != expect_kind:
             raise FlashRefused(f"bundle {m.bundle_id} is a {m.kind} bundle, announced as {expect_kind}")
@@ -274,11 +289,12 @@ class EmulatedDevice:
         if st.get("profile") and profile and profile != st["profile"]:
             raise FlashRefused(f"{self.address} is a {st['profile']} device, not {profile}")
         notes = check_fits(bundle, prof)
-        counter = int(st.get("version_counter", 0))
-        if m.version < counter:
-            raise FlashRefused(
-                f"bundle version {m.version} is older than {self.address}'s version counter {counter} (no downgrades)"
-            )
+        refusal = refuse_not_newer("bundle", m.version, self.security().counter("image"), str(self.address))
+        if refusal:
+            raise FlashRefused(refusal)
+        if provisioning is not None:  # the anchor is written only once a bundle verified with it
+            self.security().provision(anchor, provisioning)
+            notes.insert(0, provisioning)
         active = st.get("active")
         slot = next(s for s in SLOTS if s != active) if active else SLOTS[0]
         data = Path(bundle_path).read_bytes()
@@ -306,8 +322,6 @@ class EmulatedDevice:
                 "trial_boots": 0,
             }
         )
-        if trusted is None:
-            st.update({"trusted_key_pem": _public_pem(offered), "trusted_key_id": key_id(offered)})
         self._log(st, "flash", slot=slot, bundle_id=m.bundle_id, version=m.version, via=via)
         self._save(st)
         return FlashResult(
@@ -318,7 +332,7 @@ class EmulatedDevice:
 
     def _base(self, st: dict[str, Any]) -> tuple[str, Bundle] | None:
         """The base the device runs (the active slot, else the pending one), verified."""
-        key = self._trusted_key(st)
+        key = self._trusted_key()
         for slot in (st.get("active"), st.get("pending")):
             if slot and key is not None:
                 try:
@@ -336,7 +350,7 @@ class EmulatedDevice:
         slot, base = found
         done = self.kernel_store().install(
             path,
-            self._trusted_key(st),
+            self._trusted_key(),
             base,
             via=via,
             device=str(self.address),
@@ -375,7 +389,7 @@ class EmulatedDevice:
 
     def kernel_bundles(self, base: Bundle) -> tuple[list[Bundle], list[str]]:
         """The stored kernel bundles for ``base`` (verified again), and why any others were skipped."""
-        return self.kernel_store().bundles_for(base, self._trusted_key(self.state()))
+        return self.kernel_store().bundles_for(base, self._trusted_key())
 
     # ------------------------------------------------------------------ boot
 
@@ -396,6 +410,11 @@ class EmulatedDevice:
             raise DeviceError(f"slot {slot}: {exc}") from None
         if bundle.manifest.bundle_id != info.get("bundle_id"):
             raise DeviceError(f"slot {slot}: bundle id differs from the slot record")
+        counter = self.security().counter("image")
+        if bundle.manifest.version < counter:  # an old image left in a slot is never booted again
+            raise DeviceError(
+                f"slot {slot}: version {bundle.manifest.version} is below the security counter {counter}"
+            )
         return bundle
 
     def _mark(self, slot: str, state: str, reason: str | None = None) -> None:
@@ -414,7 +433,7 @@ class EmulatedDevice:
             )
         self.storage.cleanup_partials()
         st = self.state()
-        key = self._trusted_key(st)
+        key = self._trusted_key()
         if key is None:
             raise DeviceError(f"{self.address}: no trusted key provisioned")
         prof = hardware(st["profile"])
@@ -470,7 +489,8 @@ class EmulatedDevice:
         if self.booted_trial:
             st["active"], st["pending"], st["trial_boots"] = slot, None, 0
             self.booted_trial = False
-        st["version_counter"] = max(int(st.get("version_counter", 0)), int(info.get("version", 0)))
+        # the security counter lives in secure storage; device.json keeps a copy for `describe`
+        st["version_counter"] = self.security().advance("image", int(info.get("version", 0)))
         self._log(st, "confirm", slot=slot, version=info.get("version"))
         self._save(st)
 
@@ -491,19 +511,26 @@ class EmulatedDevice:
 
     def describe(self) -> dict[str, Any]:
         st = self.state()
+        sec = self.security().read()
         return {
             "device": str(self.address),
             "profile": st.get("profile"),
             "active": st.get("active"),
             "pending": st.get("pending"),
-            "version_counter": st.get("version_counter", 0),
+            "version_counter": sec.image_counter,
+            "kernel_counter": sec.kernel_counter,
+            "trusted_key_id": sec.trusted_key_id,
             "slots": {s: self.slot_info(s) for s in SLOTS},
             "kernels": self.kernel_store().entries(),
         }
 
 
 class DirDevice:
-    """A ``dir:PATH`` device: flashed like mass storage (bundle and manifest written atomically)."""
+    """A ``dir:PATH`` device: flashed like mass storage (bundle and manifest written atomically).
+
+    Its trust anchor and security counter are in its own secure storage (``secure/state.json`` in the folder,
+    as an emu device's); the downgrade check reads them and the installed bundle's *signed* manifest, never
+    the ``manifest.json`` copy beside it (that one is for people and tools, and nobody signs it)."""
 
     def __init__(self, address: DeviceAddress, storage: FlashStorage | None = None) -> None:
         self.address = address
@@ -512,17 +539,43 @@ class DirDevice:
         self.booted_slot: str | None = None
         self.booted_trial = False
 
+    def security(self) -> SecureStore:
+        return SecureStore(self.storage)
+
     def _installed(self) -> dict[str, Any] | None:
         m = self.storage.read_json(DIR_MANIFEST)
         return m if isinstance(m, dict) else None
 
+    def _anchor(self, keys: Path | None, trust: Path | None) -> tuple[Ed25519PublicKey, str | None]:
+        trusted = self.security().trusted_key()
+        if trusted is not None:
+            for given, flag in ((trust, "--trust"), (keys, "--keys")):
+                if given is not None and key_id(load_public_key(given)) != key_id(trusted):
+                    raise FlashRefused(
+                        f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(load_public_key(given))} "
+                        f"({flag} {given})"
+                    )
+            return trusted, None
+        source = trust if trust is not None else keys
+        key = load_public_key(source)
+        where = str(source) if source is not None else "the default keys folder"
+        return key, f"trusted key {key_id(key)} provisioned from {where}"
+
     def flash(
-        self, bundle_path: Path, keys: Path | None = None, *, profile: str | None = None
+        self,
+        bundle_path: Path,
+        keys: Path | None = None,
+        *,
+        profile: str | None = None,
+        trust: Path | None = None,
+        via: str = "flash",
+        expect_kind: str | None = None,
     ) -> FlashResult:
         _exists(bundle_path)
         if self.root.exists() and not self.root.is_dir():
             raise FlashRefused(f"{self.address}: {self.root} is not a folder")
-        bundle = read_bundle(bundle_path, keys)
+        anchor, provisioning = self._anchor(keys, trust)
+        bundle = read_bundle(bundle_path, anchor)
         m = bundle.manifest
         if m.kind == "kernels":
             raise FlashRefused(
@@ -530,17 +583,29 @@ class DirDevice:
             )
         prof = hardware(profile or m.profile)
         notes = check_fits(bundle, prof, slots=1)
-        old = self._installed()
-        if old is not None and int(old.get("version", 1)) > m.version:
-            raise FlashRefused(
-                f"bundle version {m.version} is older than the installed {old.get('version')} (no downgrades)"
-            )
+        refusal = refuse_not_newer("bundle", m.version, self._counter(anchor), str(self.address))
+        if refusal:
+            raise FlashRefused(refusal)
+        if provisioning is not None:
+            self.security().provision(anchor, provisioning)
+            notes.insert(0, provisioning)
         data = Path(bundle_path).read_bytes()
         self.storage.write_atomic(DIR_BUNDLE, data)
         self.storage.write_atomic(DIR_MANIFEST, m.to_bytes())  # beside the bundle, readable without unzipping
+        # one slot: the image is live as soon as it is written, so the counter moves now
+        self.security().advance("image", m.version)
         return FlashResult(
             str(self.address), None, m.bundle_id, m.version, len(data), m.target, prof.name, notes
         )
+
+    def _counter(self, key: Ed25519PublicKey) -> int:
+        """The security counter, or the installed bundle's signed version where that is higher."""
+        counter = self.security().counter("image")
+        path = self.root / DIR_BUNDLE
+        if path.exists():
+            with contextlib.suppress(BundleError):  # a damaged image lowers nothing: the counter holds
+                counter = max(counter, read_bundle(path, key).manifest.version)
+        return counter
 
     def boot(self, keys: Path | None = None) -> BootResult:
         self.storage.cleanup_partials()
@@ -549,10 +614,16 @@ class DirDevice:
             raise DeviceError(
                 f"{self.address}: no {DIR_BUNDLE} (kasmina-edge flash BUNDLE --device {self.address})"
             )
+        key = self.security().trusted_key()
         try:
-            bundle = read_bundle(path, keys)
+            bundle = read_bundle(path, key if key is not None else keys)
         except BundleError as exc:
             raise DeviceError(f"{self.address}: {exc}") from None
+        counter = self.security().counter("image")
+        if bundle.manifest.version < counter:
+            raise DeviceError(
+                f"{self.address}: installed version {bundle.manifest.version} is below the security counter {counter}"
+            )
         return BootResult(bundle, None, False, hardware(bundle.manifest.profile))
 
     def confirm(self) -> None:
@@ -565,11 +636,14 @@ class DirDevice:
 
     def describe(self) -> dict[str, Any]:
         m = self._installed() or {}
+        sec = self.security().read()
         return {
             "device": str(self.address),
             "bundle_id": m.get("bundle_id"),
             "version": m.get("version"),
             "profile": m.get("profile"),
+            "version_counter": sec.image_counter,
+            "trusted_key_id": sec.trusted_key_id,
         }
 
 

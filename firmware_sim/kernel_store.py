@@ -13,8 +13,9 @@ at the next boot. Layout under the device folder::
 
 ``install`` refuses (one line) a bundle whose signature the device's trusted key does not verify, that is not
 kernels only, built for another target, for another base (the checkpoint hash it names against the base the
-device runs), with a kernel at a site the base lacks or whose int8 grids differ from the base's site grid, older
-than the bundle it would replace (no downgrades), or too big for the store. A kernel the host culled is stored
+device runs), with a kernel at a site the base lacks or whose int8 grids differ from the base's site grid, whose
+version is not above the device's kernel security counter (:mod:`firmware_sim.security`: older or equal is
+refused, on flash and OTA alike), or too big for the store. A kernel the host culled is stored
 with a note: the runtime refuses to bring it live (``kernel_refused`` in the run log), whichever way it came.
 A new bundle replaces the stored ones for the same base that share a site or a kernel name; the very same bundle
 again changes nothing (no erase spent).
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.errors import FlashRefused
+from firmware_sim.security import SecureStore, refuse_not_newer
 from firmware_sim.storage import BLOCK_BYTES, FlashStorage
 from kasmina_edge.contracts.bundle import Bundle, BundleError, read_bundle
 from kasmina_edge.contracts.manifest import ArtifactEntry
@@ -175,6 +177,12 @@ class KernelStore:
                 unchanged=True,
                 notes=[*notes, f"{m.bundle_id} is already in the kernel store: nothing written"],
             )
+        # anti-rollback on every path (flash, OTA): above the kernel security counter, or refused
+        security = SecureStore(self.storage)
+        floor = max([security.counter("kernel"), *(int(e.get("version") or 0) for e in entries)])
+        refusal = refuse_not_newer("kernel bundle", m.version, floor, device)
+        if refusal:
+            raise KernelStoreError(refusal)
         replaced = [
             e
             for e in entries
@@ -221,6 +229,7 @@ class KernelStore:
         )
         idx.update(entries=kept, erase_counts=counts, next_block=block)
         self.storage.write_json(INDEX, idx)  # the commit: from here the store holds the new bundle
+        security.advance("kernel", m.version)  # a cut before this: the stored entry's version holds the floor
         self.sweep(idx)
         worst = max(counts)
         ids = [str(e.get("bundle_id")) for e in replaced]

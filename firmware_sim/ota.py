@@ -25,6 +25,7 @@ from typing import Any
 
 from firmware_sim.device import BootResult, DeviceError, EmulatedDevice
 from firmware_sim.kernel_store import LIVE_AT
+from firmware_sim.security import refuse_not_newer
 from kasmina_edge.contracts.bundle import BundleError
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.net.fec import FecError, FragmentDecoder, FragmentPlan
@@ -125,11 +126,12 @@ class OtaReceiver:
             hashes = args.get("chunk_sha256")
             if not isinstance(hashes, list) or len(hashes) != args["pieces"]:
                 raise OtaRefused("ota-offer: chunk_sha256 must list one hash per chunk")
-        counter = int(self.device.state().get("version_counter", 0))
-        if args["kind"] == "full" and args["version"] < counter:
-            raise OtaRefused(
-                f"ota-offer: version {args['version']} is older than the version counter {counter}"
-            )
+        # refused before a byte is transferred; the flash path checks again on the signed manifest
+        counter = self.device.security().counter("image" if args["kind"] == "full" else "kernel")
+        refusal = refuse_not_newer(f"ota-offer: {args['kind']}", args["version"], counter, str(self.device.address))
+        stored = {e.get("sha256") for e in self.device.kernel_store().entries()}
+        if refusal and not (args["kind"] == "kernels" and args["sha256"] in stored):  # the same bundle: a no-op
+            raise OtaRefused(refusal)
         if (
             self.offer is not None
             and self.offer.get("session") == args["session"]

@@ -137,7 +137,7 @@ def test_flash_writes_the_same_store_and_replaces_the_seed_of_the_same_site(
     store = dev.kernel_store()
     assert [e["bundle_id"] for e in store.entries()] == [r2.bundle_id]
     assert not (store.folder / f"{r1.bundle_id}.kedge").exists()  # the replaced bundle is gone
-    with pytest.raises(KernelStoreError, match=r"version 1 is older than the stored .* \(no downgrades\)"):
+    with pytest.raises(KernelStoreError, match=r"kernel bundle version 1 is older than .* security counter 2 \(no downgrades"):
         dev.flash(seeds.seed)
     boot = dev.boot()
     bundles, skipped = dev.kernel_bundles(boot.bundle)
@@ -246,7 +246,7 @@ def test_a_bundle_the_store_cannot_hold_is_refused(devices: Path, tmp_path: Path
     key = load_public_key(seeds.keys)
     tiny = KernelStore(dev.storage, sectors=1)  # one 4 KB erase block
     tiny.install(seeds.seed, key, base)
-    site0 = seed_bundle(seeds.base, seeds.keys, tmp_path / "s0.kedge", site=0, name="patient_s0")
+    site0 = seed_bundle(seeds.base, seeds.keys, tmp_path / "s0.kedge", site=0, name="patient_s0", version=2)
     with pytest.raises(
         KernelStoreError, match=r"does not fit the kernel store: 1 of its 1 blocks hold other"
     ):
