@@ -10,6 +10,7 @@ import typer
 from kasmina_edge import __version__
 from kasmina_edge.cli import catalog, demo, ecg
 from kasmina_edge.cli.common import EXIT_USER_ERROR, add_pending, err_console
+from kasmina_edge.cli.home import apply_home
 from kasmina_edge.contracts.errors import KasminaError
 
 app = typer.Typer(
@@ -31,7 +32,12 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """kasmina-edge: train → morph → build → flash → run."""
+    """kasmina-edge: train → morph → build → flash → run.
+
+    Keys live in ~/.config/kasmina-edge/keys, emulated devices, command keys and the audit log under
+    ~/.local/share/kasmina-edge; KASMINA_HOME=DIR moves all of them into DIR.
+    """
+    apply_home()
 
 
 # Command modules that `register(app)` themselves, and the placeholders used until each exists:
@@ -94,14 +100,58 @@ app.command(name="demo", help="Run the whole path that exists so far, end to end
 
 
 def main() -> None:
+    """The console script: every error a user can cause is one line on stderr and exit 2, never a traceback."""
+    import os
+
+    from typer._click import exceptions as click_exc
+    from typer.exceptions import Abort as TyperAbort
+
+    verbose = bool(os.environ.get("KASMINA_VERBOSE"))
     try:
-        app()
+        rv = app(standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:  # `kasmina-edge` or `kasmina-edge ecg` alone: the help
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except click_exc.UsageError as exc:  # a bad or missing option: typer/click checks, before any work
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        err_console.print(f"[bold red]error:[/] {_escape(exc.format_message())}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
+    except click_exc.ClickException as exc:
+        err_console.print(f"[bold red]error:[/] {_escape(exc.format_message())}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
+    except TyperAbort:
+        err_console.print("aborted")
+        sys.exit(1)
     except KasminaError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:  # a path or a port the user gave: one line (KASMINA_VERBOSE=1 shows the traceback)
+        if verbose:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {_escape(where + (exc.strerror or str(exc)))}", highlight=False,
+                          soft_wrap=True)  # fmt: skip
+        sys.exit(EXIT_USER_ERROR)
+    except Exception as exc:  # a bug, not the user's doing: still one line, exit 1, the traceback on request
+        if verbose:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {_escape(str(exc).splitlines()[0] if str(exc) else '')} "
+            "(a bug: please report it; KASMINA_VERBOSE=1 shows the traceback)", highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(" ".join(text.split()))  # one line, and [brackets] in values are not markup
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ Nothing here imports torch; the runtime and the emulator are imported inside the
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,15 +21,46 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console
 
 REFRESH_S = 0.25
 
 
+def device_spec(must_be_flashed: bool) -> Callable[[str], str]:
+    """--device: emu://NAME or dir:PATH, checked up front; a dir: device is a folder that exists (a typo is
+    not a new device); ``must_be_flashed``: an emulated device must have been flashed already."""
+
+    def check(spec: str) -> str:
+        from firmware_sim.device import DeviceAddress
+        from kasmina_edge.contracts.errors import KasminaError
+
+        try:
+            addr = DeviceAddress.parse(spec)
+        except KasminaError as exc:
+            raise typer.BadParameter(re.sub(r"^--device \S+: ", "", str(exc))) from None
+        if addr.kind == "dir" and not addr.path.is_dir():
+            what = "is a file" if addr.path.exists() else "does not exist"
+            raise typer.BadParameter(f"{spec}: {addr.path} {what}; a mass-storage device is a mounted folder")
+        if addr.kind == "emu" and must_be_flashed and not (addr.path / "device.json").exists():
+            raise typer.BadParameter(
+                f"{spec}: no such device in {addr.path.parent} (flash a bundle to it first: kasmina-edge flash)"
+            )
+        return spec
+
+    return check
+
+
 def flash(
-    bundle: Path = typer.Argument(..., help="Signed bundle (.kedge) from `kasmina-edge build`."),
-    device: str = typer.Option(..., "--device", help="emu://NAME (emulated device) or dir:PATH (mass storage)."),
-    keys: Path = typer.Option(None, "--keys", help="Keys folder (or public key PEM) that verifies the bundle."),
+    bundle: Path = typer.Argument(
+        ..., help="Signed bundle (.kedge) from `kasmina-edge build`.", callback=checks.input_file
+    ),
+    device: str = typer.Option(
+        ..., "--device", help="emu://NAME (emulated device) or dir:PATH (mass storage).", callback=device_spec(False)
+    ),
+    keys: Path = typer.Option(
+        None, "--keys", help="Keys folder (or public key PEM) that verifies the bundle.", callback=checks.input_path
+    ),
     profile: str = typer.Option(None, "--profile", help="Hardware profile of a new emulated device (default: the bundle's)."),
 ) -> None:
     """Verify a bundle and write it to the device's inactive slot; it boots from it next time."""
@@ -52,15 +85,28 @@ def run_flash(con: Console, bundle: Path, device: str, *, keys: Path | None = No
 
 
 def run(
-    device: str = typer.Option(..., "--device", help="emu://NAME or dir:PATH."),
+    device: str = typer.Option(..., "--device", help="emu://NAME or dir:PATH.", callback=device_spec(True)),
     ecg: str = typer.Option(..., "--ecg", help="synthetic:NAME, wfdb:PATH or csv:PATH (see `kasmina-edge ecg`)."),
     fast: bool = typer.Option(True, "--fast/--realtime", help="As fast as possible, or paced like a sensor."),
-    start: float = typer.Option(0.0, "--from", help="Start this many seconds into the recording."),
-    seconds: float = typer.Option(None, "--seconds", help="Stream only this many seconds."),
-    out: Path = typer.Option(None, "--out", help="Predictions and events as JSON lines (default: runs/run-<device>-<time>.jsonl)."),
-    keys: Path = typer.Option(None, "--keys", help="Keys that verify a dir: device's bundle (emu devices keep their own)."),
+    start: float = typer.Option(
+        0.0, "--from", help="Start this many seconds into the recording.", callback=checks.non_negative_seconds
+    ),
+    seconds: float = typer.Option(
+        None, "--seconds", help="Stream only this many seconds.", callback=checks.positive_seconds
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Predictions and events as JSON lines (default: runs/run-<device>-<time>.jsonl).",
+        callback=checks.output_file(".jsonl", ".json", ".ndjson"),
+    ),
+    keys: Path = typer.Option(
+        None, "--keys", help="Keys that verify a dir: device's bundle (emu devices keep their own).",
+        callback=checks.input_path,
+    ),
     static: bool = typer.Option(False, "--static", help="The base model alone: no kernel live at boot, none swapped in."),
-    kernels: str = typer.Option("xnnpack", "--kernels", help="LiteRT kernels: xnnpack, builtin or reference."),
+    kernels: str = typer.Option(
+        "xnnpack", "--kernels", help="LiteRT kernels: xnnpack, builtin or reference.",
+        callback=checks.choice(("xnnpack", "builtin", "reference")),
+    ),
     link: str = typer.Option(None, "--link", help="Telemetry over this network profile, e.g. lorawan-eu868-dr0 (NAME:FAULTS adds faults)."),
     mqtt: str = typer.Option(None, "--mqtt", help="Publish telemetry to this broker, e.g. mqtt://127.0.0.1:1883."),
 ) -> None:
@@ -84,7 +130,7 @@ def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
         "classes " + " ".join(f"{k}:{v}" for k, v in st["classes"].items()),
         f"host {1e6 * st['infer_s'] / max(st['beats'], 1):.0f} us/beat",
         f"device est. {1e6 * emu['device_s'] / max(st['beats'], 1):.0f} us/beat",
-        f"battery {100 * emu['battery']:.2f} %",
+        f"battery {_charge_pct(emu['battery'])}",
         f"link {'up' if runtime.platform.link_state >= 1 else 'constrained' if runtime.platform.link_state > 0 else 'down'}",
     )
     slots = Table(title="seed slots", expand=False)
@@ -140,7 +186,18 @@ def run_device(
     title = f"{dev.address} · {source.name}"
     update: Callable[[Any, dict[str, Any]], None] | None = None
     live_ctx: Any = None
-    if live and con.is_terminal:
+    if live and not con.is_terminal and not fast:  # paced like a sensor: say every 10 s how far it got
+
+        def update(runtime: Any, emu: dict[str, Any]) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= 10.0:
+                last[0] = now
+                st = runtime.status()
+                con.print(f"  {st['signal_s']:,.0f} s streamed, {st['beats']:,} beats, {st['anomalies']:,} anomalies",
+                          highlight=False)  # fmt: skip
+
+        last = [time.perf_counter()]
+    elif live and con.is_terminal:
         from rich.live import Live
 
         live_ctx = Live(console=con, refresh_per_second=4, transient=False)
@@ -175,6 +232,29 @@ def run_device(
     return summary
 
 
+def _charge_pct(charge: float) -> str:
+    """State of charge with enough digits that a few joules out of a large battery still move it."""
+    used = 100.0 * (1.0 - charge)
+    digits = 2 if used <= 0 or used >= 1 else min(6, 2 - math.floor(math.log10(used)))
+    return f"{100.0 * charge:.{digits}f} %"
+
+
+def battery_text(battery: dict[str, Any], profile: str) -> str:
+    """'99.9871 % left: 0.05 of 400 mAh used (0.68 J)'; a mains-powered profile says so."""
+    from kasmina_edge.catalog import hardware
+
+    used_j = float(battery.get("used_j") or 0.0)
+    try:
+        spec = hardware(profile).battery
+    except Exception:  # a profile this host does not know: joules only
+        spec = None
+    if spec is None:
+        return f"mains-powered (no battery): {used_j:,.1f} J used"
+    used_mah = used_j / (3.6 * spec.voltage_v)
+    return (f"{_charge_pct(float(battery['charge']))} left: {used_mah:,.3g} of {spec.capacity_mAh:,.0f} mAh "
+            f"used ({used_j:,.3g} J)")  # fmt: skip
+
+
 def _print_summary(con: Console, s: Any, out: Path) -> None:
     st = s.status
     t = Table(title=f"{s.device}: {s.bundle_id} from slot {s.slot or '-'} on {s.profile}" + (" (stopped)" if s.interrupted else ""))
@@ -188,7 +268,7 @@ def _print_summary(con: Console, s: Any, out: Path) -> None:
     if st["decision_ms_p50"] is not None:
         t.add_row("decision + swap, host", f"p50 {st['decision_ms_p50']:.2f} ms, p99 {st['decision_ms_p99']:.2f} ms")
     t.add_row("swaps / faults", f"{st['swaps']} / {st['faults']}")
-    t.add_row("battery", f"{100 * s.battery['charge']:.3f} % ({s.battery['used_j']:.3f} J used)")
+    t.add_row("battery", battery_text(s.battery, s.profile))
     t.add_row("backend", f"{s.backend['name']}: {s.backend['runtime']}")
     con.print(t)
     for note in s.backend.get("notes", []):

@@ -21,13 +21,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console, err_console
 
 
 def broker(
-    port: int = typer.Option(1883, "--port", help="TCP port on 127.0.0.1."),
+    port: int = typer.Option(1883, "--port", help="TCP port on 127.0.0.1 (1-65535).", callback=checks.tcp_port),
     seconds: float = typer.Option(
-        None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C)."
+        None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
+        callback=checks.positive_seconds,
     ),
 ) -> None:
     """Run an embedded MQTT broker (amqtt) on loopback for a laptop; Ctrl-C stops it."""
@@ -164,13 +166,15 @@ def monitor(
     mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL (mqtt:// or mqtts://)."),
     fleet: str = typer.Option("+", "--fleet", help="Fleet to watch ('+': every fleet)."),
     store: Path = typer.Option(
-        Path("runs/monitor.jsonl"), "--store", help="JSON-lines store (appended; read back on start)."
+        Path("runs/monitor.jsonl"), "--store", help="JSON-lines store (appended; read back on start).",
+        callback=checks.json_lines_store,
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print each record as a JSON line, then a summary line."
     ),
     seconds: float = typer.Option(
-        None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C)."
+        None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
+        callback=checks.positive_seconds,
     ),
     ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
     cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts://."),
@@ -202,7 +206,7 @@ def send(
     fleet: str = typer.Option("default", "--fleet", help="The device's fleet."),
     key: Path = typer.Option(None, "--key", help="Command key file (default: the operator key store)."),
     timeout: float = typer.Option(
-        30.0, "--timeout", help="Seconds to wait for the device's acknowledgement."
+        30.0, "--timeout", help="Seconds to wait for the device's acknowledgement.", callback=checks.positive_seconds
     ),
     audit: Path = typer.Option(
         None, "--audit", help="Operator audit log (default ~/.local/share/kasmina-edge/audit/operator.jsonl)."
@@ -214,12 +218,15 @@ def send(
     from kasmina_edge.net.audit import AuditLog
     from kasmina_edge.net.commands import operator_key, parse_set_args, send_command
 
+    parsed = check_command(name, parse_set_args(args or []))  # the device's schema, before a key or broker
+    command_key = operator_key(device, key)
+    checks.broker_reachable(mqtt)
     result = send_command(
         mqtt,
         device,
         name,
-        parse_set_args(args or []),
-        operator_key(device, key),
+        parsed,
+        command_key,
         AuditLog(_operator_audit(audit)),
         fleet=fleet,
         timeout_s=timeout,
@@ -236,12 +243,49 @@ def send(
     detail = (result.ack or {}).get("result")
     console.print(
         f"[green]{name}[/] acknowledged by {device} in {result.seconds:.2f} s"
-        + (f": {detail}" if detail else "")
+        + (f": {_ack_detail(detail)}" if detail else ""),
+        highlight=False,
     )
 
 
+STRIP_MAX_S = 4.0  # the device's raw buffer holds 4 s (firmware_sim.telemetry refuses more)
+
+
+def check_command(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The command and its arguments against what the device accepts (its ``set`` schema), refused in one
+    line before anything is signed or sent."""
+    from firmware_sim.telemetry import SETTABLE
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.net.commands import OPERATOR_COMMANDS
+
+    if name not in OPERATOR_COMMANDS:
+        raise KasminaError(f"unknown command {name!r}: choose one of {', '.join(OPERATOR_COMMANDS)}")
+    allowed: dict[str, tuple[float, float]] = {
+        "pause": {}, "resume": {}, "request-strip": {"seconds": (0.0, STRIP_MAX_S)}, "set": dict(SETTABLE),
+    }[name]  # fmt: skip
+    if name == "set" and not args:
+        raise KasminaError(f"set needs KEY=VALUE (settable: {', '.join(sorted(allowed))})")
+    for k, v in args.items():
+        if k not in allowed:
+            known = f"settable: {', '.join(sorted(allowed))}" if allowed else "it takes no arguments"
+            raise KasminaError(f"{name} {k}: not a setting the device accepts ({known})")
+        lo, hi = allowed[k]
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v or not lo <= v <= hi:
+            raise KasminaError(f"{name} {k}={v!r}: must be a number in [{lo:g}, {hi:g}]")
+    return args
+
+
+def _ack_detail(detail: Any) -> str:
+    """``{'adapt': False}`` → ``adapt=false``: what the device reported, not a Python dict."""
+    if not isinstance(detail, dict):
+        return str(detail)
+    return ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in detail.items())
+
+
 def ota(
-    bundle: Path = typer.Argument(..., help="Signed bundle (.kedge): a full image or kernels only."),
+    bundle: Path = typer.Argument(
+        ..., help="Signed bundle (.kedge): a full image or kernels only.", callback=checks.input_file
+    ),
     device: str = typer.Option(..., "--device", help="Device name (patch-01)."),
     mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL."),
     link: str = typer.Option(
@@ -254,7 +298,9 @@ def ota(
     key: Path = typer.Option(
         None, "--key", help="Command key file that signs the offer (default: the key store)."
     ),
-    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the device's final report."),
+    timeout: float = typer.Option(
+        300.0, "--timeout", help="Seconds to wait for the device's final report.", callback=checks.positive_seconds
+    ),
     audit: Path = typer.Option(None, "--audit", help="Operator audit log."),
     ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
 ) -> None:
@@ -266,31 +312,40 @@ def ota(
     from kasmina_edge.net.ota import plan_transfer, run_ota
 
     profile = catalog.network(link.partition(":")[0])
+    check_ota_bundle(bundle, device, keys)  # verified and matched to the device before any transfer
     command_key = operator_key(device, key)
-    plan = plan_transfer(profile, bundle.stat().st_size if bundle.is_file() else 0)
+    checks.broker_reachable(mqtt)
+    plan = plan_transfer(profile, bundle.stat().st_size)
+    link_time = "under 1 s" if plan.estimate_s < 1 else f"about {plan.estimate_s:,.0f} s"
     console.print(
-        f"offering {bundle.name} to {device} over {profile.name}: {plan.note}; "
-        f"about {plan.estimate_s:,.0f} s under the link's limits"
+        f"offering {bundle.name} ({bundle.stat().st_size:,} B) to {device} over {profile.name}: {plan.note}; "
+        f"{link_time} of link time, plus the device's polling (it pulls pieces as it runs)",
+        highlight=False,
     )
+    t0 = time.monotonic()
+    status = console.status(f"ota: waiting for {device} to take the offer (timeout {timeout:.0f} s)")
 
     def progress(rep: dict[str, Any]) -> None:
-        console.print(
-            f"  device: {rep.get('status')}" + (f" ({rep.get('reason')})" if rep.get("reason") else "")
-        )
+        what = str(rep.get("status")) + (f" ({rep.get('reason')})" if rep.get("reason") else "")
+        got = rep.get("have") if isinstance(rep.get("have"), int) else None
+        share = f", {got}/{plan.pieces} pieces" if got is not None and plan.pieces else ""
+        status.update(f"ota: device {what}{share}; {time.monotonic() - t0:.0f} s")
+        console.print(f"  {time.monotonic() - t0:5.1f} s  device: {what}{share}", highlight=False)
 
-    result = run_ota(
-        mqtt,
-        device,
-        bundle,
-        command_key,
-        profile,
-        fleet=fleet,
-        timeout_s=timeout,
-        keys=keys,
-        audit=AuditLog(_operator_audit(audit)),
-        tls=_tls(ca, None, None),
-        on_progress=progress,
-    )
+    with status:
+        result = run_ota(
+            mqtt,
+            device,
+            bundle,
+            command_key,
+            profile,
+            fleet=fleet,
+            timeout_s=timeout,
+            keys=keys,
+            audit=AuditLog(_operator_audit(audit)),
+            tls=_tls(ca, None, None),
+            on_progress=progress,
+        )
     if result.status == "timeout":
         fail(
             f"ota to {device}: no final report within {timeout:.0f} s ({result.offers} offers, "
@@ -309,6 +364,28 @@ def ota(
         f"{rep.get('pieces')} pieces, {rep.get('refused_pieces', 0)} refused{erase}"
         + (f"; live at the device's {rep['live']}" if rep.get("live") else "")
     )
+
+
+def check_ota_bundle(bundle: Path, device: str, keys: Path | None) -> None:
+    """The bundle verifies here, and (where the device is an emulator of this home) is for the device's target."""
+    from firmware_sim.device import DeviceAddress, EmulatedDevice
+    from kasmina_edge.contracts.bundle import BundleError, read_bundle
+    from kasmina_edge.contracts.errors import KasminaError
+
+    try:
+        manifest = read_bundle(bundle, keys).manifest
+    except BundleError as exc:
+        raise KasminaError(f"{bundle}: {exc}") from None
+    try:
+        local = EmulatedDevice(DeviceAddress.parse(f"emu://{device}"))
+    except KasminaError:
+        return  # not a name an emulator can have: a real device checks for itself
+    prof = local.profile() if local.exists else None
+    if prof is not None and manifest.target not in prof.targets:
+        raise KasminaError(
+            f"{bundle}: built for target {manifest.target}; device {device} ({prof.name}) runs "
+            f"{', '.join(prof.targets)}: nothing offered"
+        )
 
 
 def demo_step(con: Console, workdir: Path) -> None:
