@@ -254,6 +254,8 @@ class EmulatedDevice:
             return trusted, None
         if via != "flash":
             raise FlashRefused(f"{self.address}: no trusted key provisioned; an update over the air cannot provision one")
+        if trust is not None and keys is not None and key_id(load_public_key(trust)) != key_id(load_public_key(keys)):
+            raise FlashRefused(f"--trust {trust} and --keys {keys} are different keys; the bundle must verify with the trusted one")
         source = trust if trust is not None else keys
         key = load_public_key(source)
         where = str(source) if source is not None else "the default keys folder"

@@ -43,6 +43,13 @@ def build(
     allow_parity_miss: bool = typer.Option(
         False, "--allow-parity-miss", hidden=True, help="Deprecated: the default now (see --strict)."
     ),
+    version: int = typer.Option(
+        None,
+        "--version",
+        min=1,
+        help="Bundle version (devices refuse one not above their security counter). Default: one more than "
+        "the newest the keys folder signed for this target (recorded in its signed-versions.json).",
+    ),
 ) -> None:
     """Quantize, split at the seed sites, export and check for one target; write a signed bundle."""
     run_build(
@@ -58,6 +65,7 @@ def build(
         json_out=json_out,
         strict=strict,
         allow_parity_miss=allow_parity_miss,
+        version=version,
     )
 
 
@@ -75,6 +83,7 @@ def run_build(
     json_out: Path | None = None,
     strict: bool = False,
     allow_parity_miss: bool = False,
+    version: int | None = None,
 ) -> None:
     from kasmina_edge.compile.errors import BuildError, UnknownTargetError
 
@@ -99,6 +108,7 @@ def run_build(
         out=out,
         keys=keys,
         strict=strict,
+        version=version,
     )
     the_plan = plan(req)
     if explain:

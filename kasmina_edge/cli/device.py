@@ -62,17 +62,22 @@ def flash(
         None, "--keys", help="Keys folder (or public key PEM) that verifies the bundle.", callback=checks.input_path
     ),
     profile: str = typer.Option(None, "--profile", help="Hardware profile of a new emulated device (default: the bundle's)."),
+    trust: Path = typer.Option(
+        None, "--trust", callback=checks.input_path,
+        help="Public key (PEM or keys folder) to provision as the device's trusted key on its first flash "
+        "(default: the keys folder's own public key). A provisioned device never takes another.",
+    ),
 ) -> None:
     """Verify a bundle and write it to the device's inactive slot; it boots from it next time."""
-    run_flash(console, bundle, device, keys=keys, profile=profile)
+    run_flash(console, bundle, device, keys=keys, profile=profile, trust=trust)
 
 
 def run_flash(con: Console, bundle: Path, device: str, *, keys: Path | None = None, profile: str | None = None,
-              devices_root: Path | None = None) -> Any:
+              devices_root: Path | None = None, trust: Path | None = None) -> Any:
     from firmware_sim.device import open_device
 
     dev = open_device(device, devices_root)
-    result = dev.flash(bundle, keys, profile=profile)
+    result = dev.flash(bundle, keys, profile=profile, trust=trust)
     slot = ("its kernel store (live at the next run)" if result.kernels is not None
             else f"slot {result.slot} (pending: boots next)" if result.slot else "mass storage")  # fmt: skip
     con.print(

@@ -87,6 +87,9 @@ class BuildRequest:
     # Every segment is also calibrated on its site's activations times these gains, saturated on the
     # site grid, so its interior holds what a kernel that arrives later hands on (split.plan_artifacts).
     probe_gains: tuple[float, ...] = SEGMENT_PROBE_GAINS
+    # The bundle's version (devices refuse one not above their security counter); None: one more than the
+    # newest the keys folder signed for this target (contracts.bundle.next_version), recorded there.
+    version: int | None = None
     # The beats the kernels are for (a patient's window): the kernels' interior grids are calibrated on
     # them, and the kernels are judged on them first (PTQ tolerance, parity, reference vectors).
     kernel_beats: EvalSet | None = None
@@ -1251,13 +1254,14 @@ def _write_bundle(
     report: BuildReport, req: BuildRequest, files: dict[str, bytes], manifest: dict[str, Any], key: Any
 ) -> Path:
     """Sign and write the bundle with the contracts' writer; the report travels inside as report.json."""
-    from kasmina_edge.contracts.bundle import write_bundle
+    from kasmina_edge.contracts.bundle import next_version, record_signed_version, write_bundle
 
     out = req.out_path()
+    version = req.version if req.version is not None else next_version(str(manifest["target"]), req.keys)
     files = dict(files)
     report.bundle = str(out)
     report.signed = True
-    manifest = {**manifest, "pending": list(report.pending)}
+    manifest = {**manifest, "pending": list(report.pending), "version": version}
     report_json = json.dumps(report.to_dict(), indent=2, default=str).encode()
     files["report.json"] = report_json
     manifest["artifacts"] = [
@@ -1272,6 +1276,8 @@ def _write_bundle(
         },
     ]
     signed = write_bundle(out, manifest, files, keys=key)
+    record_signed_version(signed.target, signed.version, signed.bundle_id, req.keys, kind=signed.kind)
     report.bundle_bytes = out.stat().st_size
+    report.notes.append(f"version {signed.version} (devices refuse it once they run this version or newer)")
     report.notes.append(f"bundle id {signed.bundle_id}")
     return out

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -60,6 +61,58 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     """First 16 hex digits of the SHA-256 of the raw public key."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions the keys folder has signed (the default of `build --version`)
+
+SIGNED_VERSIONS_NAME = "signed-versions.json"
+
+
+def keys_folder(keys: Path | None = None) -> Path:
+    """The keys folder itself, for a folder or a PEM file inside it (default: the keys folder)."""
+    path = Path(keys) if keys is not None else default_keys_dir()
+    return path if path.is_dir() or path.suffix not in (".key", ".pem", ".pub") else path.parent
+
+
+def signed_versions(keys: Path | None = None) -> dict[str, Any]:
+    """``{target: {"newest": N, "bundles": [...]}}`` as recorded in the keys folder (empty when none)."""
+    path = keys_folder(keys) / SIGNED_VERSIONS_NAME
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SigningKeyError(f"{path}: not a readable version record ({exc})") from None
+    targets = raw.get("targets") if isinstance(raw, dict) else None
+    if not isinstance(targets, dict):
+        raise SigningKeyError(f"{path}: no 'targets' object")
+    return targets
+
+
+def next_version(target: str, keys: Path | None = None) -> int:
+    """One more than the newest version the keys folder signed for ``target`` (1 for the first)."""
+    entry = signed_versions(keys).get(target) or {}
+    return int(entry.get("newest") or 0) + 1
+
+
+def record_signed_version(
+    target: str, version: int, bundle_id: str | None, keys: Path | None = None, *, kind: str = "full"
+) -> Path:
+    """Note a signed bundle in the keys folder's record; ``newest`` never goes down."""
+    folder = keys_folder(keys)
+    targets = signed_versions(folder)
+    entry = dict(targets.get(target) or {})
+    entry["newest"] = max(int(entry.get("newest") or 0), int(version))
+    entry["bundles"] = [
+        *list(entry.get("bundles") or [])[-99:],
+        {"version": int(version), "bundle_id": bundle_id, "kind": kind,
+         "signed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    ]
+    targets[target] = entry
+    path = folder / SIGNED_VERSIONS_NAME
+    _atomic_write(path, (json.dumps({"targets": targets}, indent=1, sort_keys=True) + "\n").encode())
+    return path
 
 
 def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -104,9 +104,9 @@ def test_nan_kernel_is_caught_and_no_prediction_is_lost(devices: Path, bundles: 
 def test_cli_errors_are_one_line(devices: Path, tmp_path: Path) -> None:
     env = {**os.environ, "KASMINA_DEVICES_DIR": str(devices)}
     for args, needle in (
-        (["flash", str(tmp_path / "none.kedge"), "--device", "emu://a"], "no such bundle"),
+        (["flash", str(tmp_path / "none.kedge"), "--device", "emu://a"], "none.kedge: no such"),
         (["run", "--device", "usb://a", "--ecg", "synthetic:clean"], "--device"),
-        (["run", "--device", "emu://ghost", "--ecg", "synthetic:clean?minutes=0.1"], "never been flashed"),
+        (["run", "--device", "emu://ghost", "--ecg", "synthetic:clean?minutes=0.1"], "emu://ghost: no such device"),
     ):
         proc = subprocess.run([sys.executable, "-m", "kasmina_edge.cli.app", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
