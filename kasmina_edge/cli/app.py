@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from typing import Any, NoReturn
 
 import typer
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from kasmina_edge import __version__
 from kasmina_edge.cli import catalog, demo, ecg
@@ -13,7 +17,43 @@ from kasmina_edge.cli.common import EXIT_USER_ERROR, add_pending, err_console
 from kasmina_edge.cli.home import apply_home
 from kasmina_edge.contracts.errors import KasminaError
 
+
+class OneLineErrors(TyperGroup):
+    """The app's top group: a bad or missing option (typer/click's checks and ours, all before any work) is
+    one line on stderr and exit 2, not a usage panel; the same under `CliRunner` as from the console script."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from typer._click import exceptions as click_exc
+        from typer.exceptions import Abort
+
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click_exc.NoArgsIsHelpError as exc:  # `kasmina-edge` or `kasmina-edge ecg` alone: the help
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)
+            sys.exit(exc.exit_code)
+        except click_exc.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            _error(exc.format_message() + hint)
+        except click_exc.ClickException as exc:
+            _error(exc.format_message())
+        except Abort:
+            err_console.print("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _error(message: str) -> NoReturn:
+    """One red line (whitespace folded, [brackets] in values not read as markup) and exit 2."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_USER_ERROR)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="kasmina-edge",
     help="Grow and adapt small ECG networks from host to edge device.",
     no_args_is_help=True,
@@ -100,58 +140,30 @@ app.command(name="demo", help="Run the whole path that exists so far, end to end
 
 
 def main() -> None:
-    """The console script: every error a user can cause is one line on stderr and exit 2, never a traceback."""
-    import os
-
-    from typer._click import exceptions as click_exc
-    from typer.exceptions import Abort as TyperAbort
-
+    """The console script: every error a user can cause (a KasminaError, a path or port the system refuses)
+    is one line on stderr and exit 2, never a traceback; a bug is one line and exit 1 (KASMINA_VERBOSE=1
+    shows its traceback). Option errors are already one line (:class:`OneLineErrors`)."""
     verbose = bool(os.environ.get("KASMINA_VERBOSE"))
     try:
-        rv = app(standalone_mode=False)
-    except click_exc.NoArgsIsHelpError as exc:  # `kasmina-edge` or `kasmina-edge ecg` alone: the help
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(exc)
-        sys.exit(exc.exit_code)
-    except click_exc.UsageError as exc:  # a bad or missing option: typer/click checks, before any work
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        err_console.print(f"[bold red]error:[/] {_escape(exc.format_message())}{hint}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USER_ERROR)
-    except click_exc.ClickException as exc:
-        err_console.print(f"[bold red]error:[/] {_escape(exc.format_message())}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USER_ERROR)
-    except TyperAbort:
-        err_console.print("aborted")
-        sys.exit(1)
+        app()
     except KasminaError as exc:
-        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USER_ERROR)
+        _error(str(exc))
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except OSError as exc:  # a path or a port the user gave: one line (KASMINA_VERBOSE=1 shows the traceback)
+    except OSError as exc:  # a path or a port the user gave
         if verbose:
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"[bold red]error:[/] {_escape(where + (exc.strerror or str(exc)))}", highlight=False,
-                          soft_wrap=True)  # fmt: skip
-        sys.exit(EXIT_USER_ERROR)
-    except Exception as exc:  # a bug, not the user's doing: still one line, exit 1, the traceback on request
+        _error((f"{exc.filename}: " if exc.filename else "") + (exc.strerror or str(exc)))
+    except Exception as exc:  # a bug, not the user's doing: still one line, the traceback on request
         if verbose:
             raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {_escape(str(exc).splitlines()[0] if str(exc) else '')} "
-            "(a bug: please report it; KASMINA_VERBOSE=1 shows the traceback)", highlight=False, soft_wrap=True,
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(first)} (a bug: please report it; "
+            "KASMINA_VERBOSE=1 shows the traceback)", highlight=False, soft_wrap=True,
         )  # fmt: skip
         sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(" ".join(text.split()))  # one line, and [brackets] in values are not markup
 
 
 if __name__ == "__main__":

@@ -44,18 +44,26 @@ non_negative = number(low=0)
 positive_seconds = number(low=0, low_open=True, what="s")
 non_negative_seconds = number(low=0, what="s")
 at_least_one = number(low=1)
-sample_rate = number(low=50, high=10_000, what="Hz")  # the rates the readers resample between
 tcp_port = number(low=1, high=65_535)
 
 
-def choice(options: Iterable[str]) -> Callable[[str | None], str | None]:
+def sample_rate(value: float | None) -> float | None:
+    """A rate the readers can resample to (50-10000 Hz)."""
+    if value is not None and not (math.isfinite(value) and 50 <= value <= 10_000):
+        raise typer.BadParameter(f"{value:g} Hz is not supported (a sample rate of 50-10000 Hz)")
+    return value
+
+
+
+
+def choice(options: Iterable[str], what: str = "value") -> Callable[[str | None], str | None]:
     """One of ``options`` (case as given); None passes."""
     allowed = tuple(options)
 
     def check(value: str | None) -> str | None:
         if value is None or value in allowed:
             return value
-        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(allowed)}")
+        raise typer.BadParameter(f"unknown {what} {value!r}; choose one of: {', '.join(allowed)}")
 
     return check
 
@@ -69,7 +77,7 @@ def _nearest_existing(path: Path) -> Path:
 
 def _writable_under(path: Path) -> None:
     """The nearest existing folder above ``path`` must be a writable folder (so ``mkdir -p`` can work)."""
-    base = _nearest_existing(path.parent if not path.exists() else path)
+    base = _nearest_existing(path.parent)
     if not base.is_dir():
         raise typer.BadParameter(f"{path}: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
@@ -98,7 +106,7 @@ def output_dir(path: Path | None) -> Path | None:
         return path
     if path.exists() and not path.is_dir():
         raise typer.BadParameter(f"{path} is a file, not a folder")
-    _writable_under(path / "x")
+    _writable_under(path / "x")  # the folder itself, or the nearest one above it that exists
     return path
 
 

@@ -110,7 +110,7 @@ def run(
     static: bool = typer.Option(False, "--static", help="The base model alone: no kernel live at boot, none swapped in."),
     kernels: str = typer.Option(
         "xnnpack", "--kernels", help="LiteRT kernels: xnnpack, builtin or reference.",
-        callback=checks.choice(("xnnpack", "builtin", "reference")),
+        callback=checks.choice(("xnnpack", "builtin", "reference"), "kernels"),
     ),
     link: str = typer.Option(None, "--link", help="Telemetry over this network profile, e.g. lorawan-eu868-dr0 (NAME:FAULTS adds faults)."),
     mqtt: str = typer.Option(None, "--mqtt", help="Publish telemetry to this broker, e.g. mqtt://127.0.0.1:1883."),
@@ -231,10 +231,21 @@ def run_device(
     finally:
         if transport is not None:
             transport.close()
+    _append_source(out, ecg, start, seconds)
     _print_summary(con, summary, out)
     if summary.telemetry is not None:
         con.print("telemetry: " + ", ".join(f"{k} {v}" for k, v in summary.telemetry.items()))
     return summary
+
+
+def _append_source(out: Path, ecg: str, start: float, seconds: float | None) -> None:
+    """What was streamed, in the run's own log: `evaluate` compares it with the record it is given and
+    takes the start from it (rather than guessing the offset)."""
+    import json
+
+    if out.is_file():
+        with out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": "source", "spec": ecg, "from_s": start, "seconds": seconds}) + "\n")
 
 
 def _charge_pct(charge: float) -> str:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console, fail
 from kasmina_edge.contracts.errors import KasminaError
 
@@ -41,6 +42,12 @@ def _parse_levels(levels: list[str]) -> dict[str, float]:
     return out
 
 
+def _scenario_name(name: str) -> str:
+    from kasmina_edge.ecg.scenarios import SCENARIOS
+
+    return checks.choice(SCENARIOS, "scenario")(name) or name
+
+
 @app.command("scenarios")
 def scenarios() -> None:
     """List the named synthetic scenarios and their levels."""
@@ -57,11 +64,17 @@ def scenarios() -> None:
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Option(..., "--out", help="Folder for the WFDB record (.hea/.dat/.atr and labels)."),
-    scenario: str = typer.Option("noisy-walk", "--scenario", help="Scenario name (see `ecg scenarios`)."),
-    minutes: float = typer.Option(10.0, "--minutes", help="Length in minutes."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same record."),
-    fs: float = typer.Option(360.0, "--fs", help="Sample rate in Hz."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for the WFDB record (.hea/.dat/.atr and labels).", callback=checks.output_dir
+    ),
+    scenario: str = typer.Option(
+        "noisy-walk", "--scenario", help="Scenario name (see `ecg scenarios`).", callback=_scenario_name
+    ),
+    minutes: float = typer.Option(
+        10.0, "--minutes", help="Length in minutes.", callback=checks.number(low=0, low_open=True, high=24 * 60, what="min")
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same record.", callback=checks.non_negative),
+    fs: float = typer.Option(360.0, "--fs", help="Sample rate in Hz (50-10000).", callback=checks.sample_rate),
     level: list[str] = typer.Option([], "--level", help="Scenario level NAME=DB, e.g. snr_db=0 (repeatable)."),
 ) -> None:
     """Write a labelled synthetic ECG record in WFDB format."""
@@ -70,6 +83,10 @@ def synth(
         from kasmina_edge.ecg.wfdb_io import write_wfdb
 
         levels = _parse_levels(level)
+        try:  # the folder first: a place that cannot be written fails before minutes of synthesis
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KasminaError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task(f"generating {scenario} ({minutes:g} min)", total=2)
@@ -92,10 +109,12 @@ def synth(
 @app.command("plot")
 def plot(
     source: str = typer.Argument(..., help=SOURCE_HELP),
-    out: Path = typer.Option(..., "--out", help="Image file (.png, .svg or .pdf)."),
-    start: float = typer.Option(0.0, "--from", help="Start, seconds into the source."),
-    seconds: float = typer.Option(10.0, "--seconds", help="Length of the strip in seconds."),
-    fs: float = typer.Option(360.0, "--fs", help="Rate to read the source at (Hz)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Image file (.png, .svg or .pdf).", callback=checks.output_file(".png", ".svg", ".pdf")
+    ),
+    start: float = typer.Option(0.0, "--from", help="Start, seconds into the source.", callback=checks.non_negative_seconds),
+    seconds: float = typer.Option(10.0, "--seconds", help="Length of the strip in seconds.", callback=checks.positive_seconds),
+    fs: float = typer.Option(360.0, "--fs", help="Rate to read the source at (Hz, 50-10000).", callback=checks.sample_rate),
 ) -> None:
     """Draw an ECG strip with beats, classes and artifact spans marked."""
     with user_errors():
@@ -118,9 +137,11 @@ def plot(
 def stats(
     source: str = typer.Argument(..., help=SOURCE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    start: float = typer.Option(0.0, "--from", help="Start, seconds into the source."),
-    seconds: float = typer.Option(None, "--seconds", help="Length in seconds (default: to the end)."),
-    fs: float = typer.Option(360.0, "--fs", help="Rate to read the source at (Hz)."),
+    start: float = typer.Option(0.0, "--from", help="Start, seconds into the source.", callback=checks.non_negative_seconds),
+    seconds: float = typer.Option(
+        None, "--seconds", help="Length in seconds (default: to the end).", callback=checks.positive_seconds
+    ),
+    fs: float = typer.Option(360.0, "--fs", help="Rate to read the source at (Hz, 50-10000).", callback=checks.sample_rate),
 ) -> None:
     """Heart rate, HRV, beat classes and (with reference annotations) QRS detector Se/+P."""
     with user_errors():

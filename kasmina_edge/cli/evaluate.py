@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kasmina_edge.cli.common import console
+from kasmina_edge.cli import checks
+from kasmina_edge.cli.common import console, err_console
 
 if TYPE_CHECKING:
     from kasmina_edge.ecg.evaluate import Evaluation
@@ -29,24 +30,29 @@ def _pct(v: float) -> str:
 
 
 def summary_table(
-    evaluations: list[Evaluation], title: str = "beat-by-beat evaluation (AAMI classes, %)"
+    evaluations: list[Evaluation], title: str = "beat-by-beat evaluation, % (AAMI classes)"
 ) -> Table:
+    """One row per record (and the gross pool): each class cell holds Se/+P, then F1 and the class's
+    reference beats on the lines below, so the table reads at 80 columns."""
+    from rich import box
+
     from kasmina_edge.ecg.evaluate import REPORTED_CLASSES
 
-    t = Table(title=title)
-    t.add_column("record")
-    t.add_column("beats", justify="right")
-    t.add_column("det Se/+P", justify="right")
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
+              caption="class cells: Se/+P, then F1, then n (reference beats); QRS: beat detection Se/+P",
+              caption_justify="left")  # fmt: skip
+    t.add_column("record", no_wrap=True)
+    t.add_column("beats", justify="right", no_wrap=True)
+    t.add_column("QRS", justify="right", no_wrap=True)
     for c in REPORTED_CLASSES:
-        t.add_column(f"{c} n", justify="right")
-        t.add_column(f"{c} Se/+P/F1", justify="right")
-    t.add_column("macro-F1", justify="right")
+        t.add_column(c, justify="right", no_wrap=True)
+    t.add_column("macro-F1", justify="right", no_wrap=True)
     for ev in evaluations:
         row = [ev.name, f"{ev.reference_beats:,}", f"{_pct(ev.beat_se)}/{_pct(ev.beat_ppv)}"]
         for c in REPORTED_CLASSES:
-            row += [str(ev.support(c)), f"{_pct(ev.se(c))}/{_pct(ev.ppv(c))}/{_pct(ev.f1(c))}"]
+            row.append(f"{_pct(ev.se(c))}/{_pct(ev.ppv(c))}\nF1 {_pct(ev.f1(c))}\n[dim]n {ev.support(c):,}[/]")
         row.append(f"[bold]{_pct(ev.macro_f1())}")
-        t.add_row(*row)
+        t.add_row(*row, end_section=True)
     return t
 
 
@@ -127,6 +133,7 @@ def run_evaluate(
     from kasmina_edge.contracts.errors import KasminaError
     from kasmina_edge.ecg.evaluate import (
         MIN_ALIGNED,
+        coverage,
         estimate_offset,
         evaluate_record,
         gross,
@@ -142,13 +149,27 @@ def run_evaluate(
         )
     if start is not None and start < 0:
         raise KasminaError(f"--from {start}: must be >= 0 seconds")
+    if start is not None and end is not None and end <= start:
+        raise KasminaError(f"--to {end:g}: must be after --from {start:g}")
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise KasminaError(f"--plot {plot}: use a .png, .svg or .pdf file name")
     evals: list[Evaluation] = []
+    warnings: list[str] = []
     for spec, pred_path in zip(records, predictions, strict=True):
         preds = read_predictions(pred_path)
-        rec = open_source(spec).record()
+        source = open_source(spec)
+        rec = source.record()
         if rec is None or rec.beats is None or len(rec.beats) == 0:
             raise KasminaError(f"{spec}: no reference beat annotations (a WFDB record needs its .atr file)")
-        if start is None:
+        logged = run_source(pred_path)
+        ran_on = logged.get("spec") or preds.source
+        if ran_on is not None and _record_name(str(ran_on)) != _record_name(spec):
+            warnings.append(f"{pred_path} is a run on {ran_on}, not on {spec}: its beats are scored against "
+                            "another record's annotations")  # fmt: skip
+        from_s = logged.get("from_s")
+        if start is None and isinstance(from_s, int | float) and not isinstance(from_s, bool):
+            offset = int(round(float(from_s) * rec.fs))  # the run log says where the stream began
+        elif start is None:
             offset, frac = estimate_offset(rec.beats.samples, preds.samples, rec.fs)
             if frac < MIN_ALIGNED:
                 raise KasminaError(
@@ -157,6 +178,16 @@ def run_evaluate(
                 )
         else:
             offset = int(round(start * rec.fs))
+        if start is not None and isinstance(from_s, int | float) and abs(float(from_s) - start) > 0.5:
+            warnings.append(f"{pred_path}: the run log says the stream began at {from_s:g} s, not --from {start:g}")
+        cover = coverage(rec.beats, preds.samples, rec.fs, offset_samples=offset, start_s=offset / rec.fs, end_s=end)
+        if cover.truncated:
+            lo, hi = cover.scored_s
+            warnings.append(
+                f"{pred_path} covers {100 * cover.fraction:.0f} % of {rec.name}'s scored beats: its predictions stop "
+                f"at {cover.predicted_until_s:,.0f} s of {lo:,.0f}-{hi:,.0f} s (a run cut short?); the rest count as "
+                "missed (--to SECONDS scores only the span it covers)"
+            )
         # the stream began at the offset: score from there to --to (or the end)
         ev = evaluate_record(
             rec.beats,
@@ -175,6 +206,8 @@ def run_evaluate(
     for ev in evals:
         if ev.offset_samples:
             con.print(f"{ev.name}: predictions aligned {ev.offset_samples / ev.fs:.1f} s into the record")
+    for line in warnings:
+        err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if json_out is not None:
         import json
 
@@ -189,22 +222,53 @@ def run_evaluate(
     return shown
 
 
+def run_source(path: Path) -> dict[str, object]:
+    """The ``source`` record `kasmina-edge run` appends to its log (the --ecg spec, --from, --seconds), if any."""
+    import json
+
+    found: dict[str, object] = {}
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if '"source"' not in line or '"event"' not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("event") == "source":
+                found = rec  # the last run appended to the log
+    return found
+
+
+def _record_name(spec: str) -> str:
+    """'wfdb:../shared/data/mitdb/100' and '100' both name record 100; 'synthetic:noisy-walk?minutes=2' → the scenario."""
+    kind, sep, rest = spec.partition(":")
+    body = rest if sep and kind in ("wfdb", "csv", "synthetic") else spec
+    return f"{kind if sep else ''}:{Path(body.split('?')[0]).stem}" if kind == "synthetic" else Path(body.split("?")[0]).stem
+
+
 def evaluate(
     records: list[str] = typer.Argument(
         ..., help="Reference record(s): wfdb:PATH (with its .atr annotations)."
     ),
     predictions: list[Path] = typer.Option(
-        ..., "--predictions", help="Run log (JSON lines) per record, in order."
+        ..., "--predictions", help="Run log (JSON lines) per record, in order.",
+        callback=checks.list_of(checks.json_lines_input),
     ),
     start: float = typer.Option(
-        None, "--from", help="Where the run began in the record, seconds (default: aligned)."
+        None, "--from", help="Where the run began in the record, seconds (default: the run log's, else aligned).",
+        callback=checks.non_negative_seconds,
     ),
-    end: float = typer.Option(None, "--to", help="Score beats before this many seconds into the record."),
+    end: float = typer.Option(
+        None, "--to", help="Score beats before this many seconds into the record.", callback=checks.positive_seconds
+    ),
     json_out: Path = typer.Option(
-        None, "--json", help="Write the figures (and confusion matrices) as JSON here."
+        None, "--json", help="Write the figures (and confusion matrices) as JSON here.",
+        callback=checks.output_file(".json"),
     ),
     plot: Path = typer.Option(
-        None, "--plot", help="Draw the (gross) confusion matrix to this .png/.svg/.pdf."
+        None, "--plot", help="Draw the (gross) confusion matrix to this .png/.svg/.pdf.",
+        callback=checks.output_file(".png", ".svg", ".pdf"),
     ),
 ) -> None:
     """Beat-by-beat evaluation (150 ms match window): Se, +P and F1 per AAMI class N/S/V/F, gross over records."""

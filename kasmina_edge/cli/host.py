@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console, fail
 
 if TYPE_CHECKING:
@@ -42,11 +43,25 @@ def metrics_table(title: str, m: ClassMetrics) -> Table:
 
 
 def _progress(con: Console) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Description, bar, 'done/total' (only where the total is known: no '0/?'), what it is doing, elapsed
+    and (where the total is known) time remaining."""
+    from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text("" if task.total is None else f"{int(task.completed)}/{int(task.total)}")
+
+    class Remaining(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            left = task.time_remaining
+            if task.total is None or task.finished or left is None:
+                return Text("")
+            return Text(f"~{int(left) // 60}:{int(left) % 60:02d} left", style="cyan")
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=con, transient=False,
+        TextColumn("{task.description}"), BarColumn(bar_width=20), Count(), TimeElapsedColumn(), Remaining(),
+        TextColumn("{task.fields[info]}"), console=con, transient=False,
     )  # fmt: skip
 
 
@@ -175,11 +190,18 @@ def run_train(
             raise KasminaError(
                 f"--resume: the checkpoint was trained on --data {resumed['data']}, not {spec.text}"
             )
-        plan = plan_split(
-            spec, records=parse_record_names(records, "--records"),
-            val_records=parse_record_names(val_records, "--val-records"), seed=cfg.seed, lead=lead,
-            unknown="skip" if skip_unknown_symbols else "error",
-        )  # fmt: skip
+        try:
+            plan = plan_split(
+                spec, records=parse_record_names(records, "--records"),
+                val_records=parse_record_names(val_records, "--val-records"), seed=cfg.seed, lead=lead,
+                unknown="skip" if skip_unknown_symbols else "error",
+            )  # fmt: skip
+        except KasminaError as exc:
+            from kasmina_edge.host.records import RECORD_SETS
+
+            if "is not in" not in str(exc):
+                raise
+            raise KasminaError(f"{exc}; or a named set: {', '.join(RECORD_SETS)}") from None
         if resumed is not None and resumed.get("train_records") not in (None, plan.train):
             raise KasminaError(
                 "--resume: the checkpoint was trained on other records (give the same --records)"
@@ -199,6 +221,8 @@ def run_train(
         f"seed {cfg.seed}, "
         f"{threads} thread(s)"
     )
+    if config != "tiny":
+        con.print(f"[dim]{_duration_note(plan is None)}[/]")
     t0 = time.perf_counter()
     split = None
     with _progress(con) as prog:
@@ -252,6 +276,15 @@ def run_train(
     return result
 
 
+# measured on 2 shared cores (2026-12): the default preset on the 22 DS1 records
+DS1_TRAIN_MINUTES = 19
+
+
+def _duration_note(synthetic: bool) -> str:
+    took = "several minutes" if synthetic else f"~{DS1_TRAIN_MINUTES} min on 2 cores for the 22 DS1 records"
+    return f"the default preset takes {took} (the bar shows what is left); --preset tiny trains in seconds"
+
+
 def train(
     data: str = typer.Option(
         None,
@@ -277,17 +310,29 @@ def train(
         help="Leave out beats whose annotation symbol has no AAMI class (default: refuse the record).",
     ),
     config: str = typer.Option(
-        "default", "--preset", "--config", help="Model and training preset: default or tiny."
+        "default", "--preset", "--config", help="Model and training preset: default (minutes) or tiny (seconds).",
+        callback=checks.choice(("default", "tiny"), "preset"),
     ),
-    patients: int = typer.Option(None, "--patients", help="Synthetic patients (split patient-wise)."),
-    minutes: float = typer.Option(None, "--minutes", help="Minutes of ECG per synthetic patient."),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs (with --resume: the new total)."),
-    seed: int = typer.Option(None, "--seed", help="Seed for data, split, initialisation and batch order."),
+    patients: int = typer.Option(
+        None, "--patients", help="Synthetic patients (split patient-wise; at least 2).", callback=checks.number(low=2)
+    ),
+    minutes: float = typer.Option(
+        None, "--minutes", help="Minutes of ECG per synthetic patient.", callback=checks.number(low=0, low_open=True, what="min")
+    ),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Training epochs, at least 1 (with --resume: the new total).", callback=checks.at_least_one
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed for data, split, initialisation and batch order.", callback=checks.non_negative
+    ),
     out: Path = typer.Option(
-        Path("runs/base.pt"), "--out", help="Checkpoint to write (atomically, every epoch)."
+        Path("runs/base.pt"), "--out", help="Checkpoint to write (atomically, every epoch).",
+        callback=checks.output_file(),
     ),
-    resume: Path = typer.Option(None, "--resume", help="Continue from this checkpoint."),
-    log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: beside --out)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue from this checkpoint.", callback=checks.input_file),
+    log: Path = typer.Option(
+        None, "--log", help="JSON-lines experiment log (default: beside --out).", callback=checks.output_file()
+    ),
 ) -> None:
     """Train the base ECG beat classifier on annotated WFDB records (--data wfdb:DIR) or synthetic patients."""
     from kasmina_edge.contracts.errors import KasminaError
@@ -460,22 +505,34 @@ def run_morph_command(
 
 def morph(
     checkpoint: Path = typer.Option(
-        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt)."
+        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt).",
+        callback=checks.input_file,
     ),
     conditions: str = typer.Option(None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient."),
     out: Path = typer.Option(
         None, "--out", help="Seed library folder (default runs/seeds); with --patient the bundle (seed-REC.kedge)."
     ),
-    target: str = typer.Option("edgetpu", "--target", help="Target whose op set and budget limit the seeds (or host)."),
-    preset: str = typer.Option("default", "--preset", help="Morph budget preset: default or tiny."),
-    seed: int = typer.Option(None, "--seed", help="Seed for data, seeds and Tamiyo."),
-    patients: int = typer.Option(None, "--patients", help="Training patients to adapt on (default: all the checkpoint's)."),
+    target: str = typer.Option(
+        "edgetpu", "--target", help="Target whose op set and budget limit the seeds: edgetpu, cortex-m, linux-arm, "
+        "x86 (or host).", callback=checks.choice(("edgetpu", "cortex-m", "linux-arm", "x86", "host"), "target"),
+    ),
+    preset: str = typer.Option(
+        "default", "--preset", help="Morph budget preset: default or tiny.", callback=checks.choice(("default", "tiny"), "preset")
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed for data, seeds and Tamiyo.", callback=checks.non_negative),
+    patients: int = typer.Option(
+        None, "--patients", help="Training patients to adapt on, at least 1 (default: all the checkpoint's).",
+        callback=checks.at_least_one,
+    ),
     minutes: float = typer.Option(
-        None, "--minutes", help="Minutes per patient (default: the checkpoint's); with --patient the window (5)."
+        None, "--minutes", help="Minutes per patient (default: the checkpoint's); with --patient the window (5).",
+        callback=checks.number(low=0, low_open=True, what="min"),
     ),
     report: bool = typer.Option(False, "--report", help="Also print the lifecycle trace of every seed."),
     resume: bool = typer.Option(False, "--resume", help="Skip the conditions already done in --out."),
-    log: Path = typer.Option(None, "--log", help="JSON-lines experiment log (default: OUT/morph.jsonl)."),
+    log: Path = typer.Option(
+        None, "--log", help="JSON-lines experiment log (default: OUT/morph.jsonl).", callback=checks.output_file()
+    ),
     reward: str = typer.Option(
         None, "--reward", help="Tamiyo's reward weights: accuracy, params, latency, drift, safety (e.g. params=2)."
     ),
@@ -483,12 +540,28 @@ def morph(
         None, "--patient", help="Grow a seed for this patient (wfdb:PATH, annotated) and write a kernel-only bundle."
     ),
     base_bundle: Path = typer.Option(
-        None, "--base-bundle", help="With --patient: the base bundle on the device (its site grids are used)."
+        None, "--base-bundle", help="With --patient: the base bundle on the device (its site grids are used).",
+        callback=checks.input_file,
     ),
-    keys: Path = typer.Option(None, "--keys", help="With --patient: signing keys folder (default: the user's)."),
+    keys: Path = typer.Option(
+        None, "--keys", help="With --patient: signing keys folder (default: the user's).", callback=checks.input_path
+    ),
 ) -> None:
     """Grow seed kernels per signal condition and write the seed library; or, with --patient, one
     patient's seed as a signed kernel-only bundle."""
+    if patient is None:
+        given = [flag for flag, v in (("--base-bundle", base_bundle), ("--keys", keys)) if v is not None]
+        if given:
+            fail(f"{', '.join(given)}: only with --patient")
+    else:
+        only_conditions = [flag for flag, v in (("--conditions", conditions), ("--patients", patients),
+                           ("--reward", reward), ("--resume", resume or None), ("--report", report or None))
+                           if v is not None]  # fmt: skip
+        if only_conditions:
+            fail(f"{', '.join(only_conditions)}: not with --patient (it grows one patient's seed)")
+        if out is not None and out.suffix != ".kedge":
+            fail(f"--out {out}: with --patient the output is a bundle: give a .kedge file name")
+        checks.output_file(".kedge")(out)
     if patient is not None:
         # a seed the gates culled writes no bundle: said in one line, and not an error (the base stays)
         run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"), out=out,
@@ -499,6 +572,7 @@ def morph(
         from kasmina_edge.contracts.errors import KasminaError
 
         raise KasminaError("--checkpoint is required (a base checkpoint from `kasmina-edge train`)")
+    checks.output_dir(out)
     run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out or Path("runs/seeds"),
                       target=target, preset=preset, seed=seed, patients=patients, minutes=minutes, resume=resume,
                       report=report, log=log, reward=reward)  # fmt: skip

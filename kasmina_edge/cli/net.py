@@ -53,32 +53,21 @@ def _tls(ca: Path | None, cert: Path | None, key: Path | None) -> Any:
     return TlsFiles(ca, cert, key)
 
 
-def _monitor_table(summary: dict[str, Any]) -> Table:
-    t = Table(
-        title=f"monitor: {summary['messages']:,} messages, {summary['records']:,} records, "
-        f"{summary['duplicates']:,} duplicates, {summary['bad_messages']:,} bad"
-    )
-    for col in (
-        "device",
-        "link",
-        "status",
-        "records",
-        "missing",
-        "dropped",
-        "dup",
-        "bad",
-        "loss",
-        "airtime/h",
-        "duty left",
-        "latency p50",
-        "battery",
-        "seed stages",
-    ):
-        t.add_column(col, justify="left" if col in ("device", "link", "status", "seed stages") else "right")
+MONITOR_COLUMNS = (
+    "device", "link", "status", "records", "missing", "dropped", "dup", "bad", "loss", "airtime/h", "duty left",
+    "latency p50", "battery", "seed stages",
+)  # fmt: skip
+
+
+def _monitor_table(summary: dict[str, Any], width: int = 80) -> Table:
+    """One row per device where the terminal is wide enough; else one column (or one block) per device."""
+    from kasmina_edge.cli.tables import adaptive
+
+    rows = []
     for name, d in summary["devices"].items():
         duty = d["duty_cycle_left"]
         lat = d["link_latency_median_s"]
-        t.add_row(
+        rows.append([
             name,
             d["link"],
             d["status"],
@@ -93,8 +82,13 @@ def _monitor_table(summary: dict[str, Any]) -> Table:
             "-" if lat is None else f"{lat:.3f} s",
             "-" if d["battery_pct"] is None else f"{d['battery_pct']} %",
             " ".join(f"{k}:{v}" for k, v in sorted(d["stages"].items())) or "-",
-        )
-    return t
+        ])  # fmt: skip
+    title = (
+        f"monitor: {summary['messages']:,} messages, {summary['records']:,} records, "
+        f"{summary['duplicates']:,} duplicates, {summary['bad_messages']:,} bad"
+    )
+    right = [c for c in MONITOR_COLUMNS if c not in ("device", "link", "status", "seed stages")]
+    return adaptive(title, MONITOR_COLUMNS, rows, width=width, right=right)
 
 
 def run_monitor(
@@ -137,7 +131,7 @@ def run_monitor(
     if live and not as_json and con.is_terminal:
         from rich.live import Live
 
-        live_ctx = Live(_monitor_table(service.summary()), console=con, refresh_per_second=2)
+        live_ctx = Live(_monitor_table(service.summary(), con.width), console=con, refresh_per_second=2)
         live_ctx.start()
     else:
         err_console.print(
@@ -147,7 +141,7 @@ def run_monitor(
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.25)
             if live_ctx is not None:
-                live_ctx.update(_monitor_table(service.summary()))
+                live_ctx.update(_monitor_table(service.summary(), con.width))
     except KeyboardInterrupt:
         pass
     finally:
@@ -158,7 +152,7 @@ def run_monitor(
     if as_json:
         sys.stdout.write(json.dumps({"summary": summary}, separators=(",", ":"), default=str) + "\n")
     else:
-        con.print(_monitor_table(summary))
+        con.print(_monitor_table(summary, con.width))
     return summary
 
 
@@ -462,7 +456,7 @@ def demo_step(con: Console, workdir: Path) -> None:
         time.sleep(0.3)
         summary = service.summary()
         service.close()
-    con.print(_monitor_table(summary))
+    con.print(_monitor_table(summary, con.width))
     dev = summary["devices"].get("patch-01", {})
     con.print(
         f"monitor received {dev.get('records', 0)} records in {dev.get('uplinks', 0)} uplinks "

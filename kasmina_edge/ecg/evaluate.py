@@ -395,3 +395,44 @@ def read_predictions(path: str | Path) -> Predictions:
     if not samples:
         raise EvaluationError(f"{p}: no beat predictions (no {{'event': 'beat'}} records)")
     return Predictions(np.asarray(samples, dtype=np.int64), classes, source)
+
+
+# ----------------------------------------------------------------------------------- coverage
+
+COVERAGE_WARN = 0.9  # predictions that stop before 90 % of the scored span: a truncated or interrupted run
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the scored span of the record the predictions reach (a run cut short scores its
+    missing beats as missed, which reads as a bad classifier rather than a short file)."""
+
+    fraction: float  # of the reference beats in the scored span, those before the last prediction (+ window)
+    scored_s: tuple[float, float]  # the span scored, seconds into the record
+    predicted_until_s: float  # the last prediction, seconds into the record
+
+    @property
+    def truncated(self) -> bool:
+        return self.fraction < COVERAGE_WARN
+
+
+def coverage(
+    reference: Beats,
+    pred_samples: np.ndarray,
+    fs: float,
+    *,
+    offset_samples: int = 0,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    window_s: float = MATCH_WINDOW_S,
+) -> Coverage:
+    """The share of the reference beats in [start_s, end_s) that lie before the last prediction."""
+    ref = np.asarray(reference.samples, dtype=np.int64)
+    lo = int(round(start_s * fs))
+    hi = int(round(end_s * fs)) if end_s is not None else (int(ref.max()) + 1 if len(ref) else lo)
+    scored = ref[(ref >= lo) & (ref < hi)]
+    preds = np.asarray(pred_samples, dtype=np.int64) + int(offset_samples)
+    last = int(preds.max()) if len(preds) else lo
+    reach = last + int(round(window_s * fs))
+    fraction = float((scored <= reach).mean()) if len(scored) else 1.0
+    return Coverage(fraction, (lo / fs, hi / fs), last / fs)
