@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console, err_console
 
 if TYPE_CHECKING:
@@ -20,19 +21,29 @@ TARGETS = ("edgetpu", "cortex-m", "linux-arm", "x86")
 
 
 def build(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`."),
-    seeds: Path = typer.Option(
-        None, "--seeds", help="Seed library folder from `kasmina-edge morph` (omit: base only)."
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`.", callback=checks.input_file
     ),
-    target: str = typer.Option(..., "--target", help="edgetpu, cortex-m, linux-arm or x86."),
+    seeds: Path = typer.Option(
+        None, "--seeds", help="Seed library folder from `kasmina-edge morph` (omit: base only).",
+        callback=checks.input_dir,
+    ),
+    target: str = typer.Option(..., "--target", help="edgetpu, cortex-m, linux-arm or x86."),  # run_build checks it
     profile: str = typer.Option(None, "--profile", help="Hardware profile (default: the target's)."),
     bits: int = typer.Option(
-        8, "--bits", help="Seed kernel weights: 8 (PTQ int8) or 4 (Brevitas QAT, packed)."
+        8, "--bits", help="Seed kernel weights: 8 (PTQ int8) or 4 (Brevitas QAT, packed).",
+        callback=checks.one_of_ints(8, 4),
     ),
-    out: Path = typer.Option(None, "--out", help="Bundle to write (default: <target>.kedge)."),
+    out: Path = typer.Option(
+        None, "--out", help="Bundle to write (default: <target>.kedge).", callback=checks.output_file(".kedge")
+    ),
     explain: bool = typer.Option(False, "--explain", help="Show the build plan and stop."),
-    keys: Path = typer.Option(None, "--keys", help="Signing keys folder from `kasmina-edge keys init`."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the build report as JSON here."),
+    keys: Path = typer.Option(
+        None, "--keys", help="Signing keys folder from `kasmina-edge keys init`.", callback=checks.input_path
+    ),
+    json_out: Path = typer.Option(
+        None, "--json", help="Also write the build report as JSON here.", callback=checks.output_file(".json")
+    ),
     strict: bool = typer.Option(
         False,
         "--strict",

@@ -123,6 +123,26 @@ def input_file(path: Path | None) -> Path | None:
     return path
 
 
+def input_dir(path: Path | None) -> Path | None:
+    """An existing folder."""
+    if path is None:
+        return path
+    if not path.exists():
+        raise typer.BadParameter(f"{path}: no such folder")
+    if not path.is_dir():
+        raise typer.BadParameter(f"{path} is a file, not a folder")
+    return path
+
+
+def one_of_ints(*allowed: int) -> Callable[[int | None], int | None]:
+    def check(value: int | None) -> int | None:
+        if value is None or value in allowed:
+            return value
+        raise typer.BadParameter(f"{value} is not supported; use {' or '.join(map(str, allowed))}")
+
+    return check
+
+
 def input_path(path: Path | None) -> Path | None:
     """An existing file or folder (e.g. a keys folder or a public key PEM)."""
     if path is None:

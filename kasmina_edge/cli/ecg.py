@@ -155,8 +155,16 @@ def stats(
         result = compute_stats(record)
         if as_json:
             print(result.to_json())
-            return
-        _print_stats(console, result.to_dict(), title=f"{src.name}")
+        else:
+            _print_stats(console, result.to_dict(), title=f"{src.name}")
+        quality = result.signal_quality
+        if quality and not quality["plausible_ecg"]:
+            from kasmina_edge.cli.common import err_console
+
+            err_console.print(
+                f"[bold yellow]warning:[/] {src.name} does not look like an ECG ({'; '.join(quality['problems'])}): "
+                "the beats and heart rate above are not to be trusted", highlight=False, soft_wrap=True,
+            )  # fmt: skip
 
 
 def _fmt(value: object, digits: int = 1) -> str:
@@ -183,6 +191,12 @@ def _print_stats(out: Console, s: dict, title: str) -> None:  # type: ignore[typ
         table.add_row("QRS detector Se / +P",
                       f"{100 * s['detector_se']:.2f} % / {100 * s['detector_ppv']:.2f} % "
                       f"(TP {s['detector_tp']}, FP {s['detector_fp']}, FN {s['detector_fn']}; 150 ms window)")
+    q = s.get("signal_quality") or {}
+    if q:
+        sim = "-" if q["beat_similarity"] is None else f"{q['beat_similarity']:.2f}"
+        verdict = "plausible ECG" if q["plausible_ecg"] else "[yellow]not a plausible ECG[/]"
+        table.add_row("signal quality", f"{verdict} (QRS kurtosis {q['qrs_kurtosis']:.1f}, QRS band "
+                      f"{100 * q['qrs_band_fraction']:.0f} %, beat similarity {sim})")  # fmt: skip
     for c in s["conditions"]:
         level = f" at {c['snr_db']:g} dB" if c["snr_db"] is not None else ""
         table.add_row("condition", f"{c['label']}{level}: {c['start_s']:.1f}-{c['end_s']:.1f} s")

@@ -505,9 +505,8 @@ def run_morph_command(
 
 def morph(
     checkpoint: Path = typer.Option(
-        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt).",
-        callback=checks.input_file,
-    ),
+        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt)."
+    ),  # checked before any work by the commands themselves (tests read their KasminaError)
     conditions: str = typer.Option(None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient."),
     out: Path = typer.Option(
         None, "--out", help="Seed library folder (default runs/seeds); with --patient the bundle (seed-REC.kedge)."

@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console, fail
 from kasmina_edge.contracts.errors import KasminaError
 
@@ -34,6 +35,53 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# first bytes of files people have at hand, to say what a file is when it is not a model
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"%PDF", "a PDF document"), (b"GIF8", "a GIF image"),
+          (b"\xff\xd8\xff", "a JPEG image"), (b"\x1f\x8b", "a gzip file"), (b"PK\x03\x04", "a zip archive"),
+          (b"<", "an HTML/XML text"), (b"{", "a JSON text"))  # fmt: skip
+
+
+def _what_is(head: bytes) -> str:
+    for magic, what in _MAGIC:
+        if head.lstrip().startswith(magic):
+            return what
+    return "neither"
+
+
+def check_model_content(path: Path) -> None:
+    """A .tflite or .onnx must hold that model (FlatBuffer identifier 'TFL3'; an ONNX ModelProto with a
+    graph), a .kedge a zip: said in one line before any profiling."""
+    suffix = path.suffix.lower()
+    head = path.read_bytes()[:64] if suffix in (".tflite", ".onnx", ".kedge") else b""
+    if suffix == ".kedge":
+        if not head.startswith(b"PK\x03\x04"):
+            raise KasminaError(f"{path}: not a bundle (a .kedge is a signed zip; this is {_what_is(head)})")
+        return
+    if suffix not in (".tflite", ".onnx"):
+        return  # load_subject names the suffixes it takes
+    is_tflite = head[4:8] == b"TFL3"
+    is_onnx = not is_tflite and _parses_as_onnx(path)
+    if not is_tflite and not is_onnx:
+        what = _what_is(head)
+        raise KasminaError(
+            f"{path}: not a TFLite or ONNX model" + ("" if what == "neither" else f" (it is {what})")
+        )
+    if is_tflite != (suffix == ".tflite"):
+        raise KasminaError(f"{path}: named {suffix}, but it holds a {'TFLite' if is_tflite else 'ONNX'} model")
+
+
+def _parses_as_onnx(path: Path) -> bool:
+    try:
+        import onnx
+    except ImportError:  # a device without onnx: trust the suffix, the profiler's reader says the rest
+        return path.suffix.lower() == ".onnx"
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # any parse failure: not an ONNX model
+        return False
+    return len(model.graph.node) > 0
 
 
 def run_profile(
@@ -60,6 +108,7 @@ def run_profile(
     if runs < 1:
         raise KasminaError(f"--runs: {runs} must be at least 1")
     profiles = [hardware(profile)] if profile else None
+    check_model_content(path)
     subject = load_subject(path, keys)
     report = profile_subject(
         subject, profiles, Settings(heart_rate_bpm=heart_rate, network=network or DEFAULT_NETWORK)
@@ -80,26 +129,34 @@ def run_profile(
 
 
 def profile_command(
-    path: Path = typer.Argument(..., help="A signed bundle (.kedge) or a model (.tflite, .onnx)."),
+    path: Path = typer.Argument(
+        ..., help="A signed bundle (.kedge) or a model (.tflite, .onnx).", callback=checks.input_file
+    ),
     profile: str = typer.Option(None, "--profile", help="One hardware profile (default: every profile)."),
     measure: bool = typer.Option(
         False, "--measure", help="Also run the artifacts on the runtimes here, pinned to one core."
     ),
     html_out: Path = typer.Option(
-        None, "--html", help="Write one self-contained HTML page (tables and plots)."
+        None, "--html", help="Write one self-contained HTML page (tables and plots).",
+        callback=checks.output_file(".html", ".htm"),
     ),
-    json_out: Path = typer.Option(None, "--json", help="Write the whole report as JSON."),
+    json_out: Path = typer.Option(
+        None, "--json", help="Write the whole report as JSON.", callback=checks.output_file(".json")
+    ),
     keys: Path = typer.Option(
-        None, "--keys", help="Public key (folder or PEM) that signed the bundle (default: the keys folder)."
+        None, "--keys", help="Public key (folder or PEM) that signed the bundle (default: the keys folder).",
+        callback=checks.input_path,
     ),
     heart_rate: float = typer.Option(
-        72.0, "--heart-rate", help="Beats per minute, for energy and battery life."
+        72.0, "--heart-rate", help="Beats per minute (20-250), for energy and battery life.",
+        callback=checks.number(low=20, high=250, what="bpm"),
     ),
     network: str = typer.Option(
         None, "--network", help="Network profile the telemetry goes over (default lorawan-eu868-dr5)."
     ),
     runs: int = typer.Option(
-        1000, "--runs", help="With --measure: invokes per artifact and backend (at most ~2 s each)."
+        1000, "--runs", help="With --measure: invokes per artifact and backend (at most ~2 s each).",
+        callback=checks.at_least_one,
     ),
 ) -> None:
     """Estimate a bundle or a model on hardware profiles: latency per op, memory, energy, budgets."""
