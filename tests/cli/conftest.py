@@ -1,0 +1,66 @@
+"""CLI test helpers: run the console script in-process (its real error path), with a private KASMINA_HOME."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
+
+from runtime_fixtures import ensure_fixture_bundles  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent.parent
+DATA = REPO.parent / "shared" / "data"
+PLACE_VARS = ("KASMINA_KEYS_DIR", "KASMINA_DEVICES_DIR", "KASMINA_COMMAND_KEYS", "KASMINA_AUDIT_DIR")
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [ln for ln in self.err.splitlines() if ln.strip()]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh KASMINA_HOME (and no per-place variables from the environment), cwd in tmp_path/work."""
+    for var in PLACE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    h = tmp_path / "home"
+    monkeypatch.setenv("KASMINA_HOME", str(h))
+    monkeypatch.setenv("COLUMNS", "80")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return h
+
+
+@pytest.fixture
+def kasmina(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """kasmina(*args) -> Outcome: `kasmina-edge ARGS` through the console script's main()."""
+    from kasmina_edge.cli.app import main
+
+    def run(*args: str) -> Outcome:
+        monkeypatch.setattr(sys, "argv", ["kasmina-edge", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def bundles(request: pytest.FixtureRequest) -> Path:
+    return ensure_fixture_bundles(request.config)
