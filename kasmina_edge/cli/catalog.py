@@ -174,9 +174,12 @@ def hardware_table(profiles: list[HardwareProfile], *, compact: bool = False) ->
     return table
 
 
-def network_table(profiles: list[NetworkProfile]) -> Table:
+def network_table(profiles: list[NetworkProfile], *, compact: bool = False) -> Table:
     table = _table("network profiles")
-    _columns(table, "name", "kind", "uplink>", "payload>", "~airtime / latency>", "~limit", "TX>")
+    if compact:
+        _columns(table, "name", "kind", "uplink>", "payload>", "~limit")
+    else:
+        _columns(table, "name", "kind", "uplink>", "payload>", "~airtime / latency>", "~limit", "TX>")
     for p in profiles:
         if isinstance(p, LoRaProfile):
             kind = f"SF{p.data_rate.spreading_factor} {p.data_rate.bandwidth_hz // 1000}k"
@@ -184,6 +187,9 @@ def network_table(profiles: list[NetworkProfile]) -> Table:
         else:
             kind, rate = p.kind, p.uplink_bps
             delay = f"{_seconds(p.latency.median_s)} (p99 {_seconds(p.latency.p99_s)})"
+        if compact:
+            table.add_row(p.name, kind, _si(rate, "bit/s"), f"{p.max_payload_bytes} B", _duty_or_dwell(p))
+            continue
         table.add_row(
             p.name,
             kind,
@@ -194,6 +200,16 @@ def network_table(profiles: list[NetworkProfile]) -> Table:
             _si(p.radio.tx_power_w, "W"),
         )
     return table
+
+
+def _fitting(full: Table, compact: Table, width: int) -> tuple[Table, bool]:
+    """The full table where it reads at ``width``, else the compact one (and True: say so)."""
+    from kasmina_edge.cli.tables import fits
+
+    return (full, False) if fits(full, width) else (compact, True)
+
+
+NARROW_NOTE = "[dim]fewer columns at this width: `{cmd} show NAME` has every field[/]"
 
 
 def targets_table(targets: list[Target], *, compact: bool = False) -> Table:
@@ -276,10 +292,17 @@ def profiles_list(
             out["network"] = [p.model_dump(mode="json") for p in net]
         _print_json(out)
         return
+    narrow = False
     if hw is not None:
-        console.print(hardware_table(hw))
+        table, cut = _fitting(hardware_table(hw), hardware_table(hw, compact=True), console.width)
+        console.print(table)
+        narrow |= cut
     if net is not None:
-        console.print(network_table(net))
+        table, cut = _fitting(network_table(net), network_table(net, compact=True), console.width)
+        console.print(table)
+        narrow |= cut
+    if narrow:
+        console.print(NARROW_NOTE.format(cmd="kasmina-edge profiles"))
 
 
 @profiles_app.command("show")
@@ -318,7 +341,10 @@ def targets_list(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         _print_json([t.model_dump(mode="json") for t in targets])
         return
-    console.print(targets_table(targets))
+    table, cut = _fitting(targets_table(targets), targets_table(targets, compact=True), console.width)
+    console.print(table)
+    if cut:
+        console.print(NARROW_NOTE.format(cmd="kasmina-edge targets"))
 
 
 @targets_app.command("show")
