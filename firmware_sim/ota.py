@@ -85,6 +85,9 @@ class OtaReceiver:
         self.requested_at = -1e18
         self.finished: dict[str, Any] | None = None
         self.reports: list[dict[str, Any]] = []
+        # signs each report (the device's ack key, set by RuntimeTelemetry.enable_ota): the operator's server
+        # believes only a report the device signed
+        self.signer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._resume()
 
     # ------------------------------------------------------------------ state on flash
@@ -274,6 +277,8 @@ class OtaReceiver:
             "at": round(self.clock(), 3),
             **extra,
         }
+        if self.signer is not None:
+            body = self.signer(body)
         self.reports.append(body)
         self.link.send_control("ota_report", body, REPORT_WIRE_BYTES)
 

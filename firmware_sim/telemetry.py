@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from firmware_sim.storage import BLOCK_BYTES, FlashStorage
+from kasmina_edge.contracts.commands import NonceLedger, PersistentLedger, sign_ack
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.lifecycle import Gate, Stage
 from kasmina_edge.contracts.telemetry import (
@@ -35,14 +36,16 @@ from kasmina_edge.contracts.telemetry import (
     Severity,
     Slot,
 )
-from kasmina_edge.net.audit import AuditLog
+from kasmina_edge.net.audit import AuditLog, load_or_create_key
 from kasmina_edge.net.commands import ACK_WIRE_BYTES, CommandHandler, freshness_window_s
 from kasmina_edge.net.priority import Priority
 from kasmina_edge.net.session import DeviceLink
 from kasmina_edge.net.uplink import QueueError, RecordQueue
 
 QUEUE_FILE = "telemetry/queue.json"
-AUDIT_FILE = "audit.jsonl"  # the device's command audit log (append-only, hash-chained)
+AUDIT_FILE = "audit.jsonl"  # the device's command audit log (append-only, keyed hash chain, signed head)
+AUDIT_KEY_FILE = "secure/audit.key"  # the device's audit key: secure storage, never sent
+NONCE_LEDGER_FILE = "secure/nonces.json"  # the command nonce ledger: survives reboot and power loss
 VT_MIN_BEATS = 3
 VT_MIN_BPM = 100.0
 ASYSTOLE_S = 3.0
@@ -163,7 +166,16 @@ class RuntimeTelemetry:
         if self.status_fn is None:
             self.status_fn = lambda: {"battery_pct": 100.0 * float(runtime.platform.battery)}
 
-    def enable_commands(self, key: bytes, audit: AuditLog, *, clock: Callable[[], float] = time.time) -> None:
+    def enable_commands(
+        self,
+        key: bytes,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], float] = time.time,
+        ledger: NonceLedger | None = None,
+    ) -> None:
+        """Signed commands: ``ledger`` keeps the nonces (a :class:`PersistentLedger` on a device: replays are
+        refused after a reboot too)."""
         self.device_key = key
         self.commands = CommandHandler(
             self.link.device_id,
@@ -173,11 +185,16 @@ class RuntimeTelemetry:
             clock=clock,
             window_s=freshness_window_s(self.link.profile),
             on_refused=self._security_alert,
+            ledger=ledger,
         )
 
     def enable_ota(self, receiver: Any) -> None:
-        """Updates: the signed offer becomes the ``ota-offer`` command's action, pieces go to the receiver."""
+        """Updates: the signed offer becomes the ``ota-offer`` command's action, pieces go to the receiver;
+        its reports go out signed with the device's key."""
         self.ota = receiver
+        if self.device_key is not None:
+            key = self.device_key
+            receiver.signer = lambda body: sign_ack(key, body)
         if self.commands is not None:
             self.commands.actions["ota-offer"] = receiver.on_offer
 
@@ -493,7 +510,11 @@ def open_device_telemetry(
     tel = RuntimeTelemetry(link, flash, status=status, downlinks=transport.drain)
     from kasmina_edge.net.commands import provision_device_key
 
-    tel.enable_commands(provision_device_key(storage.root, device), AuditLog(storage.root / AUDIT_FILE))
+    tel.enable_commands(
+        provision_device_key(storage.root, device),
+        AuditLog(storage.root / AUDIT_FILE, key=load_or_create_key(storage.root / AUDIT_KEY_FILE)),
+        ledger=PersistentLedger(storage.root / NONCE_LEDGER_FILE),
+    )
     if emulated is not None:
         from firmware_sim.ota import OtaReceiver
 

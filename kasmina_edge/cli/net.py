@@ -190,6 +190,48 @@ def _operator_audit(path: Path | None) -> Path:
     return root / "operator.jsonl"
 
 
+def _operator_log(path: Path | None) -> Any:
+    """The operator's audit log, keyed with the operator's audit key (made on first use)."""
+    from kasmina_edge.net.audit import AuditLog
+    from kasmina_edge.net.commands import operator_audit_key
+
+    return AuditLog(_operator_audit(path), key=operator_audit_key())
+
+
+audit_app = typer.Typer(help="Audit logs: keyed hash chains with a signed head.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Path = typer.Argument(None, help="Audit log (default: the operator's, or the device's with --device)."),
+    device: str = typer.Option(None, "--device", help="Verify an emulated device's log: emu://NAME."),
+    key: Path = typer.Option(None, "--key", help="Audit key file (default: the operator's, or the device's)."),
+) -> None:
+    """Check every entry's keyed hash and the signed head: edits, reordering and truncation are one line."""
+    from kasmina_edge.cli.common import fail
+    from kasmina_edge.net.audit import AuditError, read_key, verify_report
+    from kasmina_edge.net.commands import OPERATOR_AUDIT_KEY, operator_keys_dir
+
+    if device is not None:
+        from firmware_sim.device import DeviceAddress
+        from firmware_sim.telemetry import AUDIT_FILE, AUDIT_KEY_FILE
+
+        root = DeviceAddress.parse(device).path
+        log = log or root / AUDIT_FILE
+        key = key or root / AUDIT_KEY_FILE
+    log = log or _operator_audit(None)
+    key = key or operator_keys_dir() / OPERATOR_AUDIT_KEY
+    if not log.exists():
+        fail(f"{log}: no such audit log")
+    try:
+        report = verify_report(log, read_key(key))
+    except AuditError as exc:
+        fail(f"audit log does not verify: {exc}")
+    console.print(
+        f"[green]verified[/] {log}: {report.entries} entries, keyed chain and signed head intact (key {key})"
+    )
+
+
 def send(
     device: str = typer.Argument(..., help="Device name (patch-01)."),
     name: str = typer.Argument(..., help="pause, resume, request-strip or set."),
@@ -209,7 +251,6 @@ def send(
 ) -> None:
     """Send a signed command; the device verifies it, acts, and acknowledges (both sides audit it)."""
     from kasmina_edge.cli.common import fail
-    from kasmina_edge.net.audit import AuditLog
     from kasmina_edge.net.commands import operator_key, parse_set_args, send_command
 
     parsed = check_command(name, parse_set_args(args or []))  # the device's schema, before a key or broker
@@ -221,7 +262,7 @@ def send(
         name,
         parsed,
         command_key,
-        AuditLog(_operator_audit(audit)),
+        _operator_log(audit),
         fleet=fleet,
         timeout_s=timeout,
         tls=_tls(ca, None, None),
@@ -301,7 +342,6 @@ def ota(
     """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports."""
     from kasmina_edge import catalog
     from kasmina_edge.cli.common import fail
-    from kasmina_edge.net.audit import AuditLog
     from kasmina_edge.net.commands import operator_key
     from kasmina_edge.net.ota import plan_transfer, run_ota
 
@@ -336,7 +376,7 @@ def ota(
             fleet=fleet,
             timeout_s=timeout,
             keys=keys,
-            audit=AuditLog(_operator_audit(audit)),
+            audit=_operator_log(audit),
             tls=_tls(ca, None, None),
             on_progress=progress,
         )
@@ -466,6 +506,7 @@ def demo_step(con: Console, workdir: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")
     app.command(name="broker", help="Embedded MQTT broker on 127.0.0.1 (amqtt).")(broker)
     app.command(name="monitor", help="Live telemetry monitor: decode, dedup, reorder, link stats, store.")(
         monitor

@@ -3,7 +3,13 @@
 The signature covers the canonical JSON of (device_id, name, args, nonce, issued_at): keys sorted,
 no whitespace, UTF-8, no NaN. The device's :class:`Verifier` refuses a command whose signature
 does not match, that names another device, that is older or newer than the freshness window
-(±60 s), or whose nonce it has already seen (ledger kept 5 min, longer than any command stays fresh).
+(±60 s), or whose nonce it has already seen. The nonce ledger keeps every nonce longer than any command
+stays fresh; :class:`PersistentLedger` keeps it in a file, written (fsync, atomic rename) *before* the
+command acts, so a command captured on the air is refused after a reboot or a power cut just the same.
+
+Acknowledgements go back signed (:func:`sign_ack`, :func:`verify_ack`): an HMAC under a key derived from the
+device's command key for that one use, so a broker or radio attacker cannot forge "ok" for a command the
+device refused or never saw.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from kasmina_edge.contracts.errors import CommandRejected, KasminaError
 
@@ -186,6 +194,71 @@ def sign(
     return SignedCommand(command, _mac(_check_key(key), command))
 
 
+class NonceLedger(Protocol):
+    """Where a verifier keeps the nonces it has seen (nonce -> when it may be forgotten)."""
+
+    def __contains__(self, nonce: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def add(self, nonce: str, until: float, now: float) -> None: ...
+
+
+class MemoryLedger:
+    """Nonces in memory: a reboot forgets them (tests, the operator's side)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def __contains__(self, nonce: object) -> bool:
+        return nonce in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def prune(self, now: float) -> None:
+        for nonce in [n for n, until in self._seen.items() if until <= now]:
+            del self._seen[nonce]
+
+    def add(self, nonce: str, until: float, now: float) -> None:
+        self.prune(now)
+        self._seen[nonce] = until
+
+
+class LedgerError(KasminaError):
+    """A persisted nonce ledger that cannot be read (the device then refuses every command: fail closed)."""
+
+
+class PersistentLedger(MemoryLedger):
+    """Nonces in a file that survives reboot and power loss: each new nonce is on disk (temp file, fsync,
+    atomic rename) before :meth:`add` returns, so before the command acts. A damaged file refuses to load
+    (a verifier that forgot its nonces would accept replays)."""
+
+    FORMAT = "kasmina-nonce-ledger/1"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if self.path.exists():
+            try:
+                raw = json.loads(self.path.read_text(encoding="utf-8"))
+                if not isinstance(raw, dict) or raw.get("format") != self.FORMAT:
+                    raise ValueError("not a nonce ledger")
+                self._seen = {str(n): float(u) for n, u in raw["nonces"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise LedgerError(f"{self.path}: nonce ledger unreadable ({exc}); commands are refused") from None
+
+    def add(self, nonce: str, until: float, now: float) -> None:
+        super().add(nonce, until, now)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".partial")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"format": self.FORMAT, "nonces": self._seen}, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
 class Verifier:
     """A device's command gate: signature, addressee, freshness, replay."""
 
@@ -197,6 +270,7 @@ class Verifier:
         clock: Callable[[], float] = time.time,
         window_s: float = FRESHNESS_WINDOW_S,
         nonce_ttl_s: float = NONCE_TTL_S,
+        ledger: NonceLedger | None = None,
     ) -> None:
         if nonce_ttl_s < 2 * window_s:
             raise CommandKeyError(
@@ -207,15 +281,11 @@ class Verifier:
         self.clock = clock
         self.window_s = window_s
         self.nonce_ttl_s = nonce_ttl_s
-        self._seen: dict[str, float] = {}  # nonce -> when it may be forgotten
+        self.ledger: NonceLedger = ledger if ledger is not None else MemoryLedger()
 
     def __len__(self) -> int:
         """Nonces in the ledger."""
-        return len(self._seen)
-
-    def _prune(self, now: float) -> None:
-        for nonce in [n for n, until in self._seen.items() if until <= now]:
-            del self._seen[nonce]
+        return len(self.ledger)
 
     def verify(self, envelope: SignedCommand | str | bytes) -> Command:
         """The command if every check passes (and its nonce is now spent); raises :class:`Rejected`."""
@@ -233,7 +303,6 @@ class Verifier:
                 RejectReason.WRONG_DEVICE, f"addressed to {command.device_id!r}, this is {self.device_id!r}"
             )
         now = self.clock()
-        self._prune(now)
         age = now - command.issued_at
         if age > self.window_s:
             raise Rejected(RejectReason.STALE, f"issued {age:.0f}s ago (window ±{self.window_s:.0f}s)")
@@ -241,7 +310,38 @@ class Verifier:
             raise Rejected(
                 RejectReason.FUTURE_DATED, f"issued {-age:.0f}s in the future (window ±{self.window_s:.0f}s)"
             )
-        if command.nonce in self._seen:
+        if command.nonce in self.ledger:
             raise Rejected(RejectReason.REPLAY, f"nonce {command.nonce[:8]}… was already used")
-        self._seen[command.nonce] = now + self.nonce_ttl_s
+        self.ledger.add(command.nonce, now + self.nonce_ttl_s, now)  # on disk before the command acts
         return command
+
+
+# ---------------------------------------------------------------------------------------------- acks
+
+ACK_KEY_INFO = b"kasmina-edge ack v1"
+
+
+def _ack_key(key: bytes) -> bytes:
+    """A key for acknowledgements only, derived from the device's command key (one key, one use)."""
+    return hmac.new(_check_key(key), ACK_KEY_INFO, hashlib.sha256).digest()
+
+
+def _ack_bytes(ack: Mapping[str, Any]) -> bytes:
+    body = {k: v for k, v in ack.items() if k != "mac"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def sign_ack(key: bytes, ack: Mapping[str, Any]) -> dict[str, Any]:
+    """``ack`` with ``mac``: HMAC-SHA256 (ack key) over its canonical JSON."""
+    return {**ack, "mac": hmac.new(_ack_key(key), _ack_bytes(ack), hashlib.sha256).hexdigest()}
+
+
+def verify_ack(key: bytes, ack: Any) -> bool:
+    """True when ``ack`` carries a ``mac`` that the device's key made over exactly these fields."""
+    if not isinstance(ack, Mapping) or not isinstance(ack.get("mac"), str):
+        return False
+    try:
+        want = hmac.new(_ack_key(key), _ack_bytes(ack), hashlib.sha256).hexdigest()
+    except (TypeError, ValueError):
+        return False
+    return hmac.compare_digest(want.encode(), str(ack["mac"]).encode("utf-8", "replace"))

@@ -1,10 +1,11 @@
 """Signed operator commands: the operator signs and waits for the ack, the device verifies, acts and acks.
 
 The envelope and its checks are the contracts' (:mod:`kasmina_edge.contracts.commands`: HMAC-SHA256, nonce
-ledger, freshness). What this module adds is what surrounds them: per-device command keys, the device's
-:class:`CommandHandler` (verify -> act -> ack, every step to the device's audit log, a refused command raises
-the platform's security alert), the operator's :func:`send_command` over MQTT (sign -> publish -> wait for the
-ack with the same nonce, both steps to the operator's audit log), and the raw-strip payload that leaves the
+ledger, freshness, signed acks). What this module adds is what surrounds them: per-device command keys, the
+device's :class:`CommandHandler` (verify -> act -> signed ack, every step to the device's keyed audit log, a
+refused command raises the platform's security alert; its nonce ledger persisted when given one), the operator's
+:func:`send_command` over MQTT (sign -> publish -> wait for a *verified* ack with the same nonce, both steps to
+the operator's keyed audit log), and the raw-strip payload that leaves the
 device only on a signed ``request-strip``, encrypted end to end with AES-256-GCM under a per-device key.
 
 On LoRaWAN a command waits for the device's next uplink (Class A), which may be an hour or more at the slowest
@@ -32,11 +33,14 @@ from kasmina_edge.catalog import LoRaProfile
 from kasmina_edge.contracts.commands import (
     FRESHNESS_WINDOW_S,
     MIN_KEY_BYTES,
+    NonceLedger,
     Rejected,
     RejectReason,
     SignedCommand,
     Verifier,
     sign,
+    sign_ack,
+    verify_ack,
 )
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.net.audit import AuditLog
@@ -44,7 +48,8 @@ from kasmina_edge.net.link import LinkProfile
 
 KEY_FILE = "command.key"
 OPERATOR_COMMANDS = ("pause", "resume", "request-strip", "set")
-ACK_WIRE_BYTES = 8  # on LoRaWAN: tag, 4 bytes of the nonce, status, reason code, spare
+ACK_WIRE_BYTES = 16  # on LoRaWAN: tag, 4 bytes of the nonce, status, reason code, spare, 8-byte truncated MAC
+OPERATOR_AUDIT_KEY = "operator-audit.key"
 STRIP_INFO = b"kasmina-edge strip v1"
 
 
@@ -92,6 +97,13 @@ def provision_device_key(device_dir: Path, device: str, operator_dir: Path | Non
     if not op.exists():
         _write_key(op, key)
     return key
+
+
+def operator_audit_key(directory: Path | None = None) -> bytes:
+    """The operator's audit key (made on first use) in the operator key store: it keys the operator's log."""
+    from kasmina_edge.net.audit import load_or_create_key
+
+    return load_or_create_key((directory or operator_keys_dir()) / OPERATOR_AUDIT_KEY)
 
 
 def operator_key(device: str, key_file: Path | None = None) -> bytes:
@@ -172,10 +184,12 @@ class CommandHandler:
         clock: Callable[[], float] = time.time,
         window_s: float = FRESHNESS_WINDOW_S,
         on_refused: Callable[[RejectReason, str], None] | None = None,
+        ledger: NonceLedger | None = None,
     ) -> None:
         self.device_id = device_id
+        self._key = key
         self.verifier = Verifier(
-            key, device_id, clock=clock, window_s=window_s, nonce_ttl_s=max(300.0, 2.5 * window_s)
+            key, device_id, clock=clock, window_s=window_s, nonce_ttl_s=max(300.0, 2.5 * window_s), ledger=ledger
         )
         self.audit = audit
         self.actions = dict(actions)
@@ -210,7 +224,8 @@ class CommandHandler:
         return self._ack(nonce, name, "ok", result=result)
 
     def _ack(self, nonce: str, name: str, status: str, **extra: Any) -> dict[str, Any]:
-        return {
+        """Signed with the device's ack key: the operator believes no ack it cannot verify."""
+        body = {
             "device": self.device_id,
             "nonce": nonce,
             "name": name,
@@ -218,6 +233,7 @@ class CommandHandler:
             "at": round(self.clock(), 3),
             **extra,
         }
+        return sign_ack(self._key, json.loads(json.dumps(body, default=str)))
 
 
 # --------------------------------------------------------------------------------------------- operator side
@@ -231,6 +247,7 @@ class SendResult:
     status: str  # ok, refused, failed, unsupported, timeout
     ack: dict[str, Any] | None
     seconds: float
+    forged_acks: int = 0  # acks for this nonce whose MAC did not verify (ignored)
 
 
 def parse_set_args(pairs: list[str]) -> dict[str, Any]:
@@ -271,14 +288,18 @@ def send_command(
     signed = sign(key, device, name, dict(args), clock=clock)
     nonce = signed.command.nonce
     got: list[dict[str, Any]] = []
+    forged: list[dict[str, Any]] = []
     arrived = threading.Event()
 
     def on_ack(topic: str, payload: bytes) -> None:
         try:
             body = json.loads(payload)
-        except ValueError:
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return
         if isinstance(body, dict) and body.get("nonce") == nonce:
+            if not verify_ack(key, body):  # anyone on the broker can publish an ack: only the device can sign one
+                forged.append(body)
+                return
             got.append(body)
             arrived.set()
 
@@ -297,11 +318,13 @@ def send_command(
     finally:
         client.close()
     seconds = time.monotonic() - t0
+    for body in forged:
+        audit.append("forged_ack", device=device, name=name, nonce=nonce, status=body.get("status"))
     if not got:
         audit.append("no_ack", device=device, name=name, nonce=nonce, waited_s=round(seconds, 1))
-        return SendResult(device, name, nonce, "timeout", None, seconds)
+        return SendResult(device, name, nonce, "timeout", None, seconds, len(forged))
     ack = got[0]
     audit.append(
         "acked", device=device, name=name, nonce=nonce, status=ack.get("status"), reason=ack.get("reason")
     )
-    return SendResult(device, name, nonce, str(ack.get("status")), ack, seconds)
+    return SendResult(device, name, nonce, str(ack.get("status")), ack, seconds, len(forged))

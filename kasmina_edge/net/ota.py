@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kasmina_edge.catalog import LoRaProfile
-from kasmina_edge.contracts.commands import sign
+from kasmina_edge.contracts.commands import sign, verify_ack
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.net.fec import FragmentPlan, encode_fragments
 from kasmina_edge.net.link import DutyCycleLedger, LinkProfile, time_on_air_s
@@ -211,6 +211,7 @@ class OtaServer:
         self.chunks_served = 0
         self.fragments_sent = 0
         self.reports: list[dict[str, Any]] = []
+        self.forged_reports = 0
 
     def _piece(self, index: int, msg: bytes) -> None:
         self.send(self.tamper(index, msg) if self.tamper is not None else msg)
@@ -244,6 +245,11 @@ class OtaServer:
 
     def on_report(self, body: dict[str, Any]) -> None:
         if body.get("session") != self.args["session"]:
+            return
+        if not verify_ack(self.key, body):  # anyone on the broker can publish a report; only the device signs one
+            self.forged_reports += 1
+            if self.audit is not None:
+                self.audit.append("forged_report", device=self.device, status=body.get("status"))
             return
         self.reports.append(body)
         if body.get("status") in ("receiving", "resuming") and not self.accepted:

@@ -57,11 +57,12 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     )
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "dev.key").write_text("00" * 32)
-    assert "no such bundle" in one_error_line(
+    assert "none.kedge: no such" in one_error_line(
         cli("ota", str(tmp_path / "none.kedge"), "--device", "dev", env=env)
     )
-    assert "unknown network profile" in one_error_line(
-        cli("ota", str(tmp_path / "none.kedge"), "--device", "dev", "--link", "carrier-pigeon", env=env)
+    (tmp_path / "some.kedge").write_bytes(b"PK")
+    assert "carrier-pigeon" in one_error_line(
+        cli("ota", str(tmp_path / "some.kedge"), "--device", "dev", "--link", "carrier-pigeon", env=env)
     )
 
 
