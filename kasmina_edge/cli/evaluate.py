@@ -32,25 +32,25 @@ def _pct(v: float) -> str:
 def summary_table(
     evaluations: list[Evaluation], title: str = "beat-by-beat evaluation, % (AAMI classes)"
 ) -> Table:
-    """One row per record (and the gross pool): each class cell holds Se/+P, then F1 and the class's
-    reference beats on the lines below, so the table reads at 80 columns."""
+    """One row per record (and the gross pool); each class cell holds Se, +P, F1 and the class's reference
+    beats on four lines, so the table reads at 80 columns."""
     from rich import box
 
     from kasmina_edge.ecg.evaluate import REPORTED_CLASSES
 
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
-              caption="class cells: Se/+P, then F1, then n (reference beats); QRS: beat detection Se/+P",
+              caption="Se sensitivity, +P positive predictivity, F1 (%); n reference beats; QRS: beat detection",
               caption_justify="left")  # fmt: skip
     t.add_column("record", no_wrap=True)
     t.add_column("beats", justify="right", no_wrap=True)
     t.add_column("QRS", justify="right", no_wrap=True)
     for c in REPORTED_CLASSES:
         t.add_column(c, justify="right", no_wrap=True)
-    t.add_column("macro-F1", justify="right", no_wrap=True)
+    t.add_column("macro\nF1", justify="right", no_wrap=True)
     for ev in evaluations:
-        row = [ev.name, f"{ev.reference_beats:,}", f"{_pct(ev.beat_se)}/{_pct(ev.beat_ppv)}"]
+        row = [ev.name, f"{ev.reference_beats:,}", f"Se {_pct(ev.beat_se)}\n+P {_pct(ev.beat_ppv)}"]
         for c in REPORTED_CLASSES:
-            row.append(f"{_pct(ev.se(c))}/{_pct(ev.ppv(c))}\nF1 {_pct(ev.f1(c))}\n[dim]n {ev.support(c):,}[/]")
+            row.append(f"Se {_pct(ev.se(c))}\n+P {_pct(ev.ppv(c))}\nF1 {_pct(ev.f1(c))}\n[dim]n {ev.support(c):,}[/]")
         row.append(f"[bold]{_pct(ev.macro_f1())}")
         t.add_row(*row, end_section=True)
     return t
