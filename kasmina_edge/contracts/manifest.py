@@ -10,6 +10,7 @@ refuses a manifest of another version rather than guess. The JSON Schema is expo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,28 @@ def _plain_relative_path(value: str) -> str:
 
 
 BundlePath = Annotated[str, AfterValidator(_plain_relative_path)]
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,127}")
+
+
+def _plain_name(value: str) -> str:
+    """A name that may become a file name on the device: letters, digits, '.', '_', '-', '+', '@'; no path."""
+    if not _PLAIN.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{value[:80]!r} is not a plain name (letters, digits, '.', '_', '-', '+', '@'; "
+            "starts with a letter or digit; no '/', '\\' or '..'; at most 128 characters)"
+        )
+    return value
+
+
+def _plain_name_path(value: str) -> str:
+    """An artifact name: plain names, optionally in plain sub-folders ('edgetpu/model.cc')."""
+    if not value or len(value) > 255 or any(not _PLAIN.fullmatch(p) or ".." in p for p in value.split("/")):
+        raise ValueError(f"{value[:80]!r} is not a plain name (plain names joined by '/', no '..' or absolute path)")
+    return value
+
+
+PlainName = Annotated[str, AfterValidator(_plain_name)]
+ArtifactName = Annotated[str, AfterValidator(_plain_name_path)]
 StageName = Literal[
     "DORMANT",
     "GERMINATED",
@@ -102,8 +125,8 @@ class SiteInfo(_Model):
 
 
 class ChainInfo(_Model):
-    segments: list[str] = Field(description="base segment artifact names, in execution order")
-    default_active: dict[str, str] = Field(
+    segments: list[ArtifactName] = Field(description="base segment artifact names, in execution order")
+    default_active: dict[str, ArtifactName] = Field(
         default_factory=dict, description="site index -> seed kernel artifact live at boot"
     )
 
@@ -165,7 +188,7 @@ class SeedKernelInfo(_Model):
 
 
 class ArtifactEntry(_Model):
-    name: str = Field(min_length=1)
+    name: ArtifactName = Field(description="plain name (may become a file name on the device)")
     kind: Literal["segment", "kernel", "whole", "policy", "c_array", "report"]
     format: str = Field(description="tflite-int8 | onnx-qdq | onnx-qcdq | c-source | json")
     file: BundlePath = Field(description="path inside the bundle")
@@ -202,13 +225,15 @@ class FileEntry(_Model):
 
 class BundleManifest(_Model):
     schema_: str = Field(SCHEMA, alias="schema")
-    bundle_id: str | None = Field(None, description="set by the writer from the manifest's content")
+    bundle_id: PlainName | None = Field(
+        None, description="set by the writer from the manifest's content; a plain name (the device files it)"
+    )
     kind: Literal["full", "kernels"] = Field(
         "full", description="full image, or seed kernels only for an existing base (checkpoint_sha256)"
     )
     version: int = Field(1, ge=1, description="monotonic version counter; devices refuse downgrades")
     target: Literal["edgetpu", "cortex-m", "linux-arm", "x86"]
-    profile: str
+    profile: PlainName = Field(description="hardware profile name (profiles/hardware/NAME.toml)")
     format: str
     bits: int = 8
     classes: list[str] = Field(default_factory=lambda: ["N", "S", "V", "F", "Q"])
