@@ -69,6 +69,7 @@ class PatientConfig:
     batch_size: int = 32
     lr: float = 3e-3  # Adam, times Tamiyo's intensity
     class_weight_power: float = 0.5  # square root of inverse class frequency (common beats keep every class)
+    keep_weight: float = 0.0  # weight of the keep loss: the base's answers on the beats it gets right stay
     blend_steps: int = 5  # grafting steps from alpha 0 to 1 (TRAINING did the learning)
     blend_tolerance: float = 0.15  # performance-linked grafting: a half-applied seed may cost this much
     # Gates: out-of-fold evidence over blocks of the window, judged on paired-bootstrap lower bounds.
@@ -76,7 +77,7 @@ class PatientConfig:
     cv_folds: int = 5
     gate_quantile: float = 0.1  # G4 reads the 10th percentile of the bootstrap: "unlikely to hurt"
     gate_rounds: int = 400
-    min_gain: float = 0.0  # G4: the lower bound of the macro-F1 gain must be above this ...
+    min_gain: float = 0.0  # G4: the macro-F1 gain must be above this, its lower bound at least 0 ...
     n_tolerance: float = 0.01  # ... and that of the N-accuracy change above minus this
     headroom: float = 0.0  # > 0: clip each site to the base's activation range widened by this; 0: no clip
     max_oscillation: float = 0.08  # G2: the in-window metric may move this much between grafting steps
@@ -297,7 +298,8 @@ class PatientSeed:
             pct = round(100 * float(ev["quantile"]))
             return (
                 f"culled by G4: out of fold over {ev['n_beats']} beats the macro-F1 gain is {ev['gain']:+.3f} but "
-                f"its {pct}th-percentile bound is {ev['gain_low']:+.3f} (needs > {self.config.get('min_gain', 0.0):g}); "
+                f"its {pct}th-percentile bound is {ev['gain_low']:+.3f} (needs gain > "
+                f"{self.config.get('min_gain', 0.0):g}, bound ≥ 0); "
                 f"N accuracy {ev['n_acc_delta']:+.3f}, bound {ev['n_acc_delta_low']:+.3f} (needs ≥ "
                 f"{-float(self.config.get('n_tolerance', 0.01)):+g})"
             )

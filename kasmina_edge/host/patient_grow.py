@@ -12,9 +12,12 @@ in one engine; together they are the patient's seed *set*:
 * **SHADOWING** compares with the base's predictions; G3 (interface, export, telemetry).
 * **PROBATIONARY → G4** on out-of-fold evidence (:func:`gate_evidence`): the same recipe is run
   once per block of the window with that block held out; the base and the seeds are compared on
-  every beat with a paired bootstrap, and the set fossilizes only when the *lower bound* of its
-  macro-F1 gain is above ``min_gain`` and that of its N-accuracy change above ``-n_tolerance``:
-  a seed is kept when it is unlikely to hurt, not when one slice of a few dozen beats liked it.
+  every beat with a paired bootstrap, and the set fossilizes only when it is non-inferior and
+  better: the *lower bound* of its macro-F1 gain is at least 0 and the gain itself above
+  ``min_gain``, and the lower bound of its N-accuracy change is above ``-n_tolerance``. A seed is
+  kept when it is unlikely to hurt, not when one slice of a few dozen beats liked it. (A lower
+  bound of exactly 0 with a positive gain is a gain that rests on a few beats the base missed and
+  that no resample turns into a loss: kept.)
 
 ``ranges``: each site's int8 range (the base bundle's grids). The device requantizes whatever a
 kernel hands on onto its site's grid, so every site is clipped to it here too, in training and in
@@ -112,20 +115,26 @@ def fit_seeds(
     on_epoch: Callable[[int], None] | None = None,
 ) -> list[float]:
     """The recipe: ``cfg.epochs`` epochs of class-weighted cross-entropy over every beat of ``data``,
-    through the frozen base with every seed after its site. Returns the loss of every update."""
+    through the frozen base with every seed after its site, plus ``cfg.keep_weight`` times
+    :func:`keep_loss` on the beats the base already gets right. Returns the loss of every update."""
     x, rr, y = _tensors(data)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(data.labels)) ** cfg.class_weight_power)
     names = frozen.config.site_names
     start = min(names.index(k) for k in seeds)
     with torch.no_grad():  # the blocks before the first seed never change: run them once
         h0 = _through_blocks(frozen, x, 0, start, {}, bounds)
+        base_logits = frozen.head(_through_blocks(frozen, h0, start, len(names), {}, bounds), rr)
+        base_right = base_logits.argmax(1) == y
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
     for epoch in range(cfg.epochs):
         for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
             opt.zero_grad(set_to_none=True)
             h = _through_blocks(frozen, h0[idx], start, len(names), seeds, bounds)
-            loss = loss_fn(frozen.head(h, rr[idx]), y[idx])
+            logits = frozen.head(h, rr[idx])
+            loss = loss_fn(logits, y[idx])
+            if cfg.keep_weight > 0:
+                loss = loss + cfg.keep_weight * keep_loss(logits, base_logits[idx], base_right[idx])
             with watch() if watch is not None else nullcontext():
                 loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
@@ -133,6 +142,17 @@ def fit_seeds(
         if on_epoch is not None:
             on_epoch(epoch)
     return losses
+
+
+def keep_loss(logits: torch.Tensor, base_logits: torch.Tensor, base_right: torch.Tensor) -> torch.Tensor:
+    """KL(base ‖ seeded) over the beats the base classifies right: what the base already knows
+    stays (learning without forgetting, Li & Hoiem 2016), so the seed spends itself on the beats
+    the base gets wrong. Without it a seed that learns a patient's F or V beats pays in N beats."""
+    if not bool(base_right.any()):
+        return logits.sum() * 0.0
+    teacher = base_logits[base_right].log_softmax(1)
+    student = logits[base_right].log_softmax(1)
+    return nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean")
 
 
 @torch.no_grad()
@@ -438,7 +458,8 @@ def grow_patient_seed(
         layer = model.sites[g.plan.site]
         # G4 reads the bootstrap's lower bounds: the gain it must beat and the N accuracy it must keep
         impact = layer.system_impact_inputs(
-            g.seed_id, ev.base_macro_f1 + ev.gain_low, baseline_metric=ev.base_macro_f1,
+            g.seed_id, ev.base_macro_f1 + ev.gain, baseline_metric=ev.base_macro_f1,
+            val_metric_low=ev.base_macro_f1 + ev.gain_low,
             global_metric=1.0 + ev.n_acc_delta_low, global_reference=1.0, tolerance=cfg.n_tolerance,
             min_gain=cfg.min_gain + 1e-9,
         )  # fmt: skip
