@@ -71,6 +71,55 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SourceKind = Literal["measured", "published", "estimated", "derived"]
+
+
+class NumberSource(_Frozen):
+    """Where one number of a profile comes from: measured here, published (datasheet, standard, paper),
+    estimated, or derived from the others; ``source`` names the reference."""
+
+    kind: SourceKind
+    source: str = Field(min_length=1)
+
+
+Sources = dict[str, NumberSource]
+_SOURCES_HELP = (
+    "field path (memory.sram_bytes, data_rates[0].dr; a table or array covers everything in it) -> its source"
+)
+
+
+def source_of(sources: Sources, path: str) -> NumberSource | None:
+    """The source of ``path`` (dotted, arrays as [i]): its own entry, else the nearest table or array above it."""
+    probe = path
+    while probe:
+        if probe in sources:
+            return sources[probe]
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[:cut] if cut > 0 else ""
+    return None
+
+
+def numbers(data: Any, prefix: str = "", *, every_value: bool = False) -> list[str]:
+    """Dotted paths of every number in a profile's data (not its sources); of every value with ``every_value``."""
+    out: list[str] = []
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else []
+    for key, value in items:
+        if key == "sources" and not prefix:
+            continue
+        path = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
+        if isinstance(value, dict | list):
+            out.extend(numbers(value, path, every_value=every_value))
+        elif every_value or (isinstance(value, int | float) and not isinstance(value, bool)):
+            out.append(path)
+    return out
+
+
+def estimated(profile: Any) -> list[str]:
+    """The fields of a loaded profile whose numbers are estimates (for tables that mark estimated rows)."""
+    sources: Sources = getattr(profile, "sources", {}) or {}
+    return [p for p in numbers(profile.model_dump(mode="json")) if (src := source_of(sources, p)) and src.kind == "estimated"]
+
+
 # --------------------------------------------------------------------------------------------- hardware
 
 
@@ -128,6 +177,7 @@ class HardwareProfile(_Frozen):
     host_link: HostLink | None = None
     power: Power
     battery: Battery | None = None
+    sources: Sources = Field(default_factory=dict, description=_SOURCES_HELP)
 
     def model_post_init(self, __context: Any) -> None:
         for dtype in self.macs_per_cycle:
@@ -241,6 +291,7 @@ class _LoRaCommon(_Frozen):
     dwell_time_s: PositiveFloat | None = None
     fair_use: FairUse
     radio: LoRaRadio
+    sources: Sources = Field(default_factory=dict, description=_SOURCES_HELP)
 
 
 class LoRaProfile(_LoRaCommon):
@@ -323,17 +374,28 @@ class LoRaRegion(_LoRaCommon):
 
     def profiles(self) -> list[LoRaProfile]:
         duty = {band.name: band.duty_cycle for band in self.sub_bands}
-        common = self.model_dump(include=set(_LoRaCommon.model_fields))
-        return [
-            LoRaProfile(
-                name=f"{self.name}-dr{rate.dr}",
-                data_rate=rate,
-                duty_cycle=duty.get(self.uplink_sub_band or ""),
-                downlink_duty_cycle=duty.get(self.downlink_sub_band or ""),
-                **common,
+        common = self.model_dump(include=set(_LoRaCommon.model_fields) - {"sources"})
+        out = []
+        for i, rate in sorted(enumerate(self.data_rates), key=lambda ir: ir[1].dr):
+            # one data rate's profile: data_rates[i] (or the whole table's source) becomes data_rate
+            sources = dict(self.sources)
+            rate_source = source_of(self.sources, f"data_rates[{i}]")
+            if rate_source is not None:
+                sources["data_rate"] = rate_source
+            for key, src in self.sources.items():
+                if key.startswith(f"data_rates[{i}]."):
+                    sources["data_rate." + key.split(".", 1)[1]] = src
+            out.append(
+                LoRaProfile(
+                    name=f"{self.name}-dr{rate.dr}",
+                    data_rate=rate,
+                    duty_cycle=duty.get(self.uplink_sub_band or ""),
+                    downlink_duty_cycle=duty.get(self.downlink_sub_band or ""),
+                    sources=sources,
+                    **common,
+                )
             )
-            for rate in sorted(self.data_rates, key=lambda r: r.dr)
-        ]
+        return out
 
 
 class Latency(_Frozen):
@@ -367,6 +429,7 @@ class IpLinkProfile(_Frozen):
     loss_rate: float = Field(ge=0, lt=1)
     latency: Latency
     radio: IpRadio
+    sources: Sources = Field(default_factory=dict, description=_SOURCES_HELP)
 
     def model_post_init(self, __context: Any) -> None:
         if self.latency.p99_s < self.latency.median_s:
@@ -621,7 +684,9 @@ def _load_cached(path: Path, stamp: tuple[int, int], kind: str) -> Any:
     """Parse and validate one file; the (mtime, size) stamp in the key makes an edited file load afresh."""
     data, text = _read_toml(path)
     if kind == "hardware":
-        return _validate(HardwareProfile, data, text, path)
+        hw = _validate(HardwareProfile, data, text, path)
+        _check_sources(data, text, path)  # after the fields themselves: a missing field is named as such
+        return hw
     if kind == "target":
         return _validate(Target, data, text, path)
     network_kind = data.get("kind")
@@ -630,8 +695,29 @@ def _load_cached(path: Path, stamp: tuple[int, int], kind: str) -> Any:
             path, text, ("kind",), f"must be one of {', '.join(NETWORK_KINDS)} (got {network_kind!r})"
         )
     if network_kind == "lorawan":
-        return tuple(_validate(LoRaRegion, data, text, path).profiles())
-    return (_validate(IpLinkProfile, data, text, path),)
+        region = _validate(LoRaRegion, data, text, path)
+        _check_sources(data, text, path)
+        return tuple(region.profiles())
+    ip = _validate(IpLinkProfile, data, text, path)
+    _check_sources(data, text, path)
+    return (ip,)
+
+
+def _check_sources(data: dict[str, Any], text: str, path: Path) -> None:
+    """A profile with a [sources] table gives every number one, and names no field it lacks."""
+    sources = data.get("sources")
+    if sources is None:
+        return  # a profile of one's own may leave provenance out; the shipped ones may not (tests)
+    if not isinstance(sources, dict):
+        raise _problem(path, text, ("sources",), "must be a table of field -> {kind, source}")
+    fields = numbers(data, every_value=True)
+    for key in sources:
+        if not any(p == key or p.startswith(key + ".") or p.startswith(key + "[") for p in fields):
+            raise _problem(path, text, ("sources",), f"'{key}' names no field of this profile")
+    parsed = {k: NumberSource.model_validate(v) for k, v in sources.items() if isinstance(v, dict)}
+    for p in numbers(data):
+        if source_of(parsed, p) is None:
+            raise _problem(path, text, ("sources",), f"no source for {p} (say measured, published, estimated or derived)")
 
 
 def _load(path: Path, kind: str) -> Any:
