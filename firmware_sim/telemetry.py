@@ -434,6 +434,7 @@ class RuntimeTelemetry:
             "delivered": led.delivered,
             "airtime_s": round(led.airtime_s, 3),
             "critical_packets": s.critical_packets,
+            "fallback_packets": s.fallback_packets,  # sent at a faster data rate: a record fit none at this one
             "downlinks": led.downlinks_received,
         }
 

@@ -207,6 +207,28 @@ class RadioBudget(Protocol):
     def commit(self, start: float, payload_bytes: int) -> Transmission: ...
 
 
+def fallback_rates(profile: LoRaProfile) -> list[LoRaProfile]:
+    """The region's other data rates that carry more than ``profile`` (same file, ``NAME-drN``), slowest first:
+    where a frame does not fit the profile's data rate, the device sends that one uplink faster (LoRaWAN lets a
+    device pick its uplink data rate when ADR does not; it trades range for the frame) rather than never."""
+    from kasmina_edge import catalog
+
+    stem, sep, _ = profile.name.rpartition("-dr")
+    if not sep:
+        return []
+    out: list[LoRaProfile] = []
+    for name in catalog.network_names():
+        if name.startswith(f"{stem}-dr") and name != profile.name:
+            try:
+                other = catalog.network(name)
+            except KasminaError:
+                continue
+            if isinstance(other, LoRaProfile) and other.max_payload_bytes > profile.max_payload_bytes:
+                out.append(other)
+    # the slowest rate (most range) first: the highest spreading factor, then the narrowest band
+    return sorted(out, key=lambda r: (-r.data_rate.spreading_factor, r.data_rate.bandwidth_hz))
+
+
 class LoRaBudget:
     """A LoRaWAN device's MAC rules: payload limit, dwell time, sub-band duty cycle, optional fair use.
 
@@ -226,40 +248,56 @@ class LoRaBudget:
         self.uplinks = 0
         # end of the last uplink's receive windows (Class A: one thing at a time)
         self.radio_free_at = -math.inf
-        self._airtime_cache: dict[int, float] = {}
+        self._airtime_cache: dict[tuple[str, int], float] = {}
+        self.fallbacks = fallback_rates(profile)
+        self.fallback_uplinks = 0  # uplinks sent at a faster data rate than the profile's (a frame needed it)
 
     @property
     def max_payload_bytes(self) -> int:
         return self.profile.max_payload_bytes
 
-    def airtime_s(self, payload_bytes: int) -> float:
-        cached = self._airtime_cache.get(payload_bytes)
+    def rate_for(self, payload_bytes: int) -> LoRaProfile | None:
+        """The data rate an uplink of ``payload_bytes`` goes at: the profile's own when the frame fits it, else the
+        slowest (longest-range) faster rate of the same region that carries it within the dwell time; None: none."""
+        for rate in (self.profile, *self.fallbacks):
+            if payload_bytes <= rate.max_payload_bytes:
+                dwell = rate.dwell_time_s
+                if dwell is None or time_on_air_s(rate, payload_bytes) <= dwell:
+                    return rate
+        return None
+
+    def airtime_s(self, payload_bytes: int, rate: LoRaProfile | None = None) -> float:
+        rate = rate or self.profile
+        cached = self._airtime_cache.get((rate.name, payload_bytes))
         if cached is None:
-            cached = self._airtime_cache[payload_bytes] = time_on_air_s(self.profile, payload_bytes)
+            cached = self._airtime_cache[(rate.name, payload_bytes)] = time_on_air_s(rate, payload_bytes)
         return cached
 
-    def check(self, payload_bytes: int) -> float:
+    def check(self, payload_bytes: int, rate: LoRaProfile | None = None) -> float:
         """The frame's airtime; :class:`LinkError` if the data rate or the dwell time cannot carry it."""
-        airtime = self.airtime_s(payload_bytes)
-        dwell = self.profile.dwell_time_s
+        rate = rate or self.profile
+        airtime = self.airtime_s(payload_bytes, rate)
+        dwell = rate.dwell_time_s
         if dwell is not None and airtime > dwell:
             raise LinkError(
-                f"{payload_bytes} B on {self.profile.name} is on air {airtime * 1e3:.0f} ms, "
+                f"{payload_bytes} B on {rate.name} is on air {airtime * 1e3:.0f} ms, "
                 f"over the {dwell * 1e3:.0f} ms dwell time"
             )
         return airtime
 
-    def earliest_tx(self, now: float, payload_bytes: int) -> float:
-        airtime = self.check(payload_bytes)
+    def earliest_tx(self, now: float, payload_bytes: int, rate: LoRaProfile | None = None) -> float:
+        airtime = self.check(payload_bytes, rate)
         start = max(now, self.radio_free_at)
         return self.duty.earliest(start, airtime) if self.duty is not None else start
 
     def fair_use_left_s(self, now: float) -> float:
         return self.fair_use.airtime_left_s(now) if self.fair_use is not None else math.inf
 
-    def commit(self, start: float, payload_bytes: int) -> Transmission:
+    def commit(self, start: float, payload_bytes: int, rate: LoRaProfile | None = None) -> Transmission:
         """Book a transmission; refuses one the duty cycle or dwell time forbids (a scheduler bug, not a user's)."""
-        airtime = self.check(payload_bytes)
+        airtime = self.check(payload_bytes, rate)
+        if rate is not None and rate.name != self.profile.name:
+            self.fallback_uplinks += 1
         if start < self.radio_free_at - 1e-9:
             raise LinkError(
                 f"{self.profile.name}: an uplink at t={start:.3f} s overlaps the previous uplink or its "
@@ -300,17 +338,17 @@ class IpBudget:
     def max_payload_bytes(self) -> int:
         return self.profile.max_payload_bytes
 
-    def airtime_s(self, payload_bytes: int) -> float:
+    def airtime_s(self, payload_bytes: int, rate: object = None) -> float:
         return time_on_air_s(self.profile, payload_bytes)
 
-    def earliest_tx(self, now: float, payload_bytes: int) -> float:
+    def earliest_tx(self, now: float, payload_bytes: int, rate: object = None) -> float:
         self.airtime_s(payload_bytes)  # size check
         return max(now, self.busy_until)
 
     def fair_use_left_s(self, now: float) -> float:
         return math.inf
 
-    def commit(self, start: float, payload_bytes: int) -> Transmission:
+    def commit(self, start: float, payload_bytes: int, rate: object = None) -> Transmission:
         tx = Transmission(max(start, self.busy_until), self.airtime_s(payload_bytes), payload_bytes)
         self.busy_until = tx.end
         if self.log is not None:

@@ -11,6 +11,10 @@ quality or link-stats record replaces the unsent one.
 missing, then events, then periodic summaries, packed into what the current data rate carries. Critical records
 go at the next opportunity the duty cycle and dwell time allow and may overspend the fair-use budget; everything
 else is paced by a token bucket that refills at the fair-use rate (less a reserve kept for critical records).
+Where the record that should go next fits no uplink at the profile's data rate (US915 DR0 carries 11 bytes, an
+anomaly event is 19), that one uplink goes at the region's slowest data rate that carries it within the dwell
+time (:meth:`LoRaBudget.rate_for <kasmina_edge.net.link.LoRaBudget.rate_for>`): every record class reaches the
+cloud, later if the budget says so, never silently held forever.
 
 The queue can be written to and read from bytes (:meth:`RecordQueue.to_bytes`), which is how the emulator keeps
 it on its flash across power cuts. Nothing here reads a clock: ``now`` is simulated seconds.
@@ -317,6 +321,7 @@ class SchedulerStats:
     bytes: int = 0
     over_fair_use_s: float = 0.0  # airtime critical packets spent past the fair-use budget
     waits_duty_cycle: int = 0
+    fallback_packets: int = 0  # sent at a faster data rate because a record fit no uplink at the profile's
 
 
 class UplinkScheduler:
@@ -434,6 +439,9 @@ class UplinkScheduler:
         critical = bool(candidates) and candidates[0].priority == Priority.CRITICAL and not candidates[0].sent
         limit = self.max_payload
         bare = False
+        rate = self._rate_for_top(candidates)
+        if rate is not None:  # the top record does not fit this data rate: this uplink goes at a faster one
+            limit = rate.max_payload_bytes
         if self.plan.encoding == "lora":
             chosen, drops, size = self._pack(candidates, limit)
             if not chosen and not drops:
@@ -447,13 +455,13 @@ class UplinkScheduler:
         if not chosen and not drops:
             return None
         try:
-            start = self.budget.earliest_tx(now, size)
+            start = self.budget.earliest_tx(now, size, rate)
         except KasminaError:
             return None
         if start > now + 1e-9:
             self.stats.waits_duty_cycle += 1
             return None
-        airtime = self.budget.airtime_s(size)
+        airtime = self.budget.airtime_s(size, rate)
         top = max((e.priority for e in chosen), default=Priority.PERIODIC)
         if (
             self.lora
@@ -479,7 +487,9 @@ class UplinkScheduler:
             if critical and left < airtime:
                 self.stats.over_fair_use_s += airtime - max(0.0, left)
             self._tokens -= airtime
-        tx = self.budget.commit(now, size)
+        tx = self.budget.commit(now, size, rate)
+        if rate is not None:
+            self.stats.fallback_packets += 1
         for e in chosen:
             if e.sent:
                 self.queue.stats.resent += 1
@@ -503,6 +513,19 @@ class UplinkScheduler:
             top,
         )
 
+    def _rate_for_top(self, candidates: list[Entry]) -> LoRaProfile | None:
+        """A faster data rate of the region when the record that should go next fits no uplink at this one
+        (in a packet or bare): US915 DR0 carries 11 bytes, an anomaly event is 19. None: this data rate."""
+        if not self.lora or not candidates or self.plan.encoding != "lora":
+            return None
+        frame = frame_bytes(candidates[0].record)
+        if frame <= self.max_payload:
+            return None
+        assert isinstance(self.budget, LoRaBudget)
+        rate = self.budget.rate_for(frame + packet_header_bytes(min(len(self.queue.drops), 8)))
+        rate = rate or self.budget.rate_for(frame + packet_header_bytes())
+        return rate if rate is not None and rate.name != self.profile.name else None
+
     def on_ack(self, ack: Ack, now: float) -> int:
         self.last_ack_at = now
         return self.queue.ack(ack)
@@ -512,14 +535,18 @@ class UplinkScheduler:
         candidates = self._candidates(now)
         times: list[float] = []
         if candidates or self.queue.drops:
-            size = min((frame_bytes(e.record) for e in candidates), default=0) + packet_header_bytes()
-            size = min(size, self.max_payload)
+            rate = self._rate_for_top(candidates)
+            if rate is not None:  # the next uplink goes at a faster rate: its own size and airtime
+                size = frame_bytes(candidates[0].record) + packet_header_bytes()
+            else:
+                size = min((frame_bytes(e.record) for e in candidates), default=0) + packet_header_bytes()
+                size = min(size, self.max_payload)
             try:
-                radio = self.budget.earliest_tx(now, size)
+                radio = self.budget.earliest_tx(now, size, rate)
             except KasminaError:
                 radio = math.inf
             if self.lora and not (candidates and candidates[0].priority == Priority.CRITICAL):
-                need = self.budget.airtime_s(size) - self._tokens
+                need = self.budget.airtime_s(size, rate) - self._tokens
                 if need > 0:
                     radio = max(radio, now + need / self._rate)
             elif not self.lora:

@@ -222,14 +222,23 @@ def test_critical_bypasses_pacing_but_never_the_duty_cycle() -> None:
     assert wake > 402.0 and s.poll(wake) is not None
 
 
-def test_us915_dr0_carries_the_bare_heartbeat_only() -> None:
+def test_us915_dr0_sends_a_heartbeat_bare_and_what_does_not_fit_at_a_faster_rate() -> None:
+    from kasmina_edge.net.link import time_on_air_s
+
     s = _scheduler("lorawan-us915-dr0")
-    s.queue.submit(counts(), 0.0)
     s.queue.submit(heartbeat(), 0.0)
     sent = s.poll(0.0)
-    assert sent is not None and sent.fport == 2 and sent.size_bytes == 11
+    assert sent is not None and sent.fport == 2 and sent.size_bytes == 11  # fits DR0 bare: stays at DR0
     assert isinstance(codec.decode(sent.payload), DeviceStatus)  # type: ignore[arg-type]
-    assert s.poll(100.0) is None  # the 20-byte counts never fit an 11-byte data rate
+    assert s.stats.fallback_packets == 0
+    s.queue.submit(counts(), 100.0)  # 20 bytes: no DR0 uplink carries it
+    wake = s.next_wakeup(100.0)  # the pacing bucket refills for the larger frame's airtime
+    assert wake > 100.0
+    later = s.poll(wake)
+    assert later is not None and later.fport == 1 and later.size_bytes > 11
+    dr1 = catalog.network("lorawan-us915-dr1")
+    assert later.airtime_s == pytest.approx(time_on_air_s(dr1, later.size_bytes))  # type: ignore[arg-type]
+    assert later.airtime_s <= 0.4 and s.stats.fallback_packets == 1  # inside the 400 ms dwell time
 
 
 def _max_hour(log: list[dict[str, float]]) -> float:
