@@ -71,6 +71,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show third-party log output (TensorFlow, absl, torchao), silenced by default."
+    ),
 ) -> None:
     """kasmina-edge: train → morph → build → flash → run.
 
@@ -78,6 +81,8 @@ def _root(
     ~/.local/share/kasmina-edge; KASMINA_HOME=DIR moves all of them into DIR.
     """
     apply_home()
+    if verbose:  # read where the noisy libraries are imported (contracts.optional), inside the commands
+        os.environ["KASMINA_VERBOSE"] = "1"
 
 
 # Command modules that `register(app)` themselves, and the placeholders used until each exists:
@@ -143,7 +148,6 @@ def main() -> None:
     """The console script: every error a user can cause (a KasminaError, a path or port the system refuses)
     is one line on stderr and exit 2, never a traceback; a bug is one line and exit 1 (KASMINA_VERBOSE=1
     shows its traceback). Option errors are already one line (:class:`OneLineErrors`)."""
-    verbose = bool(os.environ.get("KASMINA_VERBOSE"))
     try:
         app()
     except KasminaError as exc:
@@ -152,11 +156,11 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except OSError as exc:  # a path or a port the user gave
-        if verbose:
+        if os.environ.get("KASMINA_VERBOSE"):  # also set by --verbose
             raise
         _error((f"{exc.filename}: " if exc.filename else "") + (exc.strerror or str(exc)))
     except Exception as exc:  # a bug, not the user's doing: still one line, the traceback on request
-        if verbose:
+        if os.environ.get("KASMINA_VERBOSE"):  # also set by --verbose
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         err_console.print(

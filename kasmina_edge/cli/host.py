@@ -848,7 +848,8 @@ def run_morph_patient(
         con.print("[yellow]note:[/] the checkpoint names no training patients: no common beats mixed in")
     counts = window.counts()
     con.print(
-        f"patient {record.name}: first {minutes:g} min, {sum(counts.values())} beats {counts}, judged out of "
+        f"patient {record.name}: first {minutes:g} min, {sum(counts.values())} beats "
+        f"({', '.join(f'{c} {n:,}' for c, n in counts.items())}), judged out of "
         f"fold over {cfg.cv_folds} blocks of {cfg.cv_block_s:g} s; RR scale {window.rr_scale[0]:.3f}"
     )
     with _progress(con) as prog:
