@@ -482,6 +482,7 @@ def open_device_telemetry(
     status: Callable[[], dict[str, Any]] | None = None,
     seed: int = 0,
     emulated: Any = None,
+    auth: Any = None,
 ) -> tuple[RuntimeTelemetry, Any]:
     """The telemetry hook for ``kasmina-edge run --link PROFILE --mqtt URL``; returns it and its transport."""
     from kasmina_edge import catalog
@@ -494,7 +495,15 @@ def open_device_telemetry(
     if mqtt_url:
         from kasmina_edge.net.mqtt import MqttDeviceTransport
 
-        transport = MqttDeviceTransport(mqtt_url, fleet, device)
+        # auth: kasmina_edge.net.credentials.MqttAuth (TLS files, user, password from a file or the environment)
+        transport = MqttDeviceTransport(
+            mqtt_url,
+            fleet,
+            device,
+            tls=getattr(auth, "tls", None),
+            username=getattr(auth, "username", None),
+            password=getattr(auth, "password", None),
+        )
         transport.connect()
     else:
         transport = LocalTransport()

@@ -113,11 +113,23 @@ def run(
         callback=checks.choice(("xnnpack", "builtin", "reference"), "kernels"),
     ),
     link: str = typer.Option(None, "--link", help="Telemetry over this network profile, e.g. lorawan-eu868-dr0 (NAME:FAULTS adds faults)."),
-    mqtt: str = typer.Option(None, "--mqtt", help="Publish telemetry to this broker, e.g. mqtt://127.0.0.1:1883."),
+    mqtt: str = typer.Option(None, "--mqtt", help="Publish telemetry to this broker, e.g. mqtt://127.0.0.1:1883 or mqtts://HOST:8883."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate that signed the broker's (mqtts://; or $KASMINA_MQTT_CA)."),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --key)."),
+    key: Path = typer.Option(None, "--key", help="Client certificate's private key."),
+    user: str = typer.Option(None, "--user", help="Broker user name (or $KASMINA_MQTT_USER; the device's name under the example ACL)."),
+    password_file: Path = typer.Option(
+        None, "--password-file", help="File whose first line is the broker password (or $KASMINA_MQTT_PASSWORD); never in the URL."
+    ),
 ) -> None:
     """Boot the device from its flash and stream ECG through the on-device runtime, with a live panel."""
+    auth = None
+    if mqtt:
+        from kasmina_edge.net.credentials import resolve_auth
+
+        auth = resolve_auth(mqtt, ca=ca, cert=cert, key=key, user=user, password_file=password_file)
     run_device(console, device, ecg, fast=fast, start=start, seconds=seconds, out=out, keys=keys,
-               static=static, kernels=kernels, link=link, mqtt=mqtt)
+               static=static, kernels=kernels, link=link, mqtt=mqtt, mqtt_auth=auth)
 
 
 def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
@@ -168,6 +180,7 @@ def run_device(
     keep_predictions: bool = False,
     link: str | None = None,
     mqtt: str | None = None,
+    mqtt_auth: Any = None,
 ) -> Any:
     from dataclasses import replace
 
@@ -220,7 +233,8 @@ def run_device(
         from firmware_sim.telemetry import open_device_telemetry
 
         telemetry, transport = open_device_telemetry(
-            dev.address.name, dev.storage, link, mqtt, emulated=dev if isinstance(dev, EmulatedDevice) else None)
+            dev.address.name, dev.storage, link, mqtt, emulated=dev if isinstance(dev, EmulatedDevice) else None,
+            auth=mqtt_auth)
     try:
         if live_ctx is not None:
             with live_ctx:

@@ -45,12 +45,16 @@ def broker(
             console.print("stopping broker")
 
 
-def _tls(ca: Path | None, cert: Path | None, key: Path | None) -> Any:
-    if ca is None:
-        return None
-    from kasmina_edge.net.mqtt import TlsFiles
+_USER_HELP = "Broker user name (or $KASMINA_MQTT_USER)."
+_PASSWORD_HELP = "File whose first line is the broker password (or $KASMINA_MQTT_PASSWORD); never in the URL."
 
-    return TlsFiles(ca, cert, key)
+
+def _auth(mqtt: str, ca: Path | None, cert: Path | None, key: Path | None, user: str | None,
+          password_file: Path | None) -> Any:
+    """TLS files and credentials from the options or the environment (a password in the URL is refused)."""
+    from kasmina_edge.net.credentials import resolve_auth
+
+    return resolve_auth(mqtt, ca=ca, cert=cert, key=key, user=user, password_file=password_file)
 
 
 MONITOR_COLUMNS = (
@@ -170,13 +174,17 @@ def monitor(
         None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
         callback=checks.positive_seconds,
     ),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA)."),
     cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts://."),
-    key: Path = typer.Option(None, "--key", help="Client key for mqtts://."),
+    key: Path = typer.Option(None, "--key", "--tls-key", help="Client certificate's private key."),
+    user: str = typer.Option(None, "--user", help=_USER_HELP),
+    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP),
 ) -> None:
     """Live table of devices, decoded telemetry, seed stages and link budget; everything to a JSON-lines store."""
+    auth = _auth(mqtt, ca, cert, key, user, password_file)
     run_monitor(
-        console, mqtt, fleet=fleet, store=store, as_json=as_json, seconds=seconds, tls=_tls(ca, cert, key)
+        console, mqtt, fleet=fleet, store=store, as_json=as_json, seconds=seconds, tls=auth.tls,
+        username=auth.username, password=auth.password,
     )
 
 
@@ -247,7 +255,11 @@ def send(
     audit: Path = typer.Option(
         None, "--audit", help="Operator audit log (default ~/.local/share/kasmina-edge/audit/operator.jsonl)."
     ),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA)."),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --tls-key)."),
+    tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key."),
+    user: str = typer.Option(None, "--user", help=_USER_HELP),
+    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP),
 ) -> None:
     """Send a signed command; the device verifies it, acts, and acknowledges (both sides audit it)."""
     from kasmina_edge.cli.common import fail
@@ -255,6 +267,7 @@ def send(
 
     parsed = check_command(name, parse_set_args(args or []))  # the device's schema, before a key or broker
     command_key = operator_key(device, key)
+    auth = _auth(mqtt, ca, cert, tls_key, user, password_file)
     checks.broker_reachable(mqtt)
     result = send_command(
         mqtt,
@@ -265,7 +278,9 @@ def send(
         _operator_log(audit),
         fleet=fleet,
         timeout_s=timeout,
-        tls=_tls(ca, None, None),
+        tls=auth.tls,
+        username=auth.username,
+        password=auth.password,
     )
     if result.status == "timeout":
         fail(
@@ -337,7 +352,11 @@ def ota(
         300.0, "--timeout", help="Seconds to wait for the device's final report.", callback=checks.positive_seconds
     ),
     audit: Path = typer.Option(None, "--audit", help="Operator audit log."),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA)."),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --tls-key)."),
+    tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key."),
+    user: str = typer.Option(None, "--user", help=_USER_HELP),
+    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP),
 ) -> None:
     """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports."""
     from kasmina_edge import catalog
@@ -348,6 +367,7 @@ def ota(
     profile = catalog.network(link.partition(":")[0])
     check_ota_bundle(bundle, device, keys)  # verified and matched to the device before any transfer
     command_key = operator_key(device, key)
+    auth = _auth(mqtt, ca, cert, tls_key, user, password_file)
     checks.broker_reachable(mqtt)
     plan = plan_transfer(profile, bundle.stat().st_size)
     link_time = "under 1 s" if plan.estimate_s < 1 else f"about {plan.estimate_s:,.0f} s"
@@ -377,7 +397,9 @@ def ota(
             timeout_s=timeout,
             keys=keys,
             audit=_operator_log(audit),
-            tls=_tls(ca, None, None),
+            tls=auth.tls,
+            username=auth.username,
+            password=auth.password,
             on_progress=progress,
         )
     if result.status == "timeout":

@@ -292,6 +292,8 @@ def run_ota(
     tls: Any = None,
     retry_s: float = 15.0,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> OtaResult:
     """Offer ``bundle_path`` to ``device`` over MQTT and serve the transfer until the device's final report."""
     import secrets
@@ -302,7 +304,9 @@ def run_ota(
     session = secrets.randbelow(1 << 16) if session is None else session
     args, data, plan = offer_args(bundle_path, profile, session, keys)
     ota_topic = topics.ota(fleet, device)
-    client = MqttClient(url, f"kasmina-ota-{secrets.token_hex(4)}", tls=tls)
+    client = MqttClient(
+        url, f"kasmina-ota-{secrets.token_hex(4)}", tls=tls, username=username, password=password
+    )
     lock = threading.Lock()
 
     def publish(msg: bytes) -> None:
