@@ -22,7 +22,7 @@ TARGETS = ("edgetpu", "cortex-m", "linux-arm", "x86")
 
 def build(
     checkpoint: Path = typer.Option(
-        ..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`.", callback=checks.input_file
+        ..., "--checkpoint", help="Base checkpoint from `kasmina-edge train`.", callback=checks.existing_checkpoint
     ),
     seeds: Path = typer.Option(
         None, "--seeds", help="Seed library folder from `kasmina-edge morph` (omit: base only).",

@@ -143,6 +143,22 @@ def one_of_ints(*allowed: int) -> Callable[[int | None], int | None]:
     return check
 
 
+def checkpoint_content(path: Path | None) -> Path | None:
+    """A checkpoint that exists must be one (torch saves a zip): a PNG or a log given by mistake is named
+    here, not in a torch unpickling error. A missing one is left to the command (it says which)."""
+    if path is None or not path.is_file():
+        return path
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        raise typer.BadParameter(f"{path}: not a checkpoint (a .pt from `kasmina-edge train` is a torch zip)")
+    return path
+
+
+def existing_checkpoint(path: Path | None) -> Path | None:
+    return checkpoint_content(input_file(path))
+
+
 def input_path(path: Path | None) -> Path | None:
     """An existing file or folder (e.g. a keys folder or a public key PEM)."""
     if path is None:

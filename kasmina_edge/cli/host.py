@@ -329,7 +329,9 @@ def train(
         Path("runs/base.pt"), "--out", help="Checkpoint to write (atomically, every epoch).",
         callback=checks.output_file(),
     ),
-    resume: Path = typer.Option(None, "--resume", help="Continue from this checkpoint.", callback=checks.input_file),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue from this checkpoint.", callback=checks.existing_checkpoint
+    ),
     log: Path = typer.Option(
         None, "--log", help="JSON-lines experiment log (default: beside --out).", callback=checks.output_file()
     ),
@@ -505,8 +507,9 @@ def run_morph_command(
 
 def morph(
     checkpoint: Path = typer.Option(
-        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt)."
-    ),  # checked before any work by the commands themselves (tests read their KasminaError)
+        None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt).",
+        callback=checks.checkpoint_content,
+    ),  # a missing one: the commands say so before any work (tests read their KasminaError)
     conditions: str = typer.Option(None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient."),
     out: Path = typer.Option(
         None, "--out", help="Seed library folder (default runs/seeds); with --patient the bundle (seed-REC.kedge)."

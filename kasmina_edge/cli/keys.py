@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import console, fail
 from kasmina_edge.contracts.errors import KasminaError
 
@@ -16,7 +17,7 @@ _DIR_HELP = "Keys folder (default: $KASMINA_KEYS_DIR or ~/.config/kasmina-edge/k
 
 @app.command("init")
 def init(
-    directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
+    directory: Path = typer.Option(None, "--dir", help=_DIR_HELP, callback=checks.output_dir),
     force: bool = typer.Option(
         False, "--force", help="Replace an existing key pair (bundles it signed stop verifying)."
     ),

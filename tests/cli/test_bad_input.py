@@ -4,6 +4,7 @@ on stderr, exit 2, no traceback, no file written or left half-written (issue 17,
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,16 @@ BAD: list[tuple[list[str], str]] = [
     (["morph", "--patient", "synthetic:clean", "--checkpoint", "base.pt", "--out", "seed.zip"], ".kedge"),
     (["morph", "--checkpoint", "base.pt", "--base-bundle", "nope.kedge"], "nope.kedge: no such file"),
     (["morph", "--checkpoint", "base.pt", "--base-bundle", "strip.png"], "only with --patient"),
+    (["build", "--checkpoint", "strip.png", "--target", "edgetpu"], "strip.png: not a checkpoint"),
+    (["morph", "--checkpoint", "strip.png"], "strip.png: not a checkpoint"),
+    (["train", "--resume", "strip.png"], "strip.png: not a checkpoint"),
+    (["keys", "init", "--dir", "strip.png"], "not a folder"),
+    (["run", "--device", "dir:.", "--ecg", "csv:strip.png"], "strip.png"),
+    (["evaluate", "csv:strip.png", "--predictions", "run.jsonl"], "strip.png"),
+    (["ota", "strip.png", "--device", "p", "--link", "nope"], "nope"),
+    (["monitor", "--mqtt", "http://x", "--seconds", "1"], "mqtt://HOST"),
+    (["train", "--data", "bogus:x"], "--data"),
+    (["morph", "--checkpoint", "base.pt", "--reward", "bogus=1"], "unknown term 'bogus'"),
 ]
 
 
@@ -87,7 +98,8 @@ def workdir(home: Path) -> Path:
     (work / "strip.png").write_bytes(PNG)
     (work / "model.tflite").write_bytes(PNG)
     (work / "fake.kedge").write_bytes(PNG)
-    (work / "base.pt").write_bytes(b"not really a checkpoint")
+    with zipfile.ZipFile(work / "base.pt", "w") as z:  # looks like a torch checkpoint (a zip) to the checks
+        z.writestr("base/data.pkl", b"not really a checkpoint")
     (work / "run.jsonl").write_text(json.dumps({"event": "beat", "sample": 100, "class": "N"}) + "\n")
     return work
 
