@@ -477,9 +477,10 @@ def from_dict(data: Mapping[str, Any]) -> Record:
         raise FrameError(f"JSON frame must be an object, got {type(data).__name__}")
     if data.get("version") != VERSION:
         raise FrameError(f"unknown JSON frame version {data.get('version')!r} (this decoder reads {VERSION})")
-    layout = _BY_NAME.get(data.get("type"))  # type: ignore[arg-type]
+    kind = data.get("type")
+    layout = _BY_NAME.get(kind) if isinstance(kind, str) else None  # a dict or list is no type name (fuzzing)
     if layout is None:
-        raise FrameError(f"unknown JSON frame type {data.get('type')!r} (known: {', '.join(_BY_NAME)})")
+        raise FrameError(f"unknown JSON frame type {str(kind)[:60]!r} (known: {', '.join(_BY_NAME)})")
     hints = _HINTS[layout.record]
     expected = [f.name for f in fields(layout.record)]
     missing = [n for n in expected if n not in data]

@@ -432,7 +432,8 @@ class Monitor:
 
     def _release(self, view: DeviceView, now: float) -> list[StoredRecord]:
         out: list[StoredRecord] = []
-        assert view.next_release is not None
+        if view.next_release is None:  # nothing heard from this device yet (an uplink that held no record)
+            return out
         timeout = self.reorder_timeout_s
         if timeout is None:
             timeout = REORDER_TIMEOUT_IP_S if not view.link.startswith("lorawan") else REORDER_TIMEOUT_LORA_S
