@@ -239,6 +239,18 @@ class EmulatedDevice:
     def _trusted_key(self, st: dict[str, Any] | None = None) -> Ed25519PublicKey | None:
         return self.security().trusted_key()
 
+    def rotate_trust(self, statement_path: Path) -> str:
+        """Adopt the signing key a rotation statement names (signed by the key trusted now); the new key id."""
+        try:
+            statement = json.loads(Path(statement_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"{statement_path}: not a readable key rotation statement ({exc})") from None
+        new = self.security().rotate(statement)
+        st = self.state()
+        self._log(st, "trust_rotated", to=new)
+        self._save(st)
+        return new
+
     def _anchor(self, keys: Path | None, trust: Path | None, via: str) -> tuple[Ed25519PublicKey, str | None]:
         """The key bundles must verify with: the one provisioned on the device, never the bundle's own.
         Not yet provisioned: ``trust`` (``flash --trust KEYFILE``), else, on a local flash only, the keys folder's

@@ -13,6 +13,9 @@ or a power cut never lowers a counter, and the file is read again on every flash
 * ``kernel_counter``: the version of the newest kernel-only bundle stored; a kernel bundle of this version or
   older is refused on every path (flash, OTA), except the very same bundle again (nothing written).
 
+The anchor changes only on a rotation statement signed by the anchor itself (:meth:`SecureStore.rotate`,
+``kasmina-edge keys rotate`` then ``flash --rotate FILE``); the counters never go down, whichever key signs.
+
 A device flashed before this file existed migrates on first read: its ``device.json`` counter and key.
 """
 
@@ -80,11 +83,11 @@ class SecureStore:
             )
         return SecureState()
 
-    def write(self, state: SecureState) -> None:
+    def write(self, state: SecureState, *, rotating: bool = False) -> None:
         old = self.read()
         if state.image_counter < old.image_counter or state.kernel_counter < old.kernel_counter:
             raise DeviceError("secure storage: a security counter never goes down")
-        if old.trusted_key_pem and state.trusted_key_pem != old.trusted_key_pem:
+        if old.trusted_key_pem and state.trusted_key_pem != old.trusted_key_pem and not rotating:
             raise DeviceError("secure storage: the trusted key is provisioned once (see SECURITY.md: rotation)")
         self.storage.write_json(SECURE_FILE, state.to_dict())
 
@@ -109,6 +112,24 @@ class SecureStore:
             )
         state.trusted_key_pem, state.trusted_key_id, state.provisioned_from = public_pem(key), key_id(key), source
         self.write(state)
+
+    def rotate(self, statement: Any) -> str:
+        """Move the trust anchor to the key a rotation statement names, if the current anchor signed it;
+        returns the new key id. The counters stay: a new key does not reopen old versions."""
+        from kasmina_edge.contracts.bundle import SigningKeyError, verify_rotation
+
+        current = self.trusted_key()
+        if current is None:
+            raise DeviceError("no trusted key provisioned yet: provision one (flash --trust KEYFILE), nothing to rotate")
+        try:
+            new = verify_rotation(statement, current)
+        except SigningKeyError as exc:
+            raise DeviceError(f"key rotation refused: {exc}") from None
+        state = self.read()
+        state.trusted_key_pem, state.trusted_key_id = public_pem(new), key_id(new)
+        state.provisioned_from = f"rotation from {key_id(current)}"
+        self.write(state, rotating=True)
+        return key_id(new)
 
     # ------------------------------------------------------------------ counters
 

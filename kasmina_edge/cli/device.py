@@ -67,16 +67,27 @@ def flash(
         help="Public key (PEM or keys folder) to provision as the device's trusted key on its first flash "
         "(default: the keys folder's own public key). A provisioned device never takes another.",
     ),
+    rotate: Path = typer.Option(
+        None, "--rotate", callback=checks.input_file,
+        help="Key rotation statement (`kasmina-edge keys rotate`): the device moves its trust to the new key, "
+        "signed by the key it trusts now, before verifying this bundle.",
+    ),
 ) -> None:
     """Verify a bundle and write it to the device's inactive slot; it boots from it next time."""
-    run_flash(console, bundle, device, keys=keys, profile=profile, trust=trust)
+    run_flash(console, bundle, device, keys=keys, profile=profile, trust=trust, rotate=rotate)
 
 
 def run_flash(con: Console, bundle: Path, device: str, *, keys: Path | None = None, profile: str | None = None,
-              devices_root: Path | None = None, trust: Path | None = None) -> Any:
-    from firmware_sim.device import open_device
+              devices_root: Path | None = None, trust: Path | None = None, rotate: Path | None = None) -> Any:
+    from firmware_sim.device import EmulatedDevice, open_device
 
     dev = open_device(device, devices_root)
+    if rotate is not None:
+        if not isinstance(dev, EmulatedDevice):
+            from kasmina_edge.contracts.errors import KasminaError
+
+            raise KasminaError(f"--rotate: {device} is mass storage; rotate keys on an emu:// device")
+        con.print(f"{dev.address} now trusts signing key {dev.rotate_trust(rotate)} (rotation {rotate})")
     result = dev.flash(bundle, keys, profile=profile, trust=trust)
     slot = ("its kernel store (live at the next run)" if result.kernels is not None
             else f"slot {result.slot} (pending: boots next)" if result.slot else "mass storage")  # fmt: skip

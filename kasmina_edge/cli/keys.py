@@ -72,3 +72,41 @@ def show(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
         console.print("private key: [yellow]absent (this machine can verify, not sign)[/]")
     console.print(f"key id:      {key_id(key)}")
     console.print(pub.read_text().rstrip(), highlight=False)
+
+
+@app.command("rotate")
+def rotate(
+    to: Path = typer.Option(..., "--to", help="The new keys folder (`kasmina-edge keys init --dir NEW` first)."),
+    directory: Path = typer.Option(None, "--dir", help=_DIR_HELP + " The key devices trust now."),
+    out: Path = typer.Option(None, "--out", help="Where the statement goes (default: NEW/rotation-FROM-TO.json)."),
+) -> None:
+    """Sign, with the current key, a statement that the new key replaces it; devices take it with `flash --rotate`.
+    The new folder also takes over the record of signed versions (devices refuse versions they already ran)."""
+    import json
+
+    from kasmina_edge.contracts.bundle import (
+        SIGNED_VERSIONS_NAME,
+        default_keys_dir,
+        key_id,
+        load_private_key,
+        load_public_key,
+        record_signed_version,
+        sign_rotation,
+        signed_versions,
+    )
+
+    old_dir = directory or default_keys_dir()
+    try:
+        old, new = load_private_key(old_dir), load_public_key(to)
+        statement = sign_rotation(old, new)
+        for target, entry in signed_versions(old_dir).items():  # versions go on counting up under the new key
+            record_signed_version(target, int(entry.get("newest") or 0), None, to, kind="rotation")
+    except (KasminaError, OSError) as exc:
+        fail(str(exc))
+    path = out or to / f"rotation-{key_id(old.public_key())}-{key_id(new)}.json"
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(statement, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    console.print(f"rotation {key_id(old.public_key())} -> {key_id(new)}: {path}")
+    console.print(f"devices: kasmina-edge flash BUNDLE --device emu://NAME --rotate {path} --keys {to}")
+    console.print(f"signed versions carried over to {to / SIGNED_VERSIONS_NAME}")

@@ -64,6 +64,38 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Key rotation: the old key signs the new one; a device moves its trust anchor only on such a statement
+
+ROTATION_FORMAT = "kasmina-key-rotation/1"
+
+
+def sign_rotation(old: Ed25519PrivateKey, new: Ed25519PublicKey) -> dict[str, Any]:
+    """A statement, signed by the key devices trust now, that ``new`` replaces it."""
+    body = {"format": ROTATION_FORMAT, "from": key_id(old.public_key()), "to": key_id(new),
+            "new_public_pem": _public_pem(new).decode()}
+    data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return {**body, "signature": base64.b64encode(old.sign(data)).decode()}
+
+
+def verify_rotation(statement: Any, trusted: Ed25519PublicKey) -> Ed25519PublicKey:
+    """The new key, if ``statement`` is a rotation signed by ``trusted``; one line otherwise."""
+    if not isinstance(statement, dict) or statement.get("format") != ROTATION_FORMAT:
+        raise SigningKeyError(f"not a key rotation statement ({ROTATION_FORMAT})")
+    body = {k: statement.get(k) for k in ("format", "from", "to", "new_public_pem")}
+    if body["from"] != key_id(trusted):
+        raise SigningKeyError(f"the rotation is from key {body['from']}, the device trusts {key_id(trusted)}")
+    try:
+        data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        trusted.verify(base64.b64decode(str(statement.get("signature")), validate=True), data)
+        new = serialization.load_pem_public_key(str(body["new_public_pem"]).encode())
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        raise SigningKeyError("the key rotation statement does not verify with the trusted key") from None
+    if not isinstance(new, Ed25519PublicKey) or key_id(new) != body["to"]:
+        raise SigningKeyError("the key rotation statement names another key than it carries")
+    return new
+
+
+# ---------------------------------------------------------------------------------------------
 # Versions the keys folder has signed (the default of `build --version`)
 
 SIGNED_VERSIONS_NAME = "signed-versions.json"
