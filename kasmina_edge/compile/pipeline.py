@@ -1290,7 +1290,10 @@ def _write_bundle(
         },
     ]
     signed = write_bundle(out, manifest, files, keys=key)
-    record_signed_version(signed.target, signed.version, signed.bundle_id, req.keys, kind=signed.kind)
+    try:
+        record_signed_version(signed.target, signed.version, signed.bundle_id, req.keys, kind=signed.kind)
+    except OSError as exc:  # a read-only keys folder still signs; the next default version may then repeat
+        report.notes.append(f"version {signed.version} not recorded in the keys folder ({exc}): pass --version")
     report.bundle_bytes = out.stat().st_size
     report.notes.append(f"version {signed.version} (devices refuse it once they run this version or newer)")
     report.notes.append(f"bundle id {signed.bundle_id}")
