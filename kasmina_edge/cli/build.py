@@ -121,12 +121,14 @@ def run_build(
         strict=strict,
         version=version,
     )
+    from kasmina_edge.cli.tables import FitToWidth
+
     the_plan = plan(req)
     if explain:
-        the_plan.render(con)
+        the_plan.render(FitToWidth(con))  # type: ignore[arg-type]  # tables reflowed to the width
         return
     result = build(req, con)
-    result.report.render(con)
+    result.report.render(FitToWidth(con))  # type: ignore[arg-type]
     print_parity_warnings(result)
     if json_out is not None:
         import json

@@ -116,7 +116,9 @@ def run_profile(
     if measure:
         with con.status("measuring on the runtimes here (one core)..."):
             measure_subject(report, runs=runs)
-    render(report, con, detail=profile)
+    from kasmina_edge.cli.tables import FitToWidth
+
+    render(report, FitToWidth(con), detail=profile)  # type: ignore[arg-type]  # tables reflowed to the width
     if json_out is not None:
         _atomic_write(json_out, json.dumps(report.to_dict(samples=True), indent=1, default=str))
         con.print(f"json: {json_out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -114,3 +115,28 @@ def test_catalog_commands(argv: list[str], kasmina) -> None:  # type: ignore[no-
     got = kasmina(*argv)
     assert got.code == 0, got.err
     _assert_reads_at_80(got.out)
+
+
+def test_profile_tables(kasmina, bundles: Path) -> None:  # type: ignore[no-untyped-def]
+    got = kasmina("profile", str(bundles / "edgetpu-v1.kedge"), "--keys", str(bundles / "keys"))
+    assert got.code == 0, got.err
+    _assert_reads_at_80(got.out)
+    for name in ("stm32h743", "nrf52840", "coral-usb", "kernel_s0_emg-denoise_site0", "battery life"):
+        assert name in got.out
+
+
+def test_reflow_keeps_every_cell() -> None:
+    from rich.table import Table
+
+    from kasmina_edge.cli.tables import reflow
+
+    wide = Table(title="wide")
+    headers = [f"column number {i}" for i in range(12)]
+    for h in headers:
+        wide.add_column(h)
+    rows = [[f"row{r}-value{c}" for c in range(12)] for r in range(6)]
+    for r in rows:
+        wide.add_row(*r)
+    text = _render(reflow(wide, WIDTH))
+    _assert_reads_at_80(text)
+    assert all(cell in text for r in rows for cell in r) and all(h in text for h in headers)
