@@ -146,29 +146,28 @@ def run(
 def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
     st = runtime.status()
     wall = max(emu["wall_s"], 1e-9)
-    head = Table.grid(padding=(0, 2))
+    head = Table.grid(padding=(0, 3))  # two columns of short facts: reads at 80 columns
+    beats = max(st["beats"], 1)
+    link_word = "up" if runtime.platform.link_state >= 1 else "constrained" if runtime.platform.link_state > 0 else "down"
     head.add_row(
-        f"beats {st['beats']:,}",
-        f"{st['beats'] / wall:,.0f} beats/s",
+        f"beats {st['beats']:,} ({st['beats'] / wall:,.0f}/s), anomalies {st['anomalies']:,}, faults {st['faults']}",
         f"signal {st['signal_s']:,.1f} s ({st['signal_s'] / wall:,.0f}x real time)",
-        f"anomalies {st['anomalies']:,}",
-        f"faults {st['faults']}",
     )
     head.add_row(
         "classes " + " ".join(f"{k}:{v}" for k, v in st["classes"].items()),
-        f"host {1e6 * st['infer_s'] / max(st['beats'], 1):.0f} us/beat",
-        f"device est. {1e6 * emu['device_s'] / max(st['beats'], 1):.0f} us/beat",
-        f"battery {_charge_pct(emu['battery'])}",
-        f"link {'up' if runtime.platform.link_state >= 1 else 'constrained' if runtime.platform.link_state > 0 else 'down'}",
+        f"battery {_charge_pct(emu['battery'])}, link {link_word}",
+    )
+    head.add_row(
+        f"host {1e6 * st['infer_s'] / beats:.0f} us/beat", f"device est. {1e6 * emu['device_s'] / beats:.0f} us/beat"
     )
     slots = Table(title="seed slots", expand=False)
     for col in ("site", "kernel", "stage", "alpha", "base"):
-        slots.add_column(col)
+        slots.add_column(col, overflow="fold")
     for s in st["slots"]:
         slots.add_row(str(s["site"]), s["kernel"] or "-", s["stage"] or "identity", f"{s['alpha']:.2f}", s["base"] or "-")
     dec = Table(title="last decisions", expand=False)
     for col in ("t (s)", "action", "kernel", "reason", "latency"):
-        dec.add_column(col)
+        dec.add_column(col, overflow="fold")
     for d in list(runtime.last_decisions)[-5:]:
         dec.add_row(f"{d.get('t', 0):.1f}", d["action"], str(d.get("kernel") or "-"), d["reason"], f"{d['latency_us']:.0f} us")
     return Panel(Group(head, slots, dec), title=title)
@@ -207,6 +206,10 @@ def run_device(
     source = open_source(ecg, start_s=start, seconds=seconds)
     if out is None:
         out = Path("runs") / f"run-{dev.address.name}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    record = source.record() if hasattr(source, "record") else None
+    if not fast and record is not None and record.seconds > 30:  # a long default says so up front
+        con.print(f"[dim]real time: {record.seconds / 60:,.1f} min of signal take as long to stream "
+                  "(--seconds N streams less, --fast as fast as it runs)[/]")  # fmt: skip
     config = RuntimeConfig()
     if static:
         config = replace(config, adapt=False, boot_kernels=False)

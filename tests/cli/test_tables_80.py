@@ -140,3 +140,21 @@ def test_reflow_keeps_every_cell() -> None:
     text = _render(reflow(wide, WIDTH))
     _assert_reads_at_80(text)
     assert all(cell in text for r in rows for cell in r) and all(h in text for h in headers)
+
+
+def test_run_live_panel() -> None:
+    from kasmina_edge.cli.device import _panel
+
+    kernel = "kernel_s0_emg-denoise_site0"
+    status = {"beats": 2273, "signal_s": 1505.6, "anomalies": 34, "faults": 0, "infer_s": 0.8,
+              "classes": {"N": 2239, "S": 33, "V": 1, "F": 0, "Q": 0},
+              "slots": [{"site": 0, "kernel": kernel, "stage": "PROBATIONARY", "alpha": 1.0, "base": "edgetpu-v1"},
+                        {"site": 1, "kernel": None, "stage": None, "alpha": 0.0, "base": None}]}  # fmt: skip
+    runtime = SimpleNamespace(
+        status=lambda: status, platform=SimpleNamespace(link_state=1),
+        last_decisions=[{"t": 12.5, "action": "swap_in", "kernel": kernel, "reason": "emg for 3 windows (2.1 dB)",
+                         "latency_us": 61}],
+    )  # fmt: skip
+    text = _render(_panel(runtime, {"wall_s": 12.3, "device_s": 9.1, "battery": 0.9999871}, "emu://patch-01"))
+    assert max(len(ln) for ln in text.splitlines()) <= WIDTH
+    assert "…" not in text and "1,505.6 s" in text and "99.99871 %" in text
