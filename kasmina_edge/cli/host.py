@@ -365,14 +365,17 @@ def short_reason(stage: str, reason: str) -> str:
 
 
 def results_table(result: MorphResult) -> Table:
-    t = Table(title="morph results: macro-F1 % on the condition's validation data")
+    from rich import box
+
+    t = Table(title="morph results: macro-F1 % on the condition's validation data", box=box.SIMPLE_HEAD,
+              pad_edge=False, title_justify="left")  # fmt: skip
     t.add_column("condition")
     t.add_column("base", justify="right")
     t.add_column("seed", justify="right")
     t.add_column("clean", justify="right")
-    t.add_column("site·blueprint")
+    t.add_column("site\nblueprint", no_wrap=True)  # names stay whole; the outcome wraps
     t.add_column("params", justify="right")
-    t.add_column("outcome")
+    t.add_column("outcome", overflow="fold")
     base_params = int(result.library.meta.get("base_params", 0)) or 1
     for o in result.outcomes:
         if not o.trials:
@@ -380,7 +383,7 @@ def results_table(result: MorphResult) -> Table:
         for tr in o.trials:
             clean = f"{_pct(tr.clean_host)}→{_pct(tr.clean_seed)}" if tr.clean_seed is not None else "-"
             t.add_row(
-                tr.condition, _pct(tr.baseline_val), _pct(tr.seed_val), clean, f"{tr.site}·{tr.blueprint}",
+                tr.condition, _pct(tr.baseline_val), _pct(tr.seed_val), clean, f"{tr.site}\n{tr.blueprint}",
                 f"{100 * tr.param_count / base_params:.1f}%", short_reason(tr.final_stage, tr.reason),
             )  # fmt: skip
     return t

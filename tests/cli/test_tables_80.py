@@ -158,3 +158,19 @@ def test_run_live_panel() -> None:
     text = _render(_panel(runtime, {"wall_s": 12.3, "device_s": 9.1, "battery": 0.9999871}, "emu://patch-01"))
     assert max(len(ln) for ln in text.splitlines()) <= WIDTH
     assert "…" not in text and "1,505.6 s" in text and "99.99871 %" in text
+
+
+def test_morph_results_table() -> None:
+    from kasmina_edge.cli.host import results_table
+
+    tr = SimpleNamespace(condition="baseline", baseline_val=0.7123, seed_val=0.7234, clean_host=0.81, clean_seed=0.805,
+                         site="site2", blueprint="bottleneck_adapter", param_count=1234, final_stage="CULLED",
+                         reason="gate_G4_failed: gain 0.0011 below 0.005 (lower bound -0.01); N accuracy fine")  # fmt: skip
+    kept = SimpleNamespace(**{**tr.__dict__, "final_stage": "FOSSILIZED", "condition": "emg"})
+    none = SimpleNamespace(trials=[], condition="motion", base_val=0.7, decision={"reason": "no symptom in its windows"})
+    result = SimpleNamespace(library=SimpleNamespace(meta={"base_params": 33461}),
+                             outcomes=[SimpleNamespace(trials=[tr, kept], condition="baseline", base_val=0.7, decision={}),
+                                       none])  # fmt: skip
+    text = _render(results_table(result))  # type: ignore[arg-type]
+    _assert_reads_at_80(text)
+    assert "bottleneck_adapter" in text and "72.3" in text and "fossilized" in text
