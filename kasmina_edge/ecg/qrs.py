@@ -22,6 +22,7 @@ to learn the thresholds before anything is reported.
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 from scipy.signal import butter, group_delay, sos2tf, sosfilt, sosfilt_zi
 
 from kasmina_edge.contracts.errors import KasminaError
@@ -51,6 +52,7 @@ R_SEARCH_S = 0.05  # R refinement on the raw signal: +/- this around the band-pa
 BASELINE_S = 0.25  # local median for the R refinement: +/- this
 SEARCHBACK_RR = 1.66
 STALL_S = 2.5  # no beat for this long and search-back finds nothing: lower the signal level
+PENDING_MAX_S = 10.0  # sub-threshold candidates older than this are forgotten (bounded memory)
 
 
 class QrsDetector:
@@ -73,6 +75,7 @@ class QrsDetector:
         self._r_search = max(1, int(round(R_SEARCH_S * self.fs)))
         self._baseline = int(round(BASELINE_S * self.fs))
         self._stall = int(round(STALL_S * self.fs))
+        self._pending_max = int(round(PENDING_MAX_S * self.fs))
         self.reset()
 
     def reset(self) -> None:
@@ -93,7 +96,7 @@ class QrsDetector:
         self._last_qrs: int | None = None  # MWI index of the last accepted QRS
         self._last_slope = 0.0
         self._rr: list[int] = []  # last 8 RR intervals (samples): PT's RR AVERAGE1
-        self._pending: list[tuple[int, float, int, float]] = []  # rejected since the last QRS: (k, value, r, slope)
+        self._pending: list[tuple[int, float, float]] = []  # rejected since the last QRS: (k, value, slope)
         self._last_r = -(10**12)
 
     # -- signal chain -------------------------------------------------------------------
@@ -174,14 +177,20 @@ class QrsDetector:
             local = np.append(local, self._n - 1)  # the last sample can be a peak at the end of the stream
         if lo == 0 and self._n > 1 and m[0] >= m[1] and m[0] > 0:
             local = np.insert(local, 0, 0)  # so can the first
-        out: list[int] = []
-        for k in local.tolist():
-            left = m[max(k - h, off) - off: k - off]
-            right = m[k + 1 - off: min(k + h + 1, self._n) - off]
-            v = m[k - off]
-            if (left.size == 0 or v > left.max()) and (right.size == 0 or v >= right.max()):
-                out.append(k)
-        return np.asarray(out, dtype=np.int64)
+        if local.size == 0:
+            return local.astype(np.int64)
+        # the full neighbourhood test, vectorised with a running maximum (scipy.ndimage):
+        # padded with -inf on both sides, so "outside the signal" never wins
+        pad = np.full(h, -np.inf)
+        ext = np.concatenate([pad, m, pad])  # ext[i + h] == m[i - off]
+        run = maximum_filter1d(ext, size=h, mode="constant", cval=-np.inf)
+        # run[j + h//2] = max(ext[j .. j + h - 1])
+        kk = local - off + h  # positions in ext
+        v = ext[kk]
+        left = run[kk - h + h // 2]  # max over [k - h, k)
+        right = run[kk + 1 + h // 2]  # max over (k, k + h]
+        keep = (v > left) & (v >= right)
+        return local[keep].astype(np.int64)
 
     def _locate_r(self, k: int) -> int:
         """R peak on the raw signal for an MWI peak at k."""
@@ -198,8 +207,9 @@ class QrsDetector:
         dev = np.abs(self._raw[a - self._start: b - self._start] - base)
         return a + int(np.argmax(dev))
 
-    def _accept(self, k: int, value: float, r: int, slope: float, searchback: bool, out: list[int]) -> None:
+    def _accept(self, k: int, value: float, slope: float, searchback: bool, out: list[int]) -> None:
         self._fill_gap(k, out)
+        r = self._locate_r(k)  # only for beats: the raw-signal search costs more than the decision
         if self._last_qrs is not None:
             self._rr = (self._rr + [k - self._last_qrs])[-8:]
         self._last_qrs = k
@@ -224,7 +234,7 @@ class QrsDetector:
     def _searchback(self, k: int, out: list[int]) -> None:
         """Before deciding candidate k: PT's search-back when no beat came for 1.66 mean RR."""
         while self._last_qrs is not None:
-            rr_mean = float(np.mean(self._rr)) if self._rr else self.fs
+            rr_mean = sum(self._rr) / len(self._rr) if self._rr else self.fs
             gap = k - self._last_qrs
             if gap <= SEARCHBACK_RR * rr_mean:
                 return
@@ -232,7 +242,7 @@ class QrsDetector:
             eligible = [c for c in self._pending if c[0] - self._last_qrs >= self._refractory and c[1] > thr2]
             if eligible:
                 best = max(eligible, key=lambda c: c[1])
-                self._accept(best[0], best[1], best[2], best[3], searchback=True, out=out)
+                self._accept(best[0], best[1], best[2], searchback=True, out=out)
                 continue
             if gap > self._stall:
                 # Nothing even at half threshold for seconds: the signal level was learnt on
@@ -251,25 +261,28 @@ class QrsDetector:
         if self._last_qrs is None or not self._rr:
             return
         gap = k - self._last_qrs
-        if gap <= 1.5 * float(np.mean(self._rr)):
+        if gap <= 1.5 * sum(self._rr) / len(self._rr):
             return
         thr2 = self._thr2()
         mid = [c for c in self._pending
                if c[0] < k and 0.3 * gap <= c[0] - self._last_qrs <= 0.7 * gap and c[1] > thr2]
         if mid:
             best = max(mid, key=lambda c: c[1])
-            self._accept(best[0], best[1], best[2], best[3], searchback=True, out=out)
+            self._accept(best[0], best[1], best[2], searchback=True, out=out)
 
     def _scan(self, final: bool) -> list[int]:
         out: list[int] = []
         for k in self._candidates(final):
             k = int(k)
             value = self._g(self._mwi, k)
+            if self._pending and self._pending[0][0] < k - self._pending_max:
+                # bounded memory: a candidate this old is never a search-back beat (decided per k, so
+                # chunking cannot change it)
+                self._pending = [c for c in self._pending if c[0] >= k - self._pending_max]
             self._searchback(k, out)
             if self._last_qrs is not None and k - self._last_qrs < self._refractory:
                 continue
             thr1 = self._npki + 0.25 * (self._spki - self._npki)
-            r = self._locate_r(k)
             slope = self._slope(k)
             if value > thr1:
                 if (
@@ -279,10 +292,10 @@ class QrsDetector:
                 ):
                     self._noise(value)  # a T wave
                     continue
-                self._accept(k, value, r, slope, searchback=False, out=out)
+                self._accept(k, value, slope, searchback=False, out=out)
             else:
                 self._noise(value)
-                self._pending.append((k, value, r, slope))
+                self._pending.append((k, value, slope))
         if final and self._last_qrs is not None:
             self._searchback(self._n + int(SEARCHBACK_RR * self.fs * 10), out)
         self._trim()
@@ -290,7 +303,8 @@ class QrsDetector:
 
     def _trim(self) -> None:
         keep = self._half + self._n_mwi + self._bp_delay + self._baseline + self._r_search + 2
-        keep_from = max(self._start, self._next - keep)
+        oldest = min(self._next, self._pending[0][0]) if self._pending else self._next
+        keep_from = max(self._start, oldest - keep)  # pending candidates may still become beats
         if keep_from > self._start:
             cut = keep_from - self._start
             self._raw = self._raw[cut:]
