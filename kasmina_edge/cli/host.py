@@ -482,6 +482,9 @@ def run_morph_command(
         f"experiment {xlog.experiment_id}: morphing {checkpoint} over {', '.join(cfg.conditions)} "
         f"for target {cfg.target or 'host'}{' (resumed)' if resumed else ''}"
     )
+    if preset != "tiny":
+        con.print("[dim]the default preset takes minutes per condition on 2 cores (the bar counts them); "
+                  "--preset tiny takes ~35 s[/]")  # fmt: skip
     with _progress(con) as prog:
         task = prog.add_task("morph", total=len(cfg.conditions) + 1, info="")
         seen: set[str] = set()
@@ -858,6 +861,7 @@ def run_morph_patient(
         f"({', '.join(f'{c} {n:,}' for c, n in counts.items())}), judged out of "
         f"fold over {cfg.cv_folds} blocks of {cfg.cv_block_s:g} s; RR scale {window.rr_scale[0]:.3f}"
     )
+    con.print("[dim]growing, gating and judging the seed takes a few minutes on 2 cores[/]")
     with _progress(con) as prog:
         task = prog.add_task("patient seed", total=None, info="")
         result = grow_patient_seed(base, window, common, cfg, target=target, ranges=device_ranges,
