@@ -261,6 +261,10 @@ def run_stream(
             if on_update is not None:
                 on_update(runtime, {"battery": battery.charge, "device_s": device_s[0],
                                     "wall_s": time.perf_counter() - t0})
+            if telemetry is not None and getattr(telemetry, "reboot_requested", False):
+                log.write({"event": "reboot", "reason": "signed reboot command", "t": round(now, 3)})
+                interrupted = True  # the emulated device restarts: this run ends, the next boots from flash
+                break
             if intr.requested or (stop is not None and stop()):
                 interrupted = True
                 break

@@ -137,6 +137,7 @@ class RuntimeTelemetry:
         self.device_key: bytes | None = None
         self.paused = False
         self.ota: Any = None  # firmware_sim.ota.OtaReceiver, when updates are enabled
+        self.reboot_requested = False  # a signed `reboot`: the runner ends the run after this chunk
         link.on_downlink = self._downlink
 
     # ------------------------------------------------------------------ records
@@ -181,7 +182,14 @@ class RuntimeTelemetry:
             self.link.device_id,
             key,
             audit,
-            {"pause": self._pause, "resume": self._resume, "request-strip": self._strip, "set": self._set},
+            {
+                "pause": self._pause,
+                "resume": self._resume,
+                "request-strip": self._strip,
+                "set": self._set,
+                "reboot": self._reboot,
+                "terminate-seed": self._terminate_seed,
+            },
             clock=clock,
             window_s=freshness_window_s(self.link.profile),
             on_refused=self._security_alert,
@@ -220,6 +228,33 @@ class RuntimeTelemetry:
         self.paused = False
         self._set_adapt(True)
         return {"adapt": True}
+
+    def _reboot(self, args: Any, envelope: Any) -> dict[str, Any]:
+        """The device restarts after the chunk in hand (the ack goes first); what it keeps is what is on flash."""
+        if args:
+            raise CommandError(f"reboot takes no arguments (got {', '.join(sorted(args))})")
+        self.reboot_requested = True
+        return {"reboot": "after the current chunk"}
+
+    def _terminate_seed(self, args: Any, envelope: Any) -> dict[str, Any]:
+        """Administrative teardown of every seed kernel at ``site``: a live one is rolled back first, then each
+        goes to TERMINATED (final: the controller never germinates it again in this run)."""
+        from kasmina_edge.contracts.lifecycle import Stage as _Stage
+
+        site = args.get("site")
+        if isinstance(site, bool) or not isinstance(site, int) or set(args) != {"site"}:
+            raise CommandError("terminate-seed takes site=N (the seed site whose kernels go)")
+        manager = getattr(self.runtime, "manager", None)
+        if manager is None:
+            raise CommandError("no runtime yet")
+        names = [n for n, k in manager.kernels.items() if k.site == site and manager.seeds[n].stage != _Stage.TERMINATED]
+        if not names:
+            sites = sorted({k.site for k in manager.kernels.values()})
+            raise CommandError(f"terminate-seed site={site}: no seed kernel there to terminate (sites: {sites})")
+        for name in names:
+            manager.retire(name, "operator_terminated")  # a live kernel: the site gets back what it ran before
+            manager.seeds[name].move(_Stage.TERMINATED, reason="operator: terminate-seed")
+        return {"site": site, "terminated": names}
 
     def _strip(self, args: Any, envelope: Any) -> dict[str, Any]:
         from kasmina_edge.net.commands import seal_strip

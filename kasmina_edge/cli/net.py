@@ -11,6 +11,7 @@ Heavy or optional parts (amqtt, paho) are imported inside the commands.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import threading
 import time
@@ -242,7 +243,7 @@ def audit_verify(
 
 def send(
     device: str = typer.Argument(..., help="Device name (patch-01)."),
-    name: str = typer.Argument(..., help="pause, resume, request-strip or set."),
+    name: str = typer.Argument(..., help="pause, resume, request-strip, set, reboot or terminate-seed (site=N)."),
     args: list[str] = typer.Argument(
         None, help="KEY=VALUE arguments (set summary_every_s=600; request-strip seconds=2)."
     ),
@@ -312,7 +313,10 @@ def check_command(name: str, args: dict[str, Any]) -> dict[str, Any]:
         raise KasminaError(f"unknown command {name!r}: choose one of {', '.join(OPERATOR_COMMANDS)}")
     allowed: dict[str, tuple[float, float]] = {
         "pause": {}, "resume": {}, "request-strip": {"seconds": (0.0, STRIP_MAX_S)}, "set": dict(SETTABLE),
+        "reboot": {}, "terminate-seed": {"site": (0.0, 63.0)},
     }[name]  # fmt: skip
+    if name == "terminate-seed" and "site" not in args:
+        raise KasminaError("terminate-seed needs site=N (the seed site whose kernel goes)")
     if name == "set" and not args:
         raise KasminaError(f"set needs KEY=VALUE (settable: {', '.join(sorted(allowed))})")
     for k, v in args.items():
@@ -376,17 +380,11 @@ def ota(
         f"{link_time} of link time, plus the device's polling (it pulls pieces as it runs)",
         highlight=False,
     )
-    t0 = time.monotonic()
-    status = console.status(f"ota: waiting for {device} to take the offer (timeout {timeout:.0f} s)")
+    from kasmina_edge.cli.ota_progress import ota_progress
 
-    def progress(rep: dict[str, Any]) -> None:
-        what = str(rep.get("status")) + (f" ({rep.get('reason')})" if rep.get("reason") else "")
-        got = rep.get("have") if isinstance(rep.get("have"), int) else None
-        share = f", {got}/{plan.pieces} pieces" if got is not None and plan.pieces else ""
-        status.update(f"ota: device {what}{share}; {time.monotonic() - t0:.0f} s")
-        console.print(f"  {time.monotonic() - t0:5.1f} s  device: {what}{share}", highlight=False)
-
-    with status:
+    session = secrets.randbelow(1 << 16)  # known here too: the bar watches this session's chunk requests
+    with ota_progress(console, mqtt, fleet, device, session, plan.pieces, chunked=plan.mode == "chunks",
+                      tls=auth.tls, username=auth.username, password=auth.password) as progress:  # fmt: skip
         result = run_ota(
             mqtt,
             device,
@@ -395,6 +393,7 @@ def ota(
             profile,
             fleet=fleet,
             timeout_s=timeout,
+            session=session,
             keys=keys,
             audit=_operator_log(audit),
             tls=auth.tls,
@@ -533,7 +532,7 @@ def register(app: typer.Typer) -> None:
     app.command(name="monitor", help="Live telemetry monitor: decode, dedup, reorder, link stats, store.")(
         monitor
     )
-    app.command(name="send", help="Signed command to a device (pause, resume, request-strip, set).")(send)
+    app.command(name="send", help="Signed command to a device (pause, resume, request-strip, set, reboot, terminate-seed).")(send)
     app.command(
         name="ota", help="Over-the-air update: offer, link-sized transfer, verify, A/B flash, report."
     )(ota)

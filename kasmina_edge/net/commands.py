@@ -47,7 +47,7 @@ from kasmina_edge.net.audit import AuditLog
 from kasmina_edge.net.link import LinkProfile
 
 KEY_FILE = "command.key"
-OPERATOR_COMMANDS = ("pause", "resume", "request-strip", "set")
+OPERATOR_COMMANDS = ("pause", "resume", "request-strip", "set", "reboot", "terminate-seed")
 ACK_WIRE_BYTES = 16  # on LoRaWAN: tag, 4 bytes of the nonce, status, reason code, spare, 8-byte truncated MAC
 OPERATOR_AUDIT_KEY = "operator-audit.key"
 STRIP_INFO = b"kasmina-edge strip v1"
