@@ -324,8 +324,8 @@ def run_ota(
                 return
             with lock:
                 (server.on_request if kind == "ota_req" else server.on_report)(body)
-            if kind == "ota_report" and on_progress is not None:
-                on_progress(body)
+            if kind == "ota_report" and on_progress is not None and verify_ack(key, body):
+                on_progress(body)  # only what the device signed is shown
 
         return on_message
 
