@@ -249,6 +249,7 @@ def run_device(
         telemetry, transport = open_device_telemetry(
             dev.address.name, dev.storage, link, mqtt, emulated=dev if isinstance(dev, EmulatedDevice) else None,
             auth=mqtt_auth)
+    _append_source(out, ecg, start, seconds)  # first: the runner's log ends with its own 'stop' event
     try:
         if live_ctx is not None:
             with live_ctx:
@@ -259,7 +260,6 @@ def run_device(
     finally:
         if transport is not None:
             transport.close()
-    _append_source(out, ecg, start, seconds)
     _print_summary(con, summary, out)
     if summary.telemetry is not None:
         con.print("telemetry: " + ", ".join(f"{k} {v}" for k, v in summary.telemetry.items()))
@@ -267,13 +267,13 @@ def run_device(
 
 
 def _append_source(out: Path, ecg: str, start: float, seconds: float | None) -> None:
-    """What was streamed, in the run's own log: `evaluate` compares it with the record it is given and
-    takes the start from it (rather than guessing the offset)."""
+    """What is streamed, in the run's own log (before the runner's records): `evaluate` compares it with the
+    record it is given and takes the start from it (rather than guessing the offset)."""
     import json
 
-    if out.is_file():
-        with out.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": "source", "spec": ecg, "from_s": start, "seconds": seconds}) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as f:  # the runner appends after it
+        f.write(json.dumps({"event": "source", "spec": ecg, "from_s": start, "seconds": seconds}) + "\n")
 
 
 def _charge_pct(charge: float) -> str:

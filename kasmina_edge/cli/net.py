@@ -378,7 +378,7 @@ def ota(
     console.print(
         f"offering {bundle.name} ({bundle.stat().st_size:,} B) to {device} over {profile.name}: {plan.note}; "
         f"{link_time} of link time, plus the device's polling (it pulls pieces as it runs)",
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
     from kasmina_edge.cli.ota_progress import ota_progress
 
