@@ -213,10 +213,12 @@ def list_of(check: Callable[[Path | None], Path | None]) -> Callable[[list[Path]
     return each
 
 
-def broker_reachable(url: str, timeout_s: float = 5.0) -> None:
+def broker_reachable(url: str, timeout_s: float = 5.0, wait_s: float = 3.0) -> None:
     """Say which of the three it is before any MQTT work: a host that does not resolve, a port where
-    nothing listens (refused), or a host that does not answer (timed out). Raises a one-line KasminaError."""
+    nothing listens (refused, after ``wait_s`` of retries: a broker started a moment ago), or a host that
+    does not answer (timed out). Raises a one-line KasminaError."""
     import socket
+    import time
 
     from kasmina_edge.contracts.errors import KasminaError
     from kasmina_edge.net.mqtt import BrokerUrl
@@ -227,9 +229,16 @@ def broker_reachable(url: str, timeout_s: float = 5.0) -> None:
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
         raise KasminaError(f"--mqtt {url}: cannot resolve the host {where.host!r} ({reason})") from None
+    deadline = time.monotonic() + wait_s
     try:
-        with socket.create_connection((where.host, where.port), timeout=timeout_s):
-            pass
+        while True:
+            try:
+                with socket.create_connection((where.host, where.port), timeout=timeout_s):
+                    break
+            except ConnectionRefusedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
     except ConnectionRefusedError:
         raise KasminaError(
             f"--mqtt {url}: connection refused (nothing listens on {where.host}:{where.port}; "

@@ -183,6 +183,7 @@ def monitor(
 ) -> None:
     """Live table of devices, decoded telemetry, seed stages and link budget; everything to a JSON-lines store."""
     auth = _auth(mqtt, ca, cert, key, user, password_file)
+    checks.broker_reachable(mqtt)  # refused, unresolvable and timed out read differently
     run_monitor(
         console, mqtt, fleet=fleet, store=store, as_json=as_json, seconds=seconds, tls=auth.tls,
         username=auth.username, password=auth.password,
