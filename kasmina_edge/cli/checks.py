@@ -228,7 +228,7 @@ def broker_reachable(url: str, timeout_s: float = 5.0, wait_s: float = 3.0) -> N
         socket.getaddrinfo(where.host, where.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise KasminaError(f"--mqtt {url}: cannot resolve the host {where.host!r} ({reason})") from None
+        raise KasminaError(f"--mqtt {url}: cannot connect: cannot resolve the host {where.host!r} ({reason})") from None
     deadline = time.monotonic() + wait_s
     try:
         while True:
@@ -241,10 +241,12 @@ def broker_reachable(url: str, timeout_s: float = 5.0, wait_s: float = 3.0) -> N
                 time.sleep(0.25)
     except ConnectionRefusedError:
         raise KasminaError(
-            f"--mqtt {url}: connection refused (nothing listens on {where.host}:{where.port}; "
+            f"--mqtt {url}: cannot connect: connection refused (nothing listens on {where.host}:{where.port}; "
             "start one with `kasmina-edge broker`)"
         ) from None
     except TimeoutError:
-        raise KasminaError(f"--mqtt {url}: {where.host}:{where.port} did not answer within {timeout_s:g} s") from None
+        raise KasminaError(
+            f"--mqtt {url}: cannot connect: {where.host}:{where.port} did not answer within {timeout_s:g} s"
+        ) from None
     except OSError as exc:
-        raise KasminaError(f"--mqtt {url}: {exc.strerror or exc}") from None
+        raise KasminaError(f"--mqtt {url}: cannot connect: {exc.strerror or exc}") from None
