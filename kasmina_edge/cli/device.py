@@ -125,12 +125,13 @@ def run(
     ),
     link: str = typer.Option(None, "--link", help="Telemetry over this network profile, e.g. lorawan-eu868-dr0 (NAME:FAULTS adds faults)."),
     mqtt: str = typer.Option(None, "--mqtt", help="Publish telemetry to this broker, e.g. mqtt://127.0.0.1:1883 or mqtts://HOST:8883."),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate that signed the broker's (mqtts://; or $KASMINA_MQTT_CA)."),
-    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --key)."),
-    key: Path = typer.Option(None, "--key", help="Client certificate's private key."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate that signed the broker's (mqtts://; or $KASMINA_MQTT_CA).", callback=checks.input_file),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --key).", callback=checks.input_file),
+    key: Path = typer.Option(None, "--key", help="Client certificate's private key.", callback=checks.input_file),
     user: str = typer.Option(None, "--user", help="Broker user name (or $KASMINA_MQTT_USER; the device's name under the example ACL)."),
     password_file: Path = typer.Option(
-        None, "--password-file", help="File whose first line is the broker password (or $KASMINA_MQTT_PASSWORD); never in the URL."
+        None, "--password-file", help="File whose first line is the broker password (or $KASMINA_MQTT_PASSWORD); never in the URL.",
+        callback=checks.input_file,
     ),
 ) -> None:
     """Boot the device from its flash and stream ECG through the on-device runtime, with a live panel."""

@@ -175,11 +175,11 @@ def monitor(
         None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
         callback=checks.positive_seconds,
     ),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA)."),
-    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts://."),
-    key: Path = typer.Option(None, "--key", "--tls-key", help="Client certificate's private key."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA).", callback=checks.input_file),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts://.", callback=checks.input_file),
+    key: Path = typer.Option(None, "--key", "--tls-key", help="Client certificate's private key.", callback=checks.input_file),
     user: str = typer.Option(None, "--user", help=_USER_HELP),
-    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP),
+    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
 ) -> None:
     """Live table of devices, decoded telemetry, seed stages and link budget; everything to a JSON-lines store."""
     auth = _auth(mqtt, ca, cert, key, user, password_file)
@@ -250,18 +250,20 @@ def send(
     ),
     mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL."),
     fleet: str = typer.Option("default", "--fleet", help="The device's fleet."),
-    key: Path = typer.Option(None, "--key", help="Command key file (default: the operator key store)."),
+    key: Path = typer.Option(
+        None, "--key", help="Command key file (default: the operator key store).", callback=checks.input_file
+    ),
     timeout: float = typer.Option(
         30.0, "--timeout", help="Seconds to wait for the device's acknowledgement.", callback=checks.positive_seconds
     ),
     audit: Path = typer.Option(
         None, "--audit", help="Operator audit log (default ~/.local/share/kasmina-edge/audit/operator.jsonl)."
     ),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA)."),
-    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --tls-key)."),
-    tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA).", callback=checks.input_file),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --tls-key).", callback=checks.input_file),
+    tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key.", callback=checks.input_file),
     user: str = typer.Option(None, "--user", help=_USER_HELP),
-    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP),
+    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
 ) -> None:
     """Send a signed command; the device verifies it, acts, and acknowledges (both sides audit it)."""
     from kasmina_edge.cli.common import fail
@@ -348,20 +350,21 @@ def ota(
     ),
     fleet: str = typer.Option("default", "--fleet", help="The device's fleet."),
     keys: Path = typer.Option(
-        None, "--keys", help="Keys folder that verifies the bundle before it is offered."
+        None, "--keys", help="Keys folder that verifies the bundle before it is offered.", callback=checks.input_path
     ),
     key: Path = typer.Option(
-        None, "--key", help="Command key file that signs the offer (default: the key store)."
+        None, "--key", help="Command key file that signs the offer (default: the key store).",
+        callback=checks.input_file,
     ),
     timeout: float = typer.Option(
         300.0, "--timeout", help="Seconds to wait for the device's final report.", callback=checks.positive_seconds
     ),
     audit: Path = typer.Option(None, "--audit", help="Operator audit log."),
-    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA)."),
-    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --tls-key)."),
-    tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key."),
+    ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts:// (or $KASMINA_MQTT_CA).", callback=checks.input_file),
+    cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts:// (with --tls-key).", callback=checks.input_file),
+    tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key.", callback=checks.input_file),
     user: str = typer.Option(None, "--user", help=_USER_HELP),
-    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP),
+    password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
 ) -> None:
     """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports."""
     from kasmina_edge import catalog

@@ -85,6 +85,11 @@ BAD: list[tuple[list[str], str]] = [
     (["monitor", "--mqtt", "http://x", "--seconds", "1"], "mqtt://HOST"),
     (["train", "--data", "bogus:x"], "--data"),
     (["morph", "--checkpoint", "base.pt", "--reward", "bogus=1"], "unknown term 'bogus'"),
+    (["send", "patch-01", "pause", "--key", "nope.key"], "nope.key: no such file"),
+    (["monitor", "--ca", "nope.pem"], "nope.pem: no such file"),
+    (["run", "--device", "dir:.", "--ecg", "synthetic:clean", "--password-file", "nope"], "nope: no such file"),
+    (["ota", "strip.png", "--device", "p", "--keys", "nope"], "nope: no such file or folder"),
+    (["build", "--checkpoint", "base.pt", "--target", "edgetpu", "--version", "0"], "--version"),
 ]
 
 
