@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kasmina_edge.ecg.qrs import detect_qrs, match_beats, sensitivity_ppv
+from kasmina_edge.ecg.quality import qrs_band
 from kasmina_edge.ecg.types import AAMI_INDEX, ARTIFACT_BITS, Record
 
 NN_MIN_S, NN_MAX_S = 0.3, 2.0
@@ -110,7 +111,7 @@ def signal_quality(x: np.ndarray, fs: float, detected: np.ndarray) -> SignalQual
     x = np.asarray(x, dtype=np.float64)
     if x.size < int(2 * fs) or not np.isfinite(x).all() or float(np.std(x)) < 1e-9:
         return SignalQuality(0.0, 0.0, None, ("the signal is flat or shorter than 2 s",))
-    band = sps.sosfiltfilt(sps.butter(2, [5.0, min(25.0, 0.45 * fs)], btype="band", fs=fs, output="sos"), x)
+    band = qrs_band(x, fs)  # the same band the per-window readability flag uses
     high = sps.sosfiltfilt(sps.butter(2, 0.5, btype="high", fs=fs, output="sos"), x)
     w = int(10 * fs)  # per 10 s, so a noisy stretch does not speak for the whole record
     kurt = float(np.median([spstats.kurtosis(band[i : i + w], fisher=False) for i in range(0, max(1, band.size - w + 1), w)]))
