@@ -146,3 +146,23 @@ def test_quality_track_spans_and_calibration() -> None:
     with pytest.raises(KasminaError, match="no clean windows"):
         calibrate_threshold(np.zeros(0), np.zeros(0))
     assert READABLE_MIN_RATIO > 1.0
+
+
+@needs_real
+def test_streaming_equals_batch_in_muscle_noise() -> None:
+    # the noise rules (premature candidates, MWI floor) must not depend on how the signal is chunked
+    from kasmina_edge.ecg.qrs import QrsDetector
+
+    rec = nstdb_mix(_read("208"), "ma", 0.0, np.random.default_rng(1), **SHORT)
+    x = rec.lead(0)
+    batch = detect_qrs(x, rec.fs)
+    rng = np.random.default_rng(0)
+    det = QrsDetector(rec.fs)
+    out: list[int] = []
+    i = 0
+    while i < x.shape[0]:
+        n = int(rng.integers(1, 700))
+        out += det.process(x[i: i + n])
+        i += n
+    out += det.flush()
+    assert np.array_equal(np.asarray(out), batch)
