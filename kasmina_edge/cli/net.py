@@ -32,8 +32,22 @@ def broker(
         None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
         callback=checks.positive_seconds,
     ),
+    mosquitto_example: Path = typer.Option(
+        None, "--mosquitto-example",
+        help="Write the production Mosquitto example (TLS-only listener, password file, per-device ACL) into "
+        "this folder and stop: the embedded broker is for a laptop only.",
+    ),
 ) -> None:
     """Run an embedded MQTT broker (amqtt) on loopback for a laptop; Ctrl-C stops it."""
+    if mosquitto_example is not None:
+        from kasmina_edge.net.credentials import EXAMPLE_FILES, example_config
+
+        mosquitto_example.mkdir(parents=True, exist_ok=True)
+        for name in EXAMPLE_FILES:
+            (mosquitto_example / name).write_text(example_config(name), encoding="utf-8")
+            console.print(f"wrote {mosquitto_example / name}")
+        console.print("see the comments in mosquitto.conf; SECURITY.md says what each part protects")
+        return
     from kasmina_edge.net.broker import EmbeddedBroker
 
     with EmbeddedBroker(port) as b:

@@ -174,3 +174,11 @@ def test_run_over_tls_with_the_shipped_mosquitto_example(tmp_path: Path, request
     finally:
         service.close()
         broker.stop()
+
+
+def test_broker_writes_the_mosquitto_example(tmp_path: Path) -> None:
+    out = _cli("broker", "--mosquitto-example", str(tmp_path / "ex"), env={})
+    assert out.returncode == 0, out.stderr
+    conf = (tmp_path / "ex" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "listener 8883" in conf and "acl_file" in conf
+    assert "pattern read kasmina/+/%u/cmd" in (tmp_path / "ex" / "acl").read_text()
