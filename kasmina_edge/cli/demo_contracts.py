@@ -43,7 +43,7 @@ def demo_step(console: Console, workdir: Path) -> None:
         ("hex", "left"),
         ("decoded", "left"),
     ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]  # whole at 80 columns
     for record in _records(now):
         frame = codec.encode(record)
         back = codec.decode(frame)
