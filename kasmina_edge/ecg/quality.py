@@ -33,7 +33,7 @@ FLOOR_GAP_S = 0.10  # the floor: band RMS beyond +/- this of every detected R pe
 # Calibrated on the clean minutes of the 22 DS1 records (tools/bench_ecg.py --only-noise prints it as
 # "readability threshold (all records' clean minutes)"; its JSON holds the leave-one-record-out values):
 # the largest ratio that flags <= CLEAN_FLAG_BUDGET of clean beats.
-READABLE_MIN_RATIO = 7.0
+READABLE_MIN_RATIO = 6.8
 CLEAN_FLAG_BUDGET = 0.001
 
 
