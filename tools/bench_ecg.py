@@ -154,6 +154,7 @@ def bench_detection(records: list[str], repeat: int, baselines: bool) -> tuple[l
                 processing.gqrs_detect(x, fs))))
         except ImportError:
             console.print("[yellow]wfdb not installed: no baseline detectors[/]")
+        impls += [(f"baseline: {label}", fn) for label, fn in _baseline_detectors() if label.startswith("neurokit2")]
     for label, x, ref, fs in sources:
         for impl, fn in impls:
             reps = repeat if impl.startswith("ours") else 1
