@@ -39,6 +39,7 @@ def broker(
     ),
 ) -> None:
     """Run an embedded MQTT broker (amqtt) on loopback for a laptop; Ctrl-C stops it."""
+    _quiet_reachability_probes()
     if mosquitto_example is not None:
         from kasmina_edge.net.credentials import EXAMPLE_FILES, example_config
 
@@ -76,6 +77,22 @@ MONITOR_COLUMNS = (
     "device", "link", "status", "records", "missing", "dropped", "dup", "bad", "loss", "airtime/h", "duty left",
     "latency p50", "battery", "seed stages",
 )  # fmt: skip
+
+
+def _quiet_reachability_probes() -> None:
+    """The other commands check a broker answers before they speak MQTT (connect, close): amqtt logs each such
+    probe as an error ('No data from ...'). Not an error here; KASMINA_VERBOSE=1 (--verbose) shows them."""
+    import logging
+    import os
+
+    class Probe(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            probe = msg.startswith("No data from") or (msg.startswith("Failed to initialize client session")
+                                                       and "No data" in msg)  # fmt: skip
+            return bool(os.environ.get("KASMINA_VERBOSE")) or not probe
+
+    logging.getLogger("amqtt.broker").addFilter(Probe())
 
 
 def _monitor_table(summary: dict[str, Any], width: int = 80) -> Table:

@@ -118,3 +118,8 @@ def test_the_whole_tour_as_written(tmp_path: Path) -> None:
         assert expected in out, (expected, out[-4000:])
     assert (work / "tiny.kedge").exists() and (work / "report.html").exists() and (work / "run.jsonl").exists()
     assert (tmp_path / "home" / "devices" / "patch-01").is_dir()
+    # at 80 columns nothing is cut: no line wider, no figure or name ending in '…'
+    wide = [ln for ln in out.splitlines() if len(ln) > 80]
+    assert not wide, "\n".join(wide[:10])
+    cut = [ln for ln in out.splitlines() if "…" in ln]
+    assert not cut, "\n".join(cut[:10])
