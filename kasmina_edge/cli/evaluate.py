@@ -38,17 +38,16 @@ def summary_table(
 
     from kasmina_edge.ecg.evaluate import REPORTED_CLASSES
 
-    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
-              caption="Se sensitivity, +P positive predictivity, F1 (%); n reference beats; QRS: beat detection",
-              caption_justify="left")  # fmt: skip
-    t.add_column("record", no_wrap=True)
-    t.add_column("beats", justify="right", no_wrap=True)
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
+              title_justify="left", caption_justify="left",
+              caption="Se sensitivity, +P positive predictivity, F1 (%); n reference beats; QRS: beat detection")  # fmt: skip
+    t.add_column("record", overflow="fold")  # its reference beats below the name; a long name folds
     t.add_column("QRS", justify="right", no_wrap=True)
     for c in REPORTED_CLASSES:
         t.add_column(c, justify="right", no_wrap=True)
     t.add_column("macro\nF1", justify="right", no_wrap=True)
     for ev in evaluations:
-        row = [ev.name, f"{ev.reference_beats:,}", f"Se {_pct(ev.beat_se)}\n+P {_pct(ev.beat_ppv)}"]
+        row = [f"{ev.name}\n[dim]{ev.reference_beats:,} beats[/]", f"Se {_pct(ev.beat_se)}\n+P {_pct(ev.beat_ppv)}"]
         for c in REPORTED_CLASSES:
             row.append(f"Se {_pct(ev.se(c))}\n+P {_pct(ev.ppv(c))}\nF1 {_pct(ev.f1(c))}\n[dim]n {ev.support(c):,}[/]")
         row.append(f"[bold]{_pct(ev.macro_f1())}")

@@ -37,11 +37,20 @@ def _evaluation(name: str, seed: int):  # type: ignore[no-untyped-def]
     return evaluate_beats(ref, ref_c, ref[keep] + 3, pred_c[keep], 360.0, name=name)
 
 
+def _perfect(name: str):  # type: ignore[no-untyped-def]
+    from kasmina_edge.ecg.evaluate import evaluate_beats
+
+    ref = np.arange(1, 4001) * 300
+    classes = np.array(list("NSVF") * 1000)
+    return evaluate_beats(ref, classes, ref, classes, 360.0, name=name)
+
+
 def test_evaluate_tables() -> None:
     from kasmina_edge.cli.evaluate import confusion_table, summary_table
     from kasmina_edge.ecg.evaluate import gross
 
-    evs = [_evaluation(n, i) for i, n in enumerate(("100", "101", "232"))]
+    evs = [_evaluation(n, i) for i, n in enumerate(("100", "noisy-walk-s0", "arrhythmia-mix-s12"))]
+    evs.append(_perfect("new-patient-s3"))  # every figure 100.0: the widest cells
     shown = [*evs, gross(evs)]
     text = _render(summary_table(shown), confusion_table(shown[-1]))
     _assert_reads_at_80(text)
