@@ -32,9 +32,7 @@ GOOD = {
     Gate.G1: GradientHealthInputs(0, False, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5], [0.2, 0.1, 0.3, 0.2, 0.1]),
     Gate.G2: StabilityInputs([0.0, 0.5, 1.0], 0.4, [0.80, 0.81, 0.82]),
     Gate.G3: InterfaceInputs((2, 8, 32), (2, 8, 32), "torch.float32", "torch.float32", True),
-    Gate.G4: SystemImpactInputs(
-        0.85, 0.80, global_metric=0.95, global_reference=0.955, min_gain=0.02, val_metric_low=0.80
-    ),
+    Gate.G4: SystemImpactInputs(0.85, 0.80, global_metric=0.95, global_reference=0.955, min_gain=0.02),
     Gate.G5: ResetInputs(True, 0, 0.0, True, True),
 }
 
@@ -62,7 +60,6 @@ BAD = [
     (Gate.G4, {"val_metric": 0.70}, "worse than baseline"),
     (Gate.G4, {"global_metric": 0.90}, "global metric"),
     (Gate.G4, {"val_metric": 0.81}, "gain"),
-    (Gate.G4, {"val_metric_low": 0.799}, "lower bound 0.7990 below baseline"),
     (Gate.G5, {"slot_empty": False, "params_remaining": 12}, "12 params remain"),
     (Gate.G5, {"alpha": 0.3}, "alpha"),
     (Gate.G5, {"counters_clear": False}, "counters"),

@@ -79,7 +79,6 @@ class SystemImpactInputs:
     global_reference: float | None = None  # host alone on that set
     tolerance: float = 0.01  # how much worse the global metric may get
     min_gain: float = 0.0  # improvement over the baseline needed to fossilize
-    val_metric_low: float | None = None  # a lower bound of val_metric (a bootstrap quantile): not below baseline
 
 
 @dataclass(frozen=True)
@@ -214,10 +213,6 @@ def g4_system_impact(m: SystemImpactInputs) -> GateResult:
             )
     if gain < m.min_gain:
         failures.append(f"gain {gain:+.4f} < threshold {m.min_gain:g}")
-    if m.val_metric_low is not None:
-        metrics["val_metric_low"] = m.val_metric_low
-        if not m.val_metric_low >= m.baseline_metric:
-            failures.append(f"lower bound {m.val_metric_low:.4f} below baseline {m.baseline_metric:.4f}")
     return _result(Gate.G4, failures, f"gain {gain:+.4f} within tolerance", metrics)
 
 
