@@ -30,6 +30,7 @@ from kasmina_edge.runtime.controller import (
     KernelChoice,
     symptoms_of,
 )
+from kasmina_edge.runtime.evidence import BeatContextTracker
 from kasmina_edge.runtime.executor import SegmentedExecutor, WindowResult
 from kasmina_edge.runtime.features import (
     RawBuffer,
@@ -112,6 +113,7 @@ class DeviceRuntime:
                 f"windows are {spec.length}"
             )
         self.beatizer = StreamingBeatizer(fs, spec)
+        self.context = BeatContextTracker(spec, self.config.lifecycle.evidence)  # label-free evidence per beat
         self.executor = SegmentedExecutor(image)
         self.health = HealthMonitor(self.config.health)
         self.samples_seen = 0
@@ -208,7 +210,7 @@ class DeviceRuntime:
         self._emit(record)
         if self.counters.beats % self.config.decide_every == 0:
             self._decide(drift)
-        self.manager.tick(result)
+        self.manager.tick(result, self.context.observe(beat.window, beat.rr, beat.valid))
         return record
 
     def _update_sites(self, result: WindowResult) -> list[float]:
@@ -233,6 +235,7 @@ class DeviceRuntime:
         self.counters.classes[label] = self.counters.classes.get(label, 0) + 1
         anomaly = label in ANOMALY_CLASSES
         self.counters.anomalies += int(anomaly)
+        slots = self.manager.slot_summary()
         rec: dict[str, Any] = {
             "event": "beat",
             "sample": int(beat.r_peak),
@@ -242,8 +245,11 @@ class DeviceRuntime:
             "valid": bool(beat.valid),
             "anomaly": anomaly,
             "latency_us": round(result.latency_s * 1e6, 1),
-            "active": {str(s["site"]): s["kernel"] for s in self.manager.slot_summary() if s["kernel"]},
+            "active": {str(s["site"]): s["kernel"] for s in slots if s["kernel"]},
         }
+        trial = {str(s["site"]): s["trial"] for s in slots if s["trial"]}
+        if trial:
+            rec["trial"] = trial  # kernels judged beside the answers, not in them
         if result.faults:
             rec["faults"] = [f"{k}:{c}" for _, k, c in result.faults]
         return rec

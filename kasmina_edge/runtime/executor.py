@@ -37,11 +37,14 @@ class SlotConfig:
     candidate: Kernel | None = None
     alpha: float = 0.0
     shadow: bool = False
+    # on trial: the candidate (at alpha) runs only in the shadow path; the output is the path without it,
+    # so a kernel is judged before a single answer depends on it
+    trial: bool = False
 
     @property
     def live(self) -> Kernel | None:
         """The kernel whose output dominates the slot now."""
-        if self.candidate is not None and self.alpha > 0.0:
+        if self.candidate is not None and self.alpha > 0.0 and not self.trial:
             return self.candidate
         return self.base
 
@@ -216,6 +219,8 @@ class SegmentedExecutor:
             if slot.alpha > 0.0:
                 b_info = slot.base.model.outputs[0] if slot.base is not None else site_t
                 out = blend(hb, b_info, hk, k_info, slot.alpha, site_t)
+            if slot.trial:
+                return hb, out  # the output goes on without the candidate; the shadow path carries it
         return out, hb
 
     def _tail(self, site: int, h: np.ndarray, config: ChainConfig, rr_q: np.ndarray | None) -> np.ndarray:
@@ -240,7 +245,7 @@ class SegmentedExecutor:
         x_q, rr_q = self.quantize_inputs(window, rr)
         h = self._first(x_q, rr_q)
         for i, slot in enumerate(config.slots):
-            h, _ = self._slot(i, replace(slot, shadow=False), h, SiteObservation())
+            h, _ = self._slot(i, replace(slot, shadow=False), h, SiteObservation())  # a trial slot hands on its base
             seg = self.segments[i + 1]
             h = seg.run(h, rr_q) if i + 1 == self.n_sites and rr_q is not None else seg.run(h)
         return h
@@ -266,7 +271,7 @@ class SegmentedExecutor:
                 h, h_without = self._slot(i, slot, h, obs)
                 if obs.fault is not None and slot.candidate is not None:
                     faults.append((i, slot.candidate.name, obs.fault))
-                elif slot.shadow and shadow_from is None:
+                elif (slot.shadow or slot.trial) and shadow_from is None:
                     shadow_from = (i, h_without)
                 if stats:
                     self._stats(i, h, obs)

@@ -11,14 +11,21 @@ What each step means here (the host's meaning, with the device's evidence):
   the manifest (``seed_kernel.g1_verdict``). No verdict, no pass.
 * BLENDING ramps alpha from 0 to its target over ``blend_windows`` windows; G2 checks the ramp
   advanced, the kernel's change of its site stayed bounded, and nothing faulted.
-* SHADOWING keeps the kernel live at its target while the path without it (the previous kernel or
-  the identity) runs beside it to the logits; the two predictions are compared (the comparison
-  changes nothing). G3: interface and reference vectors as at G0, and the comparison complete.
-* PROBATIONARY: live and watched by the health monitor; G4 compares the mean confidence with what it
-  was before germination.
+* SHADOWING runs the kernel beside the path without it (the previous kernel or the identity), both to
+  the logits. With ``judge="evidence"`` (the default) the kernel is *on trial* through BLENDING and
+  SHADOWING: the answers the device gives are the path without it, the kernel's are only compared,
+  so a kernel costs nothing before it has shown it helps. G3: interface and reference vectors as at
+  G0, the comparison complete, and the kernel's label-free net evidence (:mod:`evidence`) > 0.
+* PROBATIONARY: live, with the path without it still run beside it; its net evidence must stay above
+  ``-cull_evidence`` (else it is culled at once, ``evidence_harm``); G4: net evidence over the stage
+  ≥ 0 and its mean confidence not collapsed. A FOSSILIZED kernel the controller chose stays watched
+  the same way over the last ``recent_windows`` windows: the device keeps a kernel only while it helps.
+* ``judge="confidence"``: the earlier rules (kernel live from BLENDING on, G3 the shadow agreement, G4
+  the mean confidence against the one before germination), kept for comparison (tools/bench_runtime.py).
 * CULLED with a reason: ``health_*`` (a fault; long embargo), ``condition_cleared`` (the controller
-  retired it; short hysteresis), ``superseded``, ``g2_failed`` ... The slot rolls back before the next
-  window to what it ran before the kernel came (the previous kernel or the identity).
+  retired it; short hysteresis), ``evidence_*`` (the evidence went against it; ``evidence_s``),
+  ``superseded``, ``g2_failed`` ... The slot rolls back before the next window to what it ran before
+  the kernel came (the previous kernel or the identity).
 * After the embargo (a clock of signal time, so ``--fast`` and ``--realtime`` behave alike):
   RESETTING, and G5 checks no slot still refers to the kernel and clears its breaker and counters.
 """
@@ -28,7 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,6 +47,7 @@ from kasmina_edge.contracts.lifecycle import (
     Stage,
     TransitionEvent,
 )
+from kasmina_edge.runtime.evidence import BeatContext, EvidenceConfig, KernelEvidence
 from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig, WindowResult
 from kasmina_edge.runtime.health import Fault, HealthMonitor
 from kasmina_edge.runtime.image import Kernel, ReferenceCheck, check_reference, site_grid
@@ -50,14 +58,30 @@ Sink = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
+class EvidenceEmbargo(EmbargoPolicy):
+    """The contracts' embargo, with a middle length for kernels the evidence went against: long enough
+    not to retry on the same stretch, short enough to try again when the signal has changed."""
+
+    evidence_s: float = 60.0
+
+    def duration(self, cull_reason: str) -> float:
+        code = cull_reason.split(":", 1)[0].strip()
+        return self.evidence_s if code.startswith("evidence_") else super().duration(cull_reason)
+
+
+@dataclass(frozen=True)
 class LifecycleConfig:
     blend_windows: int = 4
-    shadow_windows: int = 4
+    shadow_windows: int = 24  # evidence lives on the beats the two paths disagree on: a few per 20 windows
     probation_windows: int = 16
     max_relative_change: float = 4.0  # G2: |k(h) - h| / |h| while blending
     min_shadow_agreement: float = 0.5  # G3: the kernel may change at most half the labels it is shown
     confidence_tolerance: float = 0.15  # G4: mean confidence may fall at most this much
-    embargo: EmbargoPolicy = field(default_factory=lambda: EmbargoPolicy(hysteresis_s=30.0, fault_s=600.0))
+    judge: Literal["evidence", "confidence"] = "evidence"
+    min_evidence: float = 0.0  # G3 (evidence): net evidence over SHADOWING must exceed this
+    cull_evidence: float = 1.0  # live: culled once net evidence falls below minus this
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    embargo: EmbargoPolicy = field(default_factory=lambda: EvidenceEmbargo(hysteresis_s=30.0, fault_s=600.0))
 
 
 @dataclass
@@ -73,6 +97,7 @@ class _Progress:
     confidences: list[float] = field(default_factory=list)
     before: SlotConfig | None = None  # what the slot ran before this kernel came
     reference: ReferenceCheck | None = None
+    evidence: KernelEvidence | None = None  # label-free evidence (judge="evidence"; not for boot kernels)
 
 
 def _median_invoke_s(kernel: Kernel, repeats: int = 15) -> float:
@@ -162,9 +187,11 @@ class SeedManager:
         out = []
         for site, slot in enumerate(self.executor.config.slots):
             cand = slot.candidate
+            name = cand.name if cand is not None else None
             out.append({
                 "site": site,
-                "kernel": cand.name if cand is not None else None,
+                "kernel": None if slot.trial else name,  # in the answers
+                "trial": name if slot.trial else None,  # run beside the answers only
                 "stage": self.seeds[cand.name].stage.name if cand is not None else None,
                 "alpha": round(slot.alpha, 3) if cand is not None else 0.0,
                 "base": slot.base.name if slot.base is not None else None,
@@ -221,11 +248,15 @@ class SeedManager:
         base = before.candidate if before.candidate is not None and before.alpha >= 1.0 else before.base
         if before.candidate is not None and 0.0 < before.alpha < 1.0:
             base = before.candidate  # a partial blend cannot be a base: take the kernel as it stands
+        # an installed (pinned) kernel is the wearer's own, judged on their labelled minutes on the host
+        judged = self.config.judge == "evidence" and not k.pinned
+        evidence = KernelEvidence(self.config.evidence) if judged else None
         self.progress[name] = _Progress(
-            alpha_target=alpha_target, baseline_confidence=baseline_confidence, before=before, reference=k.reference_check
+            alpha_target=alpha_target, baseline_confidence=baseline_confidence, before=before, reference=k.reference_check,
+            evidence=evidence,
         )
         first = alpha_target / max(1, self.config.blend_windows)
-        self.executor.set_slot(k.site, SlotConfig(base=base, candidate=k, alpha=first))
+        self.executor.set_slot(k.site, SlotConfig(base=base, candidate=k, alpha=first, trial=evidence is not None))
         self.progress[name].alphas.append(first)
         self.health.watch(name, k.site, self.health.budget_for(self.boot_invoke_s[name]), baseline_confidence)
         return True
@@ -293,8 +324,9 @@ class SeedManager:
 
     # ------------------------------------------------------------------ per window
 
-    def tick(self, result: WindowResult) -> None:
-        """Advance ramps and gates after a window; release embargoes that have expired."""
+    def tick(self, result: WindowResult, context: BeatContext | None = None) -> None:
+        """Advance ramps and gates after a window; release embargoes that have expired. ``context``: what
+        the signal says about this window's beat (:class:`evidence.BeatContextTracker`), for the evidence."""
         self.window += 1
         cfg = self.config
         for name, seed in self.seeds.items():
@@ -303,10 +335,14 @@ class SeedManager:
                 seed.move(Stage.RESETTING, reason="embargo expired")
                 self._reset(name)
                 continue
-            if stage not in LIVE_STAGES or stage is Stage.FOSSILIZED:
+            if stage not in LIVE_STAGES:
+                continue
+            prog = self.progress.get(name) or self.progress.setdefault(name, _Progress())
+            if stage is Stage.FOSSILIZED:
+                if prog.evidence is not None:
+                    self._judge_live(name, prog, result, context)
                 continue
             k = self.kernels[name]
-            prog = self.progress[name]
             prog.windows += 1
             obs = result.sites[k.site] if k.site < len(result.sites) else None
             if obs is not None and obs.relative_change is not None:
@@ -321,13 +357,31 @@ class SeedManager:
             elif stage is Stage.SHADOWING:
                 if result.shadow_label is not None:
                     prog.agreements.append(result.shadow_label == result.label)
+                if prog.evidence is not None:  # on trial: the kernel's answers are the shadow path's
+                    prog.evidence.add(result.shadow_probs, result.probs, context)
                 if prog.windows >= cfg.shadow_windows:
                     self._gate_g3(name, prog)
             elif stage is Stage.PROBATIONARY:
                 if result.finite:
                     prog.confidences.append(float(np.max(result.probs)))
+                if prog.evidence is not None and self._judge_live(name, prog, result, context):
+                    continue
                 if prog.windows >= cfg.probation_windows:
                     self._gate_g4(name, prog)
+
+    def _judge_live(self, name: str, prog: _Progress, result: WindowResult, context: BeatContext | None) -> bool:
+        """A live kernel's window of evidence (the base is the shadow path); culled (True) once its net
+        evidence, over the stage (PROBATIONARY) or the recent windows (FOSSILIZED), is below -cull_evidence."""
+        ev = prog.evidence
+        assert ev is not None
+        ev.add(result.probs, result.shadow_probs, context)
+        net = ev.recent if self.seeds[name].stage is Stage.FOSSILIZED else ev.total
+        if net >= -self.config.cull_evidence:
+            return False
+        self._emit({"event": "evidence", "kernel": name, "site": self.kernels[name].site, "window": self.window,
+                    "verdict": "hurts", "stage": self.seeds[name].stage.name, **ev.metrics()})
+        self._cull(name, f"evidence_harm: net evidence {net:.2f} over {ev.windows} windows")
+        return True
 
     def _next(self, name: str, prog: _Progress, dst: Stage, gate: GateResult, reason: str) -> None:
         if gate.passed:
@@ -363,6 +417,10 @@ class SeedManager:
         agreement = float(np.mean(prog.agreements)) if n else 0.0
         ref_ok = prog.reference is not None and prog.reference.passed
         complete = n >= cfg.shadow_windows
+        metrics = {"shadow_agreement": agreement, "shadow_windows": float(n)}
+        if prog.evidence is not None:
+            self._gate_g3_evidence(name, prog, ref_ok, complete, metrics)
+            return
         ok = ref_ok and complete and agreement >= cfg.min_shadow_agreement
         why = (
             f"interface and reference vectors hold; shadow agreement {agreement:.2f} over {n} windows" if ok
@@ -370,19 +428,54 @@ class SeedManager:
             else f"shadow comparison incomplete ({n} of {cfg.shadow_windows} windows)" if not complete
             else f"kernel changes {1 - agreement:.0%} of the labels (limit {1 - cfg.min_shadow_agreement:.0%})"
         )
-        gate = GateResult(Gate.G3, ok, why, {"shadow_agreement": agreement, "shadow_windows": float(n)})
+        gate = GateResult(Gate.G3, ok, why, metrics)
         self._next(name, prog, Stage.PROBATIONARY, gate, "live and watched")
+
+    def _gate_g3_evidence(self, name: str, prog: _Progress, ref_ok: bool, complete: bool, metrics: dict[str, float]) -> None:
+        """G3 on label-free evidence: the kernel goes live only if its answers fit the signal better."""
+        cfg = self.config
+        ev = prog.evidence
+        assert ev is not None
+        net = ev.total
+        helps = net > cfg.min_evidence
+        ok = ref_ok and complete and helps
+        why = (
+            f"interface and reference vectors hold; net evidence {net:.2f} over {ev.windows} windows "
+            f"({ev.disagreements} disagreements)" if ok
+            else "reference vectors not reproduced" if not ref_ok
+            else f"shadow comparison incomplete ({int(metrics['shadow_windows'])} of {cfg.shadow_windows} windows)"
+            if not complete
+            else f"no evidence the kernel helps: net {net:.2f} over {ev.windows} windows ({ev.disagreements} disagreements)"
+        )
+        gate = GateResult(Gate.G3, ok, why, {**metrics, **ev.metrics()})
+        k = self.kernels[name]
+        if ok:
+            # live from now on: its answers are the device's, the path without it the shadow (still judged)
+            slot = self.executor.config.slots[k.site]
+            self.executor.set_slot(k.site, replace(slot, trial=False, shadow=True))
+            self.seeds[name].move(Stage.PROBATIONARY, reason="live and watched on label-free evidence", gate=gate)
+            prog.windows = 0
+            ev.restart()
+            return
+        self._gate_failed(name, gate)
+        code = "g3_failed" if not (ref_ok and complete) else "evidence_harm" if net < 0 else "evidence_none"
+        self._emit({"event": "evidence", "kernel": name, "site": k.site, "window": self.window,
+                    "verdict": "hurts" if net < 0 else "unproven", "stage": "SHADOWING", **ev.metrics()})
+        self._cull(name, f"{code}: {why}" if code != "g3_failed" else code)
 
     def _gate_g4(self, name: str, prog: _Progress) -> None:
         cfg = self.config
         conf = float(np.mean(prog.confidences)) if prog.confidences else 0.0
         gain = conf - prog.baseline_confidence
         ok = bool(prog.confidences) and gain >= -cfg.confidence_tolerance
-        gate = GateResult(
-            Gate.G4, ok,
-            f"mean confidence {conf:.2f} vs {prog.baseline_confidence:.2f} before germination",
-            {"confidence": conf, "baseline_confidence": prog.baseline_confidence, "gain": gain},
-        )
+        why = f"mean confidence {conf:.2f} vs {prog.baseline_confidence:.2f} before germination"
+        metrics = {"confidence": conf, "baseline_confidence": prog.baseline_confidence, "gain": gain}
+        if prog.evidence is not None:
+            net = prog.evidence.total
+            ok = ok and net >= 0.0
+            why = f"net evidence {net:.2f} over {prog.evidence.windows} live windows; {why}"
+            metrics.update(prog.evidence.metrics())
+        gate = GateResult(Gate.G4, ok, why, metrics)
         self._next(name, prog, Stage.FOSSILIZED, gate, "kept")
         if ok:
             self._supersede(name)
