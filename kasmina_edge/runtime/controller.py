@@ -8,6 +8,10 @@ template; a clean signal with an unsure model or drifting sites: a patient shift
 bundle holds are tagged with the condition the host grew them for; a condition treats symptoms
 (``emg`` → noise, ``baseline`` → baseline wander, ``lead`` → morphology, ``patient`` → shift).
 
+* a signal symptom (noise, baseline, powerline) counts only where the signal quality index
+  (:func:`features.signal_quality_ratio`, ``ecg.quality``'s readability) has fallen to
+  ``quality_drop`` of its clean reference: band powers move on clean records (a new rhythm, the
+  wearer moving), while a condition that needs a kernel makes the QRS complexes harder to read;
 * activate: the dominant symptom has been present for ``onset_windows`` decisions and no live
   kernel treats it; among the kernels that may run (dormant, breaker closed) treating it, take the
   best by the site prior for the symptom, the sites' drift and the host's measured gain;
@@ -30,6 +34,7 @@ from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.runtime.features import INDEX, N_FEATURES, N_SITES
 
 SYMPTOMS = ("noise", "baseline", "powerline", "morphology", "shift")
+SIGNAL_SYMPTOMS = ("noise", "baseline", "powerline")  # what the quality index corroborates
 SITE_PRIOR: dict[str, tuple[float, ...]] = {
     "noise": (1.0, 0.8, 0.4, 0.2),
     "baseline": (1.0, 0.7, 0.3, 0.2),
@@ -107,6 +112,7 @@ class ControllerConfig:
     onset_windows: int = 1
     clear_windows: int = 12
     min_alpha: float = 0.5
+    quality_drop: float = 0.5  # signal symptoms need the quality index at or below this share of its reference
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ class Controller:
     n_sites: int
     config: ControllerConfig = field(default_factory=ControllerConfig)
     reference: np.ndarray | None = None
+    reference_quality: float | None = None  # the quality index on the clean reference windows
     policy: ExportedPolicy | None = None
     _present: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYMPTOMS, 0))
     _absent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYMPTOMS, 0))
@@ -186,13 +193,19 @@ class Controller:
     def ready(self) -> bool:
         return self.reference is not None
 
-    def symptoms(self, obs: np.ndarray) -> dict[str, float]:
-        """Severity (> 0 when present) of each symptom against the reference (the host's rules)."""
+    def symptoms(self, obs: np.ndarray, quality: float | None = None) -> dict[str, float]:
+        """Severity (> 0 when present) of each symptom against the reference (the host's rules); with a
+        quality index and its reference, a signal symptom the quality does not corroborate is absent."""
         assert self.reference is not None, "no reference observation yet"
         c = self.config
-        return symptom_severity(
+        sev = symptom_severity(
             obs, self.reference, power=c.power, template_corr=c.template_corr, entropy=c.entropy, drift=c.drift
         )
+        ref_q = self.reference_quality
+        if quality is not None and ref_q is not None and ref_q > 0 and quality > c.quality_drop * ref_q:
+            for s in SIGNAL_SYMPTOMS:
+                sev[s] = min(sev[s], 0.0)
+        return sev
 
     def _site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
         n = self.n_sites
@@ -209,14 +222,16 @@ class Controller:
         obs: np.ndarray,
         live: Mapping[str, int],
         available: set[str],
+        quality: float | None = None,
     ) -> Decision:
         """``live``: kernels whose output is in the chain now (any live stage) -> their site;
-        ``available``: kernels that may be germinated now (dormant, breaker closed)."""
+        ``available``: kernels that may be germinated now (dormant, breaker closed); ``quality``: the
+        signal quality index of the same seconds (None: symptoms from the features alone)."""
         if obs[INDEX["security_alert"]] >= 0.5:
             return Decision("wait", "security_alert")
         if self.reference is None:
             return Decision("wait", "warming_up")
-        sev = self.symptoms(obs)
+        sev = self.symptoms(obs, quality)
         for s, v in sev.items():
             if v > 0:
                 self._present[s] += 1

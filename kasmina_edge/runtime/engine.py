@@ -40,6 +40,7 @@ from kasmina_edge.runtime.features import (
     SiteStats,
     observation_vector,
     signal_features,
+    signal_quality_ratio,
     site_drift,
 )
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
@@ -142,6 +143,8 @@ class DeviceRuntime:
         self.decision_latency_s: list[float] = []
         self.last_decisions: deque[dict[str, Any]] = deque(maxlen=5)
         self._warm: list[np.ndarray] = []
+        self._warm_quality: list[float] = []
+        self.quality: float | None = None  # the signal quality index of the last decision's seconds
         self._drift: list[float] | None = None
         self._booted = False
         self._refused: set[str] = set()  # pinned kernels the host culled: never brought live
@@ -258,6 +261,7 @@ class DeviceRuntime:
         sig, start = self.raw.view()
         peaks = np.array([r - start for r in self.r_peaks if start <= r < start + sig.shape[0]], dtype=np.int64)
         feats = signal_features(sig, self.fs, peaks, self.template)
+        self.quality = signal_quality_ratio(sig, self.fs, peaks)
         live = self.manager.live()
         return observation_vector(
             feats,
@@ -274,6 +278,8 @@ class DeviceRuntime:
     def _warmup(self, obs: np.ndarray) -> None:
         """Clean reference from the first windows: median features, median beat, site statistics."""
         self._warm.append(obs)
+        if self.quality is not None:
+            self._warm_quality.append(self.quality)
         self.collector.add_sites([a.mean for a in self.site_acc], [a.meansq for a in self.site_acc])
         if len(self._warm) < self.config.warmup_windows:
             return
@@ -288,7 +294,10 @@ class DeviceRuntime:
         ref = np.median(np.stack(self._warm), axis=0)
         ref[3] = 1.0  # the template is the median beat of these windows: same shape by definition
         self.controller.reference = ref
+        if self._warm_quality:
+            self.controller.reference_quality = float(np.median(self._warm_quality))
         self._emit({"event": "reference", "source": "device warm-up", "windows": len(self._warm),
+                    "quality": self.controller.reference_quality,
                     "features": [round(float(v), 4) for v in ref]})
 
     def _rr(self, rr: np.ndarray) -> np.ndarray:
@@ -328,7 +337,7 @@ class DeviceRuntime:
             self._warmup(obs)
             return
         self._bring_pinned_live()
-        decision = self.controller.decide(obs, self.manager.live(), self.manager.available())
+        decision = self.controller.decide(obs, self.manager.live(), self.manager.available(), self.quality)
         swapped = self._apply(decision) if self.config.adapt else False
         elapsed = time.perf_counter() - t0
         self.decision_latency_s.append(elapsed)

@@ -80,38 +80,46 @@ def normalised_entropy(probs: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(p.shape[0])) if p.shape[0] > 1 else 0.0
 
 
-def window_evidence(with_kernel: np.ndarray, without: np.ndarray, ctx: BeatContext | None, cfg: EvidenceConfig) -> float:
-    """One window's evidence for the kernel (> 0: its answer fits the signal better than the base's)."""
+def window_evidence(
+    with_kernel: np.ndarray, without: np.ndarray, ctx: BeatContext | None, cfg: EvidenceConfig
+) -> tuple[float, float]:
+    """One window's evidence for the kernel: (class evidence, from a disagreement only; entropy evidence).
+    > 0: the kernel's answer fits the signal better than the base's."""
     if not (np.all(np.isfinite(with_kernel)) and np.all(np.isfinite(without))):
-        return 0.0
-    ev = cfg.entropy_weight * (normalised_entropy(without) - normalised_entropy(with_kernel))
+        return 0.0, 0.0
+    ent = cfg.entropy_weight * (normalised_entropy(without) - normalised_entropy(with_kernel))
     yk, yb = int(np.argmax(with_kernel)), int(np.argmax(without))
+    cls = 0.0
     if yk != yb:
         if ctx is not None:
-            ev += plausibility(yk, ctx, cfg) - plausibility(yb, ctx, cfg)
+            cls += plausibility(yk, ctx, cfg) - plausibility(yb, ctx, cfg)
         if float(np.max(without)) >= cfg.confident:
-            ev -= cfg.overrule_cost
-    return float(ev)
+            cls -= cfg.overrule_cost
+    return float(cls), float(ent)
 
 
 @dataclass
 class KernelEvidence:
-    """A kernel's evidence through one stage (``total``) and over the last windows (``recent``)."""
+    """A kernel's evidence through one stage (``total``; ``classes``: the part from disagreements) and
+    over the last windows (``recent``)."""
 
     config: EvidenceConfig = field(default_factory=EvidenceConfig)
     windows: int = 0
     disagreements: int = 0
     total: float = 0.0
+    classes: float = 0.0
     _recent: deque[float] = field(default_factory=deque)
 
     def add(self, with_kernel: np.ndarray | None, without: np.ndarray | None, ctx: BeatContext | None) -> float:
         """Add one window (``None`` probabilities: the comparison did not run, nothing is added)."""
         if with_kernel is None or without is None:
             return 0.0
-        ev = window_evidence(with_kernel, without, ctx, self.config)
+        cls, ent = window_evidence(with_kernel, without, ctx, self.config)
+        ev = cls + ent
         self.windows += 1
         self.disagreements += int(np.argmax(with_kernel) != np.argmax(without))
         self.total += ev
+        self.classes += cls
         self._recent.append(ev)
         while len(self._recent) > self.config.recent_windows:
             self._recent.popleft()
@@ -123,10 +131,11 @@ class KernelEvidence:
 
     def restart(self) -> None:
         """A new stage is judged on its own windows (the sliding window goes on)."""
-        self.windows, self.disagreements, self.total = 0, 0, 0.0
+        self.windows, self.disagreements, self.total, self.classes = 0, 0, 0.0, 0.0
 
     def metrics(self) -> dict[str, float]:
-        return {"evidence": round(self.total, 4), "evidence_recent": round(self.recent, 4),
+        return {"evidence": round(self.total, 4), "evidence_classes": round(self.classes, 4),
+                "evidence_recent": round(self.recent, 4),
                 "evidence_windows": float(self.windows), "disagreements": float(self.disagreements)}
 
 

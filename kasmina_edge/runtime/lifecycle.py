@@ -437,7 +437,8 @@ class SeedManager:
         ev = prog.evidence
         assert ev is not None
         net = ev.total
-        helps = net > cfg.min_evidence
+        # entropy alone never brings a kernel live: its answers must have differed, and fitted better
+        helps = net > cfg.min_evidence and ev.classes > 0.0
         ok = ref_ok and complete and helps
         why = (
             f"interface and reference vectors hold; net evidence {net:.2f} over {ev.windows} windows "
@@ -445,7 +446,8 @@ class SeedManager:
             else "reference vectors not reproduced" if not ref_ok
             else f"shadow comparison incomplete ({int(metrics['shadow_windows'])} of {cfg.shadow_windows} windows)"
             if not complete
-            else f"no evidence the kernel helps: net {net:.2f} over {ev.windows} windows ({ev.disagreements} disagreements)"
+            else f"no evidence the kernel helps: net {net:.2f} (classes {ev.classes:.2f}) over {ev.windows} windows "
+            f"({ev.disagreements} disagreements)"
         )
         gate = GateResult(Gate.G3, ok, why, {**metrics, **ev.metrics()})
         k = self.kernels[name]
