@@ -26,7 +26,7 @@ def _stream(rt: DeviceRuntime, record, chunk: int = 180) -> None:  # type: ignor
     rt.finish()
 
 
-def test_emg_switch_activates_the_noise_kernel_within_three_windows(bundles: Path, keys: Path) -> None:
+def test_emg_switch_brings_the_noise_kernel_in_within_ten_windows(bundles: Path, keys: Path) -> None:
     record = make_scenario("emg-switch", 1.5, seed=4)
     onset = record.n_samples // 2
     out: list[dict] = []
@@ -37,10 +37,12 @@ def test_emg_switch_activates_the_noise_kernel_within_three_windows(bundles: Pat
     assert len(beats) == rt.counters.beats > 60
     assert [b["sample"] for b in beats] == sorted(b["sample"] for b in beats)
     before = [b for b in beats if b["sample"] + 166 < onset]
-    assert not any("0" in b["active"] for b in before)  # clean half: no noise kernel
+    assert not any("0" in b["active"] or "0" in b.get("trial", {}) for b in before)  # clean half: no noise kernel
     noisy = [b for b in beats if b["sample"] + 166 >= onset]
-    first_live = next(i for i, b in enumerate(noisy) if b["active"].get("0") == KERNEL0)
-    assert first_live <= 3, f"noise kernel live only at the {first_live + 1}th noisy window"
+    # the kernel comes on trial (run beside the answers, judged on label-free evidence) once the quality index
+    # of the 4-s buffer has halved: within 10 windows (~8 s)
+    first = next(i for i, b in enumerate(noisy) if KERNEL0 in (b["active"].get("0"), b.get("trial", {}).get("0")))
+    assert first <= 10, f"noise kernel in only at the {first + 1}th noisy window"
     decisions = [r for r in out if r["event"] == "decision" and r["action"] == "activate"]
     assert decisions and decisions[0]["kernel"] == KERNEL0 and decisions[0]["symptom"] == "noise"
     lat = np.asarray(rt.decision_latency_s)

@@ -26,7 +26,7 @@ def _live(bundles: Path, keys: Path, limits: HealthLimits, target: str = "linux-
     ex = SegmentedExecutor(img)
     events = Events()
     mgr = SeedManager(ex, HealthMonitor(limits), clock=Clock(), sink=events.append,
-                      config=LifecycleConfig(blend_windows=2, shadow_windows=2, probation_windows=50))
+                      config=LifecycleConfig(blend_windows=2, shadow_windows=2, probation_windows=50, judge="confidence"))
     assert mgr.activate(KERNEL1, 1.0, "test", 0.3)
     return img, ex, mgr, events
 

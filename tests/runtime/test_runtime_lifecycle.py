@@ -13,7 +13,8 @@ from kasmina_edge.runtime.executor import SegmentedExecutor
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
 from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
 
-CFG = LifecycleConfig(blend_windows=4, shadow_windows=3, probation_windows=5)
+# the walk through the stages under the confidence rules (label-free evidence: test_runtime_evidence.py)
+CFG = LifecycleConfig(blend_windows=4, shadow_windows=3, probation_windows=5, judge="confidence")
 
 
 def _manager(img, clock=None, config=CFG):  # type: ignore[no-untyped-def]
