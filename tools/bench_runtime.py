@@ -14,8 +14,12 @@ host/seeds, keys/, build/demo-edgetpu.kedge. What it measures (one thread, one c
    roofline estimate per edge profile;
 4. a swap (one reference assignment) vs the naive way (building the interpreter from the model file);
 5. MIT-BIH record 100 through an emulated device with the Edge TPU bundle: beat Se/+P, N, S, V;
-6. EMG switch midway: windows until the noise kernel is live; macro-F1 of the noisy half with
-   swapping vs the base model alone, at 0 dB and -6 dB.
+6. EMG switch midway: macro-F1 of the noisy half with the base model alone, with swapping as before
+   issue 15 (kernel live from BLENDING, kept on confidence) and with swapping judged on label-free
+   evidence (kernel on trial beside the answers, live only while its evidence is positive), at 0 dB and
+   -6 dB per seed; windows until the kernel is on trial / live; what culled it;
+7. false activations on clean records (MIT-BIH DS1, ``--clean-minutes`` of each as recorded): windows
+   with a kernel in the answers, and trials (kernel run beside the answers only), both ways of swapping.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from kasmina_edge.runtime.backends import Backend, LiteRtBackend, MicroBackend, 
 from kasmina_edge.runtime.engine import DeviceRuntime, RuntimeConfig  # noqa: E402
 from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig  # noqa: E402
 from kasmina_edge.runtime.image import Image, load_image  # noqa: E402
+from kasmina_edge.runtime.lifecycle import LifecycleConfig  # noqa: E402
 
 console = Console()
 DATA = REPO.parent / "shared" / "data"
@@ -340,6 +345,30 @@ def mitbih(root: Path, bundle: Path, keys: Path) -> dict[str, Any] | None:
             "decision_ms_p50": s.status["decision_ms_p50"], "decision_ms_p99": s.status["decision_ms_p99"]}
 
 
+# the three ways the EMG switch is run, side by side on the same record: the base model alone, swapping as
+# before issue 15 (kernel live from BLENDING on, kept on confidence), swapping judged on label-free evidence
+MODES: dict[str, RuntimeConfig] = {
+    "base": RuntimeConfig(adapt=False, boot_kernels=False),
+    "confidence": RuntimeConfig(boot_kernels=False, lifecycle=LifecycleConfig(judge="confidence")),
+    "evidence": RuntimeConfig(boot_kernels=False),
+}
+
+
+def _kernel_use(predictions: list[dict[str, Any]], onset: int) -> dict[str, Any]:
+    """Windows a kernel was in the answers (live) or only beside them (trial), before and after ``onset``."""
+    beats = [p for p in predictions if p["event"] == "beat"]
+    noisy = [b for b in beats if b["sample"] + 166 >= onset]
+    live = [i for i, b in enumerate(noisy) if any(b["active"].values())]
+    trial = [i for i, b in enumerate(noisy) if b.get("trial")]
+    return {
+        "live_before_onset": sum(1 for b in beats if b["sample"] + 166 < onset and any(b["active"].values())),
+        "trial_before_onset": sum(1 for b in beats if b["sample"] + 166 < onset and b.get("trial")),
+        "windows_to_live": live[0] if live else None, "live_windows": len(live),
+        "windows_to_trial": trial[0] if trial else None, "noisy_windows": len(noisy),
+        "culls": [p["reason"].split(":")[0] for p in predictions if p.get("event") == "transition" and p.get("to") == "CULLED"],
+    }
+
+
 def emg_switch(root: Path, bundle: Path, keys: Path, snrs: list[float], seeds: list[int], minutes: float
                ) -> tuple[list[dict[str, Any]], list[float]]:
     rows, decision_s = [], []
@@ -350,28 +379,56 @@ def emg_switch(root: Path, bundle: Path, keys: Path, snrs: list[float], seeds: l
             half = record.seconds / 2
             onset = record.n_samples // 2
             row: dict[str, Any] = {"snr_db": snr, "seed": seed}
-            # adaptive starts with no kernel live (boot_kernels=False): the controller must bring one in
-            for mode, cfg in (("adaptive", RuntimeConfig(boot_kernels=False)),
-                              ("static", RuntimeConfig(adapt=False, boot_kernels=False))):
+            # swapping starts with no kernel live (boot_kernels=False): the controller must bring one in
+            for mode, cfg in MODES.items():
                 s = run_stream(dev, RecordSource(record), options=RunOptions(runtime=cfg, keep_predictions=True))
-                beats = [p for p in s.predictions if p["event"] == "beat"]
                 noisy_score = score_run(s.predictions, record, start_s=half)
                 row[f"{mode}_noisy_f1"] = noisy_score.macro_f1()
                 row[f"{mode}_clean_f1"] = score_run(s.predictions, record, end_s=half).macro_f1()
-                if mode == "adaptive":
+                if mode == "base":
                     # the noisy half's detection and its class support: a few S/V beats move macro-F1 a lot
                     row["noisy_beat_se"], row["noisy_beat_ppv"] = noisy_score.sensitivity, noisy_score.ppv
                     row["noisy_support"] = {c: noisy_score.support(c) for c in noisy_score.classes}
-                    noisy = [b for b in beats if b["sample"] + 166 >= onset]
-                    row["live_before_onset"] = sum(1 for b in beats if b["sample"] + 166 < onset and any(b["active"].values()))
-                    live = [i for i, b in enumerate(noisy) if any(b["active"].values())]
-                    row["windows_to_live"] = live[0] if live else None
-                    row["kernel"] = noisy[live[0]]["active"] if live else None
-                    row["swaps"] = s.status["swaps"]
-                    row["faults"] = s.status["faults"]
+                    continue
+                use = _kernel_use(s.predictions, onset)
+                row[mode] = {**use, "swaps": s.status["swaps"], "faults": s.status["faults"]}
+                if mode == "evidence":
                     decision_s.extend(s.decision_latency_s)
+            for mode in ("confidence", "evidence"):
+                row[f"{mode}_gain"] = row[f"{mode}_noisy_f1"] - row["base_noisy_f1"]
+            row["evidence_windows_to_trial"] = row["evidence"]["windows_to_trial"]
+            row["evidence_live_windows"] = row["evidence"]["live_windows"]
+            row["evidence_trial_clean"] = row["evidence"]["trial_before_onset"] + row["evidence"]["live_before_onset"]
+            row["confidence_live_clean"] = row["confidence"]["live_before_onset"]
+            row["clean_half"] = f"{row['confidence_live_clean']} / {row['evidence_trial_clean']}"
             rows.append(row)
     return rows, decision_s
+
+
+def _ds1_records() -> list[str]:
+    folder = DATA / "mitdb"
+    return sorted(p.stem for p in folder.glob("*.hea")) if folder.is_dir() else []
+
+
+def clean_records(root: Path, bundle: Path, keys: Path, records: list[str], minutes: float) -> list[dict[str, Any]]:
+    """False activations: each clean record streamed as it is; a kernel in the answers (live) or on trial."""
+    rows = []
+    dev = _device(root, "clean-records", bundle, keys)
+    for name in records:
+        row: dict[str, Any] = {"record": name, "minutes": minutes}
+        for mode in ("confidence", "evidence"):
+            src = open_source(f"wfdb:{DATA / 'mitdb' / name}", seconds=60.0 * minutes)
+            s = run_stream(dev, src, options=RunOptions(runtime=MODES[mode], keep_predictions=True))
+            beats = [p for p in s.predictions if p["event"] == "beat"]
+            row["beats"] = len(beats)
+            row[f"{mode}_live_windows"] = sum(1 for b in beats if any(b["active"].values()))
+            row[f"{mode}_activations"] = sum(1 for p in s.predictions if p.get("event") == "transition"
+                                             and p.get("to") == "GERMINATED")
+            row[f"{mode}_went_live"] = sum(1 for p in s.predictions if p.get("event") == "transition"
+                                           and p.get("to") == ("BLENDING" if mode == "confidence" else "PROBATIONARY"))
+            row[f"{mode}_trial_windows"] = sum(1 for b in beats if b.get("trial"))
+        rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -394,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keys", type=Path, help="public key folder (default: WORKDIR/keys)")
     ap.add_argument("--json", type=Path, default=REPO / "runs" / "bench_runtime.json")
     ap.add_argument("--quick", action="store_true", help="fewer seeds and shorter scenarios")
+    ap.add_argument("--clean-minutes", type=float, default=30.0, help="minutes of each clean DS1 record (section 7)")
+    ap.add_argument("--only-swapping", action="store_true", help="sections 6 and 7 only (no throughput, no export)")
     args = ap.parse_args(argv)
     w = args.workdir
     bundle_path = args.bundle or w / "build" / "demo-edgetpu.kedge"
@@ -403,36 +462,37 @@ def main(argv: list[str] | None = None) -> int:
     onnx = read_bundle(onnx_path, keys) if onnx_path.exists() else None
     results: dict[str, Any] = {"bundle": tflite.manifest.bundle_id, "onnx_bundle": onnx.manifest.bundle_id if onnx else None,
                                "host": os.uname().machine, "load": os.getloadavg()}
-    source, what = _signal()
-    beats = _beats(source)
-    signal_s = source.record().seconds
-    console.rule(f"[bold]bench_runtime[/] on {what}: {len(beats)} beats")
-    backends = _backends(tflite, onnx)
+    if not args.only_swapping:
+        source, what = _signal()
+        beats = _beats(source)
+        signal_s = source.record().seconds
+        console.rule(f"[bold]bench_runtime[/] on {what}: {len(beats)} beats")
+        backends = _backends(tflite, onnx)
 
-    results["throughput"] = throughput(backends, beats, source, signal_s)
-    _table("1. throughput, one thread (x real time; CPU time of this thread, wall in brackets)", results["throughput"], [
-        ("backend", "backend", "{}"), ("model us/beat", "model_us_per_beat_cpu", "{:.0f}"),
-        ("model x RT", "model_x_realtime_cpu", "{:,.0f}"), ("model x RT wall", "model_x_realtime_wall", "{:,.0f}"),
-        ("device loop x RT", "loop_x_realtime_cpu", "{:,.0f}"), ("loop x RT wall", "loop_x_realtime_wall", "{:,.0f}")])
+        results["throughput"] = throughput(backends, beats, source, signal_s)
+        _table("1. throughput, one thread (x real time; CPU time of this thread, wall in brackets)", results["throughput"], [
+            ("backend", "backend", "{}"), ("model us/beat", "model_us_per_beat_cpu", "{:.0f}"),
+            ("model x RT", "model_x_realtime_cpu", "{:,.0f}"), ("model x RT wall", "model_x_realtime_wall", "{:,.0f}"),
+            ("device loop x RT", "loop_x_realtime_cpu", "{:,.0f}"), ("loop x RT wall", "loop_x_realtime_wall", "{:,.0f}")])
 
-    whole = export_whole(w, tflite, onnx, beats)
-    with tempfile.TemporaryDirectory() as tmp:
-        default_size = default_size_images(beats, [b[0] for b in backends], Path(tmp))
-    results["segmented_vs_whole"] = segmented_vs_whole(backends, whole, beats, default_size)
-    _table("2. segmented chain vs the same model exported whole (same executor, same backend, interleaved)",
-           results["segmented_vs_whole"], [
-               ("backend", "backend", "{}"), ("model", "model", "{}"), ("segments", "segments", "{}"),
-               ("segmented us", "segmented_us", "{:.1f}"),
-               ("whole us", "whole_us", "{:.1f}"), ("ratio", "ratio", "{:.2f}"), ("label agreement", "label_agreement", "{:.3f}")])
+        whole = export_whole(w, tflite, onnx, beats)
+        with tempfile.TemporaryDirectory() as tmp:
+            default_size = default_size_images(beats, [b[0] for b in backends], Path(tmp))
+        results["segmented_vs_whole"] = segmented_vs_whole(backends, whole, beats, default_size)
+        _table("2. segmented chain vs the same model exported whole (same executor, same backend, interleaved)",
+               results["segmented_vs_whole"], [
+                   ("backend", "backend", "{}"), ("model", "model", "{}"), ("segments", "segments", "{}"),
+                   ("segmented us", "segmented_us", "{:.1f}"),
+                   ("whole us", "whole_us", "{:.1f}"), ("ratio", "ratio", "{:.2f}"), ("label agreement", "label_agreement", "{:.3f}")])
 
-    results["swap_vs_naive"] = swap_vs_naive(backends)
-    _table("4. swap (reference assignment) vs rebuilding the interpreter from the model file", results["swap_vs_naive"], [
-        ("backend", "backend", "{}"), ("swap us", "swap_us", "{:.2f}"), ("naive us", "naive_us", "{:.1f}"),
-        ("speedup", "speedup", "{:,.0f}x")])
+        results["swap_vs_naive"] = swap_vs_naive(backends)
+        _table("4. swap (reference assignment) vs rebuilding the interpreter from the model file", results["swap_vs_naive"], [
+            ("backend", "backend", "{}"), ("swap us", "swap_us", "{:.2f}"), ("naive us", "naive_us", "{:.1f}"),
+            ("speedup", "speedup", "{:,.0f}x")])
 
     with tempfile.TemporaryDirectory(prefix="bench-runtime-devices-") as tmp:
         root = Path(tmp)
-        results["mitbih_100"] = mitbih(root, bundle_path, keys)
+        results["mitbih_100"] = None if args.only_swapping else mitbih(root, bundle_path, keys)
         if results["mitbih_100"]:
             _table("5. MIT-BIH record 100 through the emulator (Edge TPU bundle)", [results["mitbih_100"]], [
                 ("beat Se", "beat_se", "{:.4f}"), ("beat +P", "beat_ppv", "{:.4f}"), ("N accuracy", "n_accuracy", "{:.4f}"),
@@ -441,11 +501,47 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [0] if args.quick else [0, 1, 2]
         rows, decision_s = emg_switch(root, bundle_path, keys, [0.0, -6.0], seeds, 2.0 if args.quick else 4.0)
         results["emg_switch"] = rows
-        _table("6. EMG noise from half time: windows until the noise kernel is live; macro-F1 of the noisy half",
-               rows, [("SNR dB", "snr_db", "{:g}"), ("seed", "seed", "{}"), ("live before onset", "live_before_onset", "{}"),
-                      ("windows to live", "windows_to_live", "{}"), ("noisy beat Se", "noisy_beat_se", "{:.3f}"),
-                      ("noisy beat +P", "noisy_beat_ppv", "{:.3f}"), ("noisy F1 swapping", "adaptive_noisy_f1", "{:.3f}"), ("noisy F1 base", "static_noisy_f1", "{:.3f}"),
-                      ("clean F1 swapping", "adaptive_clean_f1", "{:.3f}"), ("clean F1 base", "static_clean_f1", "{:.3f}")])
+        _table("6. EMG noise from half time: macro-F1 of the noisy half, base alone vs swapping before (confidence) "
+               "and after (label-free evidence)", rows, [
+                   ("SNR", "snr_db", "{:g}"), ("seed", "seed", "{}"), ("F1 base", "base_noisy_f1", "{:.3f}"),
+                   ("F1 before", "confidence_noisy_f1", "{:.3f}"), ("d", "confidence_gain", "{:+.3f}"),
+                   ("F1 evidence", "evidence_noisy_f1", "{:.3f}"), ("d", "evidence_gain", "{:+.3f}"),
+                   ("to trial", "evidence_windows_to_trial", "{}"), ("live", "evidence_live_windows", "{}"),
+                   ("clean half", "clean_half", "{}")])
+        console.print("   F1: macro-F1 of the noisy half; d: minus the base's; to trial / live: noisy windows until the kernel "
+                      "ran beside the answers / windows it was in them (evidence); clean half: windows with a kernel "
+                      "live before / live or on trial with evidence")
+        n = len(rows)
+        summary = {}
+        for mode in ("confidence", "evidence"):
+            gains = [r[f"{mode}_gain"] for r in rows]
+            summary[mode] = {"cases": n, "at_least_base": sum(g >= -1e-9 for g in gains),
+                             "above_base_plus_2pts": sum(g > 0.02 for g in gains), "mean_gain": float(np.mean(gains))}
+        results["emg_switch_summary"] = summary
+        for mode, v in summary.items():
+            console.print(f"6. swapping ({mode}): >= base in {v['at_least_base']}/{n}, > base + 2 points in "
+                          f"{v['above_base_plus_2pts']}/{n}, mean gain {v['mean_gain']:+.3f}")
+        recs = _ds1_records()
+        if recs:
+            recs = recs[:3] if args.quick else recs
+            minutes = 5.0 if args.quick else args.clean_minutes
+            with console.status(f"7. clean records: {len(recs)} x {minutes:g} min"):
+                clean = clean_records(root, bundle_path, keys, recs, minutes)
+            results["clean_records"] = clean
+            _table(f"7. false activations on clean MIT-BIH records ({minutes:g} min each): windows with a kernel in the "
+                   "answers; kernel activations (trials) and how many went live", clean, [
+                       ("record", "record", "{}"), ("beats", "beats", "{}"),
+                       ("live before", "confidence_live_windows", "{}"),
+                       ("activations before", "confidence_activations", "{}"),
+                       ("live evidence", "evidence_live_windows", "{}"),
+                       ("trials evidence", "evidence_activations", "{}"), ("went live", "evidence_went_live", "{}"),
+                       ("trial windows", "evidence_trial_windows", "{}")])
+            tot = {k: sum(r[k] for r in clean) for k in ("beats", "confidence_live_windows", "confidence_activations",
+                                                         "evidence_live_windows", "evidence_activations", "evidence_went_live")}
+            results["clean_records_total"] = tot
+            console.print(f"7. over {len(clean)} records: live windows {tot['confidence_live_windows']} before, "
+                          f"{tot['evidence_live_windows']} with evidence ({tot['evidence_went_live']} went live) "
+                          f"of {tot['beats']} beats; trials {tot['evidence_activations']}")
     lat = np.asarray(decision_s) * 1e3
     kernel = next(iter(k for k in tflite.manifest.kernels()), None)
     kcost = artifact_cost(tflite.artifact_bytes(kernel.name), kernel.format, kernel.name) if kernel else None

@@ -207,6 +207,20 @@ class Controller:
                 sev[s] = min(sev[s], 0.0)
         return sev
 
+    def needs_quality(self, obs: np.ndarray, live: Mapping[str, int], available: set[str]) -> bool:
+        """Whether the quality index could change this decision (it costs a filter pass, ~1 ms on a host):
+        while warming up (its reference), or where a signal symptom shows in the features and a kernel that
+        may run, none live, treats it. Otherwise symptoms come from the features alone, as before."""
+        if self.reference is None:
+            return True
+        if self.reference_quality is None:
+            return False
+        sev = self.symptoms(obs)
+        by_name = {k.name: k for k in self.kernels}
+        treated = {s for n in live if n in by_name for s in by_name[n].symptoms}
+        could = {s for n in available if n in by_name for s in by_name[n].symptoms}
+        return any(sev[s] > 0 and s in could and s not in treated for s in SIGNAL_SYMPTOMS)
+
     def _site_scores(self, obs: np.ndarray, symptom: str) -> np.ndarray:
         n = self.n_sites
         drift = np.array([obs[INDEX[f"drift_site{i}"]] if i < N_SITES else 0.0 for i in range(n)], np.float64)

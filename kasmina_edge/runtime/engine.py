@@ -261,9 +261,8 @@ class DeviceRuntime:
         sig, start = self.raw.view()
         peaks = np.array([r - start for r in self.r_peaks if start <= r < start + sig.shape[0]], dtype=np.int64)
         feats = signal_features(sig, self.fs, peaks, self.template)
-        self.quality = signal_quality_ratio(sig, self.fs, peaks)
         live = self.manager.live()
-        return observation_vector(
+        obs = observation_vector(
             feats,
             self.recent.entropy(),
             drift,
@@ -274,6 +273,10 @@ class DeviceRuntime:
             plateau=not self.manager.busy_sites(),
             calibration=False,
         )
+        # the quality index (a filter pass over the buffer) only where a signal symptom needs corroborating
+        needed = self.controller.needs_quality(obs, live, self.manager.available())
+        self.quality = signal_quality_ratio(sig, self.fs, peaks) if needed else None
+        return obs
 
     def _warmup(self, obs: np.ndarray) -> None:
         """Clean reference from the first windows: median features, median beat, site statistics."""
