@@ -402,6 +402,7 @@ _ZIP_ERRORS = (
     NotImplementedError,  # unsupported compression method
     RuntimeError,  # encrypted entry
     ValueError,
+    IndexError,  # zipfile's own parsing of hostile headers (fuzzing found ZipInfo.is_dir on an empty name)
 )
 
 
@@ -472,7 +473,9 @@ def read_bundle(path: Path, public_key: Ed25519PublicKey | Path | None = None) -
     if not path.exists():
         raise BundleError(f"{path}: no such bundle")
     with _open_zip(path) as z:
-        infos = [i for i in z.infolist() if not i.is_dir()]
+        if any(not i.filename for i in z.infolist()):
+            raise BundleError(f"{path}: an entry of the zip has no name")
+        infos = [i for i in z.infolist() if not i.filename.endswith("/")]
         names = [i.filename for i in infos]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

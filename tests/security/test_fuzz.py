@@ -59,3 +59,19 @@ def test_regressions_found_by_fuzzing() -> None:
 
     up = Uplink("patch-01", "lorawan-eu868-dr0", 3, 1.0, 2.0, 0.3, b"\x20\x01" + bytes(18), 1.8e9)
     assert Monitor().ingest("kasmina/f1/patch-01/telemetry/batch", up.to_bytes()) == []
+
+
+def test_a_zip_entry_without_a_name_is_one_line(tmp_path: Path) -> None:
+    """Found by bench_fuzz (bundle): zipfile's ZipInfo.is_dir raised IndexError on an empty entry name."""
+    import io
+    import zipfile
+
+    from kasmina_edge.contracts.bundle import BundleError, init_keys, read_bundle
+
+    init_keys(tmp_path / "keys")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(zipfile.ZipInfo(""), b"x")
+    (tmp_path / "b.kedge").write_bytes(buf.getvalue())
+    with pytest.raises(BundleError, match="an entry of the zip has no name"):
+        read_bundle(tmp_path / "b.kedge", tmp_path / "keys")
