@@ -19,7 +19,9 @@ host/seeds, keys/, build/demo-edgetpu.kedge. What it measures (one thread, one c
    evidence (kernel on trial beside the answers, live only while its evidence is positive), at 0 dB and
    -6 dB per seed; windows until the kernel is on trial / live; what culled it;
 7. false activations on clean records (MIT-BIH DS1, ``--clean-minutes`` of each as recorded): windows
-   with a kernel in the answers, and trials (kernel run beside the answers only), both ways of swapping.
+   with a kernel in the answers, and trials (kernel run beside the answers only), both ways of swapping;
+8. real records with real noise: DS1 records with NSTDB ``ma`` mixed in as NSTDB made its records, at
+   6, 0 and -6 dB: macro-F1 of the noisy stretches, the base alone and both ways of swapping.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from firmware_sim.device import open_device  # noqa: E402
 from firmware_sim.runner import RunOptions, run_stream  # noqa: E402
-from firmware_sim.score import score_run  # noqa: E402
+from firmware_sim.score import BeatScore, score_run  # noqa: E402
 from kasmina_edge.catalog import list_hardware  # noqa: E402
 from kasmina_edge.contracts.bundle import Bundle, read_bundle  # noqa: E402
 from kasmina_edge.ecg.scenarios import make_scenario  # noqa: E402
@@ -405,6 +407,40 @@ def emg_switch(root: Path, bundle: Path, keys: Path, snrs: list[float], seeds: l
     return rows, decision_s
 
 
+def _noisy_spans_score(predictions: list[dict[str, Any]], record: Any, spans: list[tuple[int, int]]) -> BeatScore:
+    """One score over all noisy stretches (their confusions summed)."""
+    parts = [score_run(predictions, record, start_s=a / record.fs, end_s=b / record.fs) for a, b in spans]
+    conf = sum((p.confusion for p in parts[1:]), parts[0].confusion.copy())
+    return BeatScore(sum(p.reference_beats for p in parts), sum(p.detected_beats for p in parts),
+                     sum(p.matched for p in parts), conf)
+
+
+def real_noise_records(root: Path, bundle: Path, keys: Path, records: list[str], snrs: list[float],
+                       minutes: float) -> list[dict[str, Any]]:
+    """Real records with real NSTDB muscle noise (``ma``) mixed in as NSTDB did (5 clean minutes, then 2 min
+    noisy / 2 min clean): macro-F1 over the noisy stretches, the three modes side by side."""
+    from kasmina_edge.ecg.noise import noisy_stretches, nstdb_mix
+
+    rows = []
+    dev = _device(root, "real-noise", bundle, keys)
+    for name in records:
+        clean = open_source(f"wfdb:{DATA / 'mitdb' / name}", seconds=60.0 * minutes).record()
+        spans = noisy_stretches(clean.n_samples, clean.fs)
+        for snr in snrs:
+            record = nstdb_mix(clean, "emg", snr, np.random.default_rng(0))
+            row: dict[str, Any] = {"record": name, "snr_db": snr}
+            for mode, cfg in MODES.items():
+                s = run_stream(dev, RecordSource(record), options=RunOptions(runtime=cfg, keep_predictions=True))
+                row[f"{mode}_noisy_f1"] = _noisy_spans_score(s.predictions, record, spans).macro_f1()
+                if mode != "base":
+                    beats = [p for p in s.predictions if p["event"] == "beat"]
+                    row[f"{mode}_live_windows"] = sum(1 for b in beats if any(b["active"].values()))
+            for mode in ("confidence", "evidence"):
+                row[f"{mode}_gain"] = row[f"{mode}_noisy_f1"] - row["base_noisy_f1"]
+            rows.append(row)
+    return rows
+
+
 def _ds1_records() -> list[str]:
     folder = DATA / "mitdb"
     return sorted(p.stem for p in folder.glob("*.hea")) if folder.is_dir() else []
@@ -452,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=REPO / "runs" / "bench_runtime.json")
     ap.add_argument("--quick", action="store_true", help="fewer seeds and shorter scenarios")
     ap.add_argument("--clean-minutes", type=float, default=30.0, help="minutes of each clean DS1 record (section 7)")
+    ap.add_argument("--noise-records", type=int, default=8, help="DS1 records given real muscle noise (section 8)")
     ap.add_argument("--only-swapping", action="store_true", help="sections 6 and 7 only (no throughput, no export)")
     args = ap.parse_args(argv)
     w = args.workdir
@@ -539,6 +576,22 @@ def main(argv: list[str] | None = None) -> int:
             tot = {k: sum(r[k] for r in clean) for k in ("beats", "confidence_live_windows", "confidence_activations",
                                                          "evidence_live_windows", "evidence_activations", "evidence_went_live")}
             results["clean_records_total"] = tot
+            noisy_recs = recs[:2] if args.quick else recs[: args.noise_records]
+            if (DATA / "nstdb").is_dir():
+                with console.status(f"8. real records with real muscle noise: {len(noisy_recs)} records"):
+                    real = real_noise_records(root, bundle_path, keys, noisy_recs, [6.0, 0.0, -6.0], 13.0)
+                results["real_noise"] = real
+                _table("8. DS1 records + NSTDB muscle noise (ma), 2-min stretches after 5 clean minutes: macro-F1 of the "
+                       "noisy stretches", real, [
+                           ("record", "record", "{}"), ("SNR", "snr_db", "{:g}"), ("F1 base", "base_noisy_f1", "{:.3f}"),
+                           ("F1 before", "confidence_noisy_f1", "{:.3f}"), ("d", "confidence_gain", "{:+.3f}"),
+                           ("F1 evidence", "evidence_noisy_f1", "{:.3f}"), ("d", "evidence_gain", "{:+.3f}"),
+                           ("live before", "confidence_live_windows", "{}"), ("live evid.", "evidence_live_windows", "{}")])
+                for mode in ("confidence", "evidence"):
+                    gains = [r[f"{mode}_gain"] for r in real]
+                    console.print(f"8. swapping ({mode}): >= base in {sum(g >= -1e-9 for g in gains)}/{len(gains)}, "
+                                  f"> base + 2 points in {sum(g > 0.02 for g in gains)}/{len(gains)}, "
+                                  f"mean gain {float(np.mean(gains)):+.3f}")
             console.print(f"7. over {len(clean)} records: live windows {tot['confidence_live_windows']} before, "
                           f"{tot['evidence_live_windows']} with evidence ({tot['evidence_went_live']} went live) "
                           f"of {tot['beats']} beats; trials {tot['evidence_activations']}")
