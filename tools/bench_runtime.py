@@ -356,6 +356,11 @@ MODES: dict[str, RuntimeConfig] = {
 }
 
 
+def _episodes(flags: list[bool]) -> int:
+    """Stretches of consecutive True (a kernel brought in once, however long it stayed)."""
+    return sum(1 for i, f in enumerate(flags) if f and (i == 0 or not flags[i - 1]))
+
+
 def _kernel_use(predictions: list[dict[str, Any]], onset: int) -> dict[str, Any]:
     """Windows a kernel was in the answers (live) or only beside them (trial), before and after ``onset``."""
     beats = [p for p in predictions if p["event"] == "beat"]
@@ -367,7 +372,6 @@ def _kernel_use(predictions: list[dict[str, Any]], onset: int) -> dict[str, Any]
         "trial_before_onset": sum(1 for b in beats if b["sample"] + 166 < onset and b.get("trial")),
         "windows_to_live": live[0] if live else None, "live_windows": len(live),
         "windows_to_trial": trial[0] if trial else None, "noisy_windows": len(noisy),
-        "culls": [p["reason"].split(":")[0] for p in predictions if p.get("event") == "transition" and p.get("to") == "CULLED"],
     }
 
 
@@ -458,10 +462,8 @@ def clean_records(root: Path, bundle: Path, keys: Path, records: list[str], minu
             beats = [p for p in s.predictions if p["event"] == "beat"]
             row["beats"] = len(beats)
             row[f"{mode}_live_windows"] = sum(1 for b in beats if any(b["active"].values()))
-            row[f"{mode}_activations"] = sum(1 for p in s.predictions if p.get("event") == "transition"
-                                             and p.get("to") == "GERMINATED")
-            row[f"{mode}_went_live"] = sum(1 for p in s.predictions if p.get("event") == "transition"
-                                           and p.get("to") == ("BLENDING" if mode == "confidence" else "PROBATIONARY"))
+            row[f"{mode}_activations"] = _episodes([bool(b.get("trial")) or any(b["active"].values()) for b in beats])
+            row[f"{mode}_went_live"] = _episodes([any(b["active"].values()) for b in beats])
             row[f"{mode}_trial_windows"] = sum(1 for b in beats if b.get("trial"))
         rows.append(row)
     return rows
@@ -569,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                    "answers; kernel activations (trials) and how many went live", clean, [
                        ("record", "record", "{}"), ("beats", "beats", "{}"),
                        ("live before", "confidence_live_windows", "{}"),
-                       ("activations before", "confidence_activations", "{}"),
+                       ("brought in before", "confidence_activations", "{}"),
                        ("live evidence", "evidence_live_windows", "{}"),
                        ("trials evidence", "evidence_activations", "{}"), ("went live", "evidence_went_live", "{}"),
                        ("trial windows", "evidence_trial_windows", "{}")])
