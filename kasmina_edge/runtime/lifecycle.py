@@ -79,6 +79,7 @@ class LifecycleConfig:
     confidence_tolerance: float = 0.15  # G4: mean confidence may fall at most this much
     judge: Literal["evidence", "confidence"] = "evidence"
     min_evidence: float = 0.0  # G3 (evidence): net evidence over SHADOWING must exceed this
+    min_disagreements: int = 2  # G3 (evidence): one changed answer in a stage is one observation, not a finding
     min_class_evidence: float = 1.5  # G3 (evidence): and the disagreements' part reach this (a correction backed by
     # rhythm and shape, or two by rhythm: on MIT-BIH 108 and 208, as recorded, one rhythm-backed flip brought a kernel live)
     cull_evidence: float = 1.0  # live: culled once net evidence falls below minus this
@@ -440,7 +441,7 @@ class SeedManager:
         assert ev is not None
         net = ev.total
         # entropy alone never brings a kernel live: its answers must have differed, and fitted better
-        helps = net > cfg.min_evidence and ev.classes >= cfg.min_class_evidence
+        helps = net > cfg.min_evidence and ev.classes >= cfg.min_class_evidence and ev.disagreements >= cfg.min_disagreements
         ok = ref_ok and complete and helps
         why = (
             f"interface and reference vectors hold; net evidence {net:.2f} over {ev.windows} windows "

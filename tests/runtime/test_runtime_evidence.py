@@ -215,3 +215,15 @@ def test_no_kernel_activated_on_clean_mitbih(bundles: Path, keys: Path) -> None:
         pytest.skip("MIT-BIH record 100 is not in ../shared/data/mitdb")
     live, trials = _no_activation(bundles, keys, open_source(f"wfdb:{rec}", seconds=300.0))
     assert live == 0 and trials == 0
+
+
+def test_one_changed_answer_is_not_enough_to_go_live(bundles: Path, keys: Path) -> None:
+    """On MIT-BIH 108, 208 and 215 as recorded, single flips brought a kernel live: G3 wants two."""
+    cfg = LifecycleConfig(blend_windows=2, shadow_windows=8)
+    img, ex, mgr, events = _manager(bundles, keys, cfg)
+    assert mgr.activate(KERNEL1, 1.0, "test", 0.3)
+    for i in range(cfg.blend_windows + cfg.shadow_windows):  # one flip the signal fully backs (+1.5)
+        mgr.tick(_result(V, N if i == 5 else V, ex.n_sites), ON_TIME_LIKE)
+    assert mgr.stage(KERNEL1) is Stage.EMBARGOED
+    cull = next(e for e in events if e.get("event") == "transition" and e.get("to") == "CULLED")
+    assert cull["reason"].startswith("evidence_none") and "1 disagreements" in cull["reason"]
