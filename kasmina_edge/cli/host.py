@@ -648,8 +648,8 @@ def base_grids(
         logits = (getattr(m, "logits", None) or {}).get("grid") or {}
         logit = QuantGrid(float(logits["scale"]), int(logits["zero_point"])) if logits else None
         return grids, logit
-    model, ckpt, _ = load_segmented(checkpoint, None)
-    calib, _ = load_data(BuildRequest(checkpoint=checkpoint, seeds=None, target=target), ckpt)
+    model, _ckpt, _ = load_segmented(checkpoint, None)
+    calib, _ = load_data(BuildRequest(checkpoint=checkpoint, seeds=None, target=target))
     xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
     rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
     room = BuildRequest(checkpoint=checkpoint, seeds=None, target=target).site_headroom

@@ -214,7 +214,6 @@ def plan(req: BuildRequest) -> BuildPlan:
     from kasmina_edge.host.blueprints import get_blueprint
     from kasmina_edge.host.experiment import load_checkpoint
     from kasmina_edge.host.model import ModelConfig
-    from kasmina_edge.host.patient import COMMON_KEY
 
     ckpt = load_checkpoint(req.checkpoint)
     cfg = ModelConfig.from_dict(ckpt["model_config"])
@@ -256,12 +255,7 @@ def plan(req: BuildRequest) -> BuildPlan:
         (
             "site grids forced to the base bundle's (kernels for a base already on the device)"
             if req.site_grids
-            else "calibrate one int8 grid per site on "
-            + (
-                "the base's own sample of training beats"
-                if ckpt.get(COMMON_KEY)
-                else f"{req.calibration_patients} unseen synthetic patients"
-            )
+            else f"calibrate one int8 grid per site on {req.calibration_patients} unseen synthetic patients"
             + (f", {req.site_headroom:g}x head-room for patient kernels" if req.site_headroom > 1 else "")
         ),
         "export base segments: PTQ int8 (per-channel weights, per-tensor activations), BatchNorm folded, "
@@ -381,20 +375,12 @@ class EvalSet:
     labels: np.ndarray
 
 
-def load_data(req: BuildRequest, ckpt: dict[str, Any] | None = None) -> tuple[EvalSet, list[EvalSet]]:
-    """Calibration windows and the evaluation sets (held-out synthetic; MIT-BIH 100 when present).
-
-    A base trained on real recordings carries a sample of its training beats (every class): the
-    int8 grids are calibrated on those, not on synthetic patients whose amplitudes and shapes the
-    base never saw (calibrating on synthetic beats cuts the real beats' activations)."""
+def load_data(req: BuildRequest) -> tuple[EvalSet, list[EvalSet]]:
+    """Calibration windows and the evaluation sets (held-out synthetic; MIT-BIH 100 when present)."""
     from kasmina_edge.ecg.dataset import beats_from_record, synthetic_patients
     from kasmina_edge.host.data import SPEC, beats
-    from kasmina_edge.host.patient import COMMON_KEY, common_beats_of
 
-    real = common_beats_of(ckpt, per_class=10**9) if ckpt is not None and ckpt.get(COMMON_KEY) else None
-    cal = real if real is not None and len(real) else beats(
-        synthetic_patients(req.calibration_patients, req.minutes, seed=req.data_seed)
-    )
+    cal = beats(synthetic_patients(req.calibration_patients, req.minutes, seed=req.data_seed))
     held = beats(synthetic_patients(req.heldout_patients, req.minutes, seed=req.data_seed + 1))
     n = req.parity_windows
     evals = [EvalSet("synthetic held-out", held.windows[:n], held.rr[:n], held.labels[:n])]
@@ -631,7 +617,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         with steps.step("load model and seed library"):
             model, ckpt, entries = load_segmented(req.checkpoint, req.seeds)
         with steps.step("calibration and held-out windows"):
-            calib, evals = load_data(req, ckpt)
+            calib, evals = load_data(req)
             xc = torch.from_numpy(np.ascontiguousarray(calib.windows, np.float32))
             rc = torch.from_numpy(np.ascontiguousarray(calib.rr, np.float32))
             kernel_cal = None

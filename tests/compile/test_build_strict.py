@@ -60,10 +60,8 @@ def small_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI builds with its defaults; only the data sets shrink (and MIT-BIH 100 stays out)."""
     real = pipeline.load_data
 
-    def small(
-        req: pipeline.BuildRequest, ckpt: dict[str, object] | None = None
-    ) -> tuple[pipeline.EvalSet, list[pipeline.EvalSet]]:
-        return real(dataclasses.replace(req, calibration_patients=2, heldout_patients=2, minutes=1.0), ckpt)
+    def small(req: pipeline.BuildRequest) -> tuple[pipeline.EvalSet, list[pipeline.EvalSet]]:
+        return real(dataclasses.replace(req, calibration_patients=2, heldout_patients=2, minutes=1.0))
 
     monkeypatch.setattr(pipeline, "load_data", small)
     monkeypatch.setattr(pipeline, "default_record100", lambda: None)
