@@ -543,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         _table("6. EMG noise from half time: macro-F1 of the noisy half, base alone vs swapping before (confidence) "
                "and after (label-free evidence)", rows, [
                    ("SNR", "snr_db", "{:g}"), ("seed", "seed", "{}"), ("F1 base", "base_noisy_f1", "{:.3f}"),
-                   ("F1 before", "confidence_noisy_f1", "{:.3f}"), ("d", "confidence_gain", "{:+.3f}"),
-                   ("F1 evidence", "evidence_noisy_f1", "{:.3f}"), ("d", "evidence_gain", "{:+.3f}"),
+                   ("F1 before", "confidence_noisy_f1", "{:.3f}"), ("d", "confidence_gain", "{:+.2f}"),
+                   ("F1 evidence", "evidence_noisy_f1", "{:.3f}"), ("d", "evidence_gain", "{:+.2f}"),
                    ("to trial", "evidence_windows_to_trial", "{}"), ("live", "evidence_live_windows", "{}"),
                    ("clean half", "clean_half", "{}")])
         console.print("   F1: macro-F1 of the noisy half; d: minus the base's; to trial / live: noisy windows until the kernel "
@@ -586,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                 _table("8. DS1 records + NSTDB muscle noise (ma), 2-min stretches after 5 clean minutes: macro-F1 of the "
                        "noisy stretches", real, [
                            ("record", "record", "{}"), ("SNR", "snr_db", "{:g}"), ("F1 base", "base_noisy_f1", "{:.3f}"),
-                           ("F1 before", "confidence_noisy_f1", "{:.3f}"), ("d", "confidence_gain", "{:+.3f}"),
-                           ("F1 evidence", "evidence_noisy_f1", "{:.3f}"), ("d", "evidence_gain", "{:+.3f}"),
+                           ("F1 before", "confidence_noisy_f1", "{:.3f}"), ("d", "confidence_gain", "{:+.2f}"),
+                           ("F1 evidence", "evidence_noisy_f1", "{:.3f}"), ("d", "evidence_gain", "{:+.2f}"),
                            ("live before", "confidence_live_windows", "{}"), ("live evid.", "evidence_live_windows", "{}")])
                 for mode in ("confidence", "evidence"):
                     gains = [r[f"{mode}_gain"] for r in real]
