@@ -165,7 +165,9 @@ def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
     for col in ("site", "kernel", "stage", "alpha", "base"):
         slots.add_column(col, overflow="fold")
     for s in st["slots"]:
-        slots.add_row(str(s["site"]), s["kernel"] or "-", s["stage"] or "identity", f"{s['alpha']:.2f}", s["base"] or "-")
+        # a kernel on trial runs beside the answers (label-free evidence), not in them
+        kernel = s["kernel"] or (f"{s['trial']} (trial)" if s.get("trial") else "-")
+        slots.add_row(str(s["site"]), kernel, s["stage"] or "identity", f"{s['alpha']:.2f}", s["base"] or "-")
     dec = Table(title="last decisions", expand=False)
     for col in ("t (s)", "action", "kernel", "reason", "latency"):
         dec.add_column(col, overflow="fold")
