@@ -17,13 +17,15 @@ also hostile manifests *signed with the trusted key*, so the checks behind the s
                    handler, its OTA receiver, the operator's OTA report handler    refusal: none (must not raise)
 
 An outcome is *ok* (accepted), *refused* (the target's error type, with a one-line message) or a *finding*: any
-other exception, a refusal whose message spans lines, or an input that took longer than the hang limit. The table
+other exception, a refusal whose message spans lines, or an input that took longer than the hang limit twice in
+a row (one slow call on a loaded machine is usually the scheduler). The table
 shows inputs, inputs/s, refusals, findings and the slowest input per target; the JSON keeps the first findings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -425,10 +427,15 @@ def fuzz(target: Target, count: int, *, keep: int = 5) -> Outcome:
         except Exception as exc:  # noqa: BLE001 - every other exception is what the fuzzer looks for
             finding("crash", data, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
         spent = time.perf_counter() - t
+        if spent > HANG_S:  # timed again: on a loaded machine one slow call is often the scheduler, not the input
+            t = time.perf_counter()
+            with contextlib.suppress(Exception):  # classified on the first run; only the time matters here
+                target.run(data)
+            spent = min(spent, time.perf_counter() - t)
         out.slowest_s = max(out.slowest_s, spent)
         if spent > HANG_S:
             out.hangs += 1
-            finding("hang", data, f"{spent:.2f} s")
+            finding("hang", data, f"{spent:.2f} s (twice)")
 
     t0 = time.perf_counter()
     one()
