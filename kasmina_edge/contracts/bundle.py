@@ -493,10 +493,10 @@ def read_bundle(path: Path, public_key: Ed25519PublicKey | Path | None = None) -
         try:
             key.verify(signature, manifest_bytes)
         except InvalidSignature:
-            raise BundleError(
-                f"{path}: signature does not verify with key {key_id(key)} "
-                f"(signed by {sig.get('key_id', '?')})"
-            ) from None
+            signer = sig.get("key_id", "?")
+            # same key id: the key is right and the contents changed since signing
+            why = "the bundle was modified after signing" if signer == key_id(key) else f"signed by {signer}"
+            raise BundleError(f"{path}: signature does not verify with key {key_id(key)} ({why})") from None
         try:
             manifest = parse_manifest(manifest_bytes, f"{path}:{MANIFEST_NAME}")
         except ManifestError as exc:
