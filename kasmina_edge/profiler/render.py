@@ -78,10 +78,31 @@ def subject_table(report: Report) -> Table:
     return t
 
 
+def _estimate_marks(name: str) -> tuple[str, str]:
+    """'~' for the timing and the energy cells of hardware profile ``name`` when they rest on estimated
+    numbers (its [sources] table); '' where the catalog does not know the profile."""
+    from kasmina_edge.catalog import CatalogError, estimated, hardware
+
+    try:
+        fields = estimated(hardware(name))
+    except CatalogError:
+        return "", ""
+    power = any(f.startswith("power.") for f in fields)
+    return ("~" if any(not f.startswith("power.") for f in fields) else ""), ("~" if power else "")
+
+
+def _est(cell: str, mark: str) -> str:
+    return cell if cell == "-" else cell + mark
+
+
 def comparison_table(report: Report) -> Table:
+    marks = {r.profile: _estimate_marks(r.profile) for r in report.results}
     t = Table(
         title=f"profiles: one beat (budget {fmt_s(PER_BEAT_BUDGET_S)}), one decision + swap (budget {fmt_s(DECISION_BUDGET_S)}), "
-        f"{report.settings.heart_rate_bpm:g} bpm, telemetry over {report.settings.network}"
+        f"{report.settings.heart_rate_bpm:g} bpm, telemetry over {report.settings.network}",
+        caption="~ rests on estimated profile numbers (`kasmina-edge profiles show NAME --json`: each number's source)"
+        if any(a or b for a, b in marks.values())
+        else None,
     )
     for col in (
         "profile",
@@ -113,16 +134,17 @@ def comparison_table(report: Report) -> Table:
             continue
         e = r.energy
         life = e.battery_life_days if e else None
+        timing, power = marks[r.profile]
         t.add_row(
             r.profile,
             r.kind,
-            fmt_s(r.per_beat_s),
+            _est(fmt_s(r.per_beat_s), timing),
             _mark(r.per_beat_ok),
-            fmt_s(r.decision.total_s if r.decision else None),
+            _est(fmt_s(r.decision.total_s if r.decision else None), timing),
             _mark(r.decision_ok),
-            fmt_j(e.inference_j + e.decision_j if e else None),
-            f"{e.avg_power_w * 1e3:.2f} mW" if e else "-",
-            f"{life:.1f} d" if life is not None else (e.battery_source if e else "-"),
+            _est(fmt_j(e.inference_j + e.decision_j if e else None), power),
+            f"{e.avg_power_w * 1e3:.2f} mW{power}" if e else "-",
+            f"{life:.1f} d{power}" if life is not None else (e.battery_source if e else "-"),
             "; ".join(r.notes[:2]),
         )
     return t
