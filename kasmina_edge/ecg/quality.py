@@ -20,6 +20,7 @@ for a streaming detector (bSQI-style indices need a second detector, which halve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
@@ -38,9 +39,15 @@ READABLE_MIN_RATIO = 5.0
 CLEAN_FLAG_BUDGET = 0.001
 
 
+@lru_cache(maxsize=16)
+def _qrs_band_sos(fs: float) -> np.ndarray:
+    # designed once per rate: the runtime asks for the band on every controller tick
+    return np.asarray(butter(2, [5.0, min(25.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos"))
+
+
 def qrs_band(x: np.ndarray, fs: float) -> np.ndarray:
     """The 5-25 Hz band where QRS complexes carry their power (zero phase, 2nd-order Butterworth)."""
-    sos = butter(2, [5.0, min(25.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    sos = _qrs_band_sos(float(fs))
     x = np.asarray(x, dtype=np.float64)
     return sosfiltfilt(sos, x) if x.shape[0] > 15 else x - x.mean() if x.size else x
 
