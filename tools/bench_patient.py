@@ -71,7 +71,7 @@ def train_fold_base(k: int, train: list[str], beats: dict[str, Any], args: argpa
     from kasmina_edge.host.experiment import load_checkpoint, save_checkpoint
     from kasmina_edge.host.patient import COMMON_KEY, common_beats, common_beats_to_checkpoint
     from kasmina_edge.host.records import RecordSummary, choose_validation
-    from kasmina_edge.host.train import REAL_RECORDS_CLASS_WEIGHT_POWER, TRAIN_PRESETS, train_base
+    from kasmina_edge.host.train import TRAIN_PRESETS, for_real_records, train_base
 
     out = args.work / f"fold{k}" / "base.pt"
     if out.exists() and args.reuse:
@@ -79,8 +79,7 @@ def train_fold_base(k: int, train: list[str], beats: dict[str, Any], args: argpa
     summaries = [RecordSummary(r, 360.0, "MLII", tuple(int(c) for c in np.bincount(beats[r].labels, minlength=5)))
                  for r in train]  # fmt: skip
     fit_recs, val_recs = choose_validation(summaries, seed=k)
-    cfg = dataclasses.replace(TRAIN_PRESETS["default"], epochs=args.epochs, seed=k,
-                              class_weight_power=REAL_RECORDS_CLASS_WEIGHT_POWER)  # fmt: skip
+    cfg = for_real_records(dataclasses.replace(TRAIN_PRESETS["default"], epochs=args.epochs, seed=k))
     train_base(cfg, concat([beats[r] for r in fit_recs]), concat([beats[r] for r in val_recs]), out=out)
     ckpt = load_checkpoint(out)
     ckpt[COMMON_KEY] = common_beats_to_checkpoint(

@@ -153,7 +153,6 @@ def run_train(
     """Train the base: on synthetic patients (``data`` None or "synthetic"), or on the annotated
     WFDB records of a folder (``data="wfdb:DIR"``), split patient-wise. Every user error is
     raised before anything is written or trained."""
-    import dataclasses
     import time
 
     from kasmina_edge.contracts.errors import KasminaError
@@ -178,9 +177,9 @@ def run_train(
     overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
     cfg, resumed = _resolve_config(config, resume, overrides, spec.synthetic)
     if not spec.synthetic and resumed is None:
-        from kasmina_edge.host.train import REAL_RECORDS_CLASS_WEIGHT_POWER
+        from kasmina_edge.host.train import for_real_records
 
-        cfg = dataclasses.replace(cfg, class_weight_power=REAL_RECORDS_CLASS_WEIGHT_POWER)
+        cfg = for_real_records(cfg)
     plan = None
     if spec.synthetic and resumed is not None and resumed.get("data_folder"):
         raise KasminaError(f"--resume: the checkpoint was trained on --data {resumed['data']}: give it again")
@@ -267,7 +266,8 @@ def run_train(
             con.print("[yellow]left out[/] (symbols without an AAMI class): "
                       + ", ".join(f"{n}: {k} beats" for n, k in skipped.items()))  # fmt: skip
         _store_provenance(out, split, cfg.seed)
-    con.print(metrics_table(f"validation ({held_out}), best epoch {result.best_epoch}", result.val))
+    kept = f"best epoch {result.best_epoch}" if cfg.weights == "best" else f"last epoch {len(result.history)}"
+    con.print(metrics_table(f"validation ({held_out}), {kept}", result.val))
     x, rr = example_inputs(result.model_config)
     con.print(
         f"{count_host_parameters(result.model):,} parameters, {count_macs(result.model, x, rr):,} MACs per beat; "

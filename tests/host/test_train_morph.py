@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.host.data import CONDITIONS, ConditionSplit
 from kasmina_edge.host.experiment import CheckpointError, ExperimentLog, load_checkpoint, read_log
@@ -104,6 +105,22 @@ def test_checkpoint_log_and_resume_reproduce_the_uninterrupted_run(
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_weights_last_keeps_the_last_epoch_and_best_the_best(data: tuple[Beats, Beats], tmp_path: Path) -> None:
+    # A noisy validation (few beats, high lr) makes the best epoch differ from the last.
+    noisy = replace(TINY, epochs=5, lr=5e-2)
+    val = fake_beats(40, 9)
+    last = train_base(replace(noisy, weights="last"), data[0], val, out=tmp_path / "last.pt")
+    best = train_base(noisy, data[0], val, out=tmp_path / "best.pt")
+    ck_last, ck_best = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(tmp_path / "best.pt")
+    for name, tensor in ck_last["last_state"].items():
+        assert torch.equal(ck_last["state"][name], tensor), name  # "last": the weights to use are the last epoch's
+    assert last.best_epoch == best.best_epoch  # the same run either way; only the kept weights differ
+    assert best.best_epoch < noisy.epochs  # the planted case: validation peaks before the end
+    assert any(not torch.equal(ck_best["state"][n], t) for n, t in ck_best["last_state"].items())
+    with pytest.raises(KasminaError, match="weights"):
+        train_base(replace(noisy, weights="first"), data[0], val)
 
 
 def test_experiment_log_has_id_config_seed_and_commit(trained: tuple[Path, object]) -> None:
