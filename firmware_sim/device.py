@@ -49,10 +49,10 @@ from firmware_sim.security import SecureStore, refuse_not_newer
 from firmware_sim.storage import FlashStorage
 from kasmina_edge.catalog import HardwareProfile, hardware
 from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
+from kasmina_edge.core.formats import RUNNABLE_KINDS
 
 SLOTS = ("a", "b")
 MAX_TRIAL_BOOTS = 3  # a trial slot never confirmed after this many boots is abandoned
-RUNNABLE_KINDS = ("segment", "kernel", "policy")
 DIR_BUNDLE = "kasmina.kedge"
 DIR_MANIFEST = "manifest.json"
 

@@ -25,11 +25,11 @@ from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.core.formats import TargetFormat
 
 DType = Literal["int8", "int4", "fp16", "fp32"]
 Runtime = Literal["litert", "litert-edgetpu", "tflite-micro", "onnxruntime"]
 HardwareKind = Literal["mcu", "sbc", "accelerator", "host", "npu"]
-TargetFormat = Literal["tflite-int8", "onnx-qdq"]
 Loc = tuple[str | int, ...]
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]

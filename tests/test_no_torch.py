@@ -16,9 +16,10 @@ import kasmina_edge
 
 REPO = Path(kasmina_edge.__file__).resolve().parent.parent
 
-# What runs on a device: the contracts, ECG front end, runtime, link, emulator, and the profile catalog.
+# What runs on a device: the contracts, the torch-free core, ECG front end, runtime, link, emulator, and the profile catalog.
 DEVICE_PACKAGES = [
     "kasmina_edge.contracts",
+    "kasmina_edge.core",
     "kasmina_edge.ecg",
     "kasmina_edge.runtime",
     "kasmina_edge.net",

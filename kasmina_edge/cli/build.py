@@ -96,7 +96,7 @@ def run_build(
     allow_parity_miss: bool = False,
     version: int | None = None,
 ) -> None:
-    from kasmina_edge.compile.errors import BuildError, UnknownTargetError
+    from kasmina_edge.core.build_errors import BuildError, UnknownTargetError
 
     if strict and allow_parity_miss:
         raise BuildError("--strict and --allow-parity-miss contradict each other; give one")

@@ -1,5 +1,8 @@
 """kasmina_edge.compile: the ahead-of-time build, per target.
 
+The torch-free format code it uses (TFLite graphs, Edge TPU rules, TFLite Micro, 4-bit packing, build
+errors) is in :mod:`kasmina_edge.core`, shared with the device and the profiler.
+
 ``pipeline.plan`` / ``pipeline.build`` drive it; the pieces, one concept each:
 
 * ``quantize``   int8 grids, BatchNorm folding, PT2E int8 with cut grids forced, Brevitas QAT (8/4-bit)
@@ -8,10 +11,6 @@
 * ``export_tflite`` / ``export_onnx``   litert-torch full-int8 TFLite; ONNX QDQ (ORT) and QCDQ (Brevitas)
 * ``chain``      running a split model as the device does (torch, LiteRT, onnxruntime)
 * ``parity``     bounds against torch, reference vectors
-* ``tflite_graph``  ops and tensors of a .tflite (flatbuffer), interpreters without delegates
-* ``edgetpu_rules`` Coral's model requirements, CPU partition, parameter cache, the compiler when present
-* ``tflm``       TFLite Micro arenas (in a child process), memory limits, parity with reference kernels
-* ``pack4``      4-bit weights two per byte (numpy only: the device unpacks with it)
 * ``c_array``    model_data.cc/.h for firmware
 * ``report``     the build report
 """

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kasmina_edge.compile.quantize import QuantGrid
-from kasmina_edge.compile.tflite_graph import open_interpreter, read_graph, run_interpreter
+from kasmina_edge.core.tflite_graph import open_interpreter, read_graph, run_interpreter
 
 
 @dataclass(frozen=True)

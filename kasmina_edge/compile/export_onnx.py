@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kasmina_edge.compile.errors import BuildError, CutMismatchError
 from kasmina_edge.compile.quantize import QuantGrid, fold_batchnorm
 from kasmina_edge.contracts.optional import require
+from kasmina_edge.core.build_errors import BuildError, CutMismatchError
 
 if TYPE_CHECKING:
     import torch

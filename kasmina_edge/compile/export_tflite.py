@@ -13,10 +13,10 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from kasmina_edge.compile.errors import BuildError, CutMismatchError
 from kasmina_edge.compile.quantize import PreparedInt8, QuantGrid, fold_batchnorm, prepare_int8
-from kasmina_edge.compile.tflite_graph import TfliteGraph, read_graph
 from kasmina_edge.contracts.optional import require
+from kasmina_edge.core.build_errors import BuildError, CutMismatchError
+from kasmina_edge.core.tflite_graph import TfliteGraph, read_graph
 
 if TYPE_CHECKING:
     import torch

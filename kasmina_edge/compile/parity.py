@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kasmina_edge.compile.errors import ParityError
+from kasmina_edge.core.build_errors import ParityError
 
 MIN_ARGMAX_AGREEMENT = 0.99  # read at call time, so a test can plant a miss by raising it
 # p99 |logit error| allowed, as a fraction of the float logits' p1..p99 spread

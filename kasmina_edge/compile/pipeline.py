@@ -29,23 +29,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.console import Console
 
-from kasmina_edge.compile.errors import (
+from kasmina_edge.compile.report import AccuracyRow, ArtifactReport, BuildReport
+from kasmina_edge.compile.split import PATIENT_SITE_HEADROOM, SEGMENT_PROBE_GAINS
+from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.manifest import SCHEMA
+from kasmina_edge.core.build_errors import (
     BuildError,
     NoCheckpointError,
     ProfileLimitError,
     UnknownTargetError,
     UnsupportedBlueprintError,
 )
-from kasmina_edge.compile.report import AccuracyRow, ArtifactReport, BuildReport
-from kasmina_edge.compile.split import PATIENT_SITE_HEADROOM, SEGMENT_PROBE_GAINS
-from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.contracts.manifest import SCHEMA
+from kasmina_edge.core.formats import TARGET_FORMATS, TFLITE_FORMATS
 
 if TYPE_CHECKING:
     from kasmina_edge.compile.split import ArtifactSpec, SegmentedModel
 
-TFLITE_FORMATS = {"tflite-int8"}
-ONNX_FORMATS = {"onnx-qdq"}
 PTQ_TOLERANCE_POINTS = 1.0  # an 8-bit kernel whose PTQ loses more macro-F1 than this is redone with QAT
 PTQ_MIN_AGREEMENT = 0.99  # ... or whose chain agrees with torch on fewer windows than this
 QAT_STEPS = 200
@@ -203,7 +202,7 @@ def plan(req: BuildRequest) -> BuildPlan:
             f"--bits {req.bits}: target {target.name} allows {'/'.join(map(str, target.bits_allowed))}-bit only "
             f"(targets/{target.name}.toml bits_allowed)"
         )
-    if target.format not in TFLITE_FORMATS | ONNX_FORMATS:
+    if target.format not in TARGET_FORMATS:
         raise UnknownTargetError(f"target {target.name}: format {target.format!r} has no exporter here")
     if not 1.0 <= req.site_headroom <= MAX_SITE_HEADROOM:
         raise BuildError(
@@ -274,7 +273,7 @@ def plan(req: BuildRequest) -> BuildPlan:
     ]
     pending: list[str] = []
     if target.name == "edgetpu":
-        from kasmina_edge.compile.edgetpu_rules import compiler_path
+        from kasmina_edge.core.edgetpu_rules import compiler_path
 
         steps.append("Edge TPU rule check, predicted CPU partition and parameter-cache use (co-compiled)")
         if compiler_path() is None:
@@ -545,7 +544,7 @@ def _sha(data: bytes) -> str:
 
 def _grid_of_tflite(data: bytes, side: str, pos: int = 0) -> Any:
     from kasmina_edge.compile.quantize import QuantGrid
-    from kasmina_edge.compile.tflite_graph import read_graph
+    from kasmina_edge.core.tflite_graph import read_graph
 
     g = read_graph(data)
     t = g.input_tensors()[pos] if side == "in" else g.output_tensors()[0]
@@ -568,7 +567,7 @@ def _io_grids(built: dict[str, BuiltArtifact]) -> dict[str, Any]:
 
 def _ops(b: BuiltArtifact) -> dict[str, int]:
     if b.fmt in TFLITE_FORMATS:
-        from kasmina_edge.compile.tflite_graph import read_graph
+        from kasmina_edge.core.tflite_graph import read_graph
 
         return read_graph(b.data).op_counts()
     from kasmina_edge.compile.export_onnx import onnx_op_counts
@@ -896,7 +895,7 @@ def _target_checks(
     if target.name == "edgetpu":
         import tempfile
 
-        from kasmina_edge.compile.edgetpu_rules import EdgeTpuRules, check_and_compile
+        from kasmina_edge.core.edgetpu_rules import EdgeTpuRules, check_and_compile
 
         with tempfile.TemporaryDirectory(prefix="kasmina-edgetpu-") as tmp:
             plan_tpu, compiled = check_and_compile(
@@ -917,7 +916,7 @@ def _target_checks(
     if target.runtime == "tflite-micro":
         from kasmina_edge.compile.c_array import render
         from kasmina_edge.compile.chain import ChainLayout, tflite_chain
-        from kasmina_edge.compile.tflm import check_memory, compare_with_reference, measure_arenas, run_micro
+        from kasmina_edge.core.tflm import check_memory, compare_with_reference, measure_arenas, run_micro
 
         # the int8 inputs each artifact sees in the chain, for the TFLite Micro comparison
         trace: dict[str, list[list[np.ndarray]]] = {}
@@ -946,7 +945,7 @@ def _target_checks(
             b_par = {**par.__dict__, "ok": par.ok}
             report.memory.setdefault("micro_parity", {})[name] = b_par
             if not par.ok:
-                from kasmina_edge.compile.errors import ParityError
+                from kasmina_edge.core.build_errors import ParityError
 
                 raise ParityError(
                     f"{name}: TFLite Micro differs from LiteRT reference kernels by {par.max_lsb} LSB "
@@ -990,7 +989,7 @@ def _target_checks(
 def _tensor_specs(b: BuiltArtifact) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Shape, dtype and quantization of an artifact's inputs and output, as the manifest records them."""
     if b.fmt in TFLITE_FORMATS:
-        from kasmina_edge.compile.tflite_graph import read_graph
+        from kasmina_edge.core.tflite_graph import read_graph
 
         g = read_graph(b.data)
 
@@ -1096,8 +1095,8 @@ def _bundle_contents(
 
     from kasmina_edge import __version__
     from kasmina_edge.compile.chain import ChainLayout
-    from kasmina_edge.compile.pack4 import PACKED_SUFFIX, pack_artifact
     from kasmina_edge.compile.parity import npz_bytes, reference_vectors
+    from kasmina_edge.core.pack4 import PACKED_SUFFIX, pack_artifact
     from kasmina_edge.host.experiment import git_commit
 
     rows = min(8, ev.windows.shape[0])

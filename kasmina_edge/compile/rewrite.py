@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from kasmina_edge.compile.errors import BuildError
+from kasmina_edge.core.build_errors import BuildError
 
 if TYPE_CHECKING:
     import torch

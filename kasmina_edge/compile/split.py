@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from kasmina_edge.compile.errors import CutMismatchError
 from kasmina_edge.compile.quantize import INT8_MAX, INT8_MIN, QuantGrid
+from kasmina_edge.core.build_errors import CutMismatchError
 
 if TYPE_CHECKING:
     import torch

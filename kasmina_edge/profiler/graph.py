@@ -6,7 +6,7 @@ lifetimes, placed the way TensorFlow Lite Micro's ``GreedyMemoryPlanner`` places
 first, ties broken as it breaks them, each buffer at the lowest offset that overlaps nothing alive at
 the same time), so the planned peak is the arena head TFLite Micro reports, not a sum of tensors.
 
-TFLite is read with ``kasmina_edge.compile.tflite_graph`` (the flatbuffer schema from ai-edge-litert,
+TFLite is read with ``kasmina_edge.core.tflite_graph`` (the flatbuffer schema from ai-edge-litert,
 no torch). ONNX needs the ``onnx`` package (a host extra); QDQ pairs are folded the way ONNX Runtime
 fuses them, so an int8 Conv counts int8 tensors, and Q/DQ nodes are not ops of their own.
 """
@@ -280,7 +280,7 @@ def _weight_shape(op: str, ins: Sequence[int], tensors: Sequence[Any]) -> tuple[
 def profile_tflite(data: bytes, name: str = "model", bits: int | None = None) -> GraphProfile:
     """Walk the first subgraph of a TFLite flatbuffer. ``bits=4``: the weights are 4-bit (unpacked by the
     runtime), so the MAC ops compute as int4 on profiles that have a rate for it."""
-    from kasmina_edge.compile.tflite_graph import read_graph
+    from kasmina_edge.core.tflite_graph import read_graph
 
     try:
         graph = read_graph(bytes(data))

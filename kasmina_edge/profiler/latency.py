@@ -16,7 +16,7 @@ and the rest in proportion to its op count (``FIXED_OVERHEAD_SHARE``, fitted to 
 3-op model costs ~9 us, a 6-op one ~14 us). An Edge TPU or an NPU runs its part as one command: the
 overhead is per invoke.
 
-Edge TPU: ``compile.edgetpu_rules.check_model`` predicts the compiler's single partition; ops from the
+Edge TPU: ``core.edgetpu_rules.check_model`` predicts the compiler's single partition; ops from the
 first one it cannot map run on the host CPU (the accelerator's ``host_profile``, or for a board without
 one the slowest Linux CPU profile of the catalog that shares a target), and the tensor at the cut crosses the link back.
 """

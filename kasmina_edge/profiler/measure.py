@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from kasmina_edge.core.formats import ONNX_FORMATS, TFLITE_FORMATS
 from kasmina_edge.runtime.backends import (
-    ONNX_FORMATS,
-    TFLITE_FORMATS,
     Backend,
     BackendError,
     LiteRtBackend,

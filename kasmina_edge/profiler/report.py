@@ -247,7 +247,7 @@ def _edgetpu(
 ) -> tuple[dict[str, Any], dict[str, tuple[int, Any, float]]]:
     """The compiler's predicted partition of every artifact and how they share the parameter cache."""
     from kasmina_edge.catalog import target
-    from kasmina_edge.compile.edgetpu_rules import EdgeTpuRules, check_model, co_compile
+    from kasmina_edge.core.edgetpu_rules import EdgeTpuRules, check_model, co_compile
 
     rules = EdgeTpuRules.from_catalog(target("edgetpu"), profile)
     checks = {

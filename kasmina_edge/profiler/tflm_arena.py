@@ -16,7 +16,7 @@ TFLite Micro's arena has two ends (``RecordingMicroAllocator`` reports both):
 A 32-bit MCU build has smaller structs (pointers are 4 bytes), so there the tail estimate is an upper
 bound; the head does not change. Ops not measured get a generic size (``DEFAULT_*``) and a note.
 
-``measure_arenas`` asks the interpreter itself (in a child process, ``compile.tflm``: a too-small arena
+``measure_arenas`` asks the interpreter itself (in a child process, ``core.tflm``: a too-small arena
 can crash it) for the number to compare with.
 """
 
@@ -159,7 +159,7 @@ class ArenaComparison:
 
 def measure_arenas(models: Mapping[str, bytes]) -> dict[str, int]:
     """What TFLite Micro's recording allocator reports for each model (one child process for all)."""
-    from kasmina_edge.compile.tflm import run_micro
+    from kasmina_edge.core.tflm import run_micro
 
     reported, _ = run_micro(models)
     return reported

@@ -31,13 +31,12 @@ from typing import Any, Literal
 import numpy as np
 
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.runtime.tensors import TensorInfo
+from kasmina_edge.core.formats import ONNX_FORMATS, TFLITE_FORMATS
+from kasmina_edge.core.tensors import TensorInfo
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 LiteRtMode = Literal["xnnpack", "builtin", "reference"]
 BACKEND_NAMES = ("litert", "litert-edgetpu", "tflite-micro", "onnxruntime")
-TFLITE_FORMATS = frozenset({"tflite-int8", "tflite-edgetpu"})
-ONNX_FORMATS = frozenset({"onnx-qdq", "onnx-qcdq"})
 MICRO_DEFAULT_ARENA_FACTOR = 10  # TFLite Micro's own default: 10x the model size (STACK-NOTES)
 MICRO_MIN_ARENA = 64 * 1024  # too small an arena can crash the process rather than raise: stay generous
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from kasmina_edge.core.tensors import TensorInfo, blend
 from kasmina_edge.runtime.image import Image, Kernel
-from kasmina_edge.runtime.tensors import TensorInfo, blend
 
 _perf = time.perf_counter
 

@@ -20,10 +20,8 @@ import numpy as np
 from kasmina_edge.contracts.bundle import Bundle
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.manifest import ArtifactEntry, BundleManifest, GateVerdict
+from kasmina_edge.core.tensors import TensorInfo
 from kasmina_edge.runtime.backends import Backend, LoadedModel
-from kasmina_edge.runtime.tensors import TensorInfo
-
-RUNNABLE_KINDS = ("segment", "kernel")
 
 
 class ImageError(KasminaError):
@@ -133,7 +131,7 @@ def artifact_bytes(bundle: Bundle, entry: ArtifactEntry) -> bytes:
     data = bundle.read(entry.file)
     if not entry.packed:
         return data
-    from kasmina_edge.compile.pack4 import PackError, unpack_file  # numpy only: the device unpacks with it
+    from kasmina_edge.core.pack4 import PackError, unpack_file  # numpy only: the device unpacks with it
 
     try:
         return unpack_file(data, entry.unpacked_sha256)

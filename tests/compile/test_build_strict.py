@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from kasmina_edge.compile import parity, pipeline
-from kasmina_edge.compile.errors import ParityError
+from kasmina_edge.core.build_errors import ParityError
 
 
 def _tiny_checkpoint(path: Path) -> None:
@@ -147,7 +147,7 @@ def test_strict_build_refuses_a_missed_bound_in_one_line_and_writes_nothing(
 def test_strict_and_the_deprecated_alias_contradict(base_and_keys: tuple[Path, Path]) -> None:
     from kasmina_edge.cli.build import run_build
     from kasmina_edge.cli.common import console
-    from kasmina_edge.compile.errors import BuildError
+    from kasmina_edge.core.build_errors import BuildError
 
     ckpt, _ = base_and_keys
     with pytest.raises(BuildError, match="--strict and --allow-parity-miss contradict"):

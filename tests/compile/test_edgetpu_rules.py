@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from kasmina_edge.compile.edgetpu_rules import (
+from kasmina_edge.compile.export_tflite import convert_prepared
+from kasmina_edge.compile.quantize import prepare_int8
+from kasmina_edge.core.edgetpu_rules import (
     EdgeTpuRules,
     check_and_compile,
     check_model,
     co_compile,
     parse_compiler_log,
 )
-from kasmina_edge.compile.export_tflite import convert_prepared
-from kasmina_edge.compile.quantize import prepare_int8
 
 
 def _int8(module: nn.Module, example: torch.Tensor, name: str) -> bytes:

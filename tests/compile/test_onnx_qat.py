@@ -9,10 +9,10 @@ import torch
 from kasmina_edge.compile.chain import ChainLayout, onnx_chain, torch_chain
 from kasmina_edge.compile.export_onnx import export_qcdq_onnx, onnx_io_grids, onnx_opset, run_onnx
 from kasmina_edge.compile.export_tflite import export_int8_tflite
-from kasmina_edge.compile.pack4 import onnx_int4_ranges, pack_artifact, tflite_int4_ranges, unpack_file
 from kasmina_edge.compile.quantize import qat_kernel
 from kasmina_edge.compile.split import ArtifactIO, assert_cuts_match
-from kasmina_edge.compile.tflite_graph import constant_array, read_graph
+from kasmina_edge.core.pack4 import onnx_int4_ranges, pack_artifact, tflite_int4_ranges, unpack_file
+from kasmina_edge.core.tflite_graph import constant_array, read_graph
 
 SEGMENTS = tuple(f"segment_{i}" for i in range(5))
 

@@ -169,7 +169,7 @@ def test_a_residual_kernel_keeps_its_correction_on_the_site_span() -> None:
     output anyway, so f(x)'s grid is cut to the span, and the int8 kernel is as exact as its site grid
     allows (before: f(x)'s int8 step was many site steps wide)."""
     from kasmina_edge.compile.export_tflite import export_int8_tflite
-    from kasmina_edge.compile.tflite_graph import run_batched
+    from kasmina_edge.core.tflite_graph import run_batched
 
     torch.manual_seed(0)
     kernel = _planted(16, 3.0, seed=5)

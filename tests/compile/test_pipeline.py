@@ -15,8 +15,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from kasmina_edge.compile.errors import NoCheckpointError, ProfileLimitError, UnsupportedBlueprintError
 from kasmina_edge.compile.pipeline import BuildRequest, build, plan
+from kasmina_edge.core.build_errors import NoCheckpointError, ProfileLimitError, UnsupportedBlueprintError
 
 
 def _write_checkpoint(path: Path, train: bool = False) -> None:
@@ -107,7 +107,7 @@ def test_4_bit_on_an_8_bit_only_target_names_the_limit(host_files) -> None:  # t
 
 @pytest.mark.parametrize("headroom", [0.5, 32.0, float("nan")])
 def test_site_headroom_outside_its_limits_names_them(host_files, headroom: float) -> None:  # type: ignore[no-untyped-def]
-    from kasmina_edge.compile.errors import BuildError
+    from kasmina_edge.core.build_errors import BuildError
 
     ckpt, _ = host_files
     with pytest.raises(BuildError, match=r"--site-headroom .*: must be between 1 \(none\) and 16"):
@@ -221,7 +221,7 @@ def _bundle(path: Path, keys: Path) -> tuple[dict, dict[str, bytes]]:  # type: i
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["edgetpu", "cortex-m", "x86"])
 def test_whole_build_writes_a_consistent_bundle(trained_files, tmp_path: Path, target: str) -> None:  # type: ignore[no-untyped-def]
-    from kasmina_edge.compile.tflite_graph import run_batched
+    from kasmina_edge.core.tflite_graph import run_batched
 
     ckpt, seeds, keys = trained_files
     req = BuildRequest(
@@ -263,7 +263,7 @@ def test_whole_build_writes_a_consistent_bundle(trained_files, tmp_path: Path, t
 
 @pytest.mark.slow
 def test_4_bit_build_packs_kernels_that_unpack_to_what_was_tested(trained_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from kasmina_edge.compile.pack4 import unpack_file
+    from kasmina_edge.core.pack4 import unpack_file
 
     ckpt, seeds, keys = trained_files
     req = BuildRequest(
@@ -309,7 +309,7 @@ def _parity_case(monkeypatch: pytest.MonkeyPatch, flips: int) -> tuple[Any, Any,
 def test_a_missed_parity_bound_is_recorded_by_default_and_stops_a_strict_build(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kasmina_edge.compile.errors import ParityError
+    from kasmina_edge.core.build_errors import ParityError
 
     pipeline, report, run = _parity_case(monkeypatch, flips=4)  # 98 % agreement: below the 99 % limit
     with pytest.raises(

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from kasmina_edge.compile.chain import ChainLayout, tflite_chain, torch_chain
-from kasmina_edge.compile.errors import CutMismatchError
 from kasmina_edge.compile.export_tflite import check_cut_grids
 from kasmina_edge.compile.quantize import QuantGrid, count_batchnorm, fold_batchnorm
 from kasmina_edge.compile.split import ArtifactIO, assert_cuts_match
-from kasmina_edge.compile.tflite_graph import constant_array, open_interpreter, read_graph
+from kasmina_edge.core.build_errors import CutMismatchError
+from kasmina_edge.core.tflite_graph import constant_array, open_interpreter, read_graph
 
 
 def _io(data: bytes) -> ArtifactIO:

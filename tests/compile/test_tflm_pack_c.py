@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from kasmina_edge.compile.c_array import parse_c_array, render
 from kasmina_edge.compile.chain import ChainLayout, tflite_chain
-from kasmina_edge.compile.errors import ProfileLimitError
-from kasmina_edge.compile.pack4 import (
+from kasmina_edge.core.build_errors import ProfileLimitError
+from kasmina_edge.core.pack4 import (
     PackError,
     pack_file,
     pack_nibbles,
@@ -20,7 +20,7 @@ from kasmina_edge.compile.pack4 import (
     unpack_file,
     unpack_nibbles,
 )
-from kasmina_edge.compile.tflm import (
+from kasmina_edge.core.tflm import (
     _loads_with,
     check_memory,
     compare_with_reference,

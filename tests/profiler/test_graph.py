@@ -70,7 +70,7 @@ def test_greedy_plan_never_overlaps_live_buffers(spec: list[tuple[int, int, int]
 
 
 def test_tflite_walk_counts_macs_and_parameters(tflite_artifacts: dict[str, bytes]) -> None:
-    from kasmina_edge.compile.tflite_graph import read_graph
+    from kasmina_edge.core.tflite_graph import read_graph
 
     seg0 = profile_tflite(tflite_artifacts["segment_0"], "segment_0")
     # Conv1d(1, 4, 7, stride 4) on 256 samples: 4 x 64 outputs x 7 taps, lowered to DEPTHWISE_CONV_2D

@@ -112,7 +112,7 @@ def _nan_kernel(shape: tuple[int, ...], threshold: float) -> bytes:
 
 
 def _specs_tflite(data: bytes, names: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from kasmina_edge.compile.tflite_graph import read_graph
+    from kasmina_edge.core.tflite_graph import read_graph
 
     g = read_graph(data)
 
@@ -258,7 +258,7 @@ def build(out: Path) -> dict[str, Path]:
 def _grid(data: bytes, pos: int) -> Any:
     """The grid of input ``pos`` of a TFLite artifact (the whole model takes the chain's input grids)."""
     from kasmina_edge.compile.quantize import QuantGrid
-    from kasmina_edge.compile.tflite_graph import read_graph
+    from kasmina_edge.core.tflite_graph import read_graph
 
     t = read_graph(data).input_tensors()[pos]
     return QuantGrid(t.scales[0], t.zero_points[0] if t.zero_points else 0)

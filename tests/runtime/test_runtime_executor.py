@@ -9,10 +9,10 @@ import pytest
 
 from kasmina_edge.compile.chain import ChainLayout, onnx_chain, tflite_chain
 from kasmina_edge.contracts.bundle import read_bundle
+from kasmina_edge.core.tensors import blend
 from kasmina_edge.runtime.backends import LiteRtBackend, OrtBackend
 from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig
 from kasmina_edge.runtime.image import ImageError, load_image
-from kasmina_edge.runtime.tensors import blend
 
 KERNEL0 = "kernel_s0_emg-denoise_site0"
 KERNEL1 = "kernel_s1_lead-adapter_site1"

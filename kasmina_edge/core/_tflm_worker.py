@@ -1,6 +1,6 @@
 """Child process for TFLite Micro: load models with a given arena, report allocations, run inputs.
 
-Run as ``python -m kasmina_edge.compile._tflm_worker JOB.json``. A too-small arena can crash the
+Run as ``python -m kasmina_edge.core._tflm_worker JOB.json``. A too-small arena can crash the
 process (STACK-NOTES: 4,096 B segfaulted), which is why the parent only ever talks to this one
 through files and exit codes. For each job it prints one JSON line on stdout; the C++ allocator's
 own report goes to stderr, where the parent reads "Arena allocation total N bytes".

@@ -137,7 +137,7 @@ def _fits4(arr: np.ndarray) -> bool:
 
 def tflite_int4_ranges(data: bytes) -> list[tuple[int, int]]:
     """Byte ranges of the int8 conv/fully-connected weights of a TFLite model that fit in 4 bits."""
-    from kasmina_edge.compile.tflite_graph import buffer_ranges, read_graph
+    from kasmina_edge.core.tflite_graph import buffer_ranges, read_graph
 
     graph = read_graph(data)
     spans = buffer_ranges(data)

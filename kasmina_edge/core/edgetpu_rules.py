@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kasmina_edge.compile.tflite_graph import OpInfo, TensorInfo, TfliteGraph, read_graph
+from kasmina_edge.core.tflite_graph import GraphTensor, OpInfo, TfliteGraph, read_graph
 
 # models-intro "Supported operations" as TFLite builtins (targets/edgetpu.toml carries the same list;
 # the catalog's list wins when given)
@@ -119,7 +119,7 @@ class ModelCheck:
         }
 
 
-def _tensor_problems(t: TensorInfo, rules: EdgeTpuRules) -> list[tuple[str, str]]:
+def _tensor_problems(t: GraphTensor, rules: EdgeTpuRules) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     allowed = rules.dtypes - {"int32"}
     if t.dtype not in allowed and not (t.dtype == "int32" and t.is_constant and "int32" in rules.dtypes):
@@ -144,7 +144,7 @@ def _op_limit(op: OpInfo, graph: TfliteGraph, data: bytes) -> str | None:
     if op.name in _NO_FUSED_ACTIVATION and op.fused_activation:
         return f"{op.name} with a fused {op.fused_activation} is not supported"
     if op.name == "MEAN" and len(op.inputs) > 1:
-        from kasmina_edge.compile.tflite_graph import constant_array
+        from kasmina_edge.core.tflite_graph import constant_array
 
         axes_t = graph.tensors[op.inputs[1]]
         x = graph.tensors[op.inputs[0]]

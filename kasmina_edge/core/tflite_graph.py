@@ -31,7 +31,13 @@ def _schema() -> Any:
 
 
 @dataclass(frozen=True)
-class TensorInfo:
+class GraphTensor:
+    """One tensor of the flatbuffer as stored: per-channel grids, buffer, bytes of constant data.
+
+    Not :class:`kasmina_edge.core.tensors.TensorInfo`, which describes an artifact's input or output as a
+    runtime sees it (one per-tensor grid and the arithmetic on it).
+    """
+
     index: int
     name: str
     shape: tuple[int, ...]
@@ -99,7 +105,7 @@ def _fused_activation(schema: Any, op: Any) -> str | None:
 @dataclass(frozen=True)
 class TfliteGraph:
     ops: tuple[OpInfo, ...]
-    tensors: tuple[TensorInfo, ...]
+    tensors: tuple[GraphTensor, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     subgraphs: int
@@ -111,10 +117,10 @@ class TfliteGraph:
     def op_counts(self) -> dict[str, int]:
         return dict(Counter(self.op_names()))
 
-    def input_tensors(self) -> list[TensorInfo]:
+    def input_tensors(self) -> list[GraphTensor]:
         return [self.tensors[i] for i in self.inputs]
 
-    def output_tensors(self) -> list[TensorInfo]:
+    def output_tensors(self) -> list[GraphTensor]:
         return [self.tensors[i] for i in self.outputs]
 
     def parameter_bytes(self) -> int:
@@ -141,7 +147,7 @@ def read_graph(data: bytes) -> TfliteGraph:
             name = f"CUSTOM:{custom.decode() if custom else '?'}"
         codes.append((name, oc.Version()))
     sg = model.Subgraphs(0)
-    tensors: list[TensorInfo] = []
+    tensors: list[GraphTensor] = []
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
         q = t.Quantization()
@@ -162,7 +168,7 @@ def read_graph(data: bytes) -> TfliteGraph:
             nbytes = buf.DataLength() or (int(buf.Size()) if buf.Offset() > 1 else 0)
         raw_name = t.Name()
         tensors.append(
-            TensorInfo(
+            GraphTensor(
                 index=i,
                 name=raw_name.decode(errors="replace") if raw_name else f"t{i}",
                 shape=shape,
@@ -216,7 +222,7 @@ def buffer_ranges(data: bytes) -> dict[int, tuple[int, int]]:
     return ranges
 
 
-def constant_array(data: bytes, tensor: TensorInfo) -> np.ndarray:
+def constant_array(data: bytes, tensor: GraphTensor) -> np.ndarray:
     """The stored values of a constant tensor, shaped and typed."""
     if not tensor.is_constant:
         raise ValueError(f"tensor {tensor.name!r} holds no constant data")

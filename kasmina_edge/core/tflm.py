@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kasmina_edge.compile.errors import BuildError, ParityError, ProfileLimitError
-from kasmina_edge.compile.tflite_graph import read_graph, run_batched
+from kasmina_edge.core.build_errors import BuildError, ParityError, ProfileLimitError
+from kasmina_edge.core.tflite_graph import read_graph, run_batched
 
 _ALLOC = re.compile(r"Arena allocation total (\d+) bytes")
 # ops whose TFLite Micro kernel may round differently from LiteRT's reference kernel (measured: the
@@ -74,7 +74,7 @@ def _run_worker(jobs: list[dict[str, object]], tmp: Path, timeout: float = 300.0
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "kasmina_edge.compile._tflm_worker", str(job_file)],
+            [sys.executable, "-m", "kasmina_edge.core._tflm_worker", str(job_file)],
             capture_output=True,
             text=True,
             timeout=timeout,

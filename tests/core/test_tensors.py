@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kasmina_edge.runtime.tensors import TensorInfo, blend
+from kasmina_edge.core.tensors import TensorInfo, blend
 
 SITE = TensorInfo("site", (1, 4, 8), "int8", 0.05, -3)
 
