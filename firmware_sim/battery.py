@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kasmina_edge.catalog import HardwareProfile
+from kasmina_edge.core.profiles import HardwareProfile
 
 
 @dataclass

@@ -47,9 +47,10 @@ from firmware_sim.errors import DeviceError, FlashRefused
 from firmware_sim.kernel_store import KernelInstall, KernelStore
 from firmware_sim.security import SecureStore, refuse_not_newer
 from firmware_sim.storage import FlashStorage
-from kasmina_edge.catalog import HardwareProfile, hardware
 from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
+from kasmina_edge.core.catalog import hardware
 from kasmina_edge.core.formats import RUNNABLE_KINDS
+from kasmina_edge.core.profiles import HardwareProfile
 
 SLOTS = ("a", "b")
 MAX_TRIAL_BOOTS = 3  # a trial slot never confirmed after this many boots is abandoned

@@ -520,7 +520,7 @@ def open_device_telemetry(
     auth: Any = None,
 ) -> tuple[RuntimeTelemetry, Any]:
     """The telemetry hook for ``kasmina-edge run --link PROFILE --mqtt URL``; returns it and its transport."""
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
     from kasmina_edge.net.link import Channel, FaultInjector
 
     name, faults = parse_link_spec(link_spec or "wifi")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kasmina_edge.catalog import HardwareProfile
 from kasmina_edge.contracts.bundle import Bundle
+from kasmina_edge.core.profiles import HardwareProfile
 from kasmina_edge.profiler.estimate import (
     ArtifactCost,
     Estimate,

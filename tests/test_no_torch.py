@@ -16,7 +16,7 @@ import kasmina_edge
 
 REPO = Path(kasmina_edge.__file__).resolve().parent.parent
 
-# What runs on a device: the contracts, the torch-free core, ECG front end, runtime, link, emulator, and the profile catalog.
+# What runs on a device: the contracts, the torch-free core, ECG front end, runtime, link and emulator.
 DEVICE_PACKAGES = [
     "kasmina_edge.contracts",
     "kasmina_edge.core",
@@ -24,7 +24,6 @@ DEVICE_PACKAGES = [
     "kasmina_edge.runtime",
     "kasmina_edge.net",
     "firmware_sim",
-    "kasmina_edge.catalog",
 ]
 # Packages of the `host` extra (pyproject): not installed on a device, so no device module may import them
 # at import time.

@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         if seeds is not None:
             con.print(f"{seeds} holds no seeds: growing the bench's own library")
         seeds = make_library(checkpoint, work / "seeds", con)
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
 
     runs: list[dict[str, Any]] = []
     for target in [t.strip() for t in args.targets.split(",") if t.strip()]:

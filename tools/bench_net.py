@@ -40,11 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from firmware_sim.telemetry import RuntimeTelemetry  # noqa: E402
-from kasmina_edge import catalog  # noqa: E402
-from kasmina_edge.catalog import LoRaProfile  # noqa: E402
 from kasmina_edge.contracts import codec  # noqa: E402
 from kasmina_edge.contracts.telemetry import BeatCounts, Record  # noqa: E402
-from kasmina_edge.net.link import Channel, time_on_air_s  # noqa: E402
+from kasmina_edge.core import catalog  # noqa: E402
+from kasmina_edge.core.airtime import time_on_air_s  # noqa: E402
+from kasmina_edge.core.profiles import LoRaProfile  # noqa: E402
+from kasmina_edge.net.link import Channel  # noqa: E402
 from kasmina_edge.net.loopback import LoopbackNetwork  # noqa: E402
 from kasmina_edge.net.monitor import Monitor, StoredRecord  # noqa: E402
 from kasmina_edge.net.ota import OtaError, plan_transfer  # noqa: E402

@@ -212,11 +212,11 @@ def int8_chain_eval(base_bundle: Path, kernel_bundle: Path | None, keys: Path, t
 
 def transfer_estimates(kernel_bytes: int) -> dict[str, Any]:
     """Seconds (or days) to get ``kernel_bytes`` to the device: LoRaWAN downlinks under fair use vs IP links."""
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
 
     out: dict[str, Any] = {"kernel_bytes": kernel_bytes}
     try:
-        from kasmina_edge.net.link import max_payload_bytes, time_on_air_s
+        from kasmina_edge.core.airtime import max_payload_bytes, time_on_air_s
 
         source = "kasmina_edge.net.link"
     except ImportError:  # the link simulator is another issue's: fall back to the catalog's own figures

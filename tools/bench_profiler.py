@@ -36,7 +36,8 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kasmina_edge.catalog import HardwareProfile, hardware  # noqa: E402
+from kasmina_edge.core.catalog import hardware  # noqa: E402
+from kasmina_edge.core.profiles import HardwareProfile  # noqa: E402
 from kasmina_edge.profiler.graph import profile_tflite  # noqa: E402
 from kasmina_edge.profiler.latency import estimate_graph  # noqa: E402
 from kasmina_edge.profiler.report import load_subject, profile_subject  # noqa: E402

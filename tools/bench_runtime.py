@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO))
 from firmware_sim.device import open_device  # noqa: E402
 from firmware_sim.runner import RunOptions, run_stream  # noqa: E402
 from firmware_sim.score import BeatScore, score_run  # noqa: E402
-from kasmina_edge.catalog import list_hardware  # noqa: E402
 from kasmina_edge.contracts.bundle import Bundle, read_bundle  # noqa: E402
+from kasmina_edge.core.catalog import list_hardware  # noqa: E402
 from kasmina_edge.ecg.scenarios import make_scenario  # noqa: E402
 from kasmina_edge.ecg.sources import RecordSource, open_source  # noqa: E402
 from kasmina_edge.ecg.windowing import Beat, StreamingBeatizer  # noqa: E402

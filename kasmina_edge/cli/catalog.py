@@ -12,10 +12,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kasmina_edge import catalog
-from kasmina_edge.catalog import HardwareProfile, IpLinkProfile, LoRaProfile, NetworkProfile, Target
 from kasmina_edge.cli.common import console, fail
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.core import catalog
+from kasmina_edge.core.airtime import time_on_air_s
+from kasmina_edge.core.profiles import HardwareProfile, IpLinkProfile, LoRaProfile, NetworkProfile, Target
 
 profiles_app = typer.Typer(help="Hardware and network profiles.", no_args_is_help=True)
 targets_app = typer.Typer(help="Build targets (edgetpu, cortex-m, linux-arm, x86).", no_args_is_help=True)
@@ -183,7 +184,7 @@ def network_table(profiles: list[NetworkProfile], *, compact: bool = False) -> T
     for p in profiles:
         if isinstance(p, LoRaProfile):
             kind = f"SF{p.data_rate.spreading_factor} {p.data_rate.bandwidth_hz // 1000}k"
-            rate, delay = p.bit_rate_bps, _seconds(p.time_on_air_s(p.max_payload_bytes))
+            rate, delay = p.bit_rate_bps, _seconds(time_on_air_s(p, p.max_payload_bytes))
         else:
             kind, rate = p.kind, p.uplink_bps
             delay = f"{_seconds(p.latency.median_s)} (p99 {_seconds(p.latency.p99_s)})"
@@ -263,7 +264,7 @@ def _derived(profile: HardwareProfile | NetworkProfile) -> list[tuple[str, str]]
         return [
             (
                 f"time on air of {profile.max_payload_bytes} B",
-                _seconds(profile.time_on_air_s(profile.max_payload_bytes)),
+                _seconds(time_on_air_s(profile, profile.max_payload_bytes)),
             ),
             ("low data rate optimisation", "yes" if profile.data_rate.low_data_rate_optimize else "no"),
         ]

@@ -288,7 +288,7 @@ def _charge_pct(charge: float) -> str:
 
 def battery_text(battery: dict[str, Any], profile: str) -> str:
     """'99.9871 % left: 0.05 of 400 mAh used (0.68 J)'; a mains-powered profile says so."""
-    from kasmina_edge.catalog import hardware
+    from kasmina_edge.core.catalog import hardware
 
     used_j = float(battery.get("used_j") or 0.0)
     try:

@@ -398,8 +398,8 @@ def ota(
     password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
 ) -> None:
     """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports."""
-    from kasmina_edge import catalog
     from kasmina_edge.cli.common import fail
+    from kasmina_edge.core import catalog
     from kasmina_edge.net.commands import operator_key
     from kasmina_edge.net.ota import plan_transfer, run_ota
 
@@ -482,7 +482,7 @@ def demo_step(con: Console, workdir: Path) -> None:
     """A simulated patch on LoRaWAN EU868 DR3 publishes two hours of telemetry (beats, a VT run, a seed episode)
     through the embedded broker; the monitor decodes it; a signed `pause` goes back and is acknowledged."""
     from firmware_sim.telemetry import RuntimeTelemetry
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
     from kasmina_edge.net.audit import AuditLog
     from kasmina_edge.net.broker import EmbeddedBroker, free_port
     from kasmina_edge.net.cloud import MonitorService

@@ -98,7 +98,7 @@ def run_profile(
     runs: int = 1000,
 ) -> object:
     """Profile ``path`` and print the tables; returns the report (``profiler.report.Report``)."""
-    from kasmina_edge.catalog import hardware
+    from kasmina_edge.core.catalog import hardware
     from kasmina_edge.profiler.energy import DEFAULT_NETWORK
     from kasmina_edge.profiler.render import render
     from kasmina_edge.profiler.report import Settings, load_subject, measure_subject, profile_subject

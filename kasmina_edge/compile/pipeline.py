@@ -112,8 +112,8 @@ class PlannedKernel:
 @dataclass
 class BuildPlan:
     request: BuildRequest
-    target: Any  # catalog.Target
-    profile: Any  # catalog.HardwareProfile
+    target: Any  # core.profiles.Target
+    profile: Any  # core.profiles.HardwareProfile
     model_name: str
     sites: list[tuple[str, int, int]]  # (name, channels, length)
     base_parameters: int
@@ -180,7 +180,8 @@ def _read_library_meta(seeds: Path) -> list[dict[str, Any]]:
 
 def plan(req: BuildRequest) -> BuildPlan:
     """Validate the request and describe the build, without converting anything."""
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
+    from kasmina_edge.core.profiles import CatalogError
 
     if not req.checkpoint.exists():
         raise NoCheckpointError(
@@ -190,7 +191,7 @@ def plan(req: BuildRequest) -> BuildPlan:
         raise NoCheckpointError(f"{req.seeds}: seed library folder not found")
     try:
         target = catalog.target(req.target)
-    except catalog.CatalogError as exc:
+    except CatalogError as exc:
         raise UnknownTargetError(str(exc)) from exc
     profile = catalog.hardware(req.profile or target.default_profile)
     if target.name not in profile.targets:

@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from kasmina_edge.catalog import LoRaProfile
 from kasmina_edge.contracts.commands import (
     FRESHNESS_WINDOW_S,
     MIN_KEY_BYTES,
@@ -43,8 +42,8 @@ from kasmina_edge.contracts.commands import (
     verify_ack,
 )
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.core.profiles import LoRaProfile, NetworkProfile
 from kasmina_edge.net.audit import AuditLog
-from kasmina_edge.net.link import LinkProfile
 
 KEY_FILE = "command.key"
 OPERATOR_COMMANDS = ("pause", "resume", "request-strip", "set", "reboot", "terminate-seed")
@@ -115,7 +114,7 @@ def operator_key(device: str, key_file: Path | None = None) -> bytes:
     return read_key(path)
 
 
-def freshness_window_s(profile: LinkProfile) -> float:
+def freshness_window_s(profile: NetworkProfile) -> float:
     """How old a command may be when the device sees it: Class A LoRaWAN waits for an uplink."""
     if isinstance(profile, LoRaProfile):
         return 6 * 3600.0  # the slowest plan uplinks every ~1.5 h; acks and resends can stretch it

@@ -3,7 +3,7 @@
 Two halves, kept apart because they live on different sides of the air:
 
 * the **radio budget** (:class:`LoRaBudget`, :class:`IpBudget`) is the device's own MAC bookkeeping: time on
-  air from the Semtech formula (reused from :mod:`kasmina_edge.catalog`), payload limits per data rate, the
+  air from the Semtech formula (:mod:`kasmina_edge.core.airtime`), payload limits per data rate, the
   EU868 sub-band duty cycle (hard: the device never transmits past it), the US915 400 ms dwell time (hard),
   and the network's fair-use budget (soft: 30 s of uplink airtime and 10 downlinks per device per rolling day;
   the scheduler decides who may spend it);
@@ -27,10 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-from kasmina_edge.catalog import IpLinkProfile, LoRaProfile
 from kasmina_edge.contracts.errors import KasminaError
-
-LinkProfile: TypeAlias = LoRaProfile | IpLinkProfile
+from kasmina_edge.core.airtime import LinkError, time_on_air_s
+from kasmina_edge.core.profiles import IpLinkProfile, LoRaProfile, NetworkProfile
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
@@ -44,38 +43,6 @@ RX2_WINDOW_S = 0.3
 LORA_BACKHAUL_MEDIAN_S = 0.2
 LORA_BACKHAUL_P99_S = 1.0
 _Z99 = 2.3263478740408408  # NormalDist().inv_cdf(0.99), written out to keep this import light
-
-
-class LinkError(KasminaError):
-    """A frame the link cannot carry (too long for the data rate, over the dwell time) or a bad link spec."""
-
-
-def is_lora(profile: LinkProfile) -> bool:
-    return isinstance(profile, LoRaProfile)
-
-
-def max_payload_bytes(profile: LinkProfile) -> int:
-    """Application payload one uplink can carry (LoRaWAN: N without FOpts, RP002; IP: the MTU less headers)."""
-    return profile.max_payload_bytes
-
-
-def time_on_air_s(profile: LinkProfile, payload_bytes: int) -> float:
-    """Seconds the radio transmits for ``payload_bytes`` of application payload.
-
-    LoRa: the Semtech formula (AN1200.13) on payload + LoRaWAN framing, via the catalog. IP links: the bytes at the
-    profile's uplink rate (serialisation only; protocol headers and scheduling delay are in the latency).
-    """
-    if isinstance(profile, LoRaProfile):
-        if payload_bytes > profile.max_payload_bytes:
-            raise LinkError(
-                f"{payload_bytes} B does not fit {profile.name}: at most {profile.max_payload_bytes} B per uplink"
-            )
-        return profile.time_on_air_s(payload_bytes)
-    if payload_bytes > profile.max_payload_bytes:
-        raise LinkError(
-            f"{payload_bytes} B does not fit {profile.name}: at most {profile.max_payload_bytes} B"
-        )
-    return payload_bytes * 8.0 / profile.uplink_bps
 
 
 # --------------------------------------------------------------------------------------------- radio budget
@@ -193,7 +160,7 @@ class FairUseLedger:
 class RadioBudget(Protocol):
     """What the uplink scheduler asks of a radio before it sends."""
 
-    profile: LinkProfile
+    profile: NetworkProfile
 
     @property
     def max_payload_bytes(self) -> int: ...
@@ -211,7 +178,7 @@ def fallback_rates(profile: LoRaProfile) -> list[LoRaProfile]:
     """The region's other data rates that carry more than ``profile`` (same file, ``NAME-drN``), slowest first:
     where a frame does not fit the profile's data rate, the device sends that one uplink faster (LoRaWAN lets a
     device pick its uplink data rate when ADR does not; it trades range for the frame) rather than never."""
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
 
     stem, sep, _ = profile.name.rpartition("-dr")
     if not sep:
@@ -362,7 +329,7 @@ class IpBudget:
 
 
 def radio_budget(
-    profile: LinkProfile, *, fair_use: bool = True, keep_log: bool = False
+    profile: NetworkProfile, *, fair_use: bool = True, keep_log: bool = False
 ) -> LoRaBudget | IpBudget:
     if isinstance(profile, LoRaProfile):
         return LoRaBudget(profile, fair_use=fair_use, keep_log=keep_log)
@@ -663,7 +630,7 @@ class Channel:
     """The medium: loss, latency (the profile's lognormal; LoRa: airtime plus backhaul) and faults."""
 
     def __init__(
-        self, profile: LinkProfile, *, faults: FaultInjector | None = None, seed: int | None = 0
+        self, profile: NetworkProfile, *, faults: FaultInjector | None = None, seed: int | None = 0
     ) -> None:
         self.profile = profile
         self.faults = faults or FaultInjector()
@@ -700,7 +667,7 @@ class Channel:
     def downlink(self, start: float, payload_bytes: int) -> Delivery:
         """A frame from the network to the device (LoRa: inside a receive window, so no backhaul wait)."""
         if isinstance(self.profile, LoRaProfile):
-            airtime = self.profile.time_on_air_s(min(payload_bytes, self.profile.max_payload_bytes))
+            airtime = time_on_air_s(self.profile, min(payload_bytes, self.profile.max_payload_bytes))
         else:
             airtime = payload_bytes * 8.0 / self.profile.downlink_bps
         delivery = self._carry(start, airtime)
@@ -761,7 +728,7 @@ class ClassADownlinks:
         payload = self.queue[0]
         profile = self.channel.profile
         if self.duty is not None and isinstance(profile, LoRaProfile):
-            airtime = profile.time_on_air_s(min(len(payload), profile.max_payload_bytes))
+            airtime = time_on_air_s(profile, min(len(payload), profile.max_payload_bytes))
             if self.duty.earliest(rx1, airtime) > rx1:
                 self.refused_duty_cycle += 1
                 return None

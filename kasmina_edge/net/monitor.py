@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from kasmina_edge import catalog
-from kasmina_edge.catalog import LoRaProfile
 from kasmina_edge.contracts import codec
 from kasmina_edge.contracts.errors import FrameError, KasminaError
 from kasmina_edge.contracts.telemetry import (
@@ -41,6 +39,8 @@ from kasmina_edge.contracts.telemetry import (
     Record,
     SeedEvent,
 )
+from kasmina_edge.core import catalog
+from kasmina_edge.core.profiles import LoRaProfile
 from kasmina_edge.net import topics
 from kasmina_edge.net.packet import Ack, SeqUnwrapper, Uplink, decode_packet, nearest, packet_from_json
 

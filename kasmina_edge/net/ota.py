@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kasmina_edge.catalog import LoRaProfile
 from kasmina_edge.contracts.commands import sign, verify_ack
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.core.airtime import time_on_air_s
+from kasmina_edge.core.profiles import LoRaProfile, NetworkProfile
 from kasmina_edge.net.fec import FragmentPlan, encode_fragments
-from kasmina_edge.net.link import DutyCycleLedger, LinkProfile, time_on_air_s
+from kasmina_edge.net.link import DutyCycleLedger
 
 FRAGMENT_TAG = 0xF1
 CHUNK_TAG = 0xF2
@@ -72,7 +73,7 @@ class TransferPlan:
         }
 
 
-def plan_transfer(profile: LinkProfile, size: int) -> TransferPlan:
+def plan_transfer(profile: NetworkProfile, size: int) -> TransferPlan:
     """Chunk or fragment sizes for ``size`` bytes on this link, and how long it takes there."""
     if isinstance(profile, LoRaProfile):
         piece = profile.max_payload_bytes - OTA_HEADER.size
@@ -117,7 +118,7 @@ def chunk_hashes(data: bytes, chunk: int) -> list[str]:
 
 
 def offer_args(
-    bundle_path: Path, profile: LinkProfile, session: int, keys: Path | None = None
+    bundle_path: Path, profile: NetworkProfile, session: int, keys: Path | None = None
 ) -> tuple[dict[str, Any], bytes, TransferPlan]:
     """The ``ota-offer`` arguments for a bundle, its bytes, and the transfer plan (``keys`` verify it first)."""
     from kasmina_edge.contracts.bundle import BundleError, read_bundle
@@ -282,7 +283,7 @@ def run_ota(
     device: str,
     bundle_path: Path,
     key: bytes,
-    profile: LinkProfile,
+    profile: NetworkProfile,
     *,
     fleet: str = "default",
     timeout_s: float = 120.0,

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kasmina_edge.catalog import LoRaProfile
 from kasmina_edge.contracts.errors import FrameError, KasminaError
-from kasmina_edge.net.link import Channel, ClassADownlinks, FairUseLedger, LinkProfile, radio_budget
+from kasmina_edge.core.airtime import time_on_air_s
+from kasmina_edge.core.profiles import LoRaProfile, NetworkProfile
+from kasmina_edge.net.link import Channel, ClassADownlinks, FairUseLedger, radio_budget
 from kasmina_edge.net.packet import Ack, Uplink
 from kasmina_edge.net.priority import Priority
 from kasmina_edge.net.uplink import RecordQueue, SentPacket, TelemetryPlan, UplinkScheduler
@@ -75,7 +76,7 @@ class DeviceLink:
     def __init__(
         self,
         device_id: str,
-        profile: LinkProfile,
+        profile: NetworkProfile,
         transport: Transport,
         *,
         queue: RecordQueue | None = None,
@@ -266,7 +267,7 @@ class DeviceLink:
         if self._mc_duty is None and profile.downlink_duty_cycle is not None:
             self._mc_duty = DutyCycleLedger(profile.downlink_duty_cycle)
         size = min(len(payload), profile.max_payload_bytes)
-        airtime = profile.time_on_air_s(size)
+        airtime = time_on_air_s(profile, size)
         parts = -(-len(payload) // profile.max_payload_bytes)  # a signed offer spans several downlinks
         delivered = True
         for _ in range(parts):
@@ -319,7 +320,7 @@ class DeviceLink:
         return len(self.network.queue) if self.network is not None else len(self._ip_downlinks)
 
 
-def encode_ack_for(profile: LinkProfile, ack: Ack) -> bytes:
+def encode_ack_for(profile: NetworkProfile, ack: Ack) -> bytes:
     """An ack as the link carries it: binary on LoRaWAN, JSON elsewhere."""
     if isinstance(profile, LoRaProfile):
         return ack.encode()

@@ -29,7 +29,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from kasmina_edge.catalog import IpLinkProfile, LoRaProfile
 from kasmina_edge.contracts import codec
 from kasmina_edge.contracts.errors import FrameError, KasminaError
 from kasmina_edge.contracts.telemetry import (
@@ -40,6 +39,7 @@ from kasmina_edge.contracts.telemetry import (
     SeedEvent,
     SignalQuality,
 )
+from kasmina_edge.core.profiles import IpLinkProfile, LoRaProfile
 from kasmina_edge.net.link import DAY_S, IpBudget, LoRaBudget
 from kasmina_edge.net.packet import (
     MAX_SPREAD,

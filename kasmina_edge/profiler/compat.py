@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kasmina_edge.catalog import HardwareProfile, Target, list_targets
+from kasmina_edge.core.catalog import list_targets
+from kasmina_edge.core.profiles import HardwareProfile, Target
 
 RUNTIMES_FOR_FORMAT = {
     "tflite": frozenset({"litert", "litert-edgetpu", "tflite-micro"}),

@@ -3,8 +3,7 @@
 * inference: the profile's active power over the estimated time of one beat (base chain + kernels),
   plus one controller decision per beat (the runtime decides on every beat by default);
 * idle: the profile's idle power for the rest of each beat period;
-* radio: each frame's time on air from the link simulator (``kasmina_edge.net.link.time_on_air_s`` when it
-  is importable, else the same Semtech formula through the catalog's ``LoRaProfile.time_on_air_s``) at the
+* radio: each frame's time on air (``kasmina_edge.core.airtime``, the link simulator's own) at the
   network profile's transmit power; a LoRaWAN Class A device then opens two receive windows (RX1 at the
   uplink's data rate, RX2 at the region's DR0), each listening ``RX_WINDOW_SYMBOLS`` symbols for a preamble
   when nothing comes; an IP radio stays connected ``tail_s`` at its idle power after each frame;
@@ -18,11 +17,13 @@ larger, which the plan does not model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kasmina_edge.catalog import Battery, HardwareProfile, IpLinkProfile, LoRaProfile, NetworkProfile, network
+from kasmina_edge.core.airtime import time_on_air_s
+from kasmina_edge.core.catalog import network
+from kasmina_edge.core.profiles import Battery, HardwareProfile, IpLinkProfile, LoRaProfile, NetworkProfile
 
 RX_WINDOW_SYMBOLS = 6  # preamble-detection timeout of an empty receive window (estimate; LoRaMac uses 6-8)
 REFERENCE_CELL = Battery(capacity_mAh=200, voltage_v=3.7)  # the nrf52840 profile's ECG-patch Li-Po
@@ -56,20 +57,6 @@ def default_plan() -> tuple[TelemetryFrame, ...]:
         TelemetryFrame("anomaly_event", FRAME_SIZES[AnomalyEvent], 2.0),
         TelemetryFrame("seed_event", FRAME_SIZES[SeedEvent], 0.25),
     )
-
-
-def time_on_air_s(link: NetworkProfile, payload_bytes: int) -> float:
-    """Through the link simulator when it is importable (it is the one the emulator uses)."""
-    simulated: Callable[[NetworkProfile, int], float] | None
-    try:
-        from kasmina_edge.net.link import time_on_air_s as simulated
-    except Exception:  # noqa: BLE001 - not installed, or being edited: the catalog has the same formula
-        simulated = None
-    if simulated is not None:
-        return float(simulated(link, payload_bytes))
-    if isinstance(link, LoRaProfile):
-        return link.time_on_air_s(payload_bytes)
-    return payload_bytes * 8.0 / link.uplink_bps
 
 
 @dataclass(frozen=True)

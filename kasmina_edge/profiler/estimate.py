@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from kasmina_edge.catalog import HardwareProfile, hardware
+from kasmina_edge.core.catalog import hardware
+from kasmina_edge.core.profiles import HardwareProfile
 
 FLASH_KINDS = ("mcu", "npu")  # weights stay in flash (execute in place), activations in SRAM
 

@@ -56,7 +56,7 @@ def _roofline(report: Report) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from kasmina_edge.catalog import hardware
+    from kasmina_edge.core.catalog import hardware
     from kasmina_edge.profiler.latency import roofline_ceiling
 
     fig, ax = plt.subplots(figsize=(9, 5.5))

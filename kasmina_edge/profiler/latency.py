@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kasmina_edge.catalog import HardwareProfile, list_hardware
+from kasmina_edge.core.catalog import list_hardware
+from kasmina_edge.core.profiles import HardwareProfile
 from kasmina_edge.profiler.graph import GraphProfile, OpStats
 
 FLASH_KINDS = ("mcu", "npu")
@@ -159,7 +160,7 @@ def cpu_for(profile: HardwareProfile) -> HardwareProfile:
     """The CPU that runs an accelerator's CPU partition (and its controller)."""
     link = profile.host_link
     if link is not None and link.host_profile:
-        from kasmina_edge.catalog import hardware
+        from kasmina_edge.core.catalog import hardware
 
         return hardware(link.host_profile)
     cpus = [

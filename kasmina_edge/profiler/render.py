@@ -81,7 +81,8 @@ def subject_table(report: Report) -> Table:
 def _estimate_marks(name: str) -> tuple[str, str]:
     """'~' for the timing and the energy cells of hardware profile ``name`` when they rest on estimated
     numbers (its [sources] table); '' where the catalog does not know the profile."""
-    from kasmina_edge.catalog import CatalogError, estimated, hardware
+    from kasmina_edge.core.catalog import hardware
+    from kasmina_edge.core.profiles import CatalogError, estimated
 
     try:
         fields = estimated(hardware(name))

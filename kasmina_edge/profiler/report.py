@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kasmina_edge.catalog import HardwareProfile, list_hardware, list_targets, network
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.core.catalog import list_hardware, list_targets, network
+from kasmina_edge.core.profiles import HardwareProfile
 from kasmina_edge.profiler import compat
 from kasmina_edge.profiler.energy import (
     DEFAULT_HEART_RATE_BPM,
@@ -246,7 +247,7 @@ def _edgetpu(
     subject: Subject, profile: HardwareProfile
 ) -> tuple[dict[str, Any], dict[str, tuple[int, Any, float]]]:
     """The compiler's predicted partition of every artifact and how they share the parameter cache."""
-    from kasmina_edge.catalog import target
+    from kasmina_edge.core.catalog import target
     from kasmina_edge.core.edgetpu_rules import EdgeTpuRules, check_model, co_compile
 
     rules = EdgeTpuRules.from_catalog(target("edgetpu"), profile)

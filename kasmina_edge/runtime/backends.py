@@ -396,7 +396,7 @@ class OrtBackend(Backend):
 
 
 def open_backend(name: str, *, mode: LiteRtMode = "xnnpack") -> Backend:
-    """The backend for a profile's ``runtime`` (``catalog.HardwareProfile.runtime``)."""
+    """The backend for a profile's ``runtime`` (``core.profiles.HardwareProfile.runtime``)."""
     if name == "litert":
         return LiteRtBackend(mode)
     if name == "litert-edgetpu":

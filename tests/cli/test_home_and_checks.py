@@ -70,8 +70,8 @@ def test_an_acknowledgement_reads_as_settings_not_a_dict() -> None:
 
 
 def test_battery_reads_in_mah_and_a_percentage_that_moves() -> None:
-    from kasmina_edge.catalog import hardware
     from kasmina_edge.cli.device import battery_text
+    from kasmina_edge.core.catalog import hardware
 
     spec = hardware("nrf52840").battery
     assert spec is not None

@@ -149,7 +149,7 @@ def test_a_model_larger_than_8_mb_does_not_fit() -> None:
 
 
 def test_rules_come_from_the_catalog_target() -> None:
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
 
     rules = EdgeTpuRules.from_catalog(catalog.target("edgetpu"), catalog.hardware("coral-usb"))
     assert "CONV_2D" in rules.allowed_ops and "DEQUANTIZE" not in rules.allowed_ops

@@ -131,7 +131,7 @@ def test_a_blueprint_the_target_cannot_run(host_files, tmp_path: Path) -> None: 
 
 
 def test_a_model_too_big_for_the_profile_flash(host_files, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from kasmina_edge import catalog
+    from kasmina_edge.core import catalog
 
     real = catalog.hardware
 

@@ -13,7 +13,7 @@ from typing import Any
 from firmware_sim.device import DeviceAddress, EmulatedDevice
 from firmware_sim.ota import OtaReceiver
 from firmware_sim.telemetry import RuntimeTelemetry
-from kasmina_edge import catalog
+from kasmina_edge.core import catalog
 from kasmina_edge.net.audit import AuditLog
 from kasmina_edge.net.link import Channel, FaultInjector
 from kasmina_edge.net.loopback import LoopbackNetwork

@@ -18,8 +18,8 @@ from firmware_sim.device import (
     open_device,
 )
 from firmware_sim.storage import FlashStorage, PowerCut
-from kasmina_edge.catalog import hardware
 from kasmina_edge.contracts.bundle import BundleError, init_keys
+from kasmina_edge.core.catalog import hardware
 
 
 def _dev(name: str = "patch-01", storage: FlashStorage | None = None) -> EmulatedDevice:

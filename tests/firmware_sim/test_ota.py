@@ -15,9 +15,9 @@ import pytest
 from ota_rig import make_rig, run_until, serve
 
 from firmware_sim.kernel_store import KernelStoreError
-from kasmina_edge import catalog
 from kasmina_edge.contracts.bundle import init_keys, load_public_key, read_bundle, write_bundle
 from kasmina_edge.contracts.manifest import SCHEMA
+from kasmina_edge.core import catalog
 from kasmina_edge.net.audit import verify
 from kasmina_edge.net.fec import FragmentDecoder, FragmentPlan, encode_fragments
 from kasmina_edge.net.link import FaultInjector, LossBurst

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from firmware_sim.telemetry import RuntimeTelemetry
-from kasmina_edge import catalog
+from kasmina_edge.core import catalog
 from kasmina_edge.net.link import Channel, FaultInjector
 from kasmina_edge.net.loopback import LoopbackNetwork
 from kasmina_edge.net.monitor import Monitor

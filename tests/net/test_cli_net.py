@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.telemetry import RuntimeTelemetry
-from kasmina_edge import catalog
+from kasmina_edge.core import catalog
 from kasmina_edge.net.broker import EmbeddedBroker, free_port
 from kasmina_edge.net.mqtt import MqttDeviceTransport
 from kasmina_edge.net.session import DeviceLink

@@ -9,8 +9,9 @@ from fractions import Fraction
 
 import pytest
 
-from kasmina_edge import catalog
-from kasmina_edge.catalog import IpLinkProfile, LoRaProfile
+from kasmina_edge.core import catalog
+from kasmina_edge.core.airtime import LinkError, time_on_air_s
+from kasmina_edge.core.profiles import IpLinkProfile, LoRaProfile
 from kasmina_edge.net.link import (
     Bernoulli,
     Channel,
@@ -22,13 +23,11 @@ from kasmina_edge.net.link import (
     GilbertElliott,
     IpBudget,
     LatencySpike,
-    LinkError,
     LoRaBudget,
     LossBurst,
     Outage,
     Transmission,
     radio_budget,
-    time_on_air_s,
 )
 
 EU868 = {dr: catalog.network(f"lorawan-eu868-dr{dr}") for dr in range(6)}

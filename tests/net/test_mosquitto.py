@@ -12,7 +12,7 @@ import pytest
 from mosquitto_broker import Mosquitto, make_test_ca, require_mosquitto
 
 from firmware_sim.telemetry import RuntimeTelemetry
-from kasmina_edge import catalog
+from kasmina_edge.core import catalog
 from kasmina_edge.net import topics
 from kasmina_edge.net.cloud import MonitorService
 from kasmina_edge.net.link import Channel, FaultInjector, LossBurst, Outage

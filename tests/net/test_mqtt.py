@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.telemetry import RuntimeTelemetry
-from kasmina_edge import catalog
+from kasmina_edge.core import catalog
 from kasmina_edge.net import topics
 from kasmina_edge.net.broker import BrokerError, EmbeddedBroker, free_port
 from kasmina_edge.net.cloud import MonitorService

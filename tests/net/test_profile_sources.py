@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kasmina_edge import catalog
+from kasmina_edge.core import catalog
+from kasmina_edge.core.profiles import CatalogError, NumberSource, estimated, numbers, source_of
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = sorted((REPO / "profiles").glob("*/*.toml"))
@@ -21,8 +22,8 @@ KEY = re.compile(r"^([A-Za-z0-9_.-]+)\s*=\s*[^#]*#\s*(.*)$")
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_number_has_a_source_entry(path: Path) -> None:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    sources = {k: catalog.NumberSource.model_validate(v) for k, v in data["sources"].items()}
-    missing = [p for p in catalog.numbers(data) if catalog.source_of(sources, p) is None]
+    sources = {k: NumberSource.model_validate(v) for k, v in data["sources"].items()}
+    missing = [p for p in numbers(data) if source_of(sources, p) is None]
     assert missing == []
     assert {s.kind for s in sources.values()} <= {"measured", "published", "estimated", "derived"}
 
@@ -48,10 +49,10 @@ def test_source_entries_say_what_the_inline_comments_say(path: Path) -> None:
 
 def test_estimates_are_marked_and_data_rates_carry_their_table(tmp_path: Path) -> None:
     mcu = catalog.hardware("stm32h743")
-    assert catalog.source_of(mcu.sources, "clock_hz").kind == "published"  # type: ignore[union-attr]
-    assert "efficiency" in catalog.estimated(mcu) and "clock_hz" not in catalog.estimated(mcu)
+    assert source_of(mcu.sources, "clock_hz").kind == "published"  # type: ignore[union-attr]
+    assert "efficiency" in estimated(mcu) and "clock_hz" not in estimated(mcu)
     dr0 = catalog.network("lorawan-us915-dr0")
-    src = catalog.source_of(dr0.sources, "data_rate.max_payload_bytes")
+    src = source_of(dr0.sources, "data_rate.max_payload_bytes")
     assert src is not None and src.kind == "published" and "RP002" in src.source
 
 
@@ -69,5 +70,5 @@ def test_a_stale_or_missing_source_is_one_line(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     text = (REPO / "profiles" / "hardware" / "stm32h743.toml").read_text()
     (folder / "stm32h743.toml").write_text(text.replace('"clock_hz" = {', '"clock_mhz" = {'))
-    with pytest.raises(catalog.CatalogError, match=r"field 'sources': 'clock_mhz' names no field"):
+    with pytest.raises(CatalogError, match=r"field 'sources': 'clock_mhz' names no field"):
         catalog.hardware("stm32h743", tmp_path)

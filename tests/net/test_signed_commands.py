@@ -15,9 +15,9 @@ import pytest
 from net_helpers import make_harness
 
 from firmware_sim.telemetry import RuntimeTelemetry
-from kasmina_edge import catalog
 from kasmina_edge.contracts.commands import sign, verify_ack
 from kasmina_edge.contracts.telemetry import AnomalyEvent, AnomalyKind
+from kasmina_edge.core import catalog
 from kasmina_edge.net.audit import AuditError, AuditLog, verify
 from kasmina_edge.net.commands import (
     CommandError,

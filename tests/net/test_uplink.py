@@ -10,8 +10,6 @@ from net_helpers import EPOCH, make_harness, run_day
 
 from firmware_sim.storage import FlashStorage, PowerCut
 from firmware_sim.telemetry import FlashQueue
-from kasmina_edge import catalog
-from kasmina_edge.catalog import LoRaProfile
 from kasmina_edge.contracts import codec
 from kasmina_edge.contracts.errors import FrameError
 from kasmina_edge.contracts.lifecycle import Stage
@@ -25,6 +23,8 @@ from kasmina_edge.contracts.telemetry import (
     Severity,
     Slot,
 )
+from kasmina_edge.core import catalog
+from kasmina_edge.core.profiles import LoRaProfile
 from kasmina_edge.net.link import FaultInjector, GatewayRestart, LoRaBudget, LossBurst, Outage, radio_budget
 from kasmina_edge.net.packet import (
     Ack,
@@ -223,7 +223,7 @@ def test_critical_bypasses_pacing_but_never_the_duty_cycle() -> None:
 
 
 def test_us915_dr0_sends_a_heartbeat_bare_and_what_does_not_fit_at_a_faster_rate() -> None:
-    from kasmina_edge.net.link import time_on_air_s
+    from kasmina_edge.core.airtime import time_on_air_s
 
     s = _scheduler("lorawan-us915-dr0")
     s.queue.submit(heartbeat(), 0.0)

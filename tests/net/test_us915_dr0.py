@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from net_helpers import make_harness, run_day
 
-from kasmina_edge.catalog import LoRaProfile
+from kasmina_edge.core.profiles import LoRaProfile
 from kasmina_edge.net.priority import Priority, priority_of
 
 SEED_PATH = ["DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kasmina_edge.catalog import estimated, hardware, hardware_names
+from kasmina_edge.core.catalog import hardware, hardware_names
+from kasmina_edge.core.profiles import estimated
 from kasmina_edge.profiler.render import _est, _estimate_marks
 
 

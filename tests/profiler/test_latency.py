@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kasmina_edge.catalog import hardware
+from kasmina_edge.core.catalog import hardware
 from kasmina_edge.profiler.graph import GraphProfile, OpStats, greedy_plan, profile_tflite
 from kasmina_edge.profiler.latency import (
     FIXED_OVERHEAD_SHARE,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kasmina_edge.catalog import hardware_names
 from kasmina_edge.cli.app import app
+from kasmina_edge.core.catalog import hardware_names
 from kasmina_edge.profiler.report import DECISION_BUDGET_S, PER_BEAT_BUDGET_S, load_subject, profile_subject
 
 runner = CliRunner()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kasmina_edge.catalog import hardware, list_hardware
 from kasmina_edge.contracts.bundle import read_bundle
+from kasmina_edge.core.catalog import hardware, list_hardware
 from kasmina_edge.profiler.estimate import (
     ArtifactCost,
     artifact_cost,

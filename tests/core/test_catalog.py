@@ -16,10 +16,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import kasmina_edge
-from kasmina_edge import catalog
-from kasmina_edge.catalog import CatalogError, IpLinkProfile, LoRaProfile
 from kasmina_edge.cli import catalog as cli_catalog
 from kasmina_edge.cli.app import app
+from kasmina_edge.core import catalog
+from kasmina_edge.core.profiles import PEAK_TOLERANCE, CatalogError, IpLinkProfile, LoRaProfile
+from kasmina_edge.core.toml_lines import field_lines, line_of
 
 REPO = Path(kasmina_edge.__file__).resolve().parent.parent
 
@@ -137,7 +138,7 @@ def test_hardware_numbers_match_the_datasheets() -> None:
     for profile in catalog.list_hardware():
         for dtype, peak in profile.peak_ops_per_s.items():
             derived = 2 * profile.macs_per_cycle[dtype] * profile.clock_hz * profile.cores
-            assert peak == pytest.approx(derived, rel=catalog.PEAK_TOLERANCE)
+            assert peak == pytest.approx(derived, rel=PEAK_TOLERANCE)
         assert profile.effective_ops_per_s("int8") < profile.peak("int8")
 
 
@@ -162,27 +163,6 @@ def test_lorawan_duty_cycle_dwell_time_and_fair_use() -> None:
         assert (profile.preamble_symbols, profile.coding_rate, profile.explicit_header) == (8, "4/5", True)
     assert (eu.data_rate.spreading_factor, eu.data_rate.bandwidth_hz) == (12, 125_000)
     assert catalog.network("lorawan-us915-dr4").data_rate.bandwidth_hz == 500_000  # type: ignore[union-attr]
-
-
-def test_lora_time_on_air_against_published_values() -> None:
-    # Semtech LoRa calculator: SF7, 125 kHz, CR 4/5, 8-symbol preamble, explicit header, CRC, 10 B -> 41.216 ms.
-    assert catalog.lora_time_on_air_s(10, 7, 125_000) == pytest.approx(0.041216, abs=1e-6)
-    # TTN airtime calculator: EU868 SF12 with a 51-byte application payload -> 2793.5 ms.
-    eu0 = catalog.network("lorawan-eu868-dr0")
-    assert isinstance(eu0, LoRaProfile)
-    assert eu0.time_on_air_s(51) == pytest.approx(2.7935, abs=1e-4)
-    assert eu0.time_on_air_s(0) < eu0.time_on_air_s(51)
-    with pytest.raises(CatalogError, match="does not fit lorawan-eu868-dr0"):
-        eu0.time_on_air_s(52)
-
-
-def test_us915_maximum_payloads_fit_the_dwell_time() -> None:
-    # RP002 sizes the US915 payload limits so that a full frame stays under the 400 ms dwell time.
-    for name in (n for n in LORA_MAX_PAYLOAD if "us915" in n):
-        profile = catalog.network(name)
-        assert isinstance(profile, LoRaProfile) and profile.dwell_time_s is not None
-        airtime = profile.time_on_air_s(profile.max_payload_bytes)
-        assert airtime <= profile.dwell_time_s, f"{name}: {airtime:.4f} s"
 
 
 def test_ip_links_have_rates_latency_and_power() -> None:
@@ -344,14 +324,14 @@ def test_field_lines_reads_tables_arrays_and_dotted_keys() -> None:
             "v = 1",  # 13
         ]
     )
-    lines = catalog.field_lines(text)
+    lines = field_lines(text)
     assert lines[("name",)] == 1 and lines[("ops",)] == 2 and ("not", "a", "table") not in lines
     assert lines[("power",)] == 5 and lines[("power", "active_w")] == 6
     assert lines[("rates", 0, "dr")] == 8 and lines[("rates", 1, "dr")] == 10 and lines[("rates", 1)] == 9
     assert lines[("rates", 1, "limits", "max")] == 11
     assert lines[("tab", "quoted.key", "v")] == 13
-    assert catalog.line_of(("rates", 1, "sf"), text) == 9  # missing key: its table's line
-    assert catalog.line_of(("absent",), text) == 1
+    assert line_of(("rates", 1, "sf"), text) == 9  # missing key: its table's line
+    assert line_of(("absent",), text) == 1
 
 
 # ------------------------------------------------------------------------------------------ packaged data
@@ -368,7 +348,7 @@ def test_loads_from_the_packaged_layout(tmp_path: Path) -> None:
 
 def test_installed_package_looks_in_its_own_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Outside a checkout (no pyproject.toml next to the package) the loader uses the package's _data.
-    monkeypatch.setattr(catalog, "__file__", str(tmp_path / "site-packages" / "kasmina_edge" / "catalog.py"))
+    monkeypatch.setattr(catalog, "__file__", str(tmp_path / "site-packages" / "kasmina_edge" / "core" / "catalog.py"))
     found = catalog.default_data_dir()
     assert found.parts[-2:] == ("kasmina_edge", "_data")
 
