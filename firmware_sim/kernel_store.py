@@ -46,6 +46,7 @@ from firmware_sim.security import SecureStore, refuse_not_newer
 from firmware_sim.storage import BLOCK_BYTES, FlashStorage
 from kasmina_edge.contracts.bundle import Bundle, BundleError, read_bundle
 from kasmina_edge.contracts.manifest import ArtifactEntry
+from kasmina_edge.core.kernel_fit import kernel_bundle_misfit
 
 FORMAT = "kasmina-kernel-store/1"
 STORE_DIR = "kernels"
@@ -272,7 +273,8 @@ class KernelStore:
 
     def bundles_for(self, base: Bundle, key: Any) -> tuple[list[Bundle], list[str]]:
         """The stored bundles for ``base`` (checkpoint and target), verified again, in the order they were
-        installed; and why any stored for it were skipped (missing, damaged, no longer verifying)."""
+        installed; and why any stored for it were skipped (missing, damaged, no longer verifying, no longer
+        fitting the base: :mod:`kasmina_edge.core.kernel_fit`)."""
         bm = base.manifest
         out: list[Bundle] = []
         skipped: list[str] = []
@@ -289,10 +291,9 @@ class KernelStore:
             except (KernelStoreError, BundleError) as exc:
                 skipped.append(str(exc))
                 continue
-            if bundle.manifest.target != bm.target:
-                skipped.append(
-                    f"kernel bundle {e.get('bundle_id')}: built for {bundle.manifest.target}, not {bm.target}"
-                )
+            problem = kernel_bundle_misfit(bundle.manifest, bm)
+            if problem is not None:  # the same rule as at install: a store written by older code may hold one
+                skipped.append(f"kernel bundle {e.get('bundle_id')}: {problem}")
                 continue
             out.append(bundle)
         return out, skipped
@@ -304,43 +305,10 @@ def verify_kernel_bundle(path: Path, key: Any, base: Bundle, device: str = "the 
         bundle = read_bundle(path, key)
     except BundleError as exc:
         raise KernelStoreError(f"kernel bundle refused: {exc}") from None
-    m, bm = bundle.manifest, base.manifest
-    if m.kind != "kernels":
-        raise KernelStoreError(f"bundle {m.bundle_id} is a {m.kind} image, not kernels only")
-    if m.target != bm.target:
-        raise KernelStoreError(f"kernel bundle is built for target {m.target}; {device} runs {bm.target}")
-    if m.base_checkpoint != bm.base_checkpoint:
-        raise KernelStoreError(
-            f"kernel bundle is for base {m.base_checkpoint[:12]}, {device} runs base "
-            f"{bm.base_checkpoint[:12]} (grow the seed from that base's checkpoint)"
-        )
-    _check_sites(bundle, base)
+    problem = kernel_bundle_misfit(bundle.manifest, base.manifest, device=device)
+    if problem is not None:
+        raise KernelStoreError(problem)
     return bundle
-
-
-def _check_sites(bundle: Bundle, base: Bundle) -> None:
-    """Every kernel sits at a site the base has, and hands int8 values on in that site's grid."""
-    m, bm = bundle.manifest, base.manifest
-    grids = {si.index: si.grid for si in bm.sites}
-    for k in m.kernels():
-        if bm.sites and k.site not in grids:
-            raise KernelStoreError(
-                f"kernel {k.name} sits at site {k.site}; the base has sites {sorted(grids)}"
-            )
-        want = grids.get(k.site or 0) or {}
-        for spec in (*k.input_specs[:1], *k.output_specs[:1]):
-            if (
-                spec.scale
-                and want.get("scale")
-                and (
-                    abs(spec.scale[0] - float(want["scale"])) > 1e-9 * abs(float(want["scale"]))
-                    or (spec.zero_point or [0])[0] != int(want.get("zero_point", 0))
-                )
-            ):
-                raise KernelStoreError(
-                    f"kernel {k.name} at site {k.site}: int8 grid scale={spec.scale[0]:.6g} differs from the "
-                    f"base's site grid {float(want['scale']):.6g} (built against another build of this base)"
-                )
 
 
 def _from_legacy(e: dict[str, Any]) -> dict[str, Any]:

@@ -630,20 +630,13 @@ def base_grids(
 
     if base_bundle is not None:
         from kasmina_edge.contracts.bundle import read_bundle
+        from kasmina_edge.core.kernel_fit import misfit
 
         m = read_bundle(base_bundle, keys).manifest
-        if m.kind != "full":
-            raise KasminaError(f"--base-bundle {base_bundle}: a {m.kind} bundle, not a base (full) bundle")
         ours = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-        if m.model.checkpoint_sha256 != ours:
-            raise KasminaError(
-                f"--base-bundle {base_bundle}: built from another base (checkpoint {m.model.checkpoint_sha256[:12]}), "
-                f"not {checkpoint} ({ours[:12]})"
-            )
-        if m.target != target:
-            raise KasminaError(
-                f"--base-bundle {base_bundle}: built for target {m.target}, not --target {target}"
-            )
+        problem = misfit(m, checkpoint_sha256=ours, target=target, device=f"--base-bundle {base_bundle}")
+        if problem is not None:  # the device's own rule for the kernels this will build
+            raise KasminaError(f"--checkpoint {checkpoint}, --target {target}: {problem}")
         grids = {s.index: QuantGrid(float(s.grid["scale"]), int(s.grid["zero_point"])) for s in m.sites}
         logits = (getattr(m, "logits", None) or {}).get("grid") or {}
         logit = QuantGrid(float(logits["scale"]), int(logits["zero_point"])) if logits else None

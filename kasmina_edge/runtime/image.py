@@ -20,6 +20,7 @@ import numpy as np
 from kasmina_edge.contracts.bundle import Bundle
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.manifest import ArtifactEntry, BundleManifest, GateVerdict
+from kasmina_edge.core.kernel_fit import kernel_bundle_misfit
 from kasmina_edge.core.tensors import TensorInfo
 from kasmina_edge.runtime.backends import Backend, LoadedModel
 
@@ -179,6 +180,24 @@ def load_artifact(bundle: Bundle, backend: Backend, entry: ArtifactEntry, arena:
     return model
 
 
+def _site_of(entry: ArtifactEntry, n_sites: int) -> int:
+    if entry.site is None or not 0 <= entry.site < n_sites:
+        raise ImageError(f"kernel {entry.name!r}: site {entry.site} is not one of the {n_sites} sites")
+    return entry.site
+
+
+def _check_at_site(name: str, model: LoadedModel, site: int, site_t: TensorInfo, grid: TensorInfo | None) -> None:
+    """The loaded kernel maps the site's tensor onto itself, on the site's int8 grid (``grid``: when known)."""
+    for side, t in (("input", model.inputs[0]), ("output", model.outputs[0])):
+        if t.shape != site_t.shape:
+            raise ImageError(f"kernel {name!r}: {side} {list(t.shape)}, site {site} carries {list(site_t.shape)}")
+        if t.quantized and grid is not None and not t.same_grid(grid):
+            raise ImageError(
+                f"kernel {name!r}: {side} grid scale={t.scale} zp={t.zero_point}, site {site} has "
+                f"scale={grid.scale} zp={grid.zero_point} (built against another build of the base)"
+            )
+
+
 def load_image(
     bundle: Bundle,
     backend: Backend,
@@ -217,23 +236,17 @@ def load_image(
             )
     kernels: dict[str, Kernel] = {}
     for entry in m.kernels():
-        if entry.site is None or not 0 <= entry.site < n_sites:
-            raise ImageError(f"kernel {entry.name!r}: site {entry.site} is not one of the {n_sites} sites")
+        site = _site_of(entry, n_sites)
         tk = time.perf_counter()
         model = load(entry)
-        site_t = site_tensors[entry.site]
-        if model.inputs[0].shape != site_t.shape or model.outputs[0].shape != site_t.shape:
-            raise ImageError(
-                f"kernel {entry.name!r}: maps {list(model.inputs[0].shape)} -> {list(model.outputs[0].shape)}, "
-                f"site {entry.site} carries {list(site_t.shape)}"
-            )
+        _check_at_site(entry.name, model, site, site_tensors[site], None)
         info = entry.seed_kernel
         tags = tuple(t for t in (info.condition_tags if info else []) if t)
         kernels[entry.name] = Kernel(
             name=entry.name,
             entry=entry,
             model=model,
-            site=entry.site,
+            site=site,
             tags=tags,
             blueprint=entry.blueprint or (info.blueprint if info else "unknown"),
             g1=info.g1_verdict if info else None,
@@ -277,21 +290,15 @@ def _host_outcome(entry: ArtifactEntry) -> tuple[str | None, str]:
 def add_kernel_bundle(image: Image, bundle: Bundle) -> list[str]:
     """Load the kernels of a kernel-only bundle (``kind = "kernels"``) into ``image``, pinned.
 
-    Refused (ImageError, one line) when the bundle is for another base (checkpoint hash), another
-    target, names a site the image does not have, or carries a kernel whose grids differ from its
-    site's (it could not hand raw int8 values on). Returns the names of the kernels added.
+    Refused (ImageError, one line) when the bundle does not fit the image's base
+    (:mod:`kasmina_edge.core.kernel_fit`: checkpoint hash, target, sites, site grids) or a loaded kernel
+    does not map its site's tensor onto the site's grid. Returns the names of the kernels added.
     """
     m = bundle.manifest
     name = m.bundle_id or str(bundle.path)
-    if m.kind != "kernels":
-        raise ImageError(f"bundle {name}: a {m.kind} bundle, not a kernel-only one")
-    if m.base_checkpoint != image.manifest.base_checkpoint:
-        raise ImageError(
-            f"bundle {name}: its kernels are for base {m.base_checkpoint[:12]}, the device runs base "
-            f"{image.manifest.base_checkpoint[:12]}"
-        )
-    if m.target != image.manifest.target:
-        raise ImageError(f"bundle {name}: built for target {m.target}, the device runs {image.manifest.target}")
+    problem = kernel_bundle_misfit(m, image.manifest)
+    if problem is not None:
+        raise ImageError(f"bundle {name}: {problem}")
     extra = m.model_extra or {}
     patient = extra.get("patient") if isinstance(extra.get("patient"), dict) else {}
     rr = patient.get("rr_scale") if patient else None
@@ -299,26 +306,16 @@ def add_kernel_bundle(image: Image, bundle: Bundle) -> list[str]:
     added: list[str] = []
     n_sites = len(image.site_tensors)
     for entry in m.kernels():
-        if entry.site is None or not 0 <= entry.site < n_sites:
-            raise ImageError(f"bundle {name}: kernel {entry.name!r} sits at site {entry.site}, the base has {n_sites}")
+        site = _site_of(entry, n_sites)
         if entry.name in image.kernels:
             raise ImageError(f"bundle {name}: a kernel named {entry.name!r} is already on the device")
         tk = time.perf_counter()
         model = load_artifact(bundle, image.backend, entry)
-        site_t = image.site_tensors[entry.site]
-        grid = site_grid(image, entry.site)
-        for side, t in (("input", model.inputs[0]), ("output", model.outputs[0])):
-            if t.shape != site_t.shape:
-                raise ImageError(f"kernel {entry.name!r}: {side} {list(t.shape)}, site {entry.site} carries {list(site_t.shape)}")
-            if t.quantized and grid is not None and not t.same_grid(grid):
-                raise ImageError(
-                    f"kernel {entry.name!r}: {side} grid scale={t.scale} zp={t.zero_point}, site {entry.site} has "
-                    f"scale={grid.scale} zp={grid.zero_point} (built against another build of the base)"
-                )
+        _check_at_site(entry.name, model, site, image.site_tensors[site], site_grid(image, site))
         info = entry.seed_kernel
         stage, reason = _host_outcome(entry)
         image.kernels[entry.name] = Kernel(
-            name=entry.name, entry=entry, model=model, site=entry.site,
+            name=entry.name, entry=entry, model=model, site=site,
             tags=tuple(t for t in (info.condition_tags if info else []) if t),
             blueprint=entry.blueprint or (info.blueprint if info else "unknown"),
             g1=info.g1_verdict if info else None, measured_gain=info.measured_gain if info else None,
