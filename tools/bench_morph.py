@@ -15,6 +15,16 @@ nor any seed ever trained or was selected on:
   the same minutes beside it.
 
     .venv/bin/python tools/bench_morph.py [--quick] [--json runs/bench_morph.json] [--seed 0]
+
+With ``--data wfdb:DIR`` (issue 15 items 1-2), on real records instead: the DS1 records of DIR in
+four leave-records-out folds (fold k tests DS1[k::4]); each fold's base (trained on the other
+records; reused from ``--bases`` or trained once into ``--work``) grows condition seeds on its own
+training records with real NSTDB noise (bw, ma) at 12, 6, 0 and -6 dB on the NSTDB schedule and on
+the second lead, gates them on its validation records, and is judged on the fold's test records
+(noise from the other half of the noise record). Per condition x SNR, gross over the 22 records:
+base clean, base in the condition, base + seed, full fine-tuning, recovery, and item 2's verdict.
+
+    .venv/bin/python tools/bench_morph.py --data wfdb:../shared/data/mitdb [--quick] [--bases DIR]
 """
 
 from __future__ import annotations
@@ -254,16 +264,25 @@ def report(out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny model, 2 conditions: under a couple of minutes")
-    ap.add_argument("--json", type=Path, default=Path("runs/bench_morph.json"))
+    ap.add_argument("--json", type=Path, default=None, help="default runs/bench_morph.json (--data: bench_morph_records)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", default="edgetpu", help="target whose op set limits the seeds (or 'host')")
     ap.add_argument("--conditions", default=None, help="comma list (default: all five; quick: emg,lead)")
+    ap.add_argument("--data", default=None, help="wfdb:DIR: condition seeds on real records (DS1 folds) instead")
+    ap.add_argument("--snr", default=None, help="with --data: noise SNRs in dB (default 12,6,0,-6)")
+    ap.add_argument("--folds", default=None, help="with --data: which of the 4 folds, e.g. 0,2 (default all)")
+    ap.add_argument("--bases", type=Path, default=Path("runs/bench_patient"),
+                    help="with --data: folder with fold0..3/base.pt to reuse (else trained into --work)")
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_morph"), help="with --data: where fold bases go")
     args = ap.parse_args(argv)
+    if args.data is not None:
+        return main_records(args)
     cfg = QUICK if args.quick else BenchConfig()
     if args.conditions:
         cfg = dataclasses.replace(cfg, conditions=tuple(c.strip() for c in args.conditions.split(",") if c.strip()))
     from kasmina_edge.host.experiment import ExperimentLog, atomic_write_json
 
+    args.json = args.json or Path("runs/bench_morph.json")
     log = ExperimentLog(args.json.with_suffix(".jsonl"), command="bench_morph", config=dataclasses.asdict(cfg),
                         seed=args.seed)  # fmt: skip
     out = run(cfg, args.seed, None if args.target == "host" else args.target, log)
@@ -272,6 +291,199 @@ def main(argv: list[str] | None = None) -> int:
     report(out)
     atomic_write_json(args.json, out)
     console.print(f"{out['seconds']:.0f} s; JSON {args.json}")
+    return 0
+
+
+# --------------------------------------------------------------------------- real records (--data wfdb:DIR)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordsConfig:
+    folds: tuple[int, ...] = (0, 1, 2, 3)
+    n_folds: int = 4
+    conditions: str = "emg,baseline,lead"
+    snrs: tuple[float, ...] = (12.0, 6.0, 0.0, -6.0)
+    preset: str = "default"  # MORPH_PRESETS and CONDITIONS_PRESETS
+    base_epochs: int = 12  # only for a fold base that must be trained
+
+
+RECORDS_QUICK = RecordsConfig(folds=(1,), conditions="emg,lead", snrs=(6.0, -6.0), preset="tiny")
+
+
+def fold_base(k: int, test: list[str], names: list[str], folder: Path, args: argparse.Namespace,
+              cfg: RecordsConfig) -> Path:  # fmt: skip
+    """The fold's base: ``--bases``/fold{k}/base.pt when it never saw the fold's test records, else
+    trained once (as `kasmina-edge train --data wfdb:` trains) into ``--work``/fold{k}/base.pt."""
+    from kasmina_edge.host.experiment import load_checkpoint
+
+    for path in (args.bases / f"fold{k}" / "base.pt", args.work / f"fold{k}" / "base.pt"):
+        if path.exists():
+            ck = load_checkpoint(path)
+            seen = {*ck.get("train_records", []), *ck.get("val_records", [])}
+            if seen and not seen & set(test):
+                return path
+            console.print(f"[yellow]{path}: trained on test record(s) {sorted(seen & set(test))} or unknown: not used")
+    return train_fold_base(k, [n for n in names if n not in test], folder, args.work / f"fold{k}" / "base.pt", cfg)
+
+
+def train_fold_base(k: int, train: list[str], folder: Path, out: Path, cfg: RecordsConfig) -> Path:
+    import numpy as np
+
+    from kasmina_edge.ecg.dataset import concat
+    from kasmina_edge.host.data import SPEC
+    from kasmina_edge.host.experiment import load_checkpoint, save_checkpoint
+    from kasmina_edge.host.records import RecordSummary, choose_validation, record_beats
+    from kasmina_edge.host.train import TRAIN_PRESETS, for_real_records, train_base
+
+    console.print(f"fold {k}: training its base on {len(train)} records ({cfg.base_epochs} epochs)")
+    beats = {r: record_beats(folder, RecordSummary(r, SPEC.fs, "MLII", (0,) * 5)) for r in train}
+    summaries = [RecordSummary(r, SPEC.fs, "MLII", tuple(int(c) for c in np.bincount(beats[r].labels, minlength=5)))
+                 for r in train]  # fmt: skip
+    fit, val = choose_validation(summaries, seed=k)
+    tcfg = for_real_records(dataclasses.replace(TRAIN_PRESETS["default"], epochs=cfg.base_epochs, seed=k))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    train_base(tcfg, concat([beats[r] for r in fit]), concat([beats[r] for r in val]), out=out)
+    ck = load_checkpoint(out)
+    ck["train_records"], ck["val_records"], ck["data_lead"] = list(fit), list(val), "MLII"
+    save_checkpoint(out, ck)
+    return out
+
+
+def run_records(cfg: RecordsConfig, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from kasmina_edge.host.conditions import NoiseBank, default_noise_folder, parse_real_conditions
+    from kasmina_edge.host.conditions_morph import (
+        CONDITIONS_PRESETS,
+        load_records,
+        morph_on_records,
+        roles_from_checkpoint,
+    )
+    from kasmina_edge.host.morph import MORPH_PRESETS
+    from kasmina_edge.host.records import DS1, list_records
+    from kasmina_edge.host.train import load_base
+
+    torch.set_num_threads(1)  # 2 threads on 2 shared cores were up to 20x slower per step (contention)
+    t0 = time.perf_counter()
+    available = list_records(folder)
+    names = [r for r in DS1 if r in set(available)]
+    if len(names) < cfg.n_folds * 2:
+        raise SystemExit(f"{folder}: {len(names)} DS1 records; the folds need the 22 DS1 records")
+    cells = parse_real_conditions(cfg.conditions, cfg.snrs)
+    mcfg = dataclasses.replace(MORPH_PRESETS[cfg.preset], target=args.target if args.target != "host" else None,
+                               seed=args.seed)  # fmt: skip
+    ccfg = dataclasses.replace(CONDITIONS_PRESETS[cfg.preset], seed=args.seed)
+    noise = NoiseBank(default_noise_folder())
+    noise.require(["bw", "ma"])
+    records = load_records(folder, names, "MLII")
+    out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "morph_config": mcfg.to_dict(),
+                           "conditions_config": ccfg.to_dict(), "seed": args.seed, "folds": []}  # fmt: skip
+    per_cell: dict[str, list[Any]] = {c.key: [] for c in cells}
+    for k in cfg.folds:
+        test = names[k :: cfg.n_folds]
+        tf = time.perf_counter()
+        path = fold_base(k, test, names, folder, args, cfg)
+        base, ckpt = load_base(path)
+        roles = roles_from_checkpoint(ckpt, names, test, str(folder))
+        console.print(f"[bold]fold {k}[/]: base {path}; seeds grow on {len(roles.adapt)} records, gated on "
+                      f"{', '.join(roles.gate)}, judged on {', '.join(roles.test)}")  # fmt: skip
+
+        def say(msg: str) -> None:
+            if ": " in msg and not msg.split(": ", 1)[1].startswith(("TRAINING", "BLENDING", "SHADOWING", "PROBATION")):
+                console.print(f"  {msg}")
+
+        res = morph_on_records(base, ckpt, records, roles, cells, mcfg, ccfg, noise, say=say)
+        for c in res.cells:
+            per_cell[c.cell.key].append(c)
+        out["folds"].append({"fold": k, "base": str(path), "roles": dataclasses.asdict(roles),
+                             "cells": [c.summary() for c in res.cells], "seconds": time.perf_counter() - tf})  # fmt: skip
+    out["cells"] = [pooled_cell(c, per_cell[c.key], ccfg) for c in cells]
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def pooled_cell(cell: Any, folds: list[Any], ccfg: Any) -> dict[str, Any]:
+    """One row of the table: every fold's held-out beats together, and item 2's verdict on them."""
+    from kasmina_edge.host.conditions_morph import HeldOut, judge, macro_f1
+
+    pooled = HeldOut.pool([c.held_out for c in folds])
+    fig = pooled.figures()
+    shipped = [c for c in folds if c.verdict.ships]
+    fractions = [float(c.param_fraction) for c in shipped if c.param_fraction is not None]
+    nothing = sum(c.verdict.code == "nothing_to_recover" for c in folds)
+    verdict = judge(fig, fractions, nothing, len(folds), ccfg)
+    hurt = []
+    for c in shipped:  # did every seed that shipped help on its fold's held-out records?
+        h = c.held_out
+        gain = macro_f1(h.truth, h.seed) - macro_f1(h.truth, h.base)
+        if gain < 0:
+            hurt.append({"records": c.test_records, "gain": gain})
+    return {"cell": cell.key, "label": cell.label, "condition": cell.name, "snr_db": cell.snr_db, **fig,
+            "shipped": len(shipped), "folds": len(folds), "culled_nothing_to_recover": nothing,
+            "param_fraction_max": max(fractions, default=None), "item2": dataclasses.asdict(verdict),
+            "shipped_but_hurt_on_test": hurt,
+            "verdicts": [{"code": c.verdict.code, "reason": c.verdict.reason, "gate_drop": c.drop} for c in folds]}  # fmt: skip
+
+
+def report_records(out: dict[str, Any]) -> None:
+    from rich import box
+
+    t = Table(title="condition seeds on real records: macro-F1 % (N/S/V/F), gross over the held-out records of "
+              f"{len(out['folds'])} fold(s)", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False,
+              padding=(0, 1), collapse_padding=True)  # fmt: skip
+    for col in ("condition", "clean", "base", "drop", "seed", "fine-\ntune", "recov-\nered", "para-\nmeters",
+                "ship-\nped", "item 2"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("condition", "item 2") else "right", no_wrap=True)
+    for r in out["cells"]:
+        rec, frac = r["recovery"], r["param_fraction_max"]
+        ok = r["item2"]["met"]
+        t.add_row(
+            r["label"], _pct(r["base_clean"]), _pct(r["base"]), f"{100 * r['drop']:+.1f}", _pct(r["seed"]),
+            _pct(r["finetune"]), "-" if rec is None else f"{100 * rec:.0f}%", "-" if frac is None else f"{100 * frac:.1f}%",
+            f"{r['shipped']}/{r['folds']}", f"[{'green' if ok else 'red'}]{'✓' if ok else '✗'}",
+        )  # fmt: skip
+    console.print(t)
+    for r in out["cells"]:
+        console.print(f"  {r['label']}: {r['item2']['text']}")
+    vt = Table(title="what the morph decided per fold (on its gate records; never on the test records)",
+               box=box.SIMPLE_HEAD, title_justify="left")  # fmt: skip
+    vt.add_column("condition")
+    for f in out["folds"]:
+        vt.add_column(f"fold {f['fold']}")
+    for i, r in enumerate(out["cells"]):
+        vt.add_row(r["label"], *(f"{100 * f['cells'][i]['gate_drop']:+.1f} · {f['cells'][i]['verdict']['code']}"
+                                 for f in out["folds"]))  # fmt: skip
+    console.print(vt)
+    hurt = [(r["label"], h) for r in out["cells"] for h in r["shipped_but_hurt_on_test"]]
+    n_ship = sum(r["shipped"] for r in out["cells"])
+    console.print(f"{n_ship} seed(s) shipped; {len(hurt)} of them lower on their fold's test records"
+                  + "".join(f"\n  {lab}: {100 * h['gain']:+.1f} points on {', '.join(h['records'])}" for lab, h in hurt))
+    met = sum(r["item2"]["met"] for r in out["cells"])
+    console.print(f"item 2 met in {met} of {len(out['cells'])} cells")
+
+
+def main_records(args: argparse.Namespace) -> int:
+    from kasmina_edge.host.experiment import atomic_write_json
+    from kasmina_edge.host.records import parse_data_spec
+
+    spec = parse_data_spec(args.data)
+    if spec.folder is None:
+        raise SystemExit("--data: give wfdb:DIR (a folder with the DS1 records)")
+    cfg = RECORDS_QUICK if args.quick else RecordsConfig()
+    if args.conditions:
+        cfg = dataclasses.replace(cfg, conditions=args.conditions)
+    if args.snr:
+        from kasmina_edge.host.conditions import parse_snrs
+
+        cfg = dataclasses.replace(cfg, snrs=parse_snrs(args.snr))
+    if args.folds:
+        cfg = dataclasses.replace(cfg, folds=tuple(int(f) for f in args.folds.split(",") if f.strip()))
+    out = run_records(cfg, spec.folder, args)
+    out["machine"] = {"python": platform.python_version(), "platform": platform.platform()}
+    report_records(out)
+    path = args.json or Path("runs/bench_morph_records.json")
+    atomic_write_json(path, out)
+    console.print(f"{out['seconds']:.0f} s; JSON {path}")
     return 0
 
 

@@ -516,7 +516,9 @@ def morph(
         None, "--checkpoint", help="Base checkpoint from `kasmina-edge train` (with --patient: default runs/base.pt).",
         callback=checks.checkpoint_content,
     ),  # a missing one: the commands say so before any work (tests read their KasminaError)
-    conditions: str = typer.Option(None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient."),
+    conditions: str = typer.Option(
+        None, "--conditions", help="Comma list of: emg, baseline, motion, lead, patient (with --data: emg, baseline, lead)."
+    ),
     out: Path = typer.Option(
         None, "--out", help="Seed library folder (default runs/seeds); with --patient the bundle (seed-REC.kedge)."
     ),
@@ -554,9 +556,41 @@ def morph(
     keys: Path = typer.Option(
         None, "--keys", help="With --patient: signing keys folder (default: the user's).", callback=checks.input_path
     ),
+    data: str = typer.Option(
+        None, "--data", help="Real records, wfdb:DIR: seeds grow on the base's training records with real NSTDB "
+        "noise or the other lead, and are judged on the folder's records the base never saw.",
+    ),
+    snr: str = typer.Option(None, "--snr", help="With --data: noise SNRs in dB (default 12,6,0,-6)."),
+    records: str = typer.Option(
+        None, "--records", help="With --data: held-out records to judge on (default: every record the base never saw)."
+    ),
+    noise: Path = typer.Option(
+        None, "--noise", help="With --data: folder of the NSTDB noise records bw and ma (default ../shared/data/nstdb).",
+        callback=checks.input_dir,
+    ),
 ) -> None:
     """Grow seed kernels per signal condition and write the seed library; or, with --patient, one
     patient's seed as a signed kernel-only bundle."""
+    from kasmina_edge.host.records import parse_data_spec
+
+    spec = parse_data_spec(data)
+    if spec.synthetic:
+        real_only = [f for f, v in (("--snr", snr), ("--records", records), ("--noise", noise)) if v is not None]
+        if real_only:
+            fail(f"{', '.join(real_only)}: only with real records (--data wfdb:DIR)")
+    else:
+        synth_only = [f for f, v in (("--patient", patient), ("--patients", patients), ("--minutes", minutes),
+                      ("--resume", resume or None), ("--reward", reward), ("--base-bundle", base_bundle),
+                      ("--keys", keys)) if v is not None]  # fmt: skip
+        if synth_only:
+            fail(f"{', '.join(synth_only)}: not with --data {spec.text} (condition seeds on real records)")
+        if checkpoint is None:
+            fail("--checkpoint is required (a base trained on real records: `kasmina-edge train --data wfdb:DIR`)")
+        checks.output_dir(out)
+        run_morph_records(con=console, checkpoint=checkpoint, folder=spec.folder, conditions=conditions, snr=snr,
+                          records=records, noise=noise, out=out or Path("runs/seeds"), target=target, preset=preset,
+                          seed=seed, log=log, report=report)  # fmt: skip
+        return
     if patient is None:
         given = [flag for flag, v in (("--base-bundle", base_bundle), ("--keys", keys)) if v is not None]
         if given:
@@ -584,6 +618,99 @@ def morph(
     run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out or Path("runs/seeds"),
                       target=target, preset=preset, seed=seed, patients=patients, minutes=minutes, resume=resume,
                       report=report, log=log, reward=reward)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- morph --data wfdb:DIR
+
+
+SHORT_VERDICT = {"shipped": "[green]shipped", "nothing_to_recover": "[yellow]nothing to\nrecover",
+                 "culled": "[red]culled\n(gates)", "did_not_help": "[red]did not\nhelp", "no_seed": "[red]no seed"}
+
+
+def conditions_table(result: Any) -> Table:
+    """Per condition cell, on the held-out records: base clean, base in the condition, base + seed, fine-tuning."""
+    from rich import box
+
+    t = Table(title="condition seeds: macro-F1 % (N/S/V/F) on held-out records", box=box.SIMPLE_HEAD,
+              pad_edge=False, title_justify="left")  # fmt: skip
+    for col in ("condition", "gate\ndrop", "clean", "base", "seed", "fine-\ntune", "recov-\nered", "params"):
+        t.add_column(col, justify="left" if col == "condition" else "right")
+    t.add_column("verdict")
+    for c in result.cells:
+        f = c.held_out.figures() if c.held_out is not None else {}
+        rec = f.get("recovery")
+        frac = c.param_fraction
+        t.add_row(
+            c.cell.label, f"{100 * c.drop:+.1f}", _pct(f.get("base_clean")), _pct(f.get("base")),
+            _pct(f.get("seed")) if c.verdict.ships else "-", _pct(f.get("finetune")),
+            "-" if rec is None else f"{100 * rec:.0f}%", "-" if frac is None else f"{100 * frac:.1f}%",
+            SHORT_VERDICT.get(c.verdict.code, c.verdict.code),
+        )  # fmt: skip
+    return t
+
+
+def run_morph_records(
+    con: Console, *, checkpoint: Path, folder: Path | None, conditions: str | None, snr: str | None,
+    records: str | None, noise: Path | None, out: Path, target: str, preset: str, seed: int | None,
+    log: Path | None, report: bool,
+) -> Any:  # fmt: skip
+    """`morph --data wfdb:DIR`: condition seeds grown and judged on real records (host.conditions_morph)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from kasmina_edge.host.conditions import parse_real_conditions, parse_snrs
+    from kasmina_edge.host.conditions_morph import CONDITIONS_PRESETS, run_conditions_morph
+    from kasmina_edge.host.experiment import ExperimentLog
+    from kasmina_edge.host.morph import MORPH_PRESETS
+    from kasmina_edge.host.records import parse_record_names
+    from kasmina_edge.host.train import load_base, set_threads
+
+    assert folder is not None
+    cells = parse_real_conditions(conditions, parse_snrs(snr))
+    test = parse_record_names(records, "--records")
+    mcfg = dataclasses.replace(MORPH_PRESETS[preset], target=None if target == "host" else target,
+                               seed=seed or 0)  # fmt: skip
+    cfg = dataclasses.replace(CONDITIONS_PRESETS[preset], seed=seed or 0)
+    base, ckpt = load_base(checkpoint)
+    set_threads()
+    log_path = log or out / "morph.jsonl"
+    xlog = ExperimentLog(log_path, command="morph", seed=cfg.seed, config={
+        **mcfg.to_dict(), **cfg.to_dict(), "checkpoint": str(checkpoint), "data": f"wfdb:{folder}",
+        "cells": [c.key for c in cells]})  # fmt: skip
+    con.print(f"experiment {xlog.experiment_id}: condition seeds for {checkpoint} on wfdb:{folder}, "
+              f"{len(cells)} cells ({', '.join(c.key for c in cells)}), target {mcfg.target or 'host'}")  # fmt: skip
+    if preset != "tiny":
+        con.print("[dim]about a minute per cell that grows a seed on 2 cores; --preset tiny is several times faster[/]")
+    with _progress(con) as prog:
+        reading = prog.add_task("reading records", total=None, info="")
+        task = prog.add_task("morph", total=len(cells), info="")
+        done: set[str] = set()
+
+        def on_record(i: int, n: int, name: str) -> None:
+            prog.update(reading, total=n, completed=i, info=name)
+
+        def say(msg: str) -> None:
+            key = msg.split(":")[0]
+            if key not in done and key in {c.key for c in cells}:
+                done.add(key)
+                prog.update(task, completed=len(done) - 1)
+            prog.update(task, info=msg[:70])
+
+        result = run_conditions_morph(base, ckpt, folder, cells, mcfg, cfg, out, noise_folder=noise, test_records=test,
+                                      log=xlog, say=say, on_record=on_record)  # fmt: skip
+        prog.update(reading, completed=prog.tasks[reading].total or 0, info="")
+        prog.update(task, completed=len(cells), info="done")
+    if report:
+        con.print(lifecycle_trace(SimpleNamespace(trials=lambda: [t for c in result.cells for t in c.trials])))  # type: ignore[arg-type]
+    con.print(conditions_table(result))
+    for c in result.cells:
+        con.print(f"  {c.cell.label}: {c.verdict.reason}")
+    roles = result.roles
+    con.print(f"seeds grown on {len(roles.adapt)} records (the base's training records), gated on "
+              f"{', '.join(roles.gate)}, judged on {', '.join(roles.test)}")  # fmt: skip
+    con.print(f"{len(result.library.entries)} seed(s) shipped; library [bold]{out / 'library.json'}[/], table "
+              f"{out / 'conditions.json'}, log {log_path}, {result.seconds:.0f} s")  # fmt: skip
+    return result
 
 
 # --------------------------------------------------------------------------- morph --patient

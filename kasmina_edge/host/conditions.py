@@ -172,6 +172,13 @@ class NoiseBank:
         half = sig.shape[0] // 2
         return sig[:half] if part == "seed" else sig[half:]
 
+    def require(self, names: Sequence[str]) -> None:
+        """One line, before any work, for a noise record the folder lacks."""
+        for name in names:
+            if not (self.folder / f"{name}.hea").exists():
+                raise KasminaError(f"NSTDB noise record {self.folder / name}.hea not found (the noise folder must "
+                                   "hold bw and ma: --noise DIR)")  # fmt: skip
+
 
 def default_noise_folder() -> Path:
     from kasmina_edge.ecg.data import data_root
@@ -291,15 +298,21 @@ def condition_beats(
 
 
 def thin_normal(ds: BeatDataset, max_beats: int | None, seed: int) -> BeatDataset:
-    """At most ``max_beats`` beats: every ectopic (non-N) beat kept, normal beats drawn at random.
+    """At most ``max_beats`` beats, drawn at random: each ectopic class (S, V, F, Q) keeps up to a
+    quarter of them, normal beats fill the rest.
 
     What seeds and fine-tuning train on: normal beats are most of every record and the cheapest to
     leave out; the rare classes are what macro-F1 turns on.
     """
     if max_beats is None or len(ds) <= max_beats:
         return ds
-    normal = np.flatnonzero(ds.labels == 0)
-    other = np.flatnonzero(ds.labels != 0)
-    room = max(0, max_beats - other.size)
-    pick = np.random.default_rng(seed).choice(normal, size=min(room, normal.size), replace=False)
-    return ds.subset(np.sort(np.concatenate([other, pick])))
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(ds.labels)
+    keep: list[np.ndarray] = []
+    for cls in np.unique(labels[labels != 0]):
+        idx = np.flatnonzero(labels == cls)
+        keep.append(rng.choice(idx, size=min(idx.size, max_beats // 4), replace=False))
+    taken = sum(k.size for k in keep)
+    normal = np.flatnonzero(labels == 0)
+    keep.append(rng.choice(normal, size=min(normal.size, max(0, max_beats - taken)), replace=False))
+    return ds.subset(np.sort(np.concatenate(keep)))

@@ -510,4 +510,57 @@ def load_records(folder: Path, names: Sequence[str], base_lead: str,
         if on_record is not None:
             on_record(i, len(names), n)
         out[n] = read_two_leads(folder, n, base_lead)
+    if on_record is not None:
+        on_record(len(names), len(names), "")
     return out
+
+
+# --------------------------------------------------------------------------- `morph --data wfdb:DIR`
+
+
+def report(result: ConditionsMorph, cfg: ConditionsConfig) -> dict[str, Any]:
+    """What ``morph --data`` writes beside the library (``conditions.json``): every cell, judged."""
+    cells = []
+    for c in result.cells:
+        s = c.summary()
+        fig = s["held_out"]
+        if fig is not None:
+            shipped = [] if c.param_fraction is None else [c.param_fraction]
+            nothing = int(c.verdict.code == "nothing_to_recover")
+            s["item2"] = asdict(judge(fig, shipped, nothing, 1, cfg))
+        cells.append(s)
+    return {"roles": asdict(result.roles), "config": cfg.to_dict(), "cells": cells, "seconds": result.seconds,
+            "shipped": sorted(result.library.entries)}  # fmt: skip
+
+
+def run_conditions_morph(
+    base: BeatClassifier,
+    ckpt: Mapping[str, Any],
+    folder: Path,
+    cells: Sequence[RealCondition],
+    mcfg: MorphConfig,
+    cfg: ConditionsConfig,
+    out: Path,
+    *,
+    noise_folder: Path | None = None,
+    test_records: Sequence[str] | None = None,
+    log: Any = None,
+    say: Progress | None = None,
+    on_record: Callable[[int, int, str], None] | None = None,
+) -> ConditionsMorph:
+    """Read the records, grow and judge every cell, write the library of shipped seeds and
+    ``conditions.json`` into ``out``. Every check a user can fail runs before the records are read."""
+    from kasmina_edge.host.conditions import BASE_LEAD, default_noise_folder
+    from kasmina_edge.host.experiment import atomic_write_json
+    from kasmina_edge.host.records import list_records
+
+    roles = roles_from_checkpoint(ckpt, list_records(folder), test_records, str(folder))
+    bank = NoiseBank(noise_folder or default_noise_folder())
+    bank.require(sorted({c.noise for c in cells if c.noise is not None}))
+    lead = str(ckpt.get("data_lead") or BASE_LEAD)
+    records = load_records(folder, [*roles.adapt, *roles.gate, *roles.test], lead, on_record)
+    result = morph_on_records(base, ckpt, records, roles, cells, mcfg, cfg, bank, say=say, log=log)
+    result.library.meta["data"] = f"wfdb:{folder}"
+    result.library.save(out)
+    atomic_write_json(out / "conditions.json", report(result, cfg))
+    return result
