@@ -30,19 +30,11 @@ import torch
 from torch import nn
 
 from kasmina_edge.contracts.lifecycle import EmbargoPolicy, Stage
+from kasmina_edge.core.features import N_SITES, SiteStats, prediction_entropy, signal_features
 from kasmina_edge.host.data import ConditionSplit
 from kasmina_edge.host.experiment import ExperimentLog
 from kasmina_edge.host.model import BeatClassifier, count_host_parameters, count_macs, example_inputs
-from kasmina_edge.host.tamiyo.features import (
-    N_SITES,
-    Observation,
-    SiteStats,
-    prediction_entropy,
-    reference_template,
-    signal_features,
-    site_drift,
-    site_stats,
-)
+from kasmina_edge.host.tamiyo.features import Observation, reference_template, site_drift, site_stats
 from kasmina_edge.host.tamiyo.heuristic import Decision, HeuristicTamiyo, PlateauDetector
 from kasmina_edge.host.tamiyo.masks import (
     ActionSpace,

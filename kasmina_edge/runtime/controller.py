@@ -1,15 +1,15 @@
 """The on-device Tamiyo: which kernel, at which site, with which alpha target — or none.
 
-It reads the host's feature vector (:mod:`features`) and compares it with a clean reference (from
-the bundle when the build recorded one, else measured on the device's first windows). Rules, as on
-the host (``host/tamiyo/heuristic.py``): a *symptom* is present when its feature is worse than the
-reference by a threshold (noise, baseline or mains power 3 dB up; median beat no longer like the
+It reads Tamiyo's feature vector (:mod:`kasmina_edge.core.features`) and compares it with a clean
+reference (from the bundle when the build recorded one, else measured on the device's first windows).
+Rules, the host's (:mod:`kasmina_edge.core.symptoms`): a *symptom* is present when its feature is worse
+than the reference by a threshold (noise, baseline or mains power 3 dB up; median beat no longer like the
 template; a clean signal with an unsure model or drifting sites: a patient shift). The kernels a
 bundle holds are tagged with the condition the host grew them for; a condition treats symptoms
 (``emg`` → noise, ``baseline`` → baseline wander, ``lead`` → morphology, ``patient`` → shift).
 
 * a signal symptom (noise, baseline, powerline) counts only where the signal quality index
-  (:func:`features.signal_quality_ratio`, ``ecg.quality``'s readability) has fallen to
+  (:func:`kasmina_edge.runtime.observation.signal_quality_ratio`, ``ecg.quality``'s readability) has fallen to
   ``quality_drop`` of its clean reference: band powers move on clean records (a new rhythm, the
   wearer moving), while a condition that needs a kernel makes the QRS complexes harder to read;
 * activate: the dominant symptom has been present for ``onset_windows`` decisions and no live
@@ -24,72 +24,22 @@ bundle holds are tagged with the condition the host grew them for; a condition t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.runtime.features import INDEX, N_FEATURES, N_SITES
+from kasmina_edge.core.features import INDEX, N_FEATURES, N_SITES
+from kasmina_edge.core.symptoms import (
+    SIGNAL_SYMPTOMS,
+    SITE_PRIOR,
+    SYMPTOMS,
+    symptom_severity,
+)
 
-SYMPTOMS = ("noise", "baseline", "powerline", "morphology", "shift")
-SIGNAL_SYMPTOMS = ("noise", "baseline", "powerline")  # what the quality index corroborates
-SITE_PRIOR: dict[str, tuple[float, ...]] = {
-    "noise": (1.0, 0.8, 0.4, 0.2),
-    "baseline": (1.0, 0.7, 0.3, 0.2),
-    "powerline": (1.0, 0.6, 0.3, 0.1),
-    "morphology": (0.4, 1.0, 0.8, 0.5),
-    "shift": (0.2, 0.4, 0.8, 1.0),
-}
-def symptom_severity(
-    obs: np.ndarray, ref: np.ndarray, *, power: float, template_corr: float, entropy: float, drift: float
-) -> dict[str, float]:
-    """Severity (> 0 when present) of each symptom against the clean reference ``ref``: the rule the
-    host's heuristic Tamiyo and the device's controller share (the host imports it from here)."""
-    sev = {
-        "noise": obs[INDEX["noise_power"]] - ref[INDEX["noise_power"]] - power,
-        "baseline": obs[INDEX["baseline_power"]] - ref[INDEX["baseline_power"]] - power,
-        "powerline": obs[INDEX["powerline_power"]] - ref[INDEX["powerline_power"]] - power,
-        "morphology": template_corr - obs[INDEX["qrs_template_corr"]],
-    }
-    clean = all(v <= 0 for v in sev.values())
-    ent = obs[INDEX["pred_entropy"]] - ref[INDEX["pred_entropy"]] - entropy
-    worst = max(obs[INDEX[f"drift_site{i}"]] for i in range(N_SITES)) - drift
-    # A patient shift: the signal itself looks clean while the model is unsure, its sites drift,
-    # or the wearer's own annotated beats are at hand (a calibration session).
-    calib = 0.1 if obs[INDEX["calibration"]] >= 0.5 else -1.0
-    sev["shift"] = max(ent, worst * 0.25, calib) if clean else -1.0
-    return {k: float(v) for k, v in sev.items()}
-
-
-# condition tag of a seed (host morph conditions and artifact names) -> symptoms it treats
-CONDITION_SYMPTOMS: dict[str, tuple[str, ...]] = {
-    "emg": ("noise",),
-    "noise": ("noise",),
-    "muscle": ("noise",),
-    "motion": ("noise", "baseline"),
-    "electrode_motion": ("noise", "baseline"),
-    "baseline": ("baseline",),
-    "baseline_wander": ("baseline",),
-    "bw": ("baseline",),
-    "powerline": ("powerline",),
-    "mains": ("powerline",),
-    "lead": ("morphology",),
-    "morphology": ("morphology",),
-    "patient": ("shift",),
-    "shift": ("shift",),
-}
 POLICY_FORMAT = "kasmina-tamiyo-mlp/1"
-
-
-def symptoms_of(tags: Sequence[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for tag in tags:
-        for s in CONDITION_SYMPTOMS.get(tag.lower(), ()):
-            if s not in out:
-                out.append(s)
-    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from kasmina_edge.core.features import SiteStats, beat_matrix, mean_drift, observation_vector, signal_features
+from kasmina_edge.core.symptoms import symptoms_of
 from kasmina_edge.ecg.windowing import Beat, StreamingBeatizer, WindowSpec
 from kasmina_edge.runtime.controller import (
     Controller,
@@ -28,24 +30,19 @@ from kasmina_edge.runtime.controller import (
     Decision,
     ExportedPolicy,
     KernelChoice,
-    symptoms_of,
 )
 from kasmina_edge.runtime.evidence import BeatContextTracker
 from kasmina_edge.runtime.executor import SegmentedExecutor, WindowResult
-from kasmina_edge.runtime.features import (
+from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
+from kasmina_edge.runtime.image import Image, ImageError, check_reference, site_grid
+from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
+from kasmina_edge.runtime.observation import (
     RawBuffer,
     RecentProbs,
     ReferenceCollector,
     SiteAccumulator,
-    SiteStats,
-    observation_vector,
-    signal_features,
     signal_quality_ratio,
-    site_drift,
 )
-from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
-from kasmina_edge.runtime.image import Image, ImageError, check_reference, site_grid
-from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
 
 Sink = Callable[[dict[str, Any]], None]
 ANOMALY_CLASSES = frozenset({"S", "V", "F"})
@@ -227,7 +224,7 @@ class DeviceRuntime:
             return [0.0] * len(self.site_acc)
         if fresh or self._drift is None:
             self._drift = [
-                site_drift(acc.mean, ref) if acc.mean is not None else 0.0
+                mean_drift(acc.mean, ref) if acc.mean is not None else 0.0
                 for acc, ref in zip(self.site_acc, self.site_ref, strict=True)
             ]
         return self._drift
@@ -286,8 +283,6 @@ class DeviceRuntime:
         self.collector.add_sites([a.mean for a in self.site_acc], [a.meansq for a in self.site_acc])
         if len(self._warm) < self.config.warmup_windows:
             return
-        from kasmina_edge.runtime.features import beat_matrix
-
         sig, start = self.raw.view()
         peaks = np.array([r - start for r in self.r_peaks if start <= r < start + sig.shape[0]], dtype=np.int64)
         beats = beat_matrix(sig, self.fs, peaks)

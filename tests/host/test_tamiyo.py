@@ -6,18 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from kasmina_edge.host.tamiyo.features import (
+from kasmina_edge.core.features import (
     FEATURE_NAMES,
     INDEX,
     N_FEATURES,
-    Observation,
     SignalFeatures,
     prediction_entropy,
-    reference_template,
     signal_features,
-    site_drift,
-    site_stats,
 )
+from kasmina_edge.host.tamiyo.features import Observation, reference_template, site_drift, site_stats
 from kasmina_edge.host.tamiyo.heuristic import HeuristicTamiyo, PlateauDetector
 from kasmina_edge.host.tamiyo.masks import ACT, Budget, build_masks, costs_from_registry, default_space
 from kasmina_edge.host.tamiyo.policy import (

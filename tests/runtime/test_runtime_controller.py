@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kasmina_edge.core.features import INDEX, N_FEATURES
+from kasmina_edge.core.symptoms import symptoms_of
 from kasmina_edge.runtime.controller import (
     POLICY_FORMAT,
     Controller,
@@ -12,9 +14,7 @@ from kasmina_edge.runtime.controller import (
     ExportedPolicy,
     KernelChoice,
     PolicyError,
-    symptoms_of,
 )
-from kasmina_edge.runtime.features import INDEX, N_FEATURES
 
 KERNELS = [
     KernelChoice("emg0", 0, "depthwise_separable", symptoms_of(["emg"]), 0.05),

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from helpers_runtime import KERNEL0, image
 
+from kasmina_edge.core.features import signal_features
 from kasmina_edge.ecg.scenarios import make_scenario
 from kasmina_edge.ecg.sources import RecordSource
 from kasmina_edge.runtime.engine import BootError, DeviceRuntime, RuntimeConfig
-from kasmina_edge.runtime.features import signal_features
 from kasmina_edge.runtime.health import HealthLimits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,13 +67,18 @@ def test_boot_refuses_a_segment_that_does_not_reproduce_its_references(bundles: 
 
 
 def test_the_host_trains_tamiyo_on_the_devices_features() -> None:
-    """One definition: the host's Tamiyo features are the device's, not a copy that could drift."""
+    """One definition: the host's observation is core's feature vector, not a copy that could drift."""
     host = pytest.importorskip("kasmina_edge.host.tamiyo.features")
-    from kasmina_edge.runtime import features as device
+    from kasmina_edge.core.features import N_FEATURES, SignalFeatures, observation_vector
 
-    for name in ("signal_features", "prediction_entropy", "beat_matrix", "SignalFeatures", "SiteStats"):
-        assert getattr(host, name) is getattr(device, name), name
-    assert host.FEATURE_NAMES == device.FEATURE_NAMES and host.FEATURE_VERSION == device.FEATURE_VERSION
+    signal = SignalFeatures(0.3, -0.2, 0.1, 0.9, 0.8)
+    obs = host.Observation(signal, 0.4, (1.0, 9.0, -1.0), battery=0.5, link_state=0.5, live_seeds=0.25,
+                           plateau=False, calibration=True)  # fmt: skip
+    device = observation_vector(signal, 0.4, [1.0, 9.0, -1.0], battery=0.5, link_state=0.5, live_seeds=0.25,
+                                plateau=False, calibration=True)  # fmt: skip
+    assert obs.vector().shape == (N_FEATURES,)
+    np.testing.assert_array_equal(obs.vector(), device)
+    assert device[6:10].tolist() == [0.25, 2.0, 0.0, 0.0]  # drift / 4, clipped to [0, 2], missing sites 0
     rec = make_scenario("noisy-walk", 0.5, seed=2)
     sig = rec.lead(0)[: 4 * 360 * 2]
     peaks = rec.beats.samples[rec.beats.samples < sig.shape[0]]
@@ -98,7 +103,7 @@ def test_device_modules_never_import_torch() -> None:
 def test_fast_welch_is_scipys_welch(n: int) -> None:
     from scipy.signal import welch
 
-    from kasmina_edge.runtime.features import welch_psd
+    from kasmina_edge.core.features import welch_psd
 
     x = np.random.default_rng(n).standard_normal(n).cumsum()
     f1, p1 = welch_psd(x, 360.0)

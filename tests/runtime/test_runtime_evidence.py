@@ -11,6 +11,7 @@ from helpers_runtime import KERNEL1, Clock, Events, image, windows
 from runtime_fixtures import mitdb_100
 
 from kasmina_edge.contracts.lifecycle import Stage
+from kasmina_edge.core.features import INDEX, N_FEATURES
 from kasmina_edge.ecg.scenarios import make_scenario
 from kasmina_edge.ecg.sources import RecordSource, open_source
 from kasmina_edge.runtime.controller import Controller, ControllerConfig, KernelChoice
@@ -24,7 +25,6 @@ from kasmina_edge.runtime.evidence import (
     window_evidence,
 )
 from kasmina_edge.runtime.executor import SegmentedExecutor, SiteObservation, SlotConfig, WindowResult
-from kasmina_edge.runtime.features import INDEX, N_FEATURES
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
 from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
 

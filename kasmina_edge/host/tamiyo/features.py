@@ -1,26 +1,9 @@
-"""Tamiyo's observation: a fixed-order feature vector an on-device controller can compute.
+"""Tamiyo's observation on the host: the decision-point record the policy learns from.
 
-Everything here is numpy/scipy on the raw signal and on quantities the device runtime has
-anyway (the model's output probabilities, the seed sites' activation statistics, battery and
-link state), so the same vector is built on the host for training and on the device for
-deciding. The order below is part of the exported policy's interface: **never reorder**,
-only append (and bump ``FEATURE_VERSION``).
-
-Index  name                 meaning (scaled to roughly [-1, 1] or [0, 1])
-  0    noise_power          high-frequency (40–100 Hz, mains bands excluded) power / QRS-band power, dB / 20
-  1    baseline_power       sub-0.7 Hz power / QRS-band power, dB / 20
-  2    powerline_power      50 and 60 Hz (±1 Hz) power / QRS-band power, dB / 20
-  3    qrs_template_corr    correlation of the current median beat with the reference template (1 = same shape)
-  4    beat_consistency     mean correlation of each beat with the current median beat
-  5    pred_entropy         mean prediction entropy / log(n_classes)
-  6..9 drift_site0..3       per-site activation drift: mean over channels of |μ − μ_ref| / mean σ_ref, / 4, in [0, 2]
- 10    battery              state of charge, 0–1
- 11    link_state           0 = down, 0.5 = constrained (LPWAN), 1 = broadband
- 12    security_alert       1 when the device reported a security alert (forces No-Op)
- 13    live_seeds           fraction of sites that already hold a live seed
- 14    plateau              1 when the monitored metric has stopped improving
- 15    calibration          1 when annotated beats of the current wearer are at hand (a calibration
-                            session): what makes a patient-specific seed possible at all
+The feature vector itself, its order and its signal features are :mod:`kasmina_edge.core.features`
+(one definition: the device computes exactly what the policy is trained on). What is here is host-only:
+the :class:`Observation` a morph or patient run fills in, the reference template of a clean recording,
+and per-site statistics and drift from a batch of activations.
 """
 
 from __future__ import annotations
@@ -29,29 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# One definition of the feature vector and its signal features, shared with the device: the runtime's
-# module is numpy/scipy only (a device installs no torch), and the policy trained here reads exactly
-# what the device computes.
-from kasmina_edge.runtime.features import (
-    FEATURE_NAMES,
-    FEATURE_VERSION,
-    INDEX,
-    N_FEATURES,
-    N_SITES,
-    TEMPLATE_HALF_S,
-    SignalFeatures,
-    SiteStats,
-    beat_matrix,
-    prediction_entropy,
-    signal_features,
-)
-from kasmina_edge.runtime.features import site_drift as _drift_of_mean
-
-__all__ = [
-    "FEATURE_NAMES", "FEATURE_VERSION", "INDEX", "N_FEATURES", "N_SITES", "TEMPLATE_HALF_S", "Observation",
-    "SignalFeatures", "SiteStats", "beat_matrix", "prediction_entropy", "reference_template", "signal_features",
-    "site_drift", "site_stats",
-]  # fmt: skip
+from kasmina_edge.core.features import SignalFeatures, SiteStats, beat_matrix, mean_drift, observation_vector
 
 
 @dataclass
@@ -70,27 +31,17 @@ class Observation:
     extras: dict[str, float] = field(default_factory=dict)  # host-only context (never a policy input)
 
     def vector(self) -> np.ndarray:
-        drift = list(self.site_drift[:N_SITES]) + [0.0] * max(0, N_SITES - len(self.site_drift))
-        v = np.array(
-            [
-                self.signal.noise_power,
-                self.signal.baseline_power,
-                self.signal.powerline_power,
-                self.signal.qrs_template_corr,
-                self.signal.beat_consistency,
-                self.pred_entropy,
-                *(min(max(d / 4.0, 0.0), 2.0) for d in drift),
-                self.battery,
-                self.link_state,
-                float(self.security_alert),
-                self.live_seeds,
-                float(self.plateau),
-                float(self.calibration),
-            ],
-            dtype=np.float32,
+        return observation_vector(
+            self.signal,
+            self.pred_entropy,
+            self.site_drift,
+            battery=self.battery,
+            link_state=self.link_state,
+            security_alert=self.security_alert,
+            live_seeds=self.live_seeds,
+            plateau=self.plateau,
+            calibration=self.calibration,
         )
-        assert v.shape == (N_FEATURES,)
-        return v
 
 
 def reference_template(sig: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarray:
@@ -108,9 +59,5 @@ def site_stats(act: np.ndarray) -> SiteStats:
 
 
 def site_drift(act: np.ndarray, ref: SiteStats) -> float:
-    """Mean over channels of |μ − μ_ref|, over the mean reference σ: how far a site has moved.
-
-    The σ is pooled over channels: after a ReLU some channels are (almost) never active, and
-    dividing by their own σ would turn a tiny shift into an enormous drift.
-    """
-    return _drift_of_mean(site_stats(act).mean, ref)
+    """How far a site has moved (:func:`kasmina_edge.core.features.mean_drift`), from a batch of activations."""
+    return mean_drift(site_stats(act).mean, ref)

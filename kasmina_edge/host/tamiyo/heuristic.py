@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kasmina_edge.host.tamiyo.features import INDEX, N_SITES
+from kasmina_edge.core.features import INDEX, N_SITES
+from kasmina_edge.core.symptoms import SITE_PRIOR, symptom_severity
 from kasmina_edge.host.tamiyo.masks import ACT, ActionSpace, Masks
-from kasmina_edge.runtime.controller import SITE_PRIOR, symptom_severity
 
 # The symptoms, where each is best treated (a prior weight per site, site0 = earliest) and how
-# severe it is: the device's controller decides by the same rules, so they are defined once, there.
+# severe it is: the device's controller decides by the same rules (core.symptoms).
 
 # Blueprint preference by symptom: filters for artifacts, re-mappings for shape and patient shift.
 BLUEPRINT_PREFERENCE: dict[str, tuple[str, ...]] = {

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kasmina_edge.host.tamiyo.features import INDEX, N_FEATURES
+from kasmina_edge.core.features import INDEX, N_FEATURES
 from kasmina_edge.host.tamiyo.heuristic import Decision, HeuristicTamiyo, agreement
 from kasmina_edge.host.tamiyo.masks import ACT, ActionSpace, Masks
 from kasmina_edge.host.tamiyo.reward import Outcome, RewardWeights, reward
