@@ -253,12 +253,14 @@ def condition_beats(
     part: str = "seed",
     seed: int = 0,
     clean_cache: dict[str, BeatDataset] | None = None,
+    first_clean_s: float = FIRST_CLEAN_S,
+    stretch_s: float = STRETCH_S,
 ) -> ConditionBeats:
     """Each record under ``cond`` (noise from ``part`` of the noise record), its beats there, and
     those beats clean. Records are two-lead ([base lead, other lead], :func:`read_two_leads`).
 
     The noise of record ``r`` is drawn from a generator seeded by (seed, part, r, cond): the same
-    call gives the same beats.
+    call gives the same beats. ``first_clean_s`` / ``stretch_s``: the NSTDB schedule (5 min, 2 min).
     """
     if not records:
         raise KasminaError(f"{cond.label}: no records")
@@ -284,8 +286,8 @@ def condition_beats(
         rng = np.random.default_rng([seed, NOISE_PARTS.index(part), _salt(rec.name), _salt(cond.key)])
         kind = _NOISE[cond.name][1]
         assert cond.snr_db is not None
-        mixed = mix_noise(rec, noise.part(cond.noise, part), kind, cond.snr_db, rng, lead=0,
-                          source=f"nstdb:{cond.noise}:{part}")  # fmt: skip
+        mixed = mix_noise(rec, noise.part(cond.noise, part), kind, cond.snr_db, rng, lead=0, first_clean_s=first_clean_s,
+                          stretch_s=stretch_s, source=f"nstdb:{cond.noise}:{part}")  # fmt: skip
         noisy = beats_from_record(mixed, SPEC, lead=0)
         assert mixed.artifact_mask is not None
         on = np.flatnonzero(mixed.artifact_mask[noisy.r_peaks] > 0)

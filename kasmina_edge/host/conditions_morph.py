@@ -339,12 +339,14 @@ class FoldData:
     clean_cache: dict[str, BeatDataset]
     replay: BeatDataset  # clean beats of the adaptation records
     clean_gate: BeatDataset  # clean beats of the gate records (G4's "global" metric)
+    schedule: Mapping[str, float] = field(default_factory=dict)  # the noise schedule (default: NSTDB's)
 
     def recs(self, names: Sequence[str]) -> list[Record]:
         return [self.records[n] for n in names]
 
 
-def fold_data(records: Mapping[str, Record], roles: RecordRoles, noise: NoiseBank | None) -> FoldData:
+def fold_data(records: Mapping[str, Record], roles: RecordRoles, noise: NoiseBank | None,
+              schedule: Mapping[str, float] | None = None) -> FoldData:  # fmt: skip
     from kasmina_edge.ecg.dataset import beats_from_record
     from kasmina_edge.host.data import SPEC
 
@@ -352,7 +354,7 @@ def fold_data(records: Mapping[str, Record], roles: RecordRoles, noise: NoiseBan
     for n in (*roles.adapt, *roles.gate, *roles.test):
         cache[n] = beats_from_record(records[n], SPEC, lead=0)
     return FoldData(records, roles, noise, cache, concat([cache[n] for n in roles.adapt]),
-                    concat([cache[n] for n in roles.gate]))  # fmt: skip
+                    concat([cache[n] for n in roles.gate]), dict(schedule or {}))  # fmt: skip
 
 
 def grow_cell(
@@ -379,11 +381,11 @@ def grow_cell(
     say_("mixing the condition into the records")
     roles = data.roles
     adapt = condition_beats(data.recs(roles.adapt), cell, noise=data.noise, part="seed", seed=seed,
-                            clean_cache=data.clean_cache)  # fmt: skip
+                            clean_cache=data.clean_cache, **data.schedule)  # fmt: skip
     gate = condition_beats(data.recs(roles.gate), cell, noise=data.noise, part="seed", seed=seed + 1,
-                           clean_cache=data.clean_cache)  # fmt: skip
+                           clean_cache=data.clean_cache, **data.schedule)  # fmt: skip
     test = condition_beats(data.recs(roles.test), cell, noise=data.noise, part="test", seed=seed + 2,
-                           clean_cache=data.clean_cache)  # fmt: skip
+                           clean_cache=data.clean_cache, **data.schedule)  # fmt: skip
     truth_g = np.asarray(gate.condition.labels)
     base_g = _pred(base, gate.condition)
     gate_clean = _gate_metric(truth_g, _pred(base, gate.clean), mcfg.gate_min_support)
@@ -464,15 +466,19 @@ def morph_on_records(
     *,
     say: Progress | None = None,
     log: Any = None,
+    schedule: Mapping[str, float] | None = None,
 ) -> ConditionsMorph:
-    """Every cell for one base; the shipped seeds make the seed library (saved by :func:`save_library`)."""
+    """Every cell for one base; the shipped seeds make the seed library (``library.save`` writes it).
+
+    ``schedule``: ``first_clean_s`` / ``stretch_s`` of the noise schedule (default NSTDB's 5 min, 2 min).
+    """
     from kasmina_edge.host.morph import log_sink
     from kasmina_edge.host.seed_library import SeedLibrary
 
     t0 = time.perf_counter()
     for site in base.sites.values():
         site.telemetry_enabled = False  # the base's own forwards: no seed, nothing to watch
-    data = fold_data(records, roles, noise)
+    data = fold_data(records, roles, noise, schedule)
     reference = measure_reference(base, data.replay, data.clean_gate, data.recs(roles.gate))
     ctrl = make_controller(base, reference, mcfg)
     base_params = count_host_parameters(base)
