@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any, NoReturn
@@ -12,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from kasmina_edge import __version__
-from kasmina_edge.cli import catalog, demo, ecg
+from kasmina_edge.cli import build, catalog, demo, device, ecg, evaluate, host, keys, net, profile
 from kasmina_edge.cli.common import EXIT_USER_ERROR, add_pending, err_console
 from kasmina_edge.cli.home import apply_home
 from kasmina_edge.contracts.errors import KasminaError
@@ -85,58 +84,12 @@ def _root(
         os.environ["KASMINA_VERBOSE"] = "1"
 
 
-# Command modules that `register(app)` themselves, and the placeholders used until each exists:
-# module -> [(command, issue, what)].
-_MODULES: dict[str, list[tuple[str, int, str]]] = {
-    "kasmina_edge.cli.host": [
-        ("train", 4, "train the base ECG beat classifier"),
-        ("morph", 4, "grow seed kernels per signal condition"),
-    ],
-    "kasmina_edge.cli.build": [("build", 5, "ahead-of-time build per target into a signed bundle")],
-    "kasmina_edge.cli.device": [
-        ("flash", 6, "flash a bundle to a device or emulator"),
-        ("run", 6, "stream ECG through the on-device runtime"),
-    ],
-    "kasmina_edge.cli.profile": [("profile", 10, "hardware profiler reports")],
-    "kasmina_edge.cli.net": [
-        ("broker", 9, "embedded MQTT broker"),
-        ("monitor", 9, "live telemetry monitor"),
-        ("send", 9, "signed command to a device"),
-        ("ota", 9, "over-the-air bundle update"),
-    ],
-    "kasmina_edge.cli.evaluate": [("evaluate", 11, "beat-by-beat evaluation against reference annotations")],
-}
-
-
-def _register_modules() -> None:
-    for module, placeholders in _MODULES.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real import error inside the module must surface
-                raise
-            for name, issue, what in placeholders:
-                add_pending(app, name, issue, what)
-            continue
-        mod.register(app)
-
-
-def _register_keys() -> None:
-    try:
-        keys = importlib.import_module("kasmina_edge.cli.keys")
-    except ModuleNotFoundError as exc:
-        if exc.name != "kasmina_edge.cli.keys":
-            raise
-        add_pending(app, "keys", 5, "create the Ed25519 signing keys for bundles")
-        return
-    app.add_typer(keys.app, name="keys")
-
-
 app.add_typer(ecg.app, name="ecg")
 app.add_typer(catalog.profiles_app, name="profiles")
 app.add_typer(catalog.targets_app, name="targets")
-_register_keys()
-_register_modules()
+app.add_typer(keys.app, name="keys")
+for command_group in (host, build, device, profile, net, evaluate):  # each adds its own commands
+    command_group.register(app)
 add_pending(app, "dashboard", 9, "web dashboard")
 add_pending(app, "fleet", 9, "fleet view of many devices")
 add_pending(app, "validate", 11, "validate a bundle against recorded data")

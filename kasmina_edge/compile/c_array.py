@@ -8,11 +8,8 @@ Written by hand: a few lines of formatting, and no tool in the base install does
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 _BYTES_PER_LINE = 12
 
@@ -80,25 +77,6 @@ def render(
         cc.append(f'  {{"{name}", g_{ident}, {len(models[name])}u, {int(arenas.get(name, 0))}u}},')
     cc += ["};", ""]
     return "\n".join(h), "\n".join(cc)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_c_arrays(
-    models: Mapping[str, bytes], out_dir: Path, arenas: Mapping[str, int] | None = None
-) -> tuple[Path, Path]:
-    """Write ``model_data.h`` and ``model_data.cc`` into ``out_dir``; return their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header, source = render(models, arenas)
-    h_path, cc_path = out_dir / "model_data.h", out_dir / "model_data.cc"
-    _atomic_write(h_path, header)
-    _atomic_write(cc_path, source)
-    return h_path, cc_path
 
 
 def parse_c_array(source: str, name: str) -> bytes:

@@ -158,11 +158,6 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def load_npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data)) as z:
-        return {k: z[k] for k in z.files}
-
-
 def macro_f1(truth: np.ndarray, logits: np.ndarray, n_classes: int = 5, *, min_support: int = 1) -> float:
     """Macro-F1 over the classes with at least ``min_support`` beats in ``truth`` (with 1: the host's
     definition, so figures compare)."""

@@ -21,7 +21,3 @@ def data_root() -> Path:
 def mitdb_path(record: str) -> Path:
     """Base path (no extension) of an MIT-BIH record, e.g. ``mitdb_path("100")``."""
     return data_root() / "mitdb" / record
-
-
-def has_record(base: Path) -> bool:
-    return base.with_name(base.name + ".hea").exists()

@@ -157,23 +157,6 @@ class FairUseLedger:
         self._downlinks.append(at)
 
 
-class RadioBudget(Protocol):
-    """What the uplink scheduler asks of a radio before it sends."""
-
-    profile: NetworkProfile
-
-    @property
-    def max_payload_bytes(self) -> int: ...
-
-    def airtime_s(self, payload_bytes: int) -> float: ...
-
-    def earliest_tx(self, now: float, payload_bytes: int) -> float: ...
-
-    def fair_use_left_s(self, now: float) -> float: ...
-
-    def commit(self, start: float, payload_bytes: int) -> Transmission: ...
-
-
 def fallback_rates(profile: LoRaProfile) -> list[LoRaProfile]:
     """The region's other data rates that carry more than ``profile`` (same file, ``NAME-drN``), slowest first:
     where a frame does not fit the profile's data rate, the device sends that one uplink faster (LoRaWAN lets a

@@ -36,7 +36,6 @@ from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.core.airtime import time_on_air_s
 from kasmina_edge.core.profiles import LoRaProfile, NetworkProfile
 from kasmina_edge.net.fec import FragmentPlan, encode_fragments
-from kasmina_edge.net.link import DutyCycleLedger
 
 FRAGMENT_TAG = 0xF1
 CHUNK_TAG = 0xF2
@@ -161,24 +160,6 @@ def fragment_messages(data: bytes, args: dict[str, Any]) -> list[bytes]:
 def chunk_message(data: bytes, args: dict[str, Any], index: int) -> bytes:
     size = int(args["piece_bytes"])
     return OTA_HEADER.pack(CHUNK_TAG, args["session"], index) + data[index * size : (index + 1) * size]
-
-
-def multicast_schedule(profile: LoRaProfile, count: int, start: float = 0.0) -> list[float]:
-    """When a gateway may send ``count`` fragments back to back under its downlink duty cycle."""
-    if profile.downlink_duty_cycle is None:
-        step = time_on_air_s(profile, profile.max_payload_bytes) + 0.05
-        return [start + i * step for i in range(count)]
-    ledger = DutyCycleLedger(profile.downlink_duty_cycle)
-    from kasmina_edge.net.link import Transmission
-
-    airtime = time_on_air_s(profile, profile.max_payload_bytes)
-    out, t = [], start
-    for _ in range(count):
-        t = ledger.earliest(t, airtime)
-        ledger.record(Transmission(t, airtime, profile.max_payload_bytes))
-        out.append(t)
-        t += airtime
-    return out
 
 
 # --------------------------------------------------------------------------------------------- operator side

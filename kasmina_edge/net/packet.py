@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -375,15 +374,3 @@ class Uplink:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"uplink envelope: {exc}") from None
-
-
-def pack_limit(records: Sequence[SeqRecord], limit: int, drops: int = 0) -> int:
-    """How many of ``records`` (in order) fit ``limit`` bytes of binary packet."""
-    used = packet_header_bytes(drops)
-    n = 0
-    for r in records:
-        used += frame_bytes(r.record)
-        if used > limit:
-            break
-        n += 1
-    return n

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -556,7 +555,3 @@ class UplinkScheduler:
         sent = [e.last_sent_at + self._resend_delay(e) for e in self.queue.entries.values() if e.sent]
         times += sent
         return max(now, min(times, default=math.inf))
-
-
-def submit_all(queue: RecordQueue, records: Iterable[Record], now: float) -> list[int]:
-    return [queue.submit(r, now) for r in records]

@@ -34,14 +34,6 @@ class ActionSpace:
             "intensities": list(self.intensities),
         }
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Iterable[object]]) -> ActionSpace:
-        return cls(
-            sites=tuple(str(s) for s in d["sites"]),
-            blueprints=tuple(str(b) for b in d["blueprints"]),
-            graftings=tuple(str(g) for g in d["graftings"]),
-            intensities=tuple(float(str(i)) for i in d["intensities"]),
-        )
 
 
 @dataclass(frozen=True)

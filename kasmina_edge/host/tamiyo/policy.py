@@ -422,10 +422,3 @@ def decision_latency_us(
 
 def save_policy(policy: TamiyoPolicy) -> dict[str, object]:
     return {"space": policy.space.to_dict(), "state": policy.state_dict(), "n_features": N_FEATURES}
-
-
-def load_policy(blob: Mapping[str, object]) -> TamiyoPolicy:
-    space = ActionSpace.from_dict(blob["space"])  # type: ignore[arg-type]
-    pol = TamiyoPolicy(space)
-    pol.load_state_dict(blob["state"])  # type: ignore[arg-type]
-    return pol
