@@ -24,8 +24,9 @@ Nothing is written half: the bundle goes to its file first (temp file + ``os.rep
 the same way) names it: that write is the commit; a power cut before it leaves the old index, and the file no
 entry names is swept at the next install.
 
-Wear: MCU flash wears out per erase block (STACK-NOTES: ~10,000 cycles; a 150 KB image costs ~38 blocks per A/B
-update). The store is a ring of ``sectors`` erase blocks: each install erases the next blocks and counts every
+Wear: MCU flash wears out per erase block (10,000 erase cycles per sector in the STM32H743 datasheet, DS12110;
+MCUboot's swap through a 4 KB scratch sector erases it once per image sector, github.com/mcu-tools/mcuboot
+docs/design.md "Image Swapping", so a 150 KB image costs ~38 erases per A/B update). The store is a ring of ``sectors`` erase blocks: each install erases the next blocks and counts every
 erase per block, so an update reports what it cost beside what a full-image update would have cost.
 
 Older layouts are migrated on the first install: ``kernels/store.json`` (the flash path's list of ``.kedge``
@@ -53,7 +54,7 @@ STORE_DIR = "kernels"
 INDEX = f"{STORE_DIR}/index.json"
 LEGACY_LIST = f"{STORE_DIR}/store.json"  # the flash path's list before there was one store
 DEFAULT_SECTORS = 256  # 1 MiB of kernel store: what a 2 MB MCU (STM32H743) keeps beside two A/B image slots
-ENDURANCE_CYCLES = 10_000  # NOR flash erase endurance (STACK-NOTES, MCUboot's arithmetic)
+ENDURANCE_CYCLES = 10_000  # NOR flash erase endurance per sector (STM32H743 datasheet DS12110: 10 kcycles)
 LIVE_AT = "next boot"  # a stored kernel is loaded when the device boots; a running image is not changed
 
 

@@ -1,7 +1,8 @@
 """Child process for TFLite Micro: load models with a given arena, report allocations, run inputs.
 
 Run as ``python -m kasmina_edge.core._tflm_worker JOB.json``. A too-small arena can crash the
-process (STACK-NOTES: 4,096 B segfaulted), which is why the parent only ever talks to this one
+process (a 4,096 B arena segfaulted the tflite-micro Python interpreter on a 49 k-parameter CNN rather
+than raise), which is why the parent only ever talks to this one
 through files and exit codes. For each job it prints one JSON line on stdout; the C++ allocator's
 own report goes to stderr, where the parent reads "Arena allocation total N bytes".
 """

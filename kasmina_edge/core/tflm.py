@@ -6,8 +6,9 @@ process (``_tflm_worker``) because an arena that is too small can crash the proc
 raising. The reported size is then confirmed by loading the model with exactly that arena, again in
 a child; if that fails the arena grows by steps until it loads.
 
-Parity: TFLite Micro's kernels mirror LiteRT's *reference* kernels (``BUILTIN_REF``), not its
-optimized ones (STACK-NOTES): outputs are compared with those, bit-exact expected except for ops
+Parity: TFLite Micro's kernels call TFLite's *reference* implementations
+(``tensorflow/lite/kernels/internal/reference/``, github.com/tensorflow/tflite-micro), which LiteRT runs
+with ``BUILTIN_REF``, not its optimized ones: outputs are compared with those, bit-exact expected except for ops
 known to round differently (FULLY_CONNECTED), which may differ by at most 1 LSB; argmax identical
 wherever the two best logits are more than 2 LSB apart (closer ones may swap within that 1 LSB).
 """

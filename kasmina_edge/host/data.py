@@ -1,7 +1,7 @@
 """Training and morphing data from the ECG layer: synthetic patients, patient-wise splits, conditions.
 
-Beats of one patient never sit on both sides of a split (STACK-NOTES: inter-patient is the
-honest setting). Signal conditions are what morph grows seeds for; each is applied to whole
+Beats of one patient never sit on both sides of a split (the inter-patient setting of de Chazal et al.,
+IEEE TBME 51(7):1196-1206, 2004: a patient on both sides overstates what a model does for a new one). Signal conditions are what morph grows seeds for; each is applied to whole
 records by the ECG layer (real NSTDB noise where the data is present), so a condition is
 the same thing on the host and in the device's signal.
 """
@@ -41,7 +41,8 @@ class Condition:
 
 
 # Levels are chosen where the base is *shown* to be hurt (bench_morph reports the drop): real
-# muscle noise barely hurts after the band-pass at 6 dB (STACK-NOTES), so EMG is taken lower.
+# muscle noise (NSTDB 'ma') puts most of its power outside the 0.5-40 Hz band the base sees, so at 6 dB it
+# barely hurts after the band-pass; EMG is taken lower.
 CONDITIONS: dict[str, Condition] = {
     "emg": Condition("emg", "muscle (EMG) noise, NSTDB 'ma', -6 dB SNR", "artifact", "emg", -6.0, tags=("artifact", "emg")),
     "baseline": Condition(

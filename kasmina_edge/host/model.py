@@ -6,8 +6,9 @@ the classifier head, so the network splits cleanly at its seed sites into segmen
 the last segment takes (activation, rr)): the ahead-of-time build exports each segment and
 each seed kernel on its own and chains them on the device.
 
-Deliberately absent: BatchNorm (litert-torch does not fold it; STACK-NOTES) and MaxPool1d
-(the PT2E quantizer's same-scale pitfall). Down-sampling is done by strided convolutions,
+Deliberately absent: BatchNorm (litert-torch 0.10 converts it into extra TRANSPOSE/MUL/ADD ops instead of
+folding it into the convolution) and MaxPool1d (litert-torch's PT2E quantizer shares scales across
+``max_pool2d`` only, and refuses a MaxPool1d: "quantization parameters violate the same scale constraint"). Down-sampling is done by strided convolutions,
 pooling by a global mean.
 """
 

@@ -1,7 +1,8 @@
 """Real recordings for base training: a folder of annotated WFDB records, split patient-wise.
 
 A record is one patient: it sits wholly on the training or on the validation side, never on
-both (STACK-NOTES: inter-patient is the honest setting). Everything a user can get wrong (a
+both: the inter-patient setting of de Chazal, O'Dwyer and Reilly (IEEE TBME 51(7):1196-1206, 2004), since
+beats of one patient on both sides overstate what a model does for a patient it never saw. Everything a user can get wrong (a
 missing record, a record on both sides, no ``.atr``, symbols outside the AAMI mapping, no beat
 left) is checked from the headers and annotation files by :func:`plan_split`, before any
 signal is read or any training starts; :func:`read_split` then reads the beats.

@@ -10,7 +10,8 @@ Per op: ``max(compute, memory)`` where
   memory when the memory plan's peak fits it, off chip otherwise.
 
 Per invoke it adds the interpreter's dispatch and, for an Edge TPU, the host-link transfers. The
-profiles state ``per_invoke_overhead_s`` for the ~15-op probe model their comments name (STACK-NOTES);
+profiles state ``per_invoke_overhead_s`` for a ~15-op model (a 49 k-parameter 1-D CNN; each profile's
+``[sources]`` says where its figure comes from);
 an interpreter that dispatches every op (TFLite Micro, LiteRT, ONNX Runtime) pays a fixed share of it
 and the rest in proportion to its op count (``FIXED_OVERHEAD_SHARE``, fitted to ONNX Runtime here: a
 3-op model costs ~9 us, a 6-op one ~14 us). An Edge TPU or an NPU runs its part as one command: the

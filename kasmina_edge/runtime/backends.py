@@ -37,7 +37,7 @@ from kasmina_edge.core.tensors import TensorInfo
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 LiteRtMode = Literal["xnnpack", "builtin", "reference"]
 BACKEND_NAMES = ("litert", "litert-edgetpu", "tflite-micro", "onnxruntime")
-MICRO_DEFAULT_ARENA_FACTOR = 10  # TFLite Micro's own default: 10x the model size (STACK-NOTES)
+MICRO_DEFAULT_ARENA_FACTOR = 10  # tflite_micro.runtime.Interpreter's own default arena: 10x the model size
 MICRO_MIN_ARENA = 64 * 1024  # too small an arena can crash the process rather than raise: stay generous
 
 
