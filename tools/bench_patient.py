@@ -148,7 +148,7 @@ def fold_base_bundle(fold_dir: Path, ckpt_path: Path, keys: Path) -> Path:
     from kasmina_edge.compile.pipeline import BuildRequest, build
 
     out = fold_dir / "base-edgetpu.kedge"
-    if not out.exists():
+    if not out.exists() or out.stat().st_mtime < ckpt_path.stat().st_mtime:  # a retrained base: a new bundle
         build(
             BuildRequest(checkpoint=ckpt_path, seeds=None, target="edgetpu", out=out, keys=keys, strict=False)
         )
@@ -172,18 +172,26 @@ def device_parity(res: dict[str, Any], fold_dir: Path, ckpt_path: Path, base_bun
                                base_bundle=base_bundle, con=quiet,
                                beats=adaptation_set(res["window"], res["common"]))  # fmt: skip
         kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))
-    int8 = int8_chain_eval(base_bundle, kernel_bundle, keys, res["test"], record, start_s,
-                           seed.rr_scale if seed.fossilized else None)  # fmt: skip
+    from kasmina_edge.host.patient import classes_of
+
+    int8, int8_pred = int8_chain_eval(base_bundle, kernel_bundle, keys, res["test"], record, start_s,
+                                      seed.rr_scale if seed.fossilized else None)  # fmt: skip
     float_ = res["evals"]["seed"]
+    float_pred = classes_of(res["models"]["seed"], res["test"])
+    # Beats the int8 chain classifies as the float model does: macro-F1 over a class of 1-3 test
+    # beats moves by points on one beat, agreement says how many beats moved.
+    agreement = float(np.mean([a == b for a, b in zip(int8_pred, float_pred, strict=True)])) if int8_pred else 1.0
     return {"record": res["record"], "seeded": seed.fossilized, "float_macro_f1": float_.macro_f1(),
             "int8_macro_f1": int8.macro_f1(), "delta": int8.macro_f1() - float_.macro_f1(),
+            "beat_agreement": agreement, "beats_changed": int(round((1 - agreement) * len(float_pred))),
             "kernel_bytes": kernel_bytes, "transfer": transfer_estimates(kernel_bytes) if kernel_bytes else None,
             "int8": int8.to_dict()}  # fmt: skip
 
 
 def int8_chain_eval(base_bundle: Path, kernel_bundle: Path | None, keys: Path, test: Any, record: Any, start_s: float,
-                    rr_scale: np.ndarray | None) -> Any:  # fmt: skip
-    """The int8 artifacts the device runs, chained on the test beats (the kernels live at their sites)."""
+                    rr_scale: np.ndarray | None) -> tuple[Any, list[str]]:  # fmt: skip
+    """The int8 artifacts the device runs, chained on the test beats (the kernels live at their sites):
+    the evaluation and the class of every beat."""
     from kasmina_edge.compile.chain import ChainLayout, tflite_chain
     from kasmina_edge.contracts.bundle import read_bundle
     from kasmina_edge.ecg.evaluate import evaluate_beats
@@ -207,28 +215,20 @@ def int8_chain_eval(base_bundle: Path, kernel_bundle: Path | None, keys: Path, t
     pred = [AAMI_CLASSES[int(k)] for k in np.asarray(logits).argmax(1)]
     return evaluate_beats(
         test.r_peaks, test.labels, test.r_peaks, pred, record.fs, name=record.name, start_s=start_s
-    )
+    ), pred
 
 
 def transfer_estimates(kernel_bytes: int) -> dict[str, Any]:
     """Seconds (or days) to get ``kernel_bytes`` to the device: LoRaWAN downlinks under fair use vs IP links."""
     from kasmina_edge.core import catalog
+    from kasmina_edge.core.airtime import max_payload_bytes, time_on_air_s
 
-    out: dict[str, Any] = {"kernel_bytes": kernel_bytes}
-    try:
-        from kasmina_edge.core.airtime import max_payload_bytes, time_on_air_s
-
-        source = "kasmina_edge.net.link"
-    except ImportError:  # the link simulator is another issue's: fall back to the catalog's own figures
-        max_payload_bytes = None  # type: ignore[assignment]
-        time_on_air_s = None  # type: ignore[assignment]
-        source = "catalog (net.link absent)"
-    out["source"] = source
+    out: dict[str, Any] = {"kernel_bytes": kernel_bytes, "source": "kasmina_edge.core.airtime"}
     for name in ("lorawan-eu868-dr0", "lorawan-eu868-dr5"):
         p = catalog.network(name)
-        payload = max_payload_bytes(p) if max_payload_bytes else p.max_payload_bytes  # type: ignore[attr-defined]
+        payload = max_payload_bytes(p)
         frames = math.ceil(kernel_bytes / payload)
-        air = frames * (time_on_air_s(p, payload) if time_on_air_s else p.time_on_air_s(payload))  # type: ignore[attr-defined]
+        air = frames * time_on_air_s(p, payload)
         per_day = p.fair_use.downlinks_per_day  # type: ignore[attr-defined]
         out[name] = {"frames": frames, "payload_bytes": payload, "airtime_s": round(air, 2),
                      "days_fair_use": round(frames / per_day, 1), "downlinks_per_day": per_day}  # fmt: skip
@@ -313,8 +313,8 @@ def device_path(r: str, fold_dir: Path, ckpt_path: Path, record: Any, res: dict[
     assert record.beats is not None
     float_detected = evaluate_beats(record.beats.samples, record.beats.classes, detected.r_peaks,
                                     classes_of(float_seed_model, detected), record.fs, name=r, start_s=start_s)  # fmt: skip
-    int8_seed = int8_chain_eval(base_bundle, seed_bundle, keys, res["test"], record, start_s, seed.rr_scale)
-    int8_base = int8_chain_eval(base_bundle, None, keys, res["test"], record, start_s, None)
+    int8_seed, _ = int8_chain_eval(base_bundle, seed_bundle, keys, res["test"], record, start_s, seed.rr_scale)
+    int8_base, _ = int8_chain_eval(base_bundle, None, keys, res["test"], record, start_s, None)
     kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))
     return {
         "record": r, "outcome": seed.outcome, "base_build_s": base_build_s, "morph_patient_s": morph_s,
@@ -379,7 +379,8 @@ def gate_table(results: list[dict[str, Any]]) -> Table:
 
 def parity_table(parity: list[dict[str, Any]]) -> Table:
     t = Table(title="device: int8 chain (base bundle + kernel-only bundle) beside float, same test beats")
-    cols = ("record", "seeded", "float F1", "int8 F1", "int8 − float", "≤ 1 pt", "kernel B", "LoRa DR5/DR0 d", "NB-IoT s")
+    cols = ("record", "seeded", "float F1", "int8 F1", "int8 − float", "≤ 1 pt", "beats moved", "kernel B",
+            "LoRa DR5/DR0 d", "NB-IoT s")  # fmt: skip
     for col in cols:
         t.add_column(col, justify="right")
     for d in parity:
@@ -387,7 +388,8 @@ def parity_table(parity: list[dict[str, Any]]) -> Table:
         tr = d.get("transfer") or {}
         lora = f"{tr['lorawan-eu868-dr5']['days_fair_use']}/{tr['lorawan-eu868-dr0']['days_fair_use']}" if tr else "-"
         t.add_row(d["record"], "yes" if d["seeded"] else "base", pct(d["float_macro_f1"]), pct(d["int8_macro_f1"]),
-                  f"{100 * d['delta']:+.1f}", "yes" if ok else "[red]no", str(d["kernel_bytes"] or "-"), lora,
+                  f"{100 * d['delta']:+.1f}", "yes" if ok else "[red]no",
+                  str(d['beats_changed']), str(d["kernel_bytes"] or "-"), lora,
                   f"{tr['nb-iot']['seconds']:.1f}" if tr else "-")  # fmt: skip
     return t
 
