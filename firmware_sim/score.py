@@ -1,8 +1,9 @@
 """How well a run classified: beats found, and their classes, against a record's reference beats.
 
-Detected beats are paired one to one with reference beats within 150 ms (the AAMI EC57 window, as
-``ecg.qrs.match_beats``); classes are compared on the pairs. Per-class sensitivity (Se) and positive
-predictivity (+P) are reported, never accuracy alone; macro-F1 is over the classes present in the
+Detected beats are paired one to one with reference beats by the EC57 rule (``ecg.beat_match``, the
+matcher the QRS figures and ``ecg.evaluate`` use); classes are compared on the pairs. Per-class
+sensitivity (Se) and positive predictivity (+P) are over the matched beats (``ecg.evaluate`` also
+counts the missed and extra ones), never accuracy alone; macro-F1 is over the classes present in the
 reference.
 """
 
@@ -14,33 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from kasmina_edge.ecg.beat_match import match_beats
 from kasmina_edge.ecg.types import AAMI_CLASSES, Record
-
-MATCH_WINDOW_S = 0.15
-
-
-def pair_beats(ref: np.ndarray, det: np.ndarray, fs: float, window_s: float = MATCH_WINDOW_S) -> list[tuple[int, int]]:
-    """(reference index, detection index) pairs: each reference beat to the nearest free detection."""
-    r = np.asarray(ref, dtype=np.int64).reshape(-1)
-    d = np.asarray(det, dtype=np.int64).reshape(-1)
-    order = np.argsort(d, kind="stable")
-    ds = d[order]
-    w = int(round(window_s * fs))
-    used = np.zeros(ds.shape[0], dtype=bool)
-    pairs = []
-    for i in np.argsort(r, kind="stable"):
-        x = int(r[i])
-        lo = int(np.searchsorted(ds, x - w, side="left"))
-        hi = int(np.searchsorted(ds, x + w, side="right"))
-        best, best_dist = -1, w + 1
-        for j in range(lo, hi):
-            dist = abs(int(ds[j]) - x)
-            if not used[j] and dist < best_dist:
-                best, best_dist = j, dist
-        if best >= 0:
-            used[best] = True
-            pairs.append((int(i), int(order[best])))
-    return pairs
 
 
 @dataclass
@@ -119,8 +95,7 @@ def score_run(
     dk = (det_s >= lo) & (det_s < hi)
     det_s, det_c = det_s[dk], det_c[dk]
     conf = np.zeros((len(AAMI_CLASSES), len(AAMI_CLASSES)), dtype=np.int64)
-    pairs = pair_beats(ref_s, det_s, fs)
-    for i, j in pairs:
-        if det_c[j] >= 0:
-            conf[ref_c[i], det_c[j]] += 1
-    return BeatScore(int(ref_s.shape[0]), int(det_s.shape[0]), len(pairs), conf)
+    pairs = match_beats(ref_s, det_s, fs)
+    known = det_c[pairs.pred] >= 0
+    np.add.at(conf, (ref_c[pairs.ref][known], det_c[pairs.pred][known]), 1)
+    return BeatScore(int(ref_s.shape[0]), int(det_s.shape[0]), pairs.tp, conf)

@@ -44,8 +44,9 @@ from rich.table import Table
 from scipy.integrate import solve_ivp
 
 from kasmina_edge.ecg.anomalies import PAC, PVC
+from kasmina_edge.ecg.beat_match import match_beats, sensitivity_ppv
 from kasmina_edge.ecg.data import mitdb_path
-from kasmina_edge.ecg.qrs import QrsDetector, detect_qrs, match_beats, sensitivity_ppv
+from kasmina_edge.ecg.qrs import QrsDetector, detect_qrs
 from kasmina_edge.ecg.quality import READABLE_MIN_RATIO, QualityTrack, calibrate_threshold, quality_track
 from kasmina_edge.ecg.synth import PatientParams, random_patient, synthesize
 from kasmina_edge.ecg.windowing import StreamingBeatizer
@@ -159,7 +160,7 @@ def bench_detection(records: list[str], repeat: int, baselines: bool) -> tuple[l
         for impl, fn in impls:
             reps = repeat if impl.startswith("ours") else 1
             wall, det = _best_of(lambda fn=fn, x=x, fs=fs: fn(x, fs), reps)
-            tp, fp, fn_ = match_beats(ref, det, fs)
+            tp, fp, fn_ = match_beats(ref, det, fs).counts
             se, ppv = sensitivity_ppv(tp, fp, fn_)
             rows.append({"task": f"QRS detection, {label}", "impl": impl, "signal_s": x.shape[0] / fs,
                          "wall_s": wall, "x_realtime": x.shape[0] / fs / wall, "tp": tp, "fp": fp, "fn": fn_,
@@ -200,7 +201,7 @@ def _scored(samples: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def _count(ref: np.ndarray, det: np.ndarray, fs: float) -> dict[str, int]:
-    tp, fp, fn = match_beats(ref, det, fs)
+    tp, fp, fn = match_beats(ref, det, fs).counts
     return {"tp": tp, "fp": fp, "fn": fn}
 
 
@@ -368,7 +369,7 @@ def tune_premature(records: list[str], minutes: float, seed: int) -> dict[str, A
             cond = "clean" if kind == "clean" else f"{kind} {snr:g} dB"
             for g in TUNE_GRID:
                 det = detect_qrs(x.lead(0), x.fs, QrsParams(*g))
-                counts[(g, name, cond)] = match_beats(ref, _scored(det, region), x.fs)
+                counts[(g, name, cond)] = match_beats(ref, _scored(det, region), x.fs).counts
         console.print(f"  tuned on {name}", style="dim")
     cnames = [("clean" if k == "clean" else f"{k} {s:g} dB") for k, s in conds]
     noisy = [c for c in cnames if c != "clean"]

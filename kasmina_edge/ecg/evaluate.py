@@ -1,7 +1,7 @@
 """Beat-by-beat evaluation of beat-class predictions against reference annotations (AAMI EC57 style).
 
-Predicted beats are paired one to one with reference beats within 150 ms (the EC57 match window):
-closest pairs first, each beat used once. On the pairs, the classes form a confusion matrix; a
+Predicted beats are paired one to one with reference beats by the EC57 rule of
+:mod:`kasmina_edge.ecg.beat_match` (within 150 ms, closest pairs first, each beat used once). On the pairs, the classes form a confusion matrix; a
 reference beat left without a prediction is *missed* (it counts against its class's sensitivity),
 a prediction left without a reference beat is *extra* (it counts against the predicted class's
 positive predictivity). Per AAMI class N/S/V/F: sensitivity (Se), positive predictivity (+P) and
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.ecg.beat_match import MATCH_WINDOW_S, match_beats
 from kasmina_edge.ecg.types import AAMI_CLASSES, AAMI_INDEX, Beats
 
-MATCH_WINDOW_S = 0.15
 REPORTED_CLASSES: tuple[str, ...] = ("N", "S", "V", "F")
 N_CLASSES = len(AAMI_CLASSES)
 MISSED = N_CLASSES  # confusion column of reference beats nobody predicted
@@ -43,64 +43,7 @@ class EvaluationError(KasminaError):
     """Predictions or references that cannot be evaluated (unreadable log, no beats, bad class)."""
 
 
-# ----------------------------------------------------------------------------------- matching
-
-
-@dataclass(frozen=True)
-class BeatPairs:
-    """Indices into the reference and prediction arrays: matched pairs, then what is left on each side."""
-
-    ref: np.ndarray  # int64 (m,)
-    pred: np.ndarray  # int64 (m,)
-    missed: np.ndarray  # reference indices without a prediction
-    extra: np.ndarray  # prediction indices without a reference beat
-
-
-def match_beats(
-    ref_samples: np.ndarray, pred_samples: np.ndarray, fs: float, window_s: float = MATCH_WINDOW_S
-) -> BeatPairs:
-    """One-to-one pairs within ``window_s``: the closest candidate pairs first (ties: earlier beat first)."""
-    ref = np.asarray(ref_samples, dtype=np.int64).reshape(-1)
-    pred = np.asarray(pred_samples, dtype=np.int64).reshape(-1)
-    w = int(round(window_s * fs))
-    order = np.argsort(pred, kind="stable")
-    sp = pred[order]
-    cand_r: list[np.ndarray] = []
-    cand_p: list[np.ndarray] = []
-    if ref.size and sp.size:
-        lo = np.searchsorted(sp, ref - w, side="left")
-        hi = np.searchsorted(sp, ref + w, side="right")
-        counts = hi - lo
-        if counts.sum():
-            r_idx = np.repeat(np.arange(ref.size), counts)
-            starts = np.repeat(lo, counts)
-            offs = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-            cand_r.append(r_idx)
-            cand_p.append(starts + offs)
-    if cand_r:
-        r_idx, p_sorted = cand_r[0], cand_p[0]
-        dist = np.abs(ref[r_idx] - sp[p_sorted])
-        rank = np.lexsort((p_sorted, r_idx, dist))
-        used_r = np.zeros(ref.size, dtype=bool)
-        used_p = np.zeros(sp.size, dtype=bool)
-        pairs_r: list[int] = []
-        pairs_p: list[int] = []
-        # A Python loop over candidate pairs (about one per beat): the greedy choice depends on earlier ones.
-        for k in rank.tolist():
-            i, j = int(r_idx[k]), int(p_sorted[k])
-            if not used_r[i] and not used_p[j]:
-                used_r[i] = used_p[j] = True
-                pairs_r.append(i)
-                pairs_p.append(j)
-        pr = np.asarray(pairs_r, dtype=np.int64)
-        pp = order[np.asarray(pairs_p, dtype=np.int64)] if pairs_p else np.zeros(0, np.int64)
-        keep = np.argsort(pr, kind="stable")
-        pr, pp = pr[keep], pp[keep]
-    else:
-        pr = pp = np.zeros(0, dtype=np.int64)
-    missed = np.setdiff1d(np.arange(ref.size), pr)
-    extra = np.setdiff1d(np.arange(pred.size), pp)
-    return BeatPairs(pr, pp.astype(np.int64), missed.astype(np.int64), extra.astype(np.int64))
+# ----------------------------------------------------------------------------------- alignment
 
 
 def estimate_offset(

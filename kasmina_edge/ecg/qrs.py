@@ -1,4 +1,4 @@
-"""QRS detection after Pan & Tompkins (1985), batch and streaming, and beat matching.
+"""QRS detection after Pan & Tompkins (1985), batch and streaming (scored by :mod:`beat_match`).
 
 The signal chain is PT's: band-pass 5-15 Hz (Butterworth, ``sosfilt``), five-point
 derivative, squaring, 150 ms moving-window integration (MWI). Candidate peaks are local
@@ -362,30 +362,3 @@ def detect_qrs(signal: np.ndarray, fs: float, params: QrsParams | None = None) -
     det = QrsDetector(fs, params)
     peaks = det.process(x) + det.flush()
     return np.asarray(peaks, dtype=np.int64)
-
-
-def match_beats(ref: np.ndarray, det: np.ndarray, fs: float, window_s: float = 0.15) -> tuple[int, int, int]:
-    """(tp, fp, fn): one-to-one matching, each reference beat to the nearest free detection within the window."""
-    r = np.sort(np.asarray(ref, dtype=np.int64).reshape(-1))
-    d = np.sort(np.asarray(det, dtype=np.int64).reshape(-1))
-    w = int(round(window_s * fs))
-    used = np.zeros(d.shape[0], dtype=bool)
-    tp = 0
-    for x in r:
-        lo = int(np.searchsorted(d, x - w, side="left"))
-        hi = int(np.searchsorted(d, x + w, side="right"))
-        best, best_dist = -1, w + 1
-        for j in range(lo, hi):
-            if not used[j] and abs(int(d[j]) - int(x)) < best_dist:
-                best, best_dist = j, abs(int(d[j]) - int(x))
-        if best >= 0:
-            used[best] = True
-            tp += 1
-    return tp, int(d.shape[0]) - tp, int(r.shape[0]) - tp
-
-
-def sensitivity_ppv(tp: int, fp: int, fn: int) -> tuple[float, float]:
-    """(Se, +P) as fractions; NaN where undefined (no reference beats / no detections)."""
-    se = tp / (tp + fn) if tp + fn else float("nan")
-    ppv = tp / (tp + fp) if tp + fp else float("nan")
-    return se, ppv

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from kasmina_edge.ecg.qrs import detect_qrs, match_beats, sensitivity_ppv
+from kasmina_edge.ecg.beat_match import match_beats, sensitivity_ppv
+from kasmina_edge.ecg.qrs import detect_qrs
 from kasmina_edge.ecg.quality import qrs_band
 from kasmina_edge.ecg.types import AAMI_INDEX, ARTIFACT_BITS, Record
 
@@ -151,7 +152,7 @@ def compute_stats(record: Record, lead: int = 0) -> EcgStats:
         class_counts=ref.counts() if ref is not None else None, n_detected=int(detected.size),
     )
     if ref is not None:
-        tp, fp, fn = match_beats(ref.samples, detected, record.fs)
+        tp, fp, fn = match_beats(ref.samples, detected, record.fs).counts
         se, ppv = sensitivity_ppv(tp, fp, fn)
         stats.detector_tp, stats.detector_fp, stats.detector_fn = tp, fp, fn
         stats.detector_se, stats.detector_ppv = se, ppv

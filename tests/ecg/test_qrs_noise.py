@@ -9,8 +9,9 @@ import pytest
 
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.ecg.artifacts import qrs_signal_power
+from kasmina_edge.ecg.beat_match import match_beats, sensitivity_ppv
 from kasmina_edge.ecg.noise import noisy_stretches, nstdb_mix
-from kasmina_edge.ecg.qrs import detect_qrs, match_beats, sensitivity_ppv
+from kasmina_edge.ecg.qrs import detect_qrs
 from kasmina_edge.ecg.quality import (
     READABLE_MIN_RATIO,
     calibrate_threshold,
@@ -51,7 +52,7 @@ def _noisy_counts(rec: Record) -> tuple[int, int, int]:
     assert rec.beats is not None
     det = detect_qrs(rec.lead(0), rec.fs)
     ref = rec.beats.samples
-    return match_beats(ref[on[ref]], det[on[np.clip(det, 0, rec.n_samples - 1)]], rec.fs)
+    return match_beats(ref[on[ref]], det[on[np.clip(det, 0, rec.n_samples - 1)]], rec.fs).counts
 
 
 def test_noisy_stretches_follow_nstdb() -> None:
@@ -115,9 +116,9 @@ def test_quality_flag_marks_unreadable_noise_and_spares_clean_signal() -> None:
     # the flagged beats are where the detector errs: readable-only +P beats all-beats +P
     assert bad.beats is not None
     ref = bad.beats.samples
-    se_all, ppv_all = sensitivity_ppv(*match_beats(ref, res.peaks, rec.fs))
+    se_all, ppv_all = sensitivity_ppv(*match_beats(ref, res.peaks, rec.fs).counts)
     ok_ref = res.track.readable_at(ref)
-    se_rd, ppv_rd = sensitivity_ppv(*match_beats(ref[ok_ref], res.peaks[res.readable], rec.fs))
+    se_rd, ppv_rd = sensitivity_ppv(*match_beats(ref[ok_ref], res.peaks[res.readable], rec.fs).counts)
     assert ppv_rd > ppv_all + 0.02 and se_rd >= se_all
 
 
