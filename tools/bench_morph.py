@@ -18,7 +18,8 @@ nor any seed ever trained or was selected on:
 
 With ``--data wfdb:DIR`` (issue 15 items 1-2), on real records instead: the DS1 records of DIR in
 four leave-records-out folds (fold k tests DS1[k::4]); each fold's base (trained on the other
-records; reused from ``--bases`` or trained once into ``--work``) grows condition seeds on its own
+records; reused from ``--bases``, default runs/bench_morph, where bench_patient's fold bases serve,
+or trained there) grows condition seeds on its own
 training records with real NSTDB noise (bw, ma) at 12, 6, 0 and -6 dB on the NSTDB schedule and on
 the second lead, gates them on its validation records, and is judged on the fold's test records
 (noise from the other half of the noise record). Per condition x SNR, gross over the 22 records:
@@ -271,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="wfdb:DIR: condition seeds on real records (DS1 folds) instead")
     ap.add_argument("--snr", default=None, help="with --data: noise SNRs in dB (default 12,6,0,-6)")
     ap.add_argument("--folds", default=None, help="with --data: which of the 4 folds, e.g. 0,2 (default all)")
-    ap.add_argument("--bases", type=Path, default=Path("runs/bench_patient"),
-                    help="with --data: folder with fold0..3/base.pt to reuse (else trained into --work)")
-    ap.add_argument("--work", type=Path, default=Path("runs/bench_morph"), help="with --data: where fold bases go")
+    ap.add_argument("--bases", type=Path, default=Path("runs/bench_morph"),
+                    help="with --data: folder of fold0..3/base.pt, reused when they never saw the fold's test "
+                    "records, else trained there (~1-2 min each)")
     args = ap.parse_args(argv)
     if args.data is not None:
         return main_records(args)
@@ -313,17 +314,17 @@ RECORDS_QUICK = RecordsConfig(folds=(1,), conditions="emg,lead", snrs=(6.0, -6.0
 def fold_base(k: int, test: list[str], names: list[str], folder: Path, args: argparse.Namespace,
               cfg: RecordsConfig) -> Path:  # fmt: skip
     """The fold's base: ``--bases``/fold{k}/base.pt when it never saw the fold's test records, else
-    trained once (as `kasmina-edge train --data wfdb:` trains) into ``--work``/fold{k}/base.pt."""
+    trained (as `kasmina-edge train --data wfdb:` trains: last epoch, balanced loss) in its place."""
     from kasmina_edge.host.experiment import load_checkpoint
 
-    for path in (args.bases / f"fold{k}" / "base.pt", args.work / f"fold{k}" / "base.pt"):
-        if path.exists():
-            ck = load_checkpoint(path)
-            seen = {*ck.get("train_records", []), *ck.get("val_records", [])}
-            if seen and not seen & set(test):
-                return path
-            console.print(f"[yellow]{path}: trained on test record(s) {sorted(seen & set(test))} or unknown: not used")
-    return train_fold_base(k, [n for n in names if n not in test], folder, args.work / f"fold{k}" / "base.pt", cfg)
+    path = args.bases / f"fold{k}" / "base.pt"
+    if path.exists():
+        ck = load_checkpoint(path)
+        seen = {*ck.get("train_records", []), *ck.get("val_records", [])}
+        if seen and not seen & set(test):
+            return path
+        console.print(f"[yellow]{path}: trained on test record(s) {sorted(seen & set(test))} or unknown: retrained")
+    return train_fold_base(k, [n for n in names if n not in test], folder, path, cfg)
 
 
 def train_fold_base(k: int, train: list[str], folder: Path, out: Path, cfg: RecordsConfig) -> Path:

@@ -326,3 +326,61 @@ def test_real_record_leads_and_real_noise_at_the_snr() -> None:
     on = added != 0
     snr = 10 * np.log10(qrs_signal_power(short, 0) / np.var(added[on]))
     assert snr == pytest.approx(-6.0, abs=0.05)
+
+
+needs_four = pytest.mark.skipif(
+    not (all((MITDB / f"{r}.hea").exists() for r in ("101", "106", "108", "109")) and (NSTDB / "ma.hea").exists()),
+    reason=f"needs MIT-BIH 101, 106, 108, 109 under {MITDB} and NSTDB ma under {NSTDB} (../shared/data)",
+)
+
+
+@needs_four  # ~11 s on 2 shared cores
+def test_morph_on_real_records_end_to_end(tmp_path: Path) -> None:
+    """A tiny base on two real records, seeds grown on them with real noise and the other lead, gated on a
+    third, judged on a fourth; only seeds that helped on the gate record ship, and they make the library."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from kasmina_edge.ecg.dataset import concat
+    from kasmina_edge.host.conditions_morph import run_conditions_morph
+    from kasmina_edge.host.experiment import load_checkpoint, save_checkpoint
+    from kasmina_edge.host.morph import MORPH_PRESETS
+    from kasmina_edge.host.records import RecordSummary, record_beats
+    from kasmina_edge.host.seed_library import SeedLibrary
+    from kasmina_edge.host.train import TRAIN_PRESETS, for_real_records, load_base, train_base
+
+    torch.set_num_threads(1)
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for r in ("101", "106", "108", "109"):
+        for ext in ("hea", "dat", "atr"):
+            (folder / f"{r}.{ext}").symlink_to(MITDB / f"{r}.{ext}")
+    beats = {r: record_beats(folder, RecordSummary(r, 360.0, "MLII", (0,) * 5)) for r in ("101", "106", "108")}
+    ckpt_path = tmp_path / "base.pt"
+    cfg = for_real_records(dataclasses.replace(TRAIN_PRESETS["tiny"], epochs=2))
+    train_base(cfg, concat([beats["101"], beats["106"]]), beats["108"], out=ckpt_path)
+    ck = load_checkpoint(ckpt_path)
+    ck["train_records"], ck["val_records"] = ["101", "106"], ["108"]
+    save_checkpoint(ckpt_path, ck)
+    base, ckpt = load_base(ckpt_path)
+    ccfg = dataclasses.replace(CONDITIONS_PRESETS["tiny"], min_drop=-1.0, max_adapt_beats=800, finetune_epochs=1)
+    mcfg = dataclasses.replace(MORPH_PRESETS["tiny"], target=None, train_epochs=1, min_train_steps=20)
+    out = tmp_path / "seeds"
+    cells = [RealCondition("emg", -6.0), RealCondition("lead")]
+    res = run_conditions_morph(base, ckpt, folder, cells, mcfg, ccfg, out)
+    assert res.roles.test == ("109",)
+    for c in res.cells:
+        assert c.verdict.code in ("shipped", "no_seed", "culled", "did_not_help")  # min_drop -1: always grown
+        assert c.held_out is not None and set(c.held_out.records) == {"109"}
+        f = c.held_out.figures()
+        assert all(np.isfinite(f[k]) for k in ("base_clean", "base", "seed", "finetune"))
+        if c.verdict.ships:
+            assert c.evidence is not None and c.evidence.gain_low > 0
+        else:
+            assert np.array_equal(c.held_out.seed, c.held_out.base)
+    shipped = {f"{c.cell.key}@{c.shipped.site}" for c in res.cells if c.shipped is not None}
+    assert set(SeedLibrary.load(out).entries) == shipped
+    table = json.loads((out / "conditions.json").read_text())
+    assert [c["cell"] for c in table["cells"]] == ["emg-6dB", "lead"] and all("item2" in c for c in table["cells"])
