@@ -334,36 +334,48 @@ needs_four = pytest.mark.skipif(
 )
 
 
-@needs_four  # ~11 s on 2 shared cores
-def test_morph_on_real_records_end_to_end(tmp_path: Path) -> None:
-    """A tiny base on two real records, seeds grown on them with real noise and the other lead, gated on a
-    third, judged on a fourth; only seeds that helped on the gate record ship, and they make the library."""
+@pytest.fixture(scope="module")
+def real_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A folder of four real records and a tiny base trained on two of them (108 validates it; 109 unseen)."""
     import dataclasses
-    import json
 
     import torch
 
     from kasmina_edge.ecg.dataset import concat
-    from kasmina_edge.host.conditions_morph import run_conditions_morph
     from kasmina_edge.host.experiment import load_checkpoint, save_checkpoint
-    from kasmina_edge.host.morph import MORPH_PRESETS
     from kasmina_edge.host.records import RecordSummary, record_beats
-    from kasmina_edge.host.seed_library import SeedLibrary
-    from kasmina_edge.host.train import TRAIN_PRESETS, for_real_records, load_base, train_base
+    from kasmina_edge.host.train import TRAIN_PRESETS, for_real_records, train_base
 
     torch.set_num_threads(1)
-    folder = tmp_path / "records"
+    root = tmp_path_factory.mktemp("real")
+    folder = root / "records"
     folder.mkdir()
     for r in ("101", "106", "108", "109"):
         for ext in ("hea", "dat", "atr"):
             (folder / f"{r}.{ext}").symlink_to(MITDB / f"{r}.{ext}")
     beats = {r: record_beats(folder, RecordSummary(r, 360.0, "MLII", (0,) * 5)) for r in ("101", "106", "108")}
-    ckpt_path = tmp_path / "base.pt"
+    ckpt_path = root / "base.pt"
     cfg = for_real_records(dataclasses.replace(TRAIN_PRESETS["tiny"], epochs=2))
     train_base(cfg, concat([beats["101"], beats["106"]]), beats["108"], out=ckpt_path)
     ck = load_checkpoint(ckpt_path)
     ck["train_records"], ck["val_records"] = ["101", "106"], ["108"]
     save_checkpoint(ckpt_path, ck)
+    return folder, ckpt_path
+
+
+@needs_four  # ~11 s on 2 shared cores
+def test_morph_on_real_records_end_to_end(real_base: tuple[Path, Path], tmp_path: Path) -> None:
+    """Seeds grown on two real records with real noise and the other lead, gated on a third, judged on a
+    fourth; only seeds that helped on the gate record ship, and they make the library."""
+    import dataclasses
+    import json
+
+    from kasmina_edge.host.conditions_morph import run_conditions_morph
+    from kasmina_edge.host.morph import MORPH_PRESETS
+    from kasmina_edge.host.seed_library import SeedLibrary
+    from kasmina_edge.host.train import load_base
+
+    folder, ckpt_path = real_base
     base, ckpt = load_base(ckpt_path)
     ccfg = dataclasses.replace(CONDITIONS_PRESETS["tiny"], min_drop=-1.0, max_adapt_beats=800, finetune_epochs=1)
     mcfg = dataclasses.replace(MORPH_PRESETS["tiny"], target=None, train_epochs=1, min_train_steps=20)
@@ -384,3 +396,18 @@ def test_morph_on_real_records_end_to_end(tmp_path: Path) -> None:
     assert set(SeedLibrary.load(out).entries) == shipped
     table = json.loads((out / "conditions.json").read_text())
     assert [c["cell"] for c in table["cells"]] == ["emg-6dB", "lead"] and all("item2" in c for c in table["cells"])
+
+
+@needs_four  # ~5 s
+def test_cli_morph_data_prints_the_table_and_writes_the_library(
+    real_base: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, ckpt_path = real_base
+    monkeypatch.setattr("kasmina_edge.host.train.set_threads", lambda n=None: 1)  # 2 shared cores: one thread
+    out = tmp_path / "seeds"
+    code, text = _cli(["morph", "--checkpoint", str(ckpt_path), "--data", f"wfdb:{folder}", "--conditions", "emg",
+                       "--snr", "0", "--preset", "tiny", "--out", str(out)], monkeypatch, capsys)  # fmt: skip
+    assert code == 0, text
+    flat = " ".join(text.split())  # rich wraps at 80 columns
+    assert "condition seeds: macro-F1" in flat and "judged on 109" in flat and "emg 0 dB:" in flat
+    assert (out / "library.json").exists() and (out / "conditions.json").exists() and (out / "morph.jsonl").exists()
