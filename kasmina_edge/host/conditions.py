@@ -255,15 +255,21 @@ def condition_beats(
     clean_cache: dict[str, BeatDataset] | None = None,
     first_clean_s: float = FIRST_CLEAN_S,
     stretch_s: float = STRETCH_S,
+    phases: int = 1,
 ) -> ConditionBeats:
     """Each record under ``cond`` (noise from ``part`` of the noise record), its beats there, and
     those beats clean. Records are two-lead ([base lead, other lead], :func:`read_two_leads`).
 
-    The noise of record ``r`` is drawn from a generator seeded by (seed, part, r, cond): the same
-    call gives the same beats. ``first_clean_s`` / ``stretch_s``: the NSTDB schedule (5 min, 2 min).
+    The noise of record ``r`` is drawn from a generator seeded by (seed, part, r, cond, phase): the
+    same call gives the same beats. ``first_clean_s`` / ``stretch_s``: the NSTDB schedule (5 min,
+    2 min). ``phases=2`` mixes each record twice, the second time with the stretches moved by one
+    stretch (noisy where the first was clean), and takes each beat from the mix where it is noisy:
+    every beat after the first clean minutes is judged in noise once, twice the beats of one mix.
     """
     if not records:
         raise KasminaError(f"{cond.label}: no records")
+    if phases not in (1, 2):
+        raise KasminaError(f"phases must be 1 or 2, got {phases}")
     cache = clean_cache if clean_cache is not None else {}
     cond_parts: list[BeatDataset] = []
     clean_parts: list[BeatDataset] = []
@@ -283,19 +289,21 @@ def condition_beats(
             continue
         if noise is None:
             raise KasminaError(f"{cond.label}: needs the NSTDB noise records (a NoiseBank)")
-        rng = np.random.default_rng([seed, NOISE_PARTS.index(part), _salt(rec.name), _salt(cond.key)])
         kind = _NOISE[cond.name][1]
         assert cond.snr_db is not None
-        mixed = mix_noise(rec, noise.part(cond.noise, part), kind, cond.snr_db, rng, lead=0, first_clean_s=first_clean_s,
-                          stretch_s=stretch_s, source=f"nstdb:{cond.noise}:{part}")  # fmt: skip
-        noisy = beats_from_record(mixed, SPEC, lead=0)
-        assert mixed.artifact_mask is not None
-        on = np.flatnonzero(mixed.artifact_mask[noisy.r_peaks] > 0)
-        if not np.array_equal(noisy.r_peaks, clean.r_peaks):  # both take the annotated beats whose window fits
-            raise KasminaError(f"record {rec.name}: noisy and clean beats differ (windowing changed)")
-        cond_parts.append(noisy.subset(on))
-        clean_parts.append(clean.subset(on))
-        under.append(mixed)
+        for phase in range(phases):
+            rng = np.random.default_rng([seed, NOISE_PARTS.index(part), _salt(rec.name), _salt(cond.key), phase])
+            mixed = mix_noise(rec, noise.part(cond.noise, part), kind, cond.snr_db, rng, lead=0,
+                              first_clean_s=first_clean_s + phase * stretch_s, stretch_s=stretch_s,
+                              source=f"nstdb:{cond.noise}:{part}")  # fmt: skip
+            noisy = beats_from_record(mixed, SPEC, lead=0)
+            assert mixed.artifact_mask is not None
+            on = np.flatnonzero(mixed.artifact_mask[noisy.r_peaks] > 0)
+            if not np.array_equal(noisy.r_peaks, clean.r_peaks):  # both take the annotated beats whose window fits
+                raise KasminaError(f"record {rec.name}: noisy and clean beats differ (windowing changed)")
+            cond_parts.append(noisy.subset(on))
+            clean_parts.append(clean.subset(on))
+            under.append(mixed)
     return ConditionBeats(concat(cond_parts), concat(clean_parts), under, 0 if cond.noise else 1)
 
 

@@ -146,6 +146,14 @@ def test_condition_beats_are_the_noisy_stretch_beats_with_their_clean_twins(
     assert np.array_equal(again.condition.windows, cb.condition.windows)  # reproducible
     other = condition_beats(patients, cell, noise=bank, part="test", seed=4, **SHORT)
     assert not np.allclose(other.condition.windows, cb.condition.windows)  # the other noise half
+    both = condition_beats(patients, cell, noise=bank, part="seed", seed=4, phases=2, **SHORT)
+    first_clean = int(SHORT["first_clean_s"] * patients[0].fs)
+    for rec in patients:  # phase 2 moves the stretches: every beat after the first clean minute, once in noise
+        mine = both.condition.records == rec.name
+        after = cb.clean.r_peaks[cb.clean.records == rec.name]
+        all_after = condition_beats([rec], RealCondition("lead")).clean.r_peaks
+        assert np.array_equal(np.sort(both.condition.r_peaks[mine]), all_after[all_after >= first_clean])
+        assert set(after) <= set(both.condition.r_peaks[mine])
     lead = condition_beats(patients, RealCondition("lead"))
     assert lead.lead == 1 and len(lead) > len(cb) and np.array_equal(lead.clean.r_peaks, lead.condition.r_peaks)
     with pytest.raises(KasminaError, match="NoiseBank"):
@@ -198,6 +206,7 @@ def test_item2_judgement() -> None:
     assert not judge(fig, [0.12], 0, 4, cfg).met  # above 10 % of the base's parameters
     assert not judge(fig, [], 0, 4, cfg).met  # the base loses points and nothing shipped
     assert not judge({**fig, "recovery": None, "finetune": 0.401}, [0.05], 0, 4, cfg).met
+    assert "loses no macro-F1 (+0.4 points)" in judge({**fig, "drop": -0.004}, [], 4, 4, cfg).text
     small = {"drop": 0.01, "base": 0.47, "finetune": 0.48, "recovery": None}
     met = judge(small, [], 4, 4, cfg)
     assert met.met and "nothing to recover (4 of 4)" in met.text and "1.0 points" in met.text
@@ -260,7 +269,7 @@ def test_a_cell_where_the_base_loses_little_is_culled_before_any_seed_grows(pati
                            dataclasses.replace(MORPH_PRESETS["tiny"], target=None), cfg,
                            NoiseBank(noise_dir), schedule=SHORT)  # fmt: skip
     (cell,) = res.cells
-    assert cell.verdict.code == "nothing_to_recover" and "loses only" in cell.verdict.reason
+    assert cell.verdict.code == "nothing_to_recover" and "nothing to recover: the base loses" in cell.verdict.reason
     assert cell.trials == [] and cell.shipped is None and not res.library.entries
     assert cell.held_out is not None and np.array_equal(cell.held_out.seed, cell.held_out.base)
     assert set(cell.held_out.records) == set(roles.test)
