@@ -3,9 +3,10 @@
 ``boot_runtime`` boots the device (A/B fallback included), loads the image on the profile's backend
 and checks every base segment against its reference vectors; an image that fails is rejected and
 the device boots again from its last good slot. ``run_stream`` feeds a sensor (any ``EcgSource``)
-chunk by chunk, writes every prediction and event as a JSON line (appended and flushed per record,
-so a crash or Ctrl-C loses nothing written before it), adds the emulated device time and battery,
-confirms a trial slot once its probation passed, and stops cleanly on SIGINT.
+chunk by chunk, writes every prediction and event (the runtime's typed records, ``contracts.events``)
+as a JSON line (appended and flushed per record, so a crash or Ctrl-C loses nothing written before it),
+adds the emulated device time and battery, confirms a trial slot once its probation passed, and stops
+cleanly on SIGINT.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -27,6 +28,7 @@ from firmware_sim.device import BootResult, Device, DirDevice, EmulatedDevice
 from firmware_sim.sensor import sensor_chunks
 from firmware_sim.timing import EmulatedTiming
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.events import BeatClassified, EventSink, RuntimeEvent
 from kasmina_edge.ecg.sources import EcgSource
 from kasmina_edge.runtime.backends import BackendError, LiteRtMode, open_backend
 from kasmina_edge.runtime.engine import DeviceRuntime, RuntimeConfig
@@ -103,7 +105,7 @@ class RunSummary:
     confirmed: bool
     interrupted: bool
     records: int
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[BeatClassified] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     decision_latency_s: list[float] = field(default_factory=list)
     telemetry: dict[str, Any] | None = None  # what went over the link (``--link``), when a hook was given
@@ -122,7 +124,7 @@ def boot_runtime(
     *,
     keys: Path | None = None,
     options: RunOptions | None = None,
-    sink: Callable[[dict[str, Any]], None] | None = None,
+    sink: EventSink | None = None,
     fs: float = 360.0,
 ) -> Booted:
     """Boot ``device`` and bring its runtime up; a failing image is rejected and the device boots again."""
@@ -199,27 +201,27 @@ def run_stream(
     event and a tick with the signal time after each chunk."""
     options = options or RunOptions()
     log = JsonlLog(out)
-    predictions: list[dict[str, Any]] = []
+    predictions: list[BeatClassified] = []
     battery_box: dict[str, BatteryModel] = {}
     timing_box: dict[str, EmulatedTiming | None] = {}
     device_s = [0.0]
 
-    def sink(rec: dict[str, Any]) -> None:
-        if rec.get("event") == "beat":
+    def sink(event: RuntimeEvent) -> None:
+        if isinstance(event, BeatClassified):
             tm = timing_box.get("t")
             rt = booted_box.get("rt")
             if tm is not None and rt is not None:
                 est = tm.window_s(rt.executor.config)
-                rec["device_us"] = round(est * 1e6, 1)
+                event = replace(event, device_us=round(est * 1e6, 1))
                 device_s[0] += est
                 bat = battery_box.get("b")
                 if bat is not None:
                     bat.inference(est)
             if options.keep_predictions:
-                predictions.append(rec)
+                predictions.append(event)
         if telemetry is not None:
-            telemetry.on_event(rec)
-        log.write(rec)
+            telemetry.on_event(event)
+        log.write(event.to_json())
 
     booted_box: dict[str, DeviceRuntime] = {}
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.ecg.beat_match import match_beats
 from kasmina_edge.ecg.types import AAMI_CLASSES, Record
 
@@ -70,14 +71,14 @@ class BeatScore:
 
 
 def score_run(
-    predictions: Sequence[dict[str, Any]],
+    predictions: Sequence[BeatClassified],
     record: Record,
     *,
     start_s: float = 0.0,
     end_s: float | None = None,
     offset_samples: int = 0,
 ) -> BeatScore:
-    """Score the ``beat`` records of a run against ``record.beats`` within [start_s, end_s).
+    """Score a run's beats (``RunSummary.predictions``) against ``record.beats`` within [start_s, end_s).
 
     ``offset_samples``: where the streamed signal began inside ``record`` (``--from``)."""
     if record.beats is None:
@@ -89,9 +90,8 @@ def score_run(
     ref_c = record.beats.classes.astype(np.int64)
     keep = (ref_s >= lo) & (ref_s < hi)
     ref_s, ref_c = ref_s[keep], ref_c[keep]
-    beats = [p for p in predictions if p.get("event") == "beat"]
-    det_s = np.array([int(p["sample"]) + offset_samples for p in beats], dtype=np.int64)
-    det_c = np.array([AAMI_CLASSES.index(p["class"]) if p["class"] in AAMI_CLASSES else -1 for p in beats], np.int64)
+    det_s = np.array([b.sample + offset_samples for b in predictions], dtype=np.int64)
+    det_c = np.array([AAMI_CLASSES.index(b.label) if b.label in AAMI_CLASSES else -1 for b in predictions], np.int64)
     dk = (det_s >= lo) & (det_s < hi)
     det_s, det_c = det_s[dk], det_c[dk]
     conf = np.zeros((len(AAMI_CLASSES), len(AAMI_CLASSES)), dtype=np.int64)

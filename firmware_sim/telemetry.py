@@ -1,7 +1,9 @@
 """The emulated device's telemetry: runtime events become contracts records, queued on flash, sent over a link.
 
-:class:`RuntimeTelemetry` is the hook ``run_stream`` calls: ``on_event`` with every runtime event (beats, seed
-transitions, failed gates), ``tick`` with the signal time after each chunk. From beats it makes the periodic
+:class:`RuntimeTelemetry` is the hook ``run_stream`` calls: ``on_event`` with every runtime event (the typed records
+of ``contracts.events``: beats, seed transitions and gate verdicts matter here), ``tick`` with the signal time after
+each chunk. A seed transition becomes a ``SeedEvent`` and a gate verdict a ``GateEvent`` (their ``from_*``
+constructors in ``contracts.telemetry``), ready for the codec. From beats it makes the periodic
 beat counts and detects the rhythm events that must reach a clinician first: a run of three or more ventricular
 beats above 100 bpm is a ventricular-tachycardia run (critical), a slower run a PVC run, no beat for 3 s an
 asystole (critical). A seed culled for a ``health_*`` reason (the breaker opening) is critical through its
@@ -21,8 +23,10 @@ from typing import Any
 from firmware_sim.storage import BLOCK_BYTES, FlashStorage
 from kasmina_edge.contracts.commands import NonceLedger, PersistentLedger, sign_ack
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.contracts.lifecycle import Gate, Stage
+from kasmina_edge.contracts.events import BeatClassified, GateVerdict, RuntimeEvent, SeedTransition
+from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.contracts.telemetry import (
+    AAMI_CLASSES,
     AnomalyEvent,
     AnomalyKind,
     BeatCounts,
@@ -30,7 +34,6 @@ from kasmina_edge.contracts.telemetry import (
     ErrorFlags,
     GateEvent,
     LinkStats,
-    ReasonCode,
     Record,
     SeedEvent,
     Severity,
@@ -53,8 +56,9 @@ COUNTS_EVERY_S = 60.0
 SETTABLE = {"summary_every_s": (60.0, 86400.0), "batch_s": (0.0, 60.0)}  # what `send DEVICE set` may change
 
 
-class CommandError(KasminaError):
-    """A command the device accepted but cannot carry out (bad argument, nothing to send)."""
+class DeviceCommandError(KasminaError):
+    """A command the device accepted but cannot carry out (bad argument, nothing to send); the handler acks it
+    refused. (The operator's side of a command that cannot be sent is ``net.commands.CommandError``.)"""
 
 
 class FlashQueue:
@@ -123,7 +127,7 @@ class RuntimeTelemetry:
         self.summary_every_s = summary_every_s or link.scheduler.plan.summary_every_s
         self.downlinks = downlinks
         self.rhythm = RhythmState()
-        self.counts = {c: 0 for c in "NSVFQ"}
+        self.counts = dict.fromkeys(AAMI_CLASSES, 0)
         self.counts_since = 0.0
         self.next_counts = COUNTS_EVERY_S
         self.next_summary = self.summary_every_s
@@ -232,28 +236,26 @@ class RuntimeTelemetry:
     def _reboot(self, args: Any, envelope: Any) -> dict[str, Any]:
         """The device restarts after the chunk in hand (the ack goes first); what it keeps is what is on flash."""
         if args:
-            raise CommandError(f"reboot takes no arguments (got {', '.join(sorted(args))})")
+            raise DeviceCommandError(f"reboot takes no arguments (got {', '.join(sorted(args))})")
         self.reboot_requested = True
         return {"reboot": "after the current chunk"}
 
     def _terminate_seed(self, args: Any, envelope: Any) -> dict[str, Any]:
         """Administrative teardown of every seed kernel at ``site``: a live one is rolled back first, then each
         goes to TERMINATED (final: the controller never germinates it again in this run)."""
-        from kasmina_edge.contracts.lifecycle import Stage as _Stage
-
         site = args.get("site")
         if isinstance(site, bool) or not isinstance(site, int) or set(args) != {"site"}:
-            raise CommandError("terminate-seed takes site=N (the seed site whose kernels go)")
+            raise DeviceCommandError("terminate-seed takes site=N (the seed site whose kernels go)")
         manager = getattr(self.runtime, "manager", None)
         if manager is None:
-            raise CommandError("no runtime yet")
-        names = [n for n, k in manager.kernels.items() if k.site == site and manager.seeds[n].stage != _Stage.TERMINATED]
+            raise DeviceCommandError("no runtime yet")
+        names = [n for n, k in manager.kernels.items() if k.site == site and manager.seeds[n].stage != Stage.TERMINATED]
         if not names:
             sites = sorted({k.site for k in manager.kernels.values()})
-            raise CommandError(f"terminate-seed site={site}: no seed kernel there to terminate (sites: {sites})")
+            raise DeviceCommandError(f"terminate-seed site={site}: no seed kernel there to terminate (sites: {sites})")
         for name in names:
             manager.retire(name, "operator_terminated")  # a live kernel: the site gets back what it ran before
-            manager.seeds[name].move(_Stage.TERMINATED, reason="operator: terminate-seed")
+            manager.seeds[name].move(Stage.TERMINATED, reason="operator: terminate-seed")
         return {"site": site, "terminated": names}
 
     def _strip(self, args: Any, envelope: Any) -> dict[str, Any]:
@@ -261,11 +263,11 @@ class RuntimeTelemetry:
 
         seconds = args.get("seconds", 2.0)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 4:
-            raise CommandError(
+            raise DeviceCommandError(
                 f"request-strip seconds={seconds!r}: must be in (0, 4] (the raw buffer holds 4 s)"
             )
         if self.runtime is None or self.device_key is None:
-            raise CommandError("no signal yet")
+            raise DeviceCommandError("no signal yet")
         sig, _ = self.runtime.raw.view()
         fs = float(self.runtime.fs)
         samples = sig[-int(seconds * fs) :]
@@ -279,9 +281,9 @@ class RuntimeTelemetry:
         for key, value in args.items():
             lo, hi = SETTABLE.get(key, (None, None))
             if lo is None or hi is None:
-                raise CommandError(f"set {key}: not settable (settable: {', '.join(sorted(SETTABLE))})")
+                raise DeviceCommandError(f"set {key}: not settable (settable: {', '.join(sorted(SETTABLE))})")
             if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-                raise CommandError(f"set {key}={value!r}: must be a number in [{lo:g}, {hi:g}]")
+                raise DeviceCommandError(f"set {key}={value!r}: must be a number in [{lo:g}, {hi:g}]")
             changed[key] = float(value)
         for key, value in changed.items():
             if key == "summary_every_s":
@@ -305,18 +307,20 @@ class RuntimeTelemetry:
 
     # ------------------------------------------------------------------ runtime events
 
-    def on_event(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("event")
-        if kind == "beat":
-            self._beat(rec)
-        elif kind == "transition":
-            self._transition(rec)
-        elif kind == "gate":
-            self._gate(rec)
+    def on_event(self, event: RuntimeEvent) -> None:
+        """Beats feed the counts and the rhythm alarms; seed moves and gate verdicts go out as wire records.
+        The other events stay in the run log."""
+        if isinstance(event, BeatClassified):
+            self._beat(event)
+        elif isinstance(event, SeedTransition):
+            self.submit(SeedEvent.from_transition(event.transition, seq=0, timestamp=self._ts(self.now),
+                                                  site=event.site, kernel_id=self._kernel_id(event.kernel)))
+        elif isinstance(event, GateVerdict):
+            self.submit(GateEvent.from_verdict(event.result, seq=0, timestamp=self._ts(self.now), site=event.site,
+                                               kernel_id=self._kernel_id(event.kernel)))
 
-    def _beat(self, rec: dict[str, Any]) -> None:
-        t = float(rec.get("t", self.now))
-        label = str(rec.get("class", "Q"))
+    def _beat(self, beat: BeatClassified) -> None:
+        t, label = beat.t, beat.label
         self.counts[label if label in self.counts else "Q"] += 1
         r = self.rhythm
         if r.last_beat_t is not None:
@@ -339,50 +343,13 @@ class RuntimeTelemetry:
                         Severity.CRITICAL if vt else Severity.WARNING,
                         duration_ms,
                         duration_ms,
-                        min(1.0, float(rec.get("p") or 0.0)),
+                        min(1.0, beat.confidence or 0.0),
                     ),
                     t,
                 )
                 r.v_run_reported = True
         else:
             r.v_run, r.v_run_reported = 0, False
-
-    def _transition(self, rec: dict[str, Any]) -> None:
-        try:
-            src, dst = Stage[str(rec["from"])], Stage[str(rec["to"])]
-        except KeyError:
-            return
-        self.submit(
-            SeedEvent(
-                0,
-                self._ts(self.now),
-                int(rec.get("site") or 0),
-                self._kernel_id(rec.get("kernel") or rec.get("seed_id")),
-                src,
-                dst,
-                ReasonCode.from_text(str(rec.get("reason", ""))),
-            )
-        )
-
-    def _gate(self, rec: dict[str, Any]) -> None:
-        try:
-            gate = Gate(rec["gate"])
-        except (KeyError, ValueError):
-            return
-        metrics = rec.get("metrics") or {}
-        metric = next((float(v) for v in metrics.values() if isinstance(v, int | float)), 0.0)
-        self.submit(
-            GateEvent(
-                0,
-                self._ts(self.now),
-                int(rec.get("site") or 0),
-                self._kernel_id(rec.get("kernel") or rec.get("seed_id")),
-                gate,
-                bool(rec.get("passed", False)),
-                ReasonCode.from_text(str(rec.get("reason", ""))),
-                metric if metric == metric and abs(metric) != float("inf") else 0.0,
-            )
-        )
 
     # ------------------------------------------------------------------ time
 

@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from firmware_sim.telemetry import RuntimeTelemetry  # noqa: E402
 from kasmina_edge.contracts import codec  # noqa: E402
+from kasmina_edge.contracts.events import BeatClassified, RuntimeEvent, SeedTransition  # noqa: E402
+from kasmina_edge.contracts.lifecycle import Stage, TransitionEvent  # noqa: E402
 from kasmina_edge.contracts.telemetry import BeatCounts, Record  # noqa: E402
 from kasmina_edge.core import catalog  # noqa: E402
 from kasmina_edge.core.airtime import time_on_air_s  # noqa: E402
@@ -67,7 +69,8 @@ DELIVERY_LINKS = [
     "5g-urllc",
     "wifi",
 ]
-SEED_PATH = ["GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY"]
+SEED_PATH = [Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY]
+FS = 360.0  # the beats' sample numbers count at this rate
 DRAIN_LORA_S = 48 * 3600  # after the hour, the link alone until the backlog is through (or two days)
 
 
@@ -152,11 +155,11 @@ class Driver:
     def _arrived(self, rec: StoredRecord) -> None:
         self.arrivals.setdefault(rec.fseq, rec)
 
-    def run(self, events: list[dict[str, Any]], seconds: float, step: float, drain_s: float = 0.0) -> float:
+    def run(self, events: list[RuntimeEvent], seconds: float, step: float, drain_s: float = 0.0) -> float:
         i, t = 0, 0.0
         while t <= seconds:
-            while i < len(events) and events[i]["t"] <= t:
-                self.tel.now = max(self.tel.now, events[i]["t"])
+            while i < len(events) and events[i].t <= t:
+                self.tel.now = max(self.tel.now, events[i].t)
                 self.tel.on_event(events[i])
                 i += 1
             self.tel.tick(t)
@@ -173,70 +176,49 @@ class Driver:
         return t
 
 
-def day_events(hours: float, seed: int = 0) -> list[dict[str, Any]]:
+def beat(t: float, label: str, p: float) -> BeatClassified:
+    return BeatClassified(round(t * FS), t, label, p, anomaly=label in ("S", "V", "F"))
+
+
+def move(kernel: str, src: Stage, dst: Stage, reason: str, t: float) -> SeedTransition:
+    return SeedTransition(TransitionEvent(kernel, src, dst, reason, t), site=1, kernel=kernel, window=0, t=t)
+
+
+def day_events(hours: float, seed: int = 0) -> list[RuntimeEvent]:
     """Beats at ~75 bpm with 1 % PVCs, VT runs at 1/4, 1/2 and 3/4 of the span, four seed episodes."""
     rng = random.Random(seed)
     span = hours * 3600
-    events: list[dict[str, Any]] = []
+    events: list[RuntimeEvent] = []
     vt_at = [span * k / 4 for k in (1, 2, 3)]
     t = 0.5
     while t < span:
         if vt_at and t >= vt_at[0]:
             vt_at.pop(0)
             for _ in range(5):
-                events.append({"event": "beat", "t": t, "class": "V", "p": 0.95})
+                events.append(beat(t, "V", 0.95))
                 t += 0.4
             continue
-        events.append({"event": "beat", "t": t, "class": "V" if rng.random() < 0.01 else "N", "p": 0.9})
+        events.append(beat(t, "V" if rng.random() < 0.01 else "N", 0.9))
         t += 0.8 * (1 + 0.05 * rng.uniform(-1, 1))
     for k in range(4):
         start, end = span * (k + 0.2) / 4, span * (k + 0.6) / 4
         events += seed_episode(f"cond{k}", start, end)
-    return sorted(events, key=lambda e: e["t"])
+    return sorted(events, key=lambda e: e.t)
 
 
-def seed_episode(kernel: str, start: float, end: float) -> list[dict[str, Any]]:
-    out, src = [], "DORMANT"
+def seed_episode(kernel: str, start: float, end: float) -> list[RuntimeEvent]:
+    out: list[RuntimeEvent] = []
+    src = Stage.DORMANT
     for j, dst in enumerate(SEED_PATH):
-        out.append(
-            {
-                "event": "transition",
-                "t": start + 5 * j,
-                "from": src,
-                "to": dst,
-                "reason": "condition_detected",
-                "site": 1,
-                "kernel": kernel,
-            }
-        )
+        out.append(move(kernel, src, dst, "condition_detected", start + 5 * j))
         src = dst
-    out.append(
-        {
-            "event": "transition",
-            "t": end,
-            "from": src,
-            "to": "CULLED",
-            "reason": "condition_cleared",
-            "site": 1,
-            "kernel": kernel,
-        }
-    )
-    out.append(
-        {
-            "event": "transition",
-            "t": end + 1,
-            "from": "CULLED",
-            "to": "EMBARGOED",
-            "reason": "condition_cleared",
-            "site": 1,
-            "kernel": kernel,
-        }
-    )
+    out.append(move(kernel, src, Stage.CULLED, "condition_cleared", end))
+    out.append(move(kernel, Stage.CULLED, Stage.EMBARGOED, "condition_cleared", end + 1))
     return out
 
 
-def noisy_walk_events(minutes: float = 60.0, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from kasmina_edge.contracts.telemetry import AAMI_CLASS_ORDER
+def noisy_walk_events(minutes: float = 60.0, seed: int = 0) -> tuple[list[RuntimeEvent], dict[str, Any]]:
+    from kasmina_edge.contracts.telemetry import AAMI_CLASSES
     from kasmina_edge.ecg.scenarios import make_scenario
 
     rec = make_scenario("noisy-walk", minutes, seed=seed)
@@ -244,18 +226,18 @@ def noisy_walk_events(minutes: float = 60.0, seed: int = 0) -> tuple[list[dict[s
     fs = rec.fs
     span = minutes * 60
     vt_at = [span * k / 4 for k in (1, 2, 3)]
-    events: list[dict[str, Any]] = []
+    events: list[RuntimeEvent] = []
     skip_until = -1.0
     for sample, cls in zip(rec.beats.samples.tolist(), rec.beats.classes.tolist(), strict=True):
         t = sample / fs
         if vt_at and t >= vt_at[0]:
             v0 = vt_at.pop(0)
             for k in range(5):  # a 150 bpm run of five ventricular beats replaces the beats there
-                events.append({"event": "beat", "t": v0 + 0.4 * k, "class": "V", "p": 0.95})
+                events.append(beat(v0 + 0.4 * k, "V", 0.95))
             skip_until = v0 + 2.0
         if t < skip_until:
             continue
-        events.append({"event": "beat", "t": t, "class": AAMI_CLASS_ORDER[cls], "p": 0.9})
+        events.append(beat(t, AAMI_CLASSES[cls], 0.9))
     for c in rec.conditions:
         events += seed_episode(c.label, c.start / fs, c.end / fs)
     info = {
@@ -263,7 +245,7 @@ def noisy_walk_events(minutes: float = 60.0, seed: int = 0) -> tuple[list[dict[s
         "classes": rec.beats.counts(),
         "conditions": [(c.label, round(c.start / fs), round(c.end / fs)) for c in rec.conditions],
     }
-    return sorted(events, key=lambda e: e["t"]), info
+    return sorted(events, key=lambda e: e.t), info
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -273,7 +255,7 @@ def _q(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
-def delivery(events: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+def delivery(events: list[RuntimeEvent], seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in DELIVERY_LINKS:
         d = Driver(name, seed=1)

@@ -47,9 +47,11 @@ from firmware_sim.device import open_device  # noqa: E402
 from firmware_sim.runner import RunOptions, run_stream  # noqa: E402
 from firmware_sim.score import BeatScore, score_run  # noqa: E402
 from kasmina_edge.contracts.bundle import Bundle, read_bundle  # noqa: E402
+from kasmina_edge.contracts.events import BeatClassified  # noqa: E402
 from kasmina_edge.core.catalog import list_hardware  # noqa: E402
 from kasmina_edge.ecg.scenarios import make_scenario  # noqa: E402
 from kasmina_edge.ecg.sources import RecordSource, open_source  # noqa: E402
+from kasmina_edge.ecg.types import AAMI_CLASSES  # noqa: E402
 from kasmina_edge.ecg.windowing import Beat, StreamingBeatizer  # noqa: E402
 from kasmina_edge.profiler.estimate import artifact_cost, estimate_chain, estimate_decision  # noqa: E402
 from kasmina_edge.runtime.backends import Backend, LiteRtBackend, MicroBackend, OrtBackend  # noqa: E402
@@ -342,7 +344,7 @@ def mitbih(root: Path, bundle: Path, keys: Path) -> dict[str, Any] | None:
     sc = score_run(s.predictions, record)
     return {"signal_s": s.signal_s, "wall_s": s.wall_s, "x_realtime_wall": s.realtime_factor,
             "beat_se": sc.sensitivity, "beat_ppv": sc.ppv, "n_accuracy": sc.se("N"), "s_se": sc.se("S"),
-            "s_ppv": sc.ppv_of("S"), "v_se": sc.se("V"), "support": {c: sc.support(c) for c in "NSVFQ"},
+            "s_ppv": sc.ppv_of("S"), "v_se": sc.se("V"), "support": {c: sc.support(c) for c in AAMI_CLASSES},
             "macro_f1": sc.macro_f1(), "swaps": s.status["swaps"], "faults": s.status["faults"],
             "decision_ms_p50": s.status["decision_ms_p50"], "decision_ms_p99": s.status["decision_ms_p99"]}
 
@@ -361,15 +363,14 @@ def _episodes(flags: list[bool]) -> int:
     return sum(1 for i, f in enumerate(flags) if f and (i == 0 or not flags[i - 1]))
 
 
-def _kernel_use(predictions: list[dict[str, Any]], onset: int) -> dict[str, Any]:
+def _kernel_use(beats: list[BeatClassified], onset: int) -> dict[str, Any]:
     """Windows a kernel was in the answers (live) or only beside them (trial), before and after ``onset``."""
-    beats = [p for p in predictions if p["event"] == "beat"]
-    noisy = [b for b in beats if b["sample"] + 166 >= onset]
-    live = [i for i, b in enumerate(noisy) if any(b["active"].values())]
-    trial = [i for i, b in enumerate(noisy) if b.get("trial")]
+    noisy = [b for b in beats if b.sample + 166 >= onset]
+    live = [i for i, b in enumerate(noisy) if any(b.active.values())]
+    trial = [i for i, b in enumerate(noisy) if b.trial]
     return {
-        "live_before_onset": sum(1 for b in beats if b["sample"] + 166 < onset and any(b["active"].values())),
-        "trial_before_onset": sum(1 for b in beats if b["sample"] + 166 < onset and b.get("trial")),
+        "live_before_onset": sum(1 for b in beats if b.sample + 166 < onset and any(b.active.values())),
+        "trial_before_onset": sum(1 for b in beats if b.sample + 166 < onset and b.trial),
         "windows_to_live": live[0] if live else None, "live_windows": len(live),
         "windows_to_trial": trial[0] if trial else None, "noisy_windows": len(noisy),
     }
@@ -411,7 +412,7 @@ def emg_switch(root: Path, bundle: Path, keys: Path, snrs: list[float], seeds: l
     return rows, decision_s
 
 
-def _noisy_spans_score(predictions: list[dict[str, Any]], record: Any, spans: list[tuple[int, int]]) -> BeatScore:
+def _noisy_spans_score(predictions: list[BeatClassified], record: Any, spans: list[tuple[int, int]]) -> BeatScore:
     """One score over all noisy stretches (their confusions summed)."""
     parts = [score_run(predictions, record, start_s=a / record.fs, end_s=b / record.fs) for a, b in spans]
     conf = sum((p.confusion for p in parts[1:]), parts[0].confusion.copy())
@@ -437,8 +438,7 @@ def real_noise_records(root: Path, bundle: Path, keys: Path, records: list[str],
                 s = run_stream(dev, RecordSource(record), options=RunOptions(runtime=cfg, keep_predictions=True))
                 row[f"{mode}_noisy_f1"] = _noisy_spans_score(s.predictions, record, spans).macro_f1()
                 if mode != "base":
-                    beats = [p for p in s.predictions if p["event"] == "beat"]
-                    row[f"{mode}_live_windows"] = sum(1 for b in beats if any(b["active"].values()))
+                    row[f"{mode}_live_windows"] = sum(1 for b in s.predictions if any(b.active.values()))
             for mode in ("confidence", "evidence"):
                 row[f"{mode}_gain"] = row[f"{mode}_noisy_f1"] - row["base_noisy_f1"]
             rows.append(row)
@@ -459,12 +459,12 @@ def clean_records(root: Path, bundle: Path, keys: Path, records: list[str], minu
         for mode in ("confidence", "evidence"):
             src = open_source(f"wfdb:{DATA / 'mitdb' / name}", seconds=60.0 * minutes)
             s = run_stream(dev, src, options=RunOptions(runtime=MODES[mode], keep_predictions=True))
-            beats = [p for p in s.predictions if p["event"] == "beat"]
+            beats = s.predictions
             row["beats"] = len(beats)
-            row[f"{mode}_live_windows"] = sum(1 for b in beats if any(b["active"].values()))
-            row[f"{mode}_activations"] = _episodes([bool(b.get("trial")) or any(b["active"].values()) for b in beats])
-            row[f"{mode}_went_live"] = _episodes([any(b["active"].values()) for b in beats])
-            row[f"{mode}_trial_windows"] = sum(1 for b in beats if b.get("trial"))
+            row[f"{mode}_live_windows"] = sum(1 for b in beats if any(b.active.values()))
+            row[f"{mode}_activations"] = _episodes([bool(b.trial) or any(b.active.values()) for b in beats])
+            row[f"{mode}_went_live"] = _episodes([any(b.active.values()) for b in beats])
+            row[f"{mode}_trial_windows"] = sum(1 for b in beats if b.trial)
         rows.append(row)
     return rows
 

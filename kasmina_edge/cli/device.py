@@ -172,7 +172,7 @@ def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:
     for col in ("t (s)", "action", "kernel", "reason", "latency"):
         dec.add_column(col, overflow="fold")
     for d in list(runtime.last_decisions)[-5:]:
-        dec.add_row(f"{d.get('t', 0):.1f}", d["action"], str(d.get("kernel") or "-"), d["reason"], f"{d['latency_us']:.0f} us")
+        dec.add_row(f"{d.t:.1f}", d.decision.action, d.decision.kernel or "-", d.decision.reason, f"{d.latency_us:.0f} us")
     return Panel(Group(head, slots, dec), title=title)
 
 

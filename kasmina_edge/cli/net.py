@@ -482,6 +482,8 @@ def demo_step(con: Console, workdir: Path) -> None:
     """A simulated patch on LoRaWAN EU868 DR3 publishes two hours of telemetry (beats, a VT run, a seed episode)
     through the embedded broker; the monitor decodes it; a signed `pause` goes back and is acknowledged."""
     from firmware_sim.telemetry import RuntimeTelemetry
+    from kasmina_edge.contracts.events import BeatClassified, SeedTransition
+    from kasmina_edge.contracts.lifecycle import Stage, TransitionEvent
     from kasmina_edge.core import catalog
     from kasmina_edge.net.audit import AuditLog
     from kasmina_edge.net.broker import EmbeddedBroker, free_port
@@ -502,25 +504,17 @@ def demo_step(con: Console, workdir: Path) -> None:
         t, beat, path = (
             0.0,
             0.0,
-            ["DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY"],
+            [Stage.DORMANT, Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY],
         )
         while t < 7200:
             while beat <= t:
                 vt = 3600 <= beat < 3602
-                tel.on_event({"event": "beat", "t": beat, "class": "V" if vt else "N", "p": 0.9})
+                tel.on_event(BeatClassified(round(beat * 360), beat, "V" if vt else "N", 0.9))
                 beat += 0.4 if vt else 0.8
             if t == 1800:
                 for a, b in zip(path, path[1:], strict=False):
-                    tel.on_event(
-                        {
-                            "event": "transition",
-                            "from": a,
-                            "to": b,
-                            "reason": "condition_detected",
-                            "site": 1,
-                            "kernel": "emg",
-                        }
-                    )
+                    move = TransitionEvent("emg", a, b, "condition_detected", t)
+                    tel.on_event(SeedTransition(move, site=1, kernel="emg", window=0, t=t))
             tel.tick(t)
             t += 2.0
         stop = threading.Event()
@@ -529,7 +523,7 @@ def demo_step(con: Console, workdir: Path) -> None:
             now = t
             while not stop.is_set():
                 now += 30.0
-                tel.on_event({"event": "beat", "t": now, "class": "N", "p": 0.9})
+                tel.on_event(BeatClassified(round(now * 360), now, "N", 0.9))
                 tel.tick(now)
                 time.sleep(0.05)
 

@@ -14,11 +14,13 @@ from enum import IntEnum, IntFlag
 from typing import Any
 
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.contracts.lifecycle import Gate, Stage, TransitionEvent
+from kasmina_edge.contracts.lifecycle import Gate, GateResult, Stage, TransitionEvent
 
 SEQ_MODULUS = 256  # the sequence number is one byte on the wire (LoRaWAN frames are rare: gaps stay < 256)
 
-AAMI_CLASS_ORDER = ("N", "S", "V", "F", "Q")  # order of the counts in BeatCounts and on the wire
+# AAMI EC57 beat classes, in the order of the counts in BeatCounts and on the wire; a beat's class is
+# stored as its index in this tuple everywhere (``ecg.types`` takes it from here)
+AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
 
 
 class InvalidRecordError(KasminaError, ValueError):
@@ -200,12 +202,12 @@ class BeatCounts:
 
     def __post_init__(self) -> None:
         _check_common(self)
-        for name in ("period_s", *(c.lower() for c in AAMI_CLASS_ORDER)):
+        for name in ("period_s", *(c.lower() for c in AAMI_CLASSES)):
             _check_type(self, name, int)
             _check(self, name, getattr(self, name) >= 0, ">= 0")
 
     def as_dict(self) -> dict[str, int]:
-        return {c: getattr(self, c.lower()) for c in AAMI_CLASS_ORDER}
+        return {c: getattr(self, c.lower()) for c in AAMI_CLASSES}
 
     @property
     def total(self) -> int:
@@ -285,6 +287,17 @@ class GateEvent:
         _check_type(self, "passed", bool)
         _check_type(self, "reason", ReasonCode)
         _check_finite(self, "metric")
+
+    @classmethod
+    def from_verdict(
+        cls, result: GateResult, *, seq: int, timestamp: int, site: int, kernel_id: int
+    ) -> GateEvent:
+        """The wire record of a gate's verdict: its headline ``metric`` is the first number among
+        ``result.metrics`` (0 when there is none or it is not finite)."""
+        metric = next((float(v) for v in result.metrics.values() if isinstance(v, int | float)), 0.0)
+        finite = metric == metric and abs(metric) != float("inf")
+        return cls(seq, timestamp, site, kernel_id, result.gate, bool(result.passed),
+                   ReasonCode.from_text(result.reason), metric if finite else 0.0)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# AAMI EC57 beat classes; a beat's class is stored as its index in this tuple.
-AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+# AAMI EC57 beat classes, defined once in contracts (the order of the wire counts); a beat's class is its index
+from kasmina_edge.contracts.telemetry import AAMI_CLASSES
+
 AAMI_INDEX: dict[str, int] = {c: i for i, c in enumerate(AAMI_CLASSES)}
 
 DEFAULT_FS = 360.0  # Hz: MIT-BIH's rate, and the model's.

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.events import KernelDecision
 from kasmina_edge.core.features import INDEX, N_FEATURES, N_SITES
 from kasmina_edge.core.symptoms import (
     SIGNAL_SYMPTOMS,
@@ -54,7 +55,7 @@ class KernelChoice:
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
+class KernelControllerConfig:
     power: float = 0.15  # 3 dB (features are dB / 20) above the reference
     template_corr: float = 0.85
     entropy: float = 0.04
@@ -63,27 +64,6 @@ class ControllerConfig:
     clear_windows: int = 12
     min_alpha: float = 0.5
     quality_drop: float = 0.5  # signal symptoms need the quality index at or below this share of its reference
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: Literal["wait", "activate", "retire"]
-    reason: str
-    site: int | None = None
-    kernel: str | None = None
-    alpha_target: float = 0.0
-    symptom: str | None = None
-    severity: float = 0.0
-    source: Literal["heuristic", "policy"] = "heuristic"
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"event": "decision", "action": self.action, "reason": self.reason,
-                                  "source": self.source}
-        if self.action != "wait":
-            out.update({"site": self.site, "kernel": self.kernel, "alpha_target": round(self.alpha_target, 3)})
-        if self.symptom is not None:
-            out.update({"symptom": self.symptom, "severity": round(self.severity, 3)})
-        return out
 
 
 class PolicyError(KasminaError):
@@ -129,10 +109,12 @@ class ExportedPolicy:
 
 
 @dataclass
-class Controller:
+class KernelController:
+    """The on-device Tamiyo: one :class:`KernelDecision` per decision window."""
+
     kernels: list[KernelChoice]
     n_sites: int
-    config: ControllerConfig = field(default_factory=ControllerConfig)
+    config: KernelControllerConfig = field(default_factory=KernelControllerConfig)
     reference: np.ndarray | None = None
     reference_quality: float | None = None  # the quality index on the clean reference windows
     policy: ExportedPolicy | None = None
@@ -187,14 +169,14 @@ class Controller:
         live: Mapping[str, int],
         available: set[str],
         quality: float | None = None,
-    ) -> Decision:
+    ) -> KernelDecision:
         """``live``: kernels whose output is in the chain now (any live stage) -> their site;
         ``available``: kernels that may be germinated now (dormant, breaker closed); ``quality``: the
         signal quality index of the same seconds (None: symptoms from the features alone)."""
         if obs[INDEX["security_alert"]] >= 0.5:
-            return Decision("wait", "security_alert")
+            return KernelDecision("wait", "security_alert")
         if self.reference is None:
-            return Decision("wait", "warming_up")
+            return KernelDecision("wait", "warming_up")
         sev = self.symptoms(obs, quality)
         for s, v in sev.items():
             if v > 0:
@@ -210,7 +192,7 @@ class Controller:
             if k is None or not k.symptoms:
                 continue
             if all(self._absent[s] >= self.config.clear_windows for s in k.symptoms):
-                return Decision("retire", "condition_cleared", site=site, kernel=name,
+                return KernelDecision("retire", "condition_cleared", site=site, kernel=name,
                                 symptom=k.symptoms[0], severity=max(sev[s] for s in k.symptoms))
         if self.policy is not None:
             return self._policy_decision(obs, live, available, sev)
@@ -218,8 +200,8 @@ class Controller:
         # mains bands: "powerline" can outrank "noise" while only a noise kernel exists).
         ranked = sorted(((v, k) for k, v in sev.items() if v > 0), reverse=True)
         if not ranked:
-            return Decision("wait", "no_degradation")
-        waiting: Decision | None = None
+            return KernelDecision("wait", "no_degradation")
+        waiting: KernelDecision | None = None
         for severity, symptom in ranked:
             if self._present[symptom] < self.config.onset_windows:
                 why = "onset_pending"
@@ -230,24 +212,24 @@ class Controller:
                 if options:
                     scores = self._site_scores(obs, symptom)
                     best = max(options, key=lambda k: (scores[k.site] + 0.1 * (k.gain or 0.0), k.gain or 0.0))
-                    return Decision("activate", f"{symptom} severity {severity:.2f}", site=best.site,
+                    return KernelDecision("activate", f"{symptom} severity {severity:.2f}", site=best.site,
                                     kernel=best.name, alpha_target=self._alpha(severity), symptom=symptom,
                                     severity=severity)  # fmt: skip
                 why = "no_kernel_for_symptom"
-            waiting = waiting or Decision("wait", why, symptom=symptom, severity=severity)
+            waiting = waiting or KernelDecision("wait", why, symptom=symptom, severity=severity)
         assert waiting is not None
         return waiting
 
     def _policy_decision(
         self, obs: np.ndarray, live: Mapping[str, int], available: set[str], sev: dict[str, float]
-    ) -> Decision:
+    ) -> KernelDecision:
         assert self.policy is not None
         pol = self.policy
         options = [k for k in self.kernels if k.name in available and k.site not in live.values()]
         out = pol.logits(obs)
         symptom, severity = max(sev.items(), key=lambda kv: kv[1])
         if not options or float(out["act"][1]) <= float(out["act"][0]):
-            return Decision("wait", "policy_wait" if options else "no_kernel_available", source="policy",
+            return KernelDecision("wait", "policy_wait" if options else "no_kernel_available", source="policy",
                             symptom=symptom if severity > 0 else None, severity=severity)
         site_names = [f"site{i}" for i in range(self.n_sites)]
         loc = out["location"].astype(np.float64).copy()
@@ -260,6 +242,6 @@ class Controller:
         bp = out["blueprint"].astype(np.float64)
         ranked = [pol.blueprints[j] for j in np.argsort(-bp)]
         pick = next((k for b in ranked for k in at_site if k.blueprint == b), at_site[0])
-        return Decision("activate", "policy", site=site, kernel=pick.name,
+        return KernelDecision("activate", "policy", site=site, kernel=pick.name,
                         alpha_target=self._alpha(max(severity, 0.0)), symptom=pick.symptoms[0] if pick.symptoms else None,
                         severity=severity, source="policy")

@@ -4,8 +4,8 @@ Per chunk: the beatizer (the very windowing the model was trained on) turns samp
 Per beat: the executor classifies the window under the current chain; the health monitor checks the
 live kernels (a fault rolls the slot back before the next window); the controller looks at the
 features and decides; the seed manager applies the decision (a swap is one reference assignment)
-and advances ramps and gates. Every prediction and every event goes to ``sink`` as one JSON-able
-record, in order.
+and advances ramps and gates. Every prediction and every event goes to ``sink`` as one typed record
+of :mod:`kasmina_edge.contracts.events`, in order.
 
 The lifecycle's clock is signal time (seconds of ECG seen), so embargoes and hysteresis mean the
 same under ``--fast`` and ``--realtime``.
@@ -15,21 +15,31 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from kasmina_edge.contracts.events import (
+    BeatClassified,
+    DecisionTaken,
+    EventSink,
+    KernelDecision,
+    KernelInstalled,
+    KernelRefused,
+    ReferenceMeasured,
+    RuntimeBooted,
+    RuntimeEvent,
+    SegmentCheck,
+)
 from kasmina_edge.core.features import SiteStats, beat_matrix, mean_drift, observation_vector, signal_features
 from kasmina_edge.core.symptoms import symptoms_of
 from kasmina_edge.ecg.windowing import Beat, StreamingBeatizer, WindowSpec
 from kasmina_edge.runtime.controller import (
-    Controller,
-    ControllerConfig,
-    Decision,
     ExportedPolicy,
     KernelChoice,
+    KernelController,
+    KernelControllerConfig,
 )
 from kasmina_edge.runtime.evidence import BeatContextTracker
 from kasmina_edge.runtime.executor import SegmentedExecutor, WindowResult
@@ -44,7 +54,6 @@ from kasmina_edge.runtime.observation import (
     signal_quality_ratio,
 )
 
-Sink = Callable[[dict[str, Any]], None]
 ANOMALY_CLASSES = frozenset({"S", "V", "F"})
 
 
@@ -55,7 +64,7 @@ class RuntimeConfig:
     decide_every: int = 1  # windows between two controller decisions
     boot_kernels: bool = True  # honour the bundle's chain.default_active
     adapt: bool = True  # apply the controller's decisions (False: the base model alone, for comparison)
-    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    controller: KernelControllerConfig = field(default_factory=KernelControllerConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     health: HealthLimits = field(default_factory=HealthLimits)
 
@@ -95,7 +104,7 @@ class DeviceRuntime:
         *,
         fs: float = 360.0,
         config: RuntimeConfig | None = None,
-        sink: Sink | None = None,
+        sink: EventSink | None = None,
         platform: Platform | None = None,
     ) -> None:
         self.image = image
@@ -128,7 +137,7 @@ class DeviceRuntime:
             for k in image.kernels.values()
             if not k.pinned  # installed kernels (a patient's) are brought live by the runtime, not chosen
         ]
-        self.controller = Controller(kernels, self.executor.n_sites, self.config.controller, policy=policy)
+        self.controller = KernelController(kernels, self.executor.n_sites, self.config.controller, policy=policy)
         self.raw = RawBuffer(fs, self.config.feature_seconds)
         self.recent = RecentProbs(8)
         self.site_acc = [SiteAccumulator() for _ in range(self.executor.n_sites)]
@@ -138,7 +147,7 @@ class DeviceRuntime:
         self.r_peaks: deque[int] = deque(maxlen=64)
         self.counters = Counters(classes=dict.fromkeys(self.classes, 0))
         self.decision_latency_s: list[float] = []
-        self.last_decisions: deque[dict[str, Any]] = deque(maxlen=5)
+        self.last_decisions: deque[DecisionTaken] = deque(maxlen=5)
         self._warm: list[np.ndarray] = []
         self._warm_quality: list[float] = []
         self.quality: float | None = None  # the signal quality index of the last decision's seconds
@@ -151,28 +160,27 @@ class DeviceRuntime:
     def signal_time(self) -> float:
         return self.samples_seen / self.fs
 
-    def _emit(self, record: dict[str, Any]) -> None:
-        record.setdefault("t", round(self.signal_time(), 4))
+    def _emit(self, event: RuntimeEvent) -> None:
         if self._sink is not None:
-            self._sink(record)
+            self._sink(event)
 
     # ------------------------------------------------------------------ boot
 
-    def boot(self) -> list[dict[str, Any]]:
+    def boot(self) -> list[SegmentCheck]:
         """Check every base segment against its reference vectors; put the bundle's boot kernels live."""
-        checks = []
+        checks: list[SegmentCheck] = []
         for i, (seg, entry) in enumerate(zip(self.image.segments, self.image.segment_entries, strict=True)):
             last = i == len(self.image.segments) - 1
             grid = None if last else site_grid(self.image, i)
             check = check_reference(seg, self.image.references.get(entry.name), self.tolerance_lsb, logits=last, grid=grid)
-            checks.append({"artifact": entry.name, "passed": check.passed, **check.metrics()})
+            checks.append(SegmentCheck(entry.name, check.passed, check.metrics()))
             if not check.passed:
                 raise BootError(
                     f"boot: base segment {entry.name!r} does not reproduce its reference vectors "
                     f"({check.max_error_lsb:g} LSB, tolerance {check.tolerance_lsb:g})"
                 )
-        self._emit({"event": "boot", "bundle": self.image.manifest.bundle_id, "backend": self.image.backend.info().name,
-                    "segments": len(self.image.segments), "kernels": len(self.image.kernels), "checks": checks})
+        self._emit(RuntimeBooted(self.image.manifest.bundle_id, self.image.backend.info().name, len(self.image.segments),
+                                 len(self.image.kernels), tuple(checks), self.signal_time()))
         if self.config.boot_kernels and self.image.manifest.chain is not None:
             for _site, name in sorted(self.image.manifest.chain.default_active.items()):
                 if name in self.image.kernels:
@@ -182,7 +190,7 @@ class DeviceRuntime:
 
     # ------------------------------------------------------------------ streaming
 
-    def feed(self, chunk: np.ndarray) -> list[dict[str, Any]]:
+    def feed(self, chunk: np.ndarray) -> list[BeatClassified]:
         """Raw samples (n,) or (n, leads) → the prediction records of the beats they completed."""
         if not self._booted:
             self.boot()
@@ -192,12 +200,12 @@ class DeviceRuntime:
         self.samples_seen += lead.shape[0]
         return [self.on_beat(b) for b in self.beatizer.process(x)]
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[BeatClassified]:
         return [self.on_beat(b) for b in self.beatizer.flush()]
 
     # ------------------------------------------------------------------ one beat
 
-    def on_beat(self, beat: Beat) -> dict[str, Any]:
+    def on_beat(self, beat: Beat) -> BeatClassified:
         self.r_peaks.append(beat.r_peak)
         result = self.executor.infer(beat.window, self._rr(beat.rr))
         self.counters.infer_s += result.latency_s
@@ -229,30 +237,25 @@ class DeviceRuntime:
             ]
         return self._drift
 
-    def _prediction(self, beat: Beat, result: WindowResult) -> dict[str, Any]:
+    def _prediction(self, beat: Beat, result: WindowResult) -> BeatClassified:
         self.counters.beats += 1
         label = self.classes[result.label] if 0 <= result.label < len(self.classes) else "?"
         self.counters.classes[label] = self.counters.classes.get(label, 0) + 1
         anomaly = label in ANOMALY_CLASSES
         self.counters.anomalies += int(anomaly)
         slots = self.manager.slot_summary()
-        rec: dict[str, Any] = {
-            "event": "beat",
-            "sample": int(beat.r_peak),
-            "t": round(beat.r_peak / self.fs, 4),
-            "class": label,
-            "p": round(float(np.max(result.probs)), 4) if result.finite else None,
-            "valid": bool(beat.valid),
-            "anomaly": anomaly,
-            "latency_us": round(result.latency_s * 1e6, 1),
-            "active": {str(s["site"]): s["kernel"] for s in slots if s["kernel"]},
-        }
-        trial = {str(s["site"]): s["trial"] for s in slots if s["trial"]}
-        if trial:
-            rec["trial"] = trial  # kernels judged beside the answers, not in them
-        if result.faults:
-            rec["faults"] = [f"{k}:{c}" for _, k, c in result.faults]
-        return rec
+        return BeatClassified(
+            sample=int(beat.r_peak),
+            t=round(beat.r_peak / self.fs, 4),
+            label=label,
+            confidence=round(float(np.max(result.probs)), 4) if result.finite else None,
+            valid=bool(beat.valid),
+            anomaly=anomaly,
+            latency_us=round(result.latency_s * 1e6, 1),
+            active={str(s["site"]): s["kernel"] for s in slots if s["kernel"]},
+            trial={str(s["site"]): s["trial"] for s in slots if s["trial"]},  # judged beside the answers
+            faults=tuple(f"{k}:{c}" for _, k, c in result.faults),
+        )
 
     def _observation(self, drift: list[float]) -> np.ndarray:
         sig, start = self.raw.view()
@@ -294,9 +297,8 @@ class DeviceRuntime:
         self.controller.reference = ref
         if self._warm_quality:
             self.controller.reference_quality = float(np.median(self._warm_quality))
-        self._emit({"event": "reference", "source": "device warm-up", "windows": len(self._warm),
-                    "quality": self.controller.reference_quality,
-                    "features": [round(float(v), 4) for v in ref]})
+        self._emit(ReferenceMeasured("device warm-up", len(self._warm), self.controller.reference_quality,
+                                     tuple(round(float(v), 4) for v in ref), self.signal_time()))
 
     def _rr(self, rr: np.ndarray) -> np.ndarray:
         """The RR features as the live kernels expect them: a live pinned kernel's per-patient scale."""
@@ -319,14 +321,14 @@ class DeviceRuntime:
                 continue
             if k.host_stage is not None and k.host_stage != "FOSSILIZED":
                 self._refused.add(k.name)
-                self._emit({"event": "kernel_refused", "kernel": k.name, "site": k.site,
-                            "reason": f"{_host_word(k.host_stage)} on the host: {k.host_reason}"})
+                self._emit(KernelRefused(k.name, k.site, f"{_host_word(k.host_stage)} on the host: {k.host_reason}",
+                                         self.signal_time()))
                 continue
             ok = self.manager.activate(k.name, 1.0, "installed kernel (kernel-only bundle)", self.recent.confidence())
             self.counters.swaps += int(ok)
             if ok:
-                self._emit({"event": "kernel_installed", "kernel": k.name, "site": k.site, "bundle": k.bundle_id,
-                            "rr_scale": list(k.rr_scale) if k.rr_scale else None})
+                self._emit(KernelInstalled(k.name, k.site, k.bundle_id,
+                                           tuple(k.rr_scale) if k.rr_scale else None, self.signal_time()))
 
     def _decide(self, drift: list[float]) -> None:
         t0 = time.perf_counter()
@@ -341,12 +343,11 @@ class DeviceRuntime:
         self.decision_latency_s.append(elapsed)
         self.counters.decisions += 1
         if decision.action != "wait" or swapped:
-            rec = {**decision.to_json(), "applied": swapped, "latency_us": round(elapsed * 1e6, 1),
-                   "window": self.manager.window}
-            self.last_decisions.append(rec)
-            self._emit(rec)
+            taken = DecisionTaken(decision, swapped, round(elapsed * 1e6, 1), self.manager.window, self.signal_time())
+            self.last_decisions.append(taken)
+            self._emit(taken)
 
-    def _apply(self, d: Decision) -> bool:
+    def _apply(self, d: KernelDecision) -> bool:
         if d.action == "activate" and d.kernel is not None:
             ok = self.manager.activate(d.kernel, d.alpha_target, d.reason, self.recent.confidence())
             self.counters.swaps += int(ok)

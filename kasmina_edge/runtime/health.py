@@ -11,7 +11,7 @@ After every window the monitor looks at each slot whose candidate kernel is live
 * ``health_drift``      the kernel moved its site's activation by many times its own size, or the
                         site's drift against the reference statistics exploded.
 
-A fault opens the kernel's breaker; the lifecycle then rolls the slot back to its base (previous
+A fault (:class:`kasmina_edge.contracts.events.Fault`) opens the kernel's breaker; the lifecycle then rolls the slot back to its base (previous
 kernel or identity) before the next window and culls the kernel with the fault's code.
 """
 
@@ -22,9 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from kasmina_edge.contracts.events import Fault
 from kasmina_edge.runtime.executor import ChainConfig, WindowResult
-
-FaultCode = Literal["health_nan", "health_latency", "health_confidence", "health_drift"]
 
 
 @dataclass(frozen=True)
@@ -37,25 +36,6 @@ class HealthLimits:
     confidence_drop: float = 0.35  # below the pre-activation confidence by this much
     max_relative_change: float = 8.0  # |k(h) - h| / |h|
     max_drift: float = 50.0  # site drift in reference standard deviations
-
-
-@dataclass(frozen=True)
-class Fault:
-    code: FaultCode
-    site: int
-    kernel: str
-    detail: str
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "event": "fault",
-            "code": self.code,
-            "site": self.site,
-            "kernel": self.kernel,
-            "detail": self.detail,
-            "metrics": dict(self.metrics),
-        }
 
 
 @dataclass

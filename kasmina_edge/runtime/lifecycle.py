@@ -39,6 +39,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kasmina_edge.contracts.events import (
+    EventSink,
+    EvidenceVerdict,
+    Fault,
+    FaultRollback,
+    GateVerdict,
+    RuntimeEvent,
+    SeedTransition,
+)
 from kasmina_edge.contracts.lifecycle import (
     EmbargoPolicy,
     Gate,
@@ -49,12 +58,11 @@ from kasmina_edge.contracts.lifecycle import (
 )
 from kasmina_edge.runtime.evidence import BeatContext, EvidenceConfig, KernelEvidence
 from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig, WindowResult
-from kasmina_edge.runtime.health import Fault, HealthMonitor
+from kasmina_edge.runtime.health import HealthMonitor
 from kasmina_edge.runtime.image import Kernel, ReferenceCheck, check_reference, site_grid
 
 LIVE_STAGES = frozenset({Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED})
 IN_FLIGHT = frozenset({Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY})
-Sink = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class SeedManager:
         health: HealthMonitor,
         *,
         clock: Callable[[], float],
-        sink: Sink | None = None,
+        sink: EventSink | None = None,
         config: LifecycleConfig | None = None,
         tolerance_lsb: float = 1.0,
     ) -> None:
@@ -146,24 +154,16 @@ class SeedManager:
 
     # ------------------------------------------------------------------ events
 
-    def _emit(self, record: dict[str, Any]) -> None:
+    def _emit(self, event: RuntimeEvent) -> None:
         if self._sink is not None:
-            self._sink(record)
+            self._sink(event)
 
     def _transition(self, ev: TransitionEvent) -> None:
-        rec = ev.to_json()
-        k = self.kernels.get(ev.seed_id)
-        if k is not None:
-            rec["site"] = k.site
-            rec["kernel"] = k.name
-        rec["window"] = self.window
-        self._emit(rec)
+        k = self.kernels[ev.seed_id]  # one lifecycle per kernel of the image
+        self._emit(SeedTransition(ev, k.site, k.name, self.window, self.clock()))
 
     def _gate_failed(self, name: str, result: GateResult) -> None:
-        self._emit({
-            "event": "gate", "seed_id": name, "kernel": name, "gate": result.gate.value, "passed": False,
-            "reason": result.reason, "metrics": dict(result.metrics), "window": self.window,
-        })
+        self._emit(GateVerdict(name, self.kernels[name].site, result, self.window, self.clock()))
 
     # ------------------------------------------------------------------ queries
 
@@ -322,7 +322,7 @@ class SeedManager:
     def on_fault(self, fault: Fault) -> None:
         """The breaker is open: roll back within this window and cull with the fault's code."""
         if fault.kernel in self.seeds and self.seeds[fault.kernel].stage in LIVE_STAGES | IN_FLIGHT:
-            self._emit({**fault.to_json(), "window": self.window, "action": "rollback"})
+            self._emit(FaultRollback(fault, self.window, self.clock()))
             self._cull(fault.kernel, fault.code)
 
     # ------------------------------------------------------------------ per window
@@ -381,8 +381,8 @@ class SeedManager:
         net = ev.recent if self.seeds[name].stage is Stage.FOSSILIZED else ev.total
         if net >= -self.config.cull_evidence:
             return False
-        self._emit({"event": "evidence", "kernel": name, "site": self.kernels[name].site, "window": self.window,
-                    "verdict": "hurts", "stage": self.seeds[name].stage.name, **ev.metrics()})
+        self._emit(EvidenceVerdict(name, self.kernels[name].site, self.window, "hurts", self.seeds[name].stage.name,
+                                   ev.metrics(), self.clock()))
         self._cull(name, f"evidence_harm: net evidence {net:.2f} over {ev.windows} windows")
         return True
 
@@ -464,8 +464,8 @@ class SeedManager:
             return
         self._gate_failed(name, gate)
         code = "g3_failed" if not (ref_ok and complete) else "evidence_harm" if net < 0 else "evidence_none"
-        self._emit({"event": "evidence", "kernel": name, "site": k.site, "window": self.window,
-                    "verdict": "hurts" if net < 0 else "unproven", "stage": "SHADOWING", **ev.metrics()})
+        self._emit(EvidenceVerdict(name, k.site, self.window, "hurts" if net < 0 else "unproven", "SHADOWING",
+                                   ev.metrics(), self.clock()))
         self._cull(name, f"{code}: {why}" if code != "g3_failed" else code)
 
     def _gate_g4(self, name: str, prog: _Progress) -> None:

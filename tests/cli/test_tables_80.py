@@ -153,6 +153,7 @@ def test_reflow_keeps_every_cell() -> None:
 
 def test_run_live_panel() -> None:
     from kasmina_edge.cli.device import _panel
+    from kasmina_edge.contracts.events import DecisionTaken, KernelDecision
 
     kernel = "kernel_s0_emg-denoise_site0"
     status = {"beats": 2273, "signal_s": 1505.6, "anomalies": 34, "faults": 0, "infer_s": 0.8,
@@ -161,8 +162,8 @@ def test_run_live_panel() -> None:
                         {"site": 1, "kernel": None, "stage": None, "alpha": 0.0, "base": None}]}  # fmt: skip
     runtime = SimpleNamespace(
         status=lambda: status, platform=SimpleNamespace(link_state=1),
-        last_decisions=[{"t": 12.5, "action": "swap_in", "kernel": kernel, "reason": "emg for 3 windows (2.1 dB)",
-                         "latency_us": 61}],
+        last_decisions=[DecisionTaken(KernelDecision("activate", "emg for 3 windows (2.1 dB)", site=0, kernel=kernel),
+                                      applied=True, latency_us=61.0, window=40, t=12.5)],
     )  # fmt: skip
     text = _render(_panel(runtime, {"wall_s": 12.3, "device_s": 9.1, "battery": 0.9999871}, "emu://patch-01"))
     assert max(len(ln) for ln in text.splitlines()) <= WIDTH

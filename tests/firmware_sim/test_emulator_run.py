@@ -18,6 +18,7 @@ from firmware_sim.runner import RunOptions, run_stream
 from firmware_sim.score import score_run
 from kasmina_edge.ecg.scenarios import make_scenario
 from kasmina_edge.ecg.sources import RecordSource, open_source
+from kasmina_edge.ecg.types import AAMI_CLASSES
 from kasmina_edge.runtime.engine import RuntimeConfig
 from kasmina_edge.runtime.health import HealthLimits
 
@@ -47,7 +48,9 @@ def test_run_logs_every_beat_and_confirms_the_trial_slot(devices: Path, bundles:
     lines = _lines(out)
     beats = [r for r in lines if r["event"] == "beat"]
     assert len(beats) == s.status["beats"] == len(s.predictions) > 50
-    assert all(r["class"] in "NSVFQ" and r["device_us"] > 0 for r in beats)
+    assert all(r["class"] in AAMI_CLASSES and r["device_us"] > 0 for r in beats)
+    # the log holds the typed records' JSON forms: the kept predictions are those very beats
+    assert [b.to_json() for b in s.predictions] == beats
     assert [r["event"] for r in lines[:2]] == ["boot", "run"] and lines[-1]["event"] == "stop" and not s.interrupted
     assert any(r["event"] == "slot_confirmed" for r in lines) and s.confirmed
     assert open_device("emu://p1").describe()["active"] == "a"

@@ -22,6 +22,7 @@ from firmware_sim.kernel_store import FORMAT, INDEX, LEGACY_LIST, KernelStore, K
 from firmware_sim.runner import RunOptions, run_stream
 from firmware_sim.storage import FlashStorage, PowerCut
 from kasmina_edge.contracts.bundle import init_keys, load_public_key
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.ecg.sources import open_source
 
 
@@ -78,8 +79,8 @@ def _device(seeds: Seeds, name: str = "patch", storage: FlashStorage | None = No
     return dev
 
 
-def _run(dev: EmulatedDevice, log: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stream the seed's ECG through a fresh boot: (beat records, every other event)."""
+def _run(dev: EmulatedDevice, log: Path) -> tuple[list[BeatClassified], list[dict[str, Any]]]:
+    """Stream the seed's ECG through a fresh boot: (beats, every other event of the run log)."""
     summary = run_stream(dev, open_source(SEED_ECG), out=log, options=RunOptions(keep_predictions=True))
     events = [json.loads(x) for x in log.read_text().splitlines()]
     return summary.predictions, [e for e in events if e.get("event") != "beat"]
@@ -115,10 +116,10 @@ def test_a_seed_sent_over_lorawan_is_stored_once_and_live_at_the_next_boot(
     assert any(e["event"] == "kernel_installed" and e["bundle"] == entry["bundle_id"] for e in mine)
     assert [e["to"] for e in mine if e["event"] == "transition"][-1] == "FOSSILIZED", mine
     assert len(beats) == len(base_beats) > 200
-    differ = [a for a, b in zip(base_beats, beats, strict=True) if a["class"] != b["class"]]
+    differ = [a for a, b in zip(base_beats, beats, strict=True) if a.label != b.label]
     live_at = next(e["t"] for e in mine if e["event"] == "kernel_installed")
-    assert len(differ) >= 5 and all(d["t"] >= live_at for d in differ)  # only once the seed is live
-    assert {(d["class"]) for d in differ} == {
+    assert len(differ) >= 5 and all(d.t >= live_at for d in differ)  # only once the seed is live
+    assert {d.label for d in differ} == {
         "N"
     }  # the seed moved the S threshold: borderline N beats turn S
 
@@ -189,7 +190,7 @@ def test_a_seed_the_host_culled_is_stored_but_never_goes_live(
     beats, events = _run(dev, tmp_path / "run.jsonl")
     mine = _mine(events, "culled_s1")
     assert [e["event"] for e in mine] == ["kernel_refused"] and "culled on the host" in mine[0]["reason"]
-    assert {b["class"] for b in beats} <= {"N", "S"} and not any(b["active"] for b in beats)
+    assert {b.label for b in beats} <= {"N", "S"} and not any(b.active for b in beats)
 
 
 @pytest.mark.parametrize("cut", ["bundle", "index"])

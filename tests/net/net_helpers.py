@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from firmware_sim.telemetry import RuntimeTelemetry
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.core import catalog
 from kasmina_edge.net.link import Channel, FaultInjector
 from kasmina_edge.net.loopback import LoopbackNetwork
@@ -67,13 +68,13 @@ def run_day(
         while next_beat <= t:
             if next_beat >= next_vt:
                 for _ in range(4):
-                    h.tel.on_event({"event": "beat", "t": next_beat, "class": "V", "p": 0.95})
+                    h.tel.on_event(BeatClassified(round(next_beat * 360), next_beat, "V", 0.95))
                     next_beat += 0.4
                 h.vt_times.append(next_beat - 0.4 * 2)  # the third V beat: when it is detected
                 next_vt += vt_every_s or float("inf")
                 continue
             label = "V" if rng.random() < pvc_rate else "N"
-            h.tel.on_event({"event": "beat", "t": next_beat, "class": label, "p": 0.9})
+            h.tel.on_event(BeatClassified(round(next_beat * 360), next_beat, label, 0.9))
             next_beat += 0.8
         h.tel.tick(t)
         h.net.advance(t)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.telemetry import RuntimeTelemetry
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.core import catalog
 from kasmina_edge.net.broker import EmbeddedBroker, free_port
 from kasmina_edge.net.mqtt import MqttDeviceTransport
@@ -77,7 +78,7 @@ def test_monitor_json_prints_records_and_a_summary(tmp_path: Path) -> None:
             tel = RuntimeTelemetry(link, epoch_unix=1_800_000_000.0, downlinks=transport.drain)
             t = 0.0
             while not stop.is_set():
-                tel.on_event({"event": "beat", "t": t, "class": "N", "p": 0.9})
+                tel.on_event(BeatClassified(round(t * 360), t, "N", 0.9))
                 tel.tick(t)
                 t += 5.0
                 time.sleep(0.01)

@@ -12,6 +12,7 @@ import pytest
 from mosquitto_broker import Mosquitto, make_test_ca, require_mosquitto
 
 from firmware_sim.telemetry import RuntimeTelemetry
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.core import catalog
 from kasmina_edge.net import topics
 from kasmina_edge.net.cloud import MonitorService
@@ -54,7 +55,7 @@ def test_nothing_lost_through_outage_broker_crash_and_burst_loss(tmp_path: Path)
         while t < 3600:
             while beat <= t:
                 vt = int(beat) % 600 in (300, 301)  # a VT run every 10 minutes
-                tel.on_event({"event": "beat", "t": beat, "class": "V" if vt else "N", "p": 0.9})
+                tel.on_event(BeatClassified(round(beat * 360), beat, "V" if vt else "N", 0.9))
                 beat += 0.4 if vt else 0.8
             tel.tick(t)
             if t == 1800 and not crashed:
@@ -147,7 +148,7 @@ def test_tls_with_a_test_ca_and_per_device_credentials(tmp_path: Path) -> None:
         link = DeviceLink("patch-01", catalog.network("wifi"), transport)
         tel = RuntimeTelemetry(link, epoch_unix=1_800_000_000.0, downlinks=transport.drain)
         for t in range(0, 130):
-            tel.on_event({"event": "beat", "t": float(t), "class": "N", "p": 0.9})
+            tel.on_event(BeatClassified(round(t * 360), float(t), "N", 0.9))
             tel.tick(float(t))
         assert wait_for(lambda: service.summary()["devices"].get("patch-01", {}).get("records", 0) >= 2)
         transport.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.telemetry import RuntimeTelemetry
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.core import catalog
 from kasmina_edge.net import topics
 from kasmina_edge.net.broker import BrokerError, EmbeddedBroker, free_port
@@ -78,7 +79,7 @@ def test_telemetry_over_mqtt_end_to_end(broker: EmbeddedBroker, tmp_path: Path) 
     t, beat = 0.0, 0.0
     while t < 300:
         while beat <= t:
-            tel.on_event({"event": "beat", "t": beat, "class": "V" if 100 < beat < 102 else "N", "p": 0.9})
+            tel.on_event(BeatClassified(round(beat * 360), beat, "V" if 100 < beat < 102 else "N", 0.9))
             beat += 0.8 if not 100 < beat < 102 else 0.4
         tel.tick(t)
         t += 1.0

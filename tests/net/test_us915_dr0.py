@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from net_helpers import make_harness, run_day
 
+from kasmina_edge.contracts.events import GateVerdict, SeedTransition
+from kasmina_edge.contracts.lifecycle import Gate, GateResult, Stage, TransitionEvent
 from kasmina_edge.core.profiles import LoRaProfile
 from kasmina_edge.net.priority import Priority, priority_of
 
-SEED_PATH = ["DORMANT", "GERMINATED", "TRAINING", "BLENDING", "SHADOWING", "PROBATIONARY"]
+SEED_PATH = [Stage.DORMANT, Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY]
 
 
 def test_an_hour_on_us915_dr0_loses_nothing() -> None:
     h = make_harness("lorawan-us915-dr0", seed=5)
     for j, (a, b) in enumerate(zip(SEED_PATH, SEED_PATH[1:], strict=False)):  # a seed episode at minute 20
         h.tel.now = 1200.0 + 5 * j
-        h.tel.on_event({"event": "transition", "t": h.tel.now, "from": a, "to": b, "reason": "condition_detected",
-                        "site": 1, "kernel": "emg"})
-        h.tel.on_event({"event": "gate", "t": h.tel.now, "gate": f"G{j}", "passed": True, "reason": "ok",
-                        "site": 1, "kernel": "emg", "metrics": {"m": 0.5}})
+        t = h.tel.now
+        h.tel.on_event(SeedTransition(TransitionEvent("emg", a, b, "condition_detected", t), 1, "emg", 0, t))
+        h.tel.on_event(GateVerdict("emg", 1, GateResult(Gate(f"G{j}"), True, "ok", {"m": 0.5}), 0, t))
     run_day(h, 3600, step=2.0, vt_every_s=900, pvc_rate=0.02, drain_s=36 * 3600)
     produced = {fseq: rec for fseq, _, rec in h.tel.produced}
     events = [f for f, rec in produced.items() if priority_of(rec) >= Priority.EVENT]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
 from kasmina_edge.contracts.bundle import read_bundle
+from kasmina_edge.contracts.events import RuntimeEvent, SeedTransition
 from kasmina_edge.runtime.backends import LiteRtBackend, OrtBackend
 from kasmina_edge.runtime.image import Image, load_image
 
@@ -37,6 +38,14 @@ def windows(n: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
     return x[:, None, :].astype(np.float32), rr.astype(np.float32)
 
 
-class Events(list[dict[str, Any]]):
+E = TypeVar("E")
+
+
+class Events(list[RuntimeEvent]):
+    """What a sink received, in order."""
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self if isinstance(e, kind)]
+
     def transitions(self, kernel: str) -> list[tuple[str, str]]:
-        return [(e["from"], e["to"]) for e in self if e.get("event") == "transition" and e.get("kernel") == kernel]
+        return [(e.transition.src.name, e.transition.dst.name) for e in self.of(SeedTransition) if e.kernel == kernel]

@@ -9,10 +9,10 @@ from kasmina_edge.core.features import INDEX, N_FEATURES
 from kasmina_edge.core.symptoms import symptoms_of
 from kasmina_edge.runtime.controller import (
     POLICY_FORMAT,
-    Controller,
-    ControllerConfig,
     ExportedPolicy,
     KernelChoice,
+    KernelController,
+    KernelControllerConfig,
     PolicyError,
 )
 
@@ -34,8 +34,8 @@ def _clean() -> np.ndarray:
     return v
 
 
-def _controller(**kw: object) -> Controller:
-    c = Controller(KERNELS, 4, ControllerConfig(clear_windows=3, **kw))  # type: ignore[arg-type]
+def _controller(**kw: object) -> KernelController:
+    c = KernelController(KERNELS, 4, KernelControllerConfig(clear_windows=3, **kw))  # type: ignore[arg-type]
     c.reference = _clean()
     return c
 
@@ -87,7 +87,7 @@ def test_morphology_change_picks_the_lead_kernel_and_security_alert_blocks() -> 
 
 
 def test_no_reference_no_decision() -> None:
-    c = Controller(KERNELS, 4)
+    c = KernelController(KERNELS, 4)
     assert c.decide(_clean(), {}, {"emg0"}).reason == "warming_up"
 
 

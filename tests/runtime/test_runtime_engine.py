@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_runtime import KERNEL0, image
+from helpers_runtime import KERNEL0, Events, image
 
+from kasmina_edge.contracts.events import BeatClassified, DecisionTaken
 from kasmina_edge.core.features import signal_features
 from kasmina_edge.ecg.scenarios import make_scenario
 from kasmina_edge.ecg.sources import RecordSource
@@ -29,32 +30,32 @@ def _stream(rt: DeviceRuntime, record, chunk: int = 180) -> None:  # type: ignor
 def test_emg_switch_brings_the_noise_kernel_in_within_ten_windows(bundles: Path, keys: Path) -> None:
     record = make_scenario("emg-switch", 1.5, seed=4)
     onset = record.n_samples // 2
-    out: list[dict] = []
+    out = Events()
     rt = DeviceRuntime(image(bundles, keys), config=RuntimeConfig(health=HealthLimits(confidence_floor=0.0)),
                        sink=out.append)
     _stream(rt, record)
-    beats = [r for r in out if r["event"] == "beat"]
+    beats = out.of(BeatClassified)
     assert len(beats) == rt.counters.beats > 60
-    assert [b["sample"] for b in beats] == sorted(b["sample"] for b in beats)
-    before = [b for b in beats if b["sample"] + 166 < onset]
-    assert not any("0" in b["active"] or "0" in b.get("trial", {}) for b in before)  # clean half: no noise kernel
-    noisy = [b for b in beats if b["sample"] + 166 >= onset]
+    assert [b.sample for b in beats] == sorted(b.sample for b in beats)
+    before = [b for b in beats if b.sample + 166 < onset]
+    assert not any("0" in b.active or "0" in b.trial for b in before)  # clean half: no noise kernel
+    noisy = [b for b in beats if b.sample + 166 >= onset]
     # the kernel comes on trial (run beside the answers, judged on label-free evidence) once the quality index
     # of the 4-s buffer has halved: within 10 windows (~8 s)
-    first = next(i for i, b in enumerate(noisy) if KERNEL0 in (b["active"].get("0"), b.get("trial", {}).get("0")))
+    first = next(i for i, b in enumerate(noisy) if KERNEL0 in (b.active.get("0"), b.trial.get("0")))
     assert first <= 10, f"noise kernel in only at the {first + 1}th noisy window"
-    decisions = [r for r in out if r["event"] == "decision" and r["action"] == "activate"]
-    assert decisions and decisions[0]["kernel"] == KERNEL0 and decisions[0]["symptom"] == "noise"
+    decisions = [d.decision for d in out.of(DecisionTaken) if d.decision.action == "activate"]
+    assert decisions and decisions[0].kernel == KERNEL0 and decisions[0].symptom == "noise"
     lat = np.asarray(rt.decision_latency_s)
     assert lat.size > 30 and np.percentile(lat, 99) < 0.05  # the bench reports the real figure
 
 
 def test_static_run_never_swaps(bundles: Path, keys: Path) -> None:
     record = make_scenario("emg-switch", 1.0, seed=4)
-    out: list[dict] = []
+    out = Events()
     rt = DeviceRuntime(image(bundles, keys), config=RuntimeConfig(adapt=False), sink=out.append)
     _stream(rt, record)
-    assert rt.counters.swaps == 0 and all(not b["active"] for b in out if b["event"] == "beat")
+    assert rt.counters.swaps == 0 and out.of(BeatClassified) and all(not b.active for b in out.of(BeatClassified))
 
 
 def test_boot_refuses_a_segment_that_does_not_reproduce_its_references(bundles: Path, keys: Path) -> None:

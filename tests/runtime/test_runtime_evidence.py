@@ -10,11 +10,12 @@ import pytest
 from helpers_runtime import KERNEL1, Clock, Events, image, windows
 from runtime_fixtures import mitdb_100
 
-from kasmina_edge.contracts.lifecycle import Stage
+from kasmina_edge.contracts.events import BeatClassified, DecisionTaken, EvidenceVerdict, SeedTransition
+from kasmina_edge.contracts.lifecycle import Stage, TransitionEvent
 from kasmina_edge.core.features import INDEX, N_FEATURES
 from kasmina_edge.ecg.scenarios import make_scenario
 from kasmina_edge.ecg.sources import RecordSource, open_source
-from kasmina_edge.runtime.controller import Controller, ControllerConfig, KernelChoice
+from kasmina_edge.runtime.controller import KernelChoice, KernelController, KernelControllerConfig
 from kasmina_edge.runtime.engine import DeviceRuntime, RuntimeConfig
 from kasmina_edge.runtime.evidence import (
     BeatContext,
@@ -95,6 +96,10 @@ def _result(label: int, shadow_label: int, n_sites: int) -> WindowResult:
                         shadow_label=shadow_label, shadow_probs=_probs(shadow_label))
 
 
+def _cull(events: Events) -> TransitionEvent:
+    return next(e.transition for e in events.of(SeedTransition) if e.transition.dst is Stage.CULLED)
+
+
 def _manager(bundles: Path, keys: Path, cfg: LifecycleConfig):  # type: ignore[no-untyped-def]
     img = image(bundles, keys)
     ex = SegmentedExecutor(img)
@@ -135,13 +140,13 @@ def test_a_hurting_kernel_is_culled_on_trial_within_its_shadow_windows(bundles: 
             culled_at = i + 1
             break
     assert culled_at == cfg.blend_windows + cfg.shadow_windows  # bounded: the G3 verdict ends the trial
-    cull = next(e for e in events if e.get("event") == "transition" and e.get("to") == "CULLED")
-    assert cull["from"] == "SHADOWING" and cull["reason"].startswith("evidence_harm")
-    verdict = next(e for e in events if e.get("event") == "evidence")
-    assert verdict["verdict"] == "hurts" and verdict["evidence"] < 0 and verdict["disagreements"] == 4
+    cull = _cull(events)
+    assert cull.src is Stage.SHADOWING and cull.reason.startswith("evidence_harm")
+    verdict = events.of(EvidenceVerdict)[0]
+    assert verdict.verdict == "hurts" and verdict.metrics["evidence"] < 0 and verdict.metrics["disagreements"] == 4
     assert ex.config.slots[1].candidate is None  # rolled back
-    assert mgr.config.embargo.duration(cull["reason"]) == 60.0  # evidence culls wait the middle embargo
-    assert not [e for e in events if e.get("event") == "transition" and e.get("to") == "PROBATIONARY"]
+    assert mgr.config.embargo.duration(cull.reason) == 60.0  # evidence culls wait the middle embargo
+    assert not [e for e in events.of(SeedTransition) if e.transition.dst is Stage.PROBATIONARY]
 
 
 def test_a_kernel_that_changes_nothing_never_goes_live(bundles: Path, keys: Path) -> None:
@@ -153,8 +158,8 @@ def test_a_kernel_that_changes_nothing_never_goes_live(bundles: Path, keys: Path
         r.shadow_probs = _probs(N, 0.9)  # surer than the base (entropy evidence > 0), but never a different answer
         mgr.tick(r, ON_TIME_LIKE)
     assert mgr.stage(KERNEL1) is Stage.EMBARGOED
-    cull = next(e for e in events if e.get("event") == "transition" and e.get("to") == "CULLED")
-    assert cull["reason"].startswith("evidence_none")
+    cull = _cull(events)
+    assert cull.reason.startswith("evidence_none")
 
 
 def test_a_live_kernel_that_turns_harmful_is_culled_within_a_few_windows(bundles: Path, keys: Path) -> None:
@@ -171,8 +176,8 @@ def test_a_live_kernel_that_turns_harmful_is_culled_within_a_few_windows(bundles
         if mgr.stage(KERNEL1) is not Stage.PROBATIONARY:
             break
     assert mgr.stage(KERNEL1) is Stage.EMBARGOED and i + 1 <= 4, f"culled only after {i + 1} harmful windows"
-    cull = next(e for e in events if e.get("event") == "transition" and e.get("to") == "CULLED")
-    assert cull["from"] == "PROBATIONARY" and cull["reason"].startswith("evidence_harm")
+    cull = _cull(events)
+    assert cull.src is Stage.PROBATIONARY and cull.reason.startswith("evidence_harm")
     assert ex.config.slots[1].candidate is None
 
 
@@ -185,22 +190,21 @@ def test_a_noise_symptom_needs_the_quality_index_to_fall() -> None:
     noisy = ref.copy()
     noisy[INDEX["noise_power"]] = 0.5  # 10 dB more high-frequency power than the reference
     k = KernelChoice("emg", 0, "sliding_conv", ("noise",))
-    ctl = Controller([k], 2, ControllerConfig(), reference=ref, reference_quality=20.0)
+    ctl = KernelController([k], 2, KernelControllerConfig(), reference=ref, reference_quality=20.0)
     assert ctl.decide(noisy, {}, {"emg"}, quality=18.0).action == "wait"  # QRS still read as well: no kernel
     d = ctl.decide(noisy, {}, {"emg"}, quality=6.0)
     assert d.action == "activate" and d.kernel == "emg"
 
 
 def _no_activation(bundles: Path, keys: Path, source) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    out: list[dict] = []
+    out = Events()
     rt = DeviceRuntime(image(bundles, keys), fs=source.fs,
                        config=RuntimeConfig(boot_kernels=False, health=HealthLimits(confidence_floor=0.0)), sink=out.append)
     for ch in source.chunks(360):
         rt.feed(ch)
     rt.finish()
-    beats = [r for r in out if r["event"] == "beat"]
-    live = sum(1 for b in beats if b["active"])
-    trials = sum(1 for r in out if r["event"] == "decision" and r["action"] == "activate")
+    live = sum(1 for b in out.of(BeatClassified) if b.active)
+    trials = sum(1 for d in out.of(DecisionTaken) if d.decision.action == "activate")
     return live, trials
 
 
@@ -225,5 +229,5 @@ def test_one_changed_answer_is_not_enough_to_go_live(bundles: Path, keys: Path) 
     for i in range(cfg.blend_windows + cfg.shadow_windows):  # one flip the signal fully backs (+1.5)
         mgr.tick(_result(V, N if i == 5 else V, ex.n_sites), ON_TIME_LIKE)
     assert mgr.stage(KERNEL1) is Stage.EMBARGOED
-    cull = next(e for e in events if e.get("event") == "transition" and e.get("to") == "CULLED")
-    assert cull["reason"].startswith("evidence_none") and "1 disagreements" in cull["reason"]
+    cull = _cull(events)
+    assert cull.reason.startswith("evidence_none") and "1 disagreements" in cull.reason

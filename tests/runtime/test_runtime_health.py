@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers_runtime import KERNEL1, Clock, Events, image, windows
 
+from kasmina_edge.contracts.events import FaultRollback
 from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.runtime.executor import (
     ChainConfig,
@@ -80,7 +81,8 @@ def test_kernel_that_blows_up_its_site_is_rolled_back(bundles: Path, keys: Path)
         _, faults = _step(ex, mgr, x[0], rr[0])
         assert faults and faults[0].code == "health_drift"
         assert ex.config.slots[1].candidate is None
-        assert any(e.get("event") == "fault" and e["action"] == "rollback" for e in events)
+        rollback = events.of(FaultRollback)
+        assert rollback and rollback[0].fault.code == "health_drift" and rollback[0].fault.kernel == KERNEL1
     finally:
         model.run = real  # type: ignore[method-assign]
 

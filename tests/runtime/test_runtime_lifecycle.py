@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from helpers_runtime import KERNEL0, KERNEL1, NAN_KERNEL, Clock, Events, image, windows
 
-from kasmina_edge.contracts.lifecycle import Stage
+from kasmina_edge.contracts.events import GateVerdict, SeedTransition
+from kasmina_edge.contracts.lifecycle import Gate, Stage
 from kasmina_edge.runtime.executor import SegmentedExecutor
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
 from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
@@ -52,10 +53,10 @@ def test_activation_walks_every_stage_with_its_gate(bundles: Path, keys: Path) -
         ("DORMANT", "GERMINATED"), ("GERMINATED", "TRAINING"), ("TRAINING", "BLENDING"),
         ("BLENDING", "SHADOWING"), ("SHADOWING", "PROBATIONARY"), ("PROBATIONARY", "FOSSILIZED"),
     ]
-    gates = [e.get("gate") for e in events if e.get("event") == "transition" and e.get("gate")]
-    assert gates == ["G0", "G1", "G2", "G3", "G4"]
-    g3 = next(e for e in events if e.get("gate") == "G3")
-    assert g3["gate_metrics"]["shadow_windows"] == 3  # the shadow comparison ran for every window
+    gates = [e.transition.gate for e in events.of(SeedTransition) if e.transition.gate is not None]
+    assert [g.gate.value for g in gates] == ["G0", "G1", "G2", "G3", "G4"] and all(g.passed for g in gates)
+    g3 = next(g for g in gates if g.gate is Gate.G3)
+    assert g3.metrics["shadow_windows"] == 3  # the shadow comparison ran for every window
     assert ex.config.slots[1].shadow is False
 
 
@@ -66,7 +67,7 @@ def test_no_host_g1_verdict_means_no_blending(bundles: Path, keys: Path) -> None
     assert not mgr.activate(KERNEL0, 1.0, "test", 0.3)
     assert mgr.stage(KERNEL0) is Stage.EMBARGOED
     assert ex.config.slots[0].candidate is None
-    assert any(e.get("event") == "gate" and e["gate"] == "G1" and not e["passed"] for e in events)
+    assert any(e.result.gate is Gate.G1 and not e.result.passed and e.site == 0 for e in events.of(GateVerdict))
     assert ("TRAINING", "CULLED") in events.transitions(KERNEL0)
 
 
@@ -77,8 +78,8 @@ def test_reference_mismatch_fails_g0_and_is_not_retried(bundles: Path, keys: Pat
     assert not mgr.activate(KERNEL0, 1.0, "test", 0.3)
     assert mgr.stage(KERNEL0) is Stage.DORMANT and KERNEL0 in mgr.rejected
     assert KERNEL0 not in mgr.available()
-    fail = next(e for e in events if e.get("event") == "gate")
-    assert fail["gate"] == "G0" and "reference vectors differ" in fail["reason"]
+    fail = events.of(GateVerdict)[0]
+    assert fail.result.gate is Gate.G0 and "reference vectors differ" in fail.result.reason
 
 
 def test_retire_embargo_and_reset(bundles: Path, keys: Path) -> None:
@@ -96,8 +97,8 @@ def test_retire_embargo_and_reset(bundles: Path, keys: Path) -> None:
     clock.t = 30.5  # the short hysteresis for condition_cleared
     _run(ex, mgr, 1)
     assert mgr.stage(KERNEL1) is Stage.DORMANT and KERNEL1 in mgr.available()
-    g5 = [e for e in events if e.get("gate") == "G5"]
-    assert g5 and g5[0]["gate_passed"]
+    g5 = [e for e in events.of(SeedTransition) if e.transition.gate is not None and e.transition.gate.gate is Gate.G5]
+    assert g5 and g5[0].transition.gate is not None and g5[0].transition.gate.passed and g5[0].t == 30.5
 
 
 def test_fault_rolls_back_to_the_previous_kernel_and_embargoes_long(bundles: Path, keys: Path) -> None:
