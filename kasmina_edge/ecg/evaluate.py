@@ -9,7 +9,7 @@ F1; macro-F1 over those of the four classes the reference holds. Several records
 *gross* (the confusion matrices summed, then the statistics), as EC57 reports them.
 
 Predictions are read from the device's JSON-lines run log (``firmware_sim.runner``): every
-``{"event": "beat", "sample": ..., "class": ...}`` record, ``sample`` counted from the start of the
+``{"event": "beat", "sample": ..., "class": ...}`` record (``contracts.events.BeatClassified`` as JSON), ``sample`` counted from the start of the
 stream. A stream started ``--from`` seconds into a record is aligned by that offset, or, when it is
 not given, by the offset that pairs the most predictions with reference beats.
 
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.ecg.beat_match import MATCH_WINDOW_S, match_beats
 from kasmina_edge.ecg.types import AAMI_CLASSES, AAMI_INDEX, Beats
 
@@ -321,7 +322,7 @@ def read_predictions(path: str | Path) -> Predictions:
             event = rec.get("event")
             if event == "run" and source is None and isinstance(rec.get("source"), str):
                 source = rec["source"]
-            if event != "beat":
+            if event != BeatClassified.KIND:
                 continue
             try:
                 samples.append(int(rec["sample"]))
