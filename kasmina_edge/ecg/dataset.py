@@ -65,7 +65,10 @@ def empty(spec: WindowSpec | None = None) -> BeatDataset:
 
 def nearest_labels(ref_samples: np.ndarray, ref_classes: np.ndarray, peaks: np.ndarray, fs: float,
                    window_s: float = LABEL_WINDOW_S) -> np.ndarray:
-    """The class of the nearest reference beat within the window, UNLABELLED where none."""
+    """The class of the nearest reference beat within the window, UNLABELLED where none.
+
+    A labelling rule for windows, not a scoring one: many to one (two detections near one reference beat
+    both take its class), where scoring pairs one to one by the EC57 rule (:mod:`beat_match`)."""
     ref = np.asarray(ref_samples, dtype=np.int64)
     out = np.full(peaks.shape[0], UNLABELLED, dtype=np.int64)
     if ref.size == 0 or peaks.size == 0:
