@@ -3,7 +3,9 @@
 The torch-free format code it uses (TFLite graphs, Edge TPU rules, TFLite Micro, 4-bit packing, build
 errors) is in :mod:`kasmina_edge.core`, shared with the device and the profiler.
 
-``pipeline.plan`` / ``pipeline.build`` drive it; the pieces, one concept each:
+``pipeline.plan`` / ``pipeline.build`` drive it through ``stages`` (plan → lower → windows → calibrate →
+export → cuts → chains → PTQ tolerance → accuracy → target checks → package → sign; one module each, see
+:mod:`kasmina_edge.compile.stages`); the pieces they use, one concept each:
 
 * ``quantize``   int8 grids, BatchNorm folding, PT2E int8 with cut grids forced, Brevitas QAT (8/4-bit)
 * ``split``      the model cut at its seed sites: segments, kernels, one grid per site, cut checks

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from kasmina_edge.compile import parity, pipeline
+from kasmina_edge.compile.stages import windows
 from kasmina_edge.core.build_errors import ParityError
 
 
@@ -58,13 +59,13 @@ def base_and_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 @pytest.fixture
 def small_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI builds with its defaults; only the data sets shrink (and MIT-BIH 100 stays out)."""
-    real = pipeline.load_data
+    real = windows.load_data
 
     def small(req: pipeline.BuildRequest) -> tuple[pipeline.EvalSet, list[pipeline.EvalSet]]:
         return real(dataclasses.replace(req, calibration_patients=2, heldout_patients=2, minutes=1.0))
 
-    monkeypatch.setattr(pipeline, "load_data", small)
-    monkeypatch.setattr(pipeline, "default_record100", lambda: None)
+    monkeypatch.setattr(windows, "load_data", small)
+    monkeypatch.setattr(windows, "default_record100", lambda: None)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -284,53 +283,3 @@ def test_4_bit_build_packs_kernels_that_unpack_to_what_was_tested(trained_files,
     original = unpack_file(files[kernel["file"]], sha256=kernel["unpacked_sha256"])
     assert original == result.artifacts[kernel["name"]]
     assert len(files[kernel["file"]]) < len(original)
-
-
-def _parity_case(monkeypatch: pytest.MonkeyPatch, flips: int) -> tuple[Any, Any, Any]:
-    """A reference chain and an 'artifact' chain that disagree on ``flips`` of 200 windows."""
-    from types import SimpleNamespace
-
-    from kasmina_edge.compile import chain, pipeline
-    from kasmina_edge.compile.report import BuildReport
-
-    rng = np.random.default_rng(0)
-    ref = rng.normal(size=(200, 5)).astype(np.float32)
-    got = ref.copy()
-    got[:flips] = np.roll(got[:flips], 1, axis=1)  # a different argmax on the first ``flips`` rows
-    monkeypatch.setattr(chain, "torch_chain", lambda *a, **k: ref)
-    ev = pipeline.EvalSet("synthetic held-out", np.zeros((200, 1, 8), np.float32), np.zeros((200, 4), np.float32),
-                          ref.argmax(1))  # fmt: skip
-    report = BuildReport(target="edgetpu", profile="coral-usb", bits=8, format="tflite-int8")
-    model = SimpleNamespace(classes=("N", "S", "V", "F", "Q"))
-    run = (report, model, [ev], [("base", None, {})], lambda *a: got, (-10.0, 10.0))
-    return pipeline, report, run
-
-
-def test_a_missed_parity_bound_is_recorded_by_default_and_stops_a_strict_build(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from kasmina_edge.core.build_errors import ParityError
-
-    pipeline, report, run = _parity_case(monkeypatch, flips=4)  # 98 % agreement: below the 99 % limit
-    with pytest.raises(
-        ParityError, match=r"98\.00 % of 200 windows \(4 differ\), the bound is 99 %.*--strict"
-    ):
-        pipeline._accuracy(*run, strict=True)
-    pipeline, report, run = _parity_case(monkeypatch, flips=4)
-    (miss,) = pipeline._accuracy(*run)  # the default: recorded, not raised
-    assert miss["chain"] == "base" and miss["argmax_agreement"] == pytest.approx(0.98) and not miss["ok"]
-    assert miss["warning"].startswith(
-        "edgetpu chain (base) on synthetic held-out: argmax agrees with torch on 98.00 %"
-    )
-    assert "the bound is 99 %" in miss["warning"] and "--strict" in miss["warning"]
-    assert any(n.startswith("PARITY BOUND MISSED: edgetpu chain (base)") for n in report.notes)
-    assert report.accuracy[0].argmax_agreement == pytest.approx(0.98)
-    manifest = pipeline._parity_manifest([miss])
-    assert (
-        manifest["ok"] is False
-        and manifest["missed"][0]["windows"] == 200
-        and "warning" not in manifest["missed"][0]
-    )
-    pipeline, report, run = _parity_case(monkeypatch, flips=1)  # 99.5 %: passes, nothing noted
-    assert pipeline._accuracy(*run, strict=True) == []
-    assert not report.notes
