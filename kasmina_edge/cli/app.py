@@ -12,7 +12,17 @@ from typer.core import TyperGroup
 
 from kasmina_edge import __version__
 from kasmina_edge.cli import build, catalog, demo, device, ecg, evaluate, host, keys, net, profile
-from kasmina_edge.cli.common import EXIT_USER_ERROR, add_pending, err_console
+from kasmina_edge.cli.common import (
+    EXIT_CHECK_FAILED,
+    EXIT_USER_ERROR,
+    add_pending,
+    emit,
+    err_console,
+    error_exit,
+    json_mode,
+    json_mode_from_args,
+    set_json_mode,
+)
 from kasmina_edge.cli.home import apply_home
 from kasmina_edge.contracts.errors import KasminaError
 
@@ -22,6 +32,7 @@ class OneLineErrors(TyperGroup):
     one line on stderr and exit 2, not a usage panel; the same under `CliRunner` as from the console script."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        set_json_mode(json_mode_from_args(args[0] if args else kwargs.get("args")))
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         from typer._click import exceptions as click_exc
@@ -46,9 +57,8 @@ class OneLineErrors(TyperGroup):
 
 
 def _error(message: str) -> NoReturn:
-    """One red line (whitespace folded, [brackets] in values not read as markup) and exit 2."""
-    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
-    sys.exit(EXIT_USER_ERROR)
+    """One red line (whitespace folded, [brackets] in values not read as markup), or JSON under --json; exit 2."""
+    error_exit(message, EXIT_USER_ERROR)
 
 
 app = typer.Typer(
@@ -116,11 +126,14 @@ def main() -> None:
         if os.environ.get("KASMINA_VERBOSE"):  # also set by --verbose
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
+        if json_mode():
+            emit({"error": f"internal error: {type(exc).__name__}: {first}", "code": EXIT_CHECK_FAILED})
+            sys.exit(EXIT_CHECK_FAILED)
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {escape(first)} (a bug: please report it; "
             "KASMINA_VERBOSE=1 shows the traceback)", highlight=False, soft_wrap=True,
         )  # fmt: skip
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 if __name__ == "__main__":

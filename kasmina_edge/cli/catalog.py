@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kasmina_edge.cli.common import console, fail
+from kasmina_edge.cli.common import console, emit, fail, json_option
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.core import catalog
 from kasmina_edge.core.airtime import time_on_air_s
@@ -27,7 +26,7 @@ class ProfileKind(StrEnum):
     network = "network"
 
 
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON only.")
+JSON_OPTION = json_option()
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -116,7 +115,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+    emit(data)
 
 
 def _duty_or_dwell(p: NetworkProfile) -> str:

@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console
+from kasmina_edge.cli.common import emit, human, json_option
 
 REFRESH_S = 0.25
 
@@ -72,9 +72,12 @@ def flash(
         help="Key rotation statement (`kasmina-edge keys rotate`): the device moves its trust to the new key, "
         "signed by the key it trusts now, before verifying this bundle.",
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Verify a bundle and write it to the device's inactive slot; it boots from it next time."""
-    run_flash(console, bundle, device, keys=keys, profile=profile, trust=trust, rotate=rotate)
+    result = run_flash(human(as_json), bundle, device, keys=keys, profile=profile, trust=trust, rotate=rotate)
+    if as_json:
+        emit(result)
 
 
 def run_flash(con: Console, bundle: Path, device: str, *, keys: Path | None = None, profile: str | None = None,
@@ -133,15 +136,20 @@ def run(
         None, "--password-file", help="File whose first line is the broker password (or $KASMINA_MQTT_PASSWORD); never in the URL.",
         callback=checks.input_file,
     ),
+    as_json: bool = json_option(),
 ) -> None:
-    """Boot the device from its flash and stream ECG through the on-device runtime, with a live panel."""
+    """Boot the device from its flash and stream ECG through the on-device runtime, with a live panel
+    (under --json: no panel, the run's summary as one JSON document; the per-beat log still goes to --out)."""
     auth = None
     if mqtt:
         from kasmina_edge.net.credentials import resolve_auth
 
         auth = resolve_auth(mqtt, ca=ca, cert=cert, key=key, user=user, password_file=password_file)
-    run_device(console, device, ecg, fast=fast, start=start, seconds=seconds, out=out, keys=keys,
-               static=static, kernels=kernels, link=link, mqtt=mqtt, mqtt_auth=auth)
+    con = human(as_json)
+    summary = run_device(con, device, ecg, fast=fast, start=start, seconds=seconds, out=out, keys=keys,
+                         static=static, kernels=kernels, link=link, mqtt=mqtt, mqtt_auth=auth, live=not as_json)
+    if as_json:
+        emit(summary.to_dict() | {"log": str(out) if out is not None else None})
 
 
 def _panel(runtime: Any, emu: dict[str, Any], title: str) -> Panel:

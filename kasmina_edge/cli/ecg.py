@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, fail
+from kasmina_edge.cli.common import emit, fail, human, json_option
 from kasmina_edge.contracts.errors import KasminaError
 
 app = typer.Typer(help="ECG data: synthesize, plot, stats.", no_args_is_help=True)
@@ -49,9 +49,13 @@ def _scenario_name(name: str) -> str:
 
 
 @app.command("scenarios")
-def scenarios() -> None:
+def scenarios(as_json: bool = json_option()) -> None:
     """List the named synthetic scenarios and their levels."""
     from kasmina_edge.ecg.scenarios import SCENARIOS
+
+    if as_json:
+        emit([{"name": s.name, "description": s.description, "levels": dict(s.levels)} for s in SCENARIOS.values()])
+        return
 
     table = Table(title="synthetic ECG scenarios")
     table.add_column("name", style="bold")
@@ -59,7 +63,7 @@ def scenarios() -> None:
     table.add_column("levels (dB, default)")
     for s in SCENARIOS.values():
         table.add_row(s.name, s.description, ", ".join(f"{k}={v:g}" for k, v in s.levels.items()) or "-")
-    console.print(table)
+    human(False).print(table)
 
 
 @app.command("synth")
@@ -76,8 +80,10 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same record.", callback=checks.non_negative),
     fs: float = typer.Option(360.0, "--fs", help="Sample rate in Hz (50-10000).", callback=checks.sample_rate),
     level: list[str] = typer.Option([], "--level", help="Scenario level NAME=DB, e.g. snr_db=0 (repeatable)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Write a labelled synthetic ECG record in WFDB format."""
+    console = human(as_json)
     with user_errors():
         from kasmina_edge.ecg.scenarios import make_scenario
         from kasmina_edge.ecg.wfdb_io import write_wfdb
@@ -104,6 +110,11 @@ def synth(
             level_txt = f" at {c.level_db:g} dB" if c.level_db is not None else ""
             console.print(f"  {c.label}{level_txt}: {c.start / record.fs:.1f}-{c.end / record.fs:.1f} s"
                           f"{' (' + c.source + ')' if c.source else ''}")
+        if as_json:
+            emit({"record": str(base), "seconds": record.seconds, "fs": record.fs, "beats": len(record.beats or []),
+                  "classes": counts, "conditions": [{"label": c.label, "level_db": c.level_db,
+                                                     "start_s": c.start / record.fs, "end_s": c.end / record.fs,
+                                                     "source": c.source} for c in record.conditions]})
 
 
 @app.command("plot")
@@ -115,6 +126,7 @@ def plot(
     start: float = typer.Option(0.0, "--from", help="Start, seconds into the source.", callback=checks.non_negative_seconds),
     seconds: float = typer.Option(10.0, "--seconds", help="Length of the strip in seconds.", callback=checks.positive_seconds),
     fs: float = typer.Option(360.0, "--fs", help="Rate to read the source at (Hz, 50-10000).", callback=checks.sample_rate),
+    as_json: bool = json_option(),
 ) -> None:
     """Draw an ECG strip with beats, classes and artifact spans marked."""
     with user_errors():
@@ -130,13 +142,16 @@ def plot(
         # The source is already cut to the span: draw all of it, with times counted from the source's start.
         path = plot_strip(record, out, 0.0, seconds, detected=detected, title=f"{src.name} from {start:g} s",
                           time_offset_s=start)
-        console.print(f"wrote [bold]{path}[/]")
+        if as_json:
+            emit({"image": str(path), "source": src.name, "from_s": start, "seconds": seconds})
+        else:
+            human(False).print(f"wrote [bold]{path}[/]")
 
 
 @app.command("stats")
 def stats(
     source: str = typer.Argument(..., help=SOURCE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = json_option(),
     start: float = typer.Option(0.0, "--from", help="Start, seconds into the source.", callback=checks.non_negative_seconds),
     seconds: float = typer.Option(
         None, "--seconds", help="Length in seconds (default: to the end).", callback=checks.positive_seconds
@@ -156,7 +171,7 @@ def stats(
         if as_json:
             print(result.to_json())
         else:
-            _print_stats(console, result.to_dict(), title=f"{src.name}")
+            _print_stats(human(False), result.to_dict(), title=f"{src.name}")
         quality = result.signal_quality
         if quality and not quality["plausible_ecg"]:
             from kasmina_edge.cli.common import err_console

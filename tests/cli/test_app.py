@@ -1,4 +1,4 @@
-"""The CLI surface: every product subcommand is listed; unbuilt ones fail with one clear line."""
+"""The CLI surface: every product subcommand is listed; unbuilt ones exit 3 with one clear line."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def test_version() -> None:
 
 
 def test_pending_command_fails_with_one_line() -> None:
-    # `fleet` is built by a later issue; whatever arguments it gets, it says so and exits non-zero.
+    # `fleet` is built by a later issue; whatever arguments it gets, it says so and exits 3 (not available).
     proc = subprocess.run(
         [sys.executable, "-m", "kasmina_edge.cli.app", "fleet", "--anything", "x"],
         capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 3
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert "not available yet" in lines[0] and "issue" in lines[0]
