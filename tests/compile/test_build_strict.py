@@ -133,7 +133,7 @@ def test_strict_build_refuses_a_missed_bound_in_one_line_and_writes_nothing(
     ckpt, keys = base_and_keys
     out, report = tmp_path / "bundle.kedge", tmp_path / "report.json"
     argv = ["build", "--target", "edgetpu", "--checkpoint", str(ckpt), "--out", str(out), "--keys", str(keys),
-            "--json", str(report), "--strict"]  # fmt: skip
+            "--report", str(report), "--strict"]  # fmt: skip
     code, _, stderr = _kasmina(argv, capsys, monkeypatch)
     assert code == 2
     errors = [line for line in stderr.splitlines() if "error" in line.lower()]
