@@ -6,13 +6,13 @@ torch, litert-torch and onnxruntime's quantizer are imported inside the command 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, err_console
+from kasmina_edge.cli.common import emit, err_console, human, json_option
 
 if TYPE_CHECKING:
     from kasmina_edge.compile.pipeline import BuildResult
@@ -41,9 +41,11 @@ def build(
     keys: Path = typer.Option(
         None, "--keys", help="Signing keys folder from `kasmina-edge keys init`.", callback=checks.input_path
     ),
-    json_out: Path = typer.Option(
-        None, "--json", help="Also write the build report as JSON here.", callback=checks.output_file(".json")
+    report: Path = typer.Option(
+        None, "--report", help="Also write the build report as a JSON file here (was `--json PATH`).",
+        callback=checks.output_file(".json"),
     ),
+    as_json: bool = json_option(),
     strict: bool = typer.Option(
         False,
         "--strict",
@@ -62,9 +64,10 @@ def build(
         "the newest the keys folder signed for this target (recorded in its signed-versions.json).",
     ),
 ) -> None:
-    """Quantize, split at the seed sites, export and check for one target; write a signed bundle."""
+    """Quantize, split at the seed sites, export and check for one target; write a signed bundle.
+    --json prints the build report (with --explain: the plan) as JSON instead of the tables."""
     run_build(
-        console,
+        human(as_json),
         checkpoint=checkpoint,
         seeds=seeds,
         target=target,
@@ -73,10 +76,11 @@ def build(
         out=out,
         explain=explain,
         keys=keys,
-        json_out=json_out,
+        json_out=report,
         strict=strict,
         allow_parity_miss=allow_parity_miss,
         version=version,
+        as_json=as_json,
     )
 
 
@@ -95,6 +99,7 @@ def run_build(
     strict: bool = False,
     allow_parity_miss: bool = False,
     version: int | None = None,
+    as_json: bool = False,
 ) -> None:
     from kasmina_edge.core.build_errors import BuildError, UnknownTargetError
 
@@ -125,6 +130,9 @@ def run_build(
 
     the_plan = plan(req)
     if explain:
+        if as_json:
+            emit(plan_json(the_plan))
+            return
         the_plan.render(FitToWidth(con))  # type: ignore[arg-type]  # tables reflowed to the width
         return
     result = build(req, con)
@@ -138,6 +146,18 @@ def run_build(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(json_out, json.loads(json.dumps(result.report.to_dict(), default=str)))
         con.print(f"report: {json_out}")
+    if as_json:
+        emit({"bundle": str(result.bundle) if result.bundle else None, "report": result.report.to_dict(),
+              "parity_misses": result.parity_misses})
+
+
+def plan_json(the_plan: Any) -> dict[str, Any]:
+    """What --explain shows, as plain JSON."""
+    return {"target": the_plan.target.name, "profile": the_plan.profile.name, "format": the_plan.format,
+            "model": the_plan.model_name,
+            "sites": [{"name": n, "channels": c, "length": ln} for n, c, ln in the_plan.sites],
+            "base_parameters": the_plan.base_parameters, "kernels": the_plan.kernels, "steps": the_plan.steps,
+            "estimated_bytes": the_plan.estimated_bytes, "pending": the_plan.pending}
 
 
 def print_parity_warnings(result: BuildResult, con: Console = err_console) -> None:

@@ -71,6 +71,8 @@ def jsonable(value: Any) -> Any:
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "to_dict") and callable(value.to_dict):
         return jsonable(value.to_dict())
+    if hasattr(value, "model_dump") and callable(value.model_dump):  # pydantic models
+        return jsonable(value.model_dump(mode="json"))
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -1,6 +1,6 @@
 """`kasmina-edge evaluate`: a run's beat predictions against a record's reference annotations.
 
-    kasmina-edge evaluate wfdb:../shared/data/mitdb/208 --predictions run.jsonl [--json out.json] [--plot cm.png]
+    kasmina-edge evaluate wfdb:../shared/data/mitdb/208 --predictions run.jsonl [--report out.json] [--json] [--plot cm.png]
     kasmina-edge evaluate wfdb:A wfdb:B --predictions a.jsonl --predictions b.jsonl   # per record, then gross
 
 The evaluation itself is :mod:`kasmina_edge.ecg.evaluate` (numpy); matplotlib is imported only for --plot.
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, err_console
+from kasmina_edge.cli.common import emit, err_console, human, json_option
 
 if TYPE_CHECKING:
     from kasmina_edge.ecg.evaluate import Evaluation
@@ -261,17 +261,21 @@ def evaluate(
     end: float = typer.Option(
         None, "--to", help="Score beats before this many seconds into the record.", callback=checks.positive_seconds
     ),
-    json_out: Path = typer.Option(
-        None, "--json", help="Write the figures (and confusion matrices) as JSON here.",
+    report: Path = typer.Option(
+        None, "--report", help="Write the figures (and confusion matrices) as a JSON file here (was `--json PATH`).",
         callback=checks.output_file(".json"),
     ),
     plot: Path = typer.Option(
         None, "--plot", help="Draw the (gross) confusion matrix to this .png/.svg/.pdf.",
         callback=checks.output_file(".png", ".svg", ".pdf"),
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Beat-by-beat evaluation (150 ms match window): Se, +P and F1 per AAMI class N/S/V/F, gross over records."""
-    run_evaluate(console, records, predictions, start=start, end=end, json_out=json_out, plot=plot)
+    shown = run_evaluate(human(as_json), records, predictions, start=start, end=end, json_out=report, plot=plot)
+    if as_json:
+        evals = shown[:-1] if len(shown) > 1 else shown
+        emit({"records": [e.to_dict() for e in evals], "gross": shown[-1].to_dict()})
 
 
 def register(app: typer.Typer) -> None:

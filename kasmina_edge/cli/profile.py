@@ -1,7 +1,8 @@
 """`kasmina-edge profile`: estimate (and measure) a bundle or a bare model on the hardware profiles.
 
     kasmina-edge profile bundle.kedge                       # every profile, one comparison table
-    kasmina-edge profile bundle.kedge --profile coral-usb --measure --html report.html --json report.json
+    kasmina-edge profile bundle.kedge --profile coral-usb --measure --html report.html --report report.json
+    kasmina-edge profile bundle.kedge --json              # the report as JSON on stdout
     kasmina-edge profile model.tflite --profile stm32h743
 
 matplotlib (for --html plots) is imported inside the command only.
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, fail
+from kasmina_edge.cli.common import emit, fail, human, json_option
 from kasmina_edge.contracts.errors import KasminaError
 
 
@@ -143,7 +144,8 @@ def profile_command(
         callback=checks.output_file(".html", ".htm"),
     ),
     json_out: Path = typer.Option(
-        None, "--json", help="Write the whole report as JSON.", callback=checks.output_file(".json")
+        None, "--report", help="Write the whole report as a JSON file here (was `--json PATH`).",
+        callback=checks.output_file(".json"),
     ),
     keys: Path = typer.Option(
         None, "--keys", help="Public key (folder or PEM) that signed the bundle (default: the keys folder).",
@@ -160,11 +162,12 @@ def profile_command(
         1000, "--runs", help="With --measure: invokes per artifact and backend (at most ~2 s each).",
         callback=checks.at_least_one,
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Estimate a bundle or a model on hardware profiles: latency per op, memory, energy, budgets."""
     try:
-        run_profile(
-            console,
+        report = run_profile(
+            human(as_json),
             path,
             profile=profile,
             measure=measure,
@@ -177,6 +180,8 @@ def profile_command(
         )
     except KasminaError as exc:
         fail(str(exc))
+    if as_json:
+        emit(report.to_dict(samples=True))  # type: ignore[attr-defined]
 
 
 def demo_step(con: Console, workdir: Path) -> None:

@@ -74,9 +74,9 @@ def test_evaluate_takes_the_start_from_the_run_log(kasmina, home: Path) -> None:
     s = rec.beats.samples
     kept = s[s >= start * rec.fs] - int(start * rec.fs)
     _run_log(Path("from.jsonl"), kept, {"spec": spec, "from_s": start, "seconds": None})
-    got = kasmina("evaluate", spec, "--predictions", "from.jsonl", "--json", "ev.json")
+    got = kasmina("evaluate", spec, "--predictions", "from.jsonl", "--json")  # the figures on stdout
     assert got.code == 0, got.err
-    body = json.loads(Path("ev.json").read_text())["gross"]
+    body = json.loads(got.out)["gross"]
     assert body["offset_samples"] == int(start * rec.fs)
     got = kasmina("evaluate", spec, "--predictions", "from.jsonl", "--from", "10")
     assert "the run log says the stream began at 40 s, not --from 10" in got.err

@@ -161,7 +161,7 @@ def test_cli_on_record_100(tmp_path: Path) -> None:
             f"wfdb:{MITDB / '100'}",
             "--predictions",
             str(log),
-            "--json",
+            "--report",
             str(out),
             "--plot",
             str(plot),
@@ -177,7 +177,7 @@ def test_cli_on_record_100(tmp_path: Path) -> None:
     # a wrong --from is believed: only chance pairs (regular rhythm) remain
     res = CliRunner().invoke(
         app,
-        ["evaluate", f"wfdb:{MITDB / '100'}", "--predictions", str(log), "--from", "0", "--json", str(out)],
+        ["evaluate", f"wfdb:{MITDB / '100'}", "--predictions", str(log), "--from", "0", "--report", str(out)],
     )
     assert res.exit_code == 0
     assert json.loads(out.read_text())["gross"]["matched"] < 0.5 * len(pred_s)

@@ -25,7 +25,7 @@ def test_bundle_over_every_profile_lists_incompatible_ones(bundles: Path, keys: 
     out = tmp_path / "report.json"
     page = tmp_path / "report.html"
     code, text = _run(
-        str(bundles / "edgetpu-v1.kedge"), "--keys", str(keys), "--json", str(out), "--html", str(page)
+        str(bundles / "edgetpu-v1.kedge"), "--keys", str(keys), "--report", str(out), "--html", str(page)
     )
     assert code == 0, text
     report = json.loads(out.read_text())
@@ -72,7 +72,7 @@ def test_a_bare_tflite_and_onnx_model(
     onnx = tmp_path / "seg.onnx"
     onnx.write_bytes(onnx_artifacts["segment_1"])
     out = tmp_path / "o.json"
-    code, text = _run(str(onnx), "--json", str(out))
+    code, text = _run(str(onnx), "--report", str(out))
     assert code == 0, text
     profiles = {p["profile"]: p for p in json.loads(out.read_text())["profiles"]}
     assert profiles["x86-64-host"]["compatible"] and not profiles["stm32h743"]["compatible"]
@@ -89,7 +89,7 @@ def test_measure_sets_the_host_estimate_beside_onnxruntime(bundles: Path, keys: 
         "--measure",
         "--runs",
         "30",
-        "--json",
+        "--report",
         str(out),
     )
     assert code == 0, text
