@@ -2,6 +2,7 @@
 
     kasmina-edge broker [--port 1883]                       embedded amqtt broker on 127.0.0.1
     kasmina-edge monitor --mqtt mqtt://127.0.0.1:1883 [--json] [--store runs/monitor.jsonl] [--seconds N]
+      (a live stream: under --json one JSON line per record, then a summary line)
     kasmina-edge send patch-01 pause|resume|request-strip|set [KEY=VALUE ...] --mqtt URL
     kasmina-edge ota bundle.kedge --device patch-01 --mqtt URL
 
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, err_console
+from kasmina_edge.cli.common import EXIT_CHECK_FAILED, emit, err_console, error_exit, human, json_option
 
 
 def broker(
@@ -37,8 +38,11 @@ def broker(
         help="Write the production Mosquitto example (TLS-only listener, password file, per-device ACL) into "
         "this folder and stop: the embedded broker is for a laptop only.",
     ),
+    as_json: bool = json_option(),
 ) -> None:
-    """Run an embedded MQTT broker (amqtt) on loopback for a laptop; Ctrl-C stops it."""
+    """Run an embedded MQTT broker (amqtt) on loopback for a laptop; Ctrl-C stops it.
+    --json: one JSON line when it listens ({"url": ...}), or the files --mosquitto-example wrote."""
+    console = human(as_json)
     _quiet_reachability_probes()
     if mosquitto_example is not None:
         from kasmina_edge.net.credentials import EXAMPLE_FILES, example_config
@@ -48,11 +52,16 @@ def broker(
             (mosquitto_example / name).write_text(example_config(name), encoding="utf-8")
             console.print(f"wrote {mosquitto_example / name}")
         console.print("see the comments in mosquitto.conf; SECURITY.md says what each part protects")
+        if as_json:
+            emit({"wrote": [str(mosquitto_example / name) for name in EXAMPLE_FILES]})
         return
     from kasmina_edge.net.broker import EmbeddedBroker
 
     with EmbeddedBroker(port) as b:
         console.print(f"[green]broker[/] listening on {b.url} (loopback only, anonymous); Ctrl-C stops it")
+        if as_json:
+            sys.stdout.write(json.dumps({"url": b.url, "port": port, "seconds": seconds}) + "\n")
+            sys.stdout.flush()
         deadline = time.monotonic() + seconds if seconds else None
         try:
             while deadline is None or time.monotonic() < deadline:
@@ -199,9 +208,7 @@ def monitor(
         Path("runs/monitor.jsonl"), "--store", help="JSON-lines store (appended; read back on start).",
         callback=checks.json_lines_store,
     ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print each record as a JSON line, then a summary line."
-    ),
+    as_json: bool = json_option(),
     seconds: float = typer.Option(
         None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
         callback=checks.positive_seconds,
@@ -212,11 +219,12 @@ def monitor(
     user: str = typer.Option(None, "--user", help=_USER_HELP),
     password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
 ) -> None:
-    """Live table of devices, decoded telemetry, seed stages and link budget; everything to a JSON-lines store."""
+    """Live table of devices, decoded telemetry, seed stages and link budget; everything to a JSON-lines store.
+    A live stream: under --json one JSON line per record, then {"summary": ...} as the last line."""
     auth = _auth(mqtt, ca, cert, key, user, password_file)
     checks.broker_reachable(mqtt)  # refused, unresolvable and timed out read differently
     run_monitor(
-        console, mqtt, fleet=fleet, store=store, as_json=as_json, seconds=seconds, tls=auth.tls,
+        human(as_json), mqtt, fleet=fleet, store=store, as_json=as_json, seconds=seconds, tls=auth.tls,
         username=auth.username, password=auth.password,
     )
 
@@ -247,8 +255,10 @@ def audit_verify(
     log: Path = typer.Argument(None, help="Audit log (default: the operator's, or the device's with --device)."),
     device: str = typer.Option(None, "--device", help="Verify an emulated device's log: emu://NAME."),
     key: Path = typer.Option(None, "--key", help="Audit key file (default: the operator's, or the device's)."),
+    as_json: bool = json_option(),
 ) -> None:
-    """Check every entry's keyed hash and the signed head: edits, reordering and truncation are one line."""
+    """Check every entry's keyed hash and the signed head: edits, reordering and truncation are one line
+    and exit 1 (the check failed); a missing log or key exits 2."""
     from kasmina_edge.cli.common import fail
     from kasmina_edge.net.audit import AuditError, read_key, verify_report
     from kasmina_edge.net.commands import OPERATOR_AUDIT_KEY, operator_keys_dir
@@ -265,10 +275,17 @@ def audit_verify(
     if not log.exists():
         fail(f"{log}: no such audit log")
     try:
-        report = verify_report(log, read_key(key))
+        audit_key = read_key(key)
+    except AuditError as exc:  # no key, or not a key: the user's to fix
+        fail(str(exc))
+    try:
+        report = verify_report(log, audit_key)
     except AuditError as exc:
-        fail(f"audit log does not verify: {exc}")
-    console.print(
+        error_exit(f"audit log does not verify: {exc}", EXIT_CHECK_FAILED)
+    if as_json:
+        emit({"verified": True, "log": str(log), "entries": report.entries, "key": str(key)})
+        return
+    human(False).print(
         f"[green]verified[/] {log}: {report.entries} entries, keyed chain and signed head intact (key {key})"
     )
 
@@ -295,6 +312,7 @@ def send(
     tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key.", callback=checks.input_file),
     user: str = typer.Option(None, "--user", help=_USER_HELP),
     password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
+    as_json: bool = json_option(),
 ) -> None:
     """Send a signed command; the device verifies it, acts, and acknowledges (both sides audit it)."""
     from kasmina_edge.cli.common import fail
@@ -326,7 +344,10 @@ def send(
         reason = (result.ack or {}).get("reason", "")
         fail(f"{name} to {device}: {result.status}" + (f" ({reason})" if reason else ""))
     detail = (result.ack or {}).get("result")
-    console.print(
+    if as_json:
+        emit(result)
+        return
+    human(False).print(
         f"[green]{name}[/] acknowledged by {device} in {result.seconds:.2f} s"
         + (f": {_ack_detail(detail)}" if detail else ""),
         highlight=False,
@@ -396,8 +417,11 @@ def ota(
     tls_key: Path = typer.Option(None, "--tls-key", help="Client certificate's private key.", callback=checks.input_file),
     user: str = typer.Option(None, "--user", help=_USER_HELP),
     password_file: Path = typer.Option(None, "--password-file", help=_PASSWORD_HELP, callback=checks.input_file),
+    as_json: bool = json_option(),
 ) -> None:
-    """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports."""
+    """Offer a bundle; the device pulls it in link-sized pieces, verifies, flashes its inactive slot and reports
+    (--json: no progress bar, the result as one JSON document)."""
+    console = human(as_json)
     from kasmina_edge.cli.common import fail
     from kasmina_edge.core import catalog
     from kasmina_edge.net.commands import operator_key
@@ -449,6 +473,9 @@ def ota(
         if "erase_blocks" in rep
         else ""
     )
+    if as_json:
+        emit(result)
+        return
     console.print(
         f"[green]ota {result.status}[/] on {device} in {result.seconds:.1f} s: "
         f"{rep.get('pieces')} pieces, {rep.get('refused_pieces', 0)} refused{erase}"
