@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,16 +80,18 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN (a class never seen) is not JSON
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars, torch tensors
+        return jsonable(value.tolist())
     return str(value)
 
 
 def emit(data: Any) -> None:
     """The command's one JSON document, on stdout."""
-    sys.stdout.write(json.dumps(jsonable(data), indent=1) + "\n")
+    sys.stdout.write(json.dumps(jsonable(data), indent=1, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, fail
+from kasmina_edge.cli.common import console, emit, fail, human, json_option
 
 if TYPE_CHECKING:
     from kasmina_edge.host.morph import MorphResult
@@ -335,16 +335,31 @@ def train(
     log: Path = typer.Option(
         None, "--log", help="JSON-lines experiment log (default: beside --out).", callback=checks.output_file()
     ),
+    as_json: bool = json_option(),
 ) -> None:
-    """Train the base ECG beat classifier on annotated WFDB records (--data wfdb:DIR) or synthetic patients."""
+    """Train the base ECG beat classifier on annotated WFDB records (--data wfdb:DIR) or synthetic patients.
+    --json: no progress bar or tables, the checkpoint, history and validation figures as one JSON document."""
     from kasmina_edge.contracts.errors import KasminaError
 
     try:
-        run_train(console, config=config, patients=patients, minutes=minutes, epochs=epochs, seed=seed, out=out,
+        result = run_train(human(as_json), config=config, patients=patients, minutes=minutes, epochs=epochs, seed=seed, out=out,
                   resume=resume, log=log, data=data, records=records, val_records=val_records, lead=lead,
                   skip_unknown_symbols=skip_unknown_symbols)  # fmt: skip
     except KasminaError as exc:  # one line and exit 2, also where the console script's handler is not around
         fail(str(exc))
+    if as_json:
+        emit({"checkpoint": out, "experiment_id": result.experiment_id, "best_epoch": result.best_epoch,
+              "config": result.config, "model_config": result.model_config, "history": result.history,
+              "validation": None if result.val is None else _metrics_json(result.val)})
+
+
+def _metrics_json(m: ClassMetrics) -> dict[str, Any]:
+    """Per-class Se, +P and F1 (null where a class never occurs), macro-F1 and the confusion matrix."""
+    from kasmina_edge.ecg.types import AAMI_CLASSES
+
+    return {"classes": {c: {"support": m.support[i], "se": m.se[i], "ppv": m.ppv[i], "f1": m.f1[i]}
+                        for i, c in enumerate(AAMI_CLASSES)},
+            "macro_f1": m.macro_f1, "confusion": m.confusion}
 
 
 # --------------------------------------------------------------------------- morph
