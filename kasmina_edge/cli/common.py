@@ -116,8 +116,8 @@ def add_pending(app: typer.Typer, name: str, issue: int, what: str) -> None:
 
     @app.command(
         name=name,
-        help=f"{what} (not available yet: issue {issue}; exits 3). --json prints the message as JSON.",
+        help=f"{what} (not available yet: issue {issue}; exits 3).",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
-    def _pending(ctx: typer.Context) -> None:
+    def _pending(ctx: typer.Context, as_json: bool = json_option()) -> None:
         error_exit(f"`kasmina-edge {name}` is not available yet ({what}: issue {issue})", EXIT_NOT_AVAILABLE)

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kasmina_edge.cli.common import console, fail
+from kasmina_edge.cli.common import emit, fail, human, json_option
 
 # (title, module holding `demo_step`), in the order of the data path.
 STEPS: list[tuple[str, str]] = [
@@ -46,8 +46,10 @@ def demo(
     workdir: Path = typer.Option(
         None, "--workdir", help="Where the demo writes its files (default: a fresh temporary folder)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
-    """Run the whole path that exists so far, end to end."""
+    """Run the whole path that exists so far, end to end (--json: only the summary, as JSON)."""
+    console = human(as_json)
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="kasmina-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -70,5 +72,8 @@ def demo(
     for title, result, secs in summary:
         table.add_row(title, result, f"{secs:.1f}" if result == "ok" else "-")
     console.print(table)
+    if as_json:
+        emit({"workdir": workdir, "steps": [{"stage": t, "result": res, "seconds": secs if res == "ok" else None}
+                                            for t, res, secs in summary]})
     if not any(result == "ok" for _, result, _ in summary):
         fail("no demo stage is available")
