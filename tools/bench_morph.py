@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bases", type=Path, default=Path("runs/bench_morph"),
                     help="with --data: folder of fold0..3/base.pt, reused when they never saw the fold's test "
                     "records, else trained there (~1-2 min each)")
+    ap.add_argument("--jobs", type=int, default=2, help="with --data: folds run side by side (one thread each)")
     args = ap.parse_args(argv)
     if args.data is not None:
         return main_records(args)
@@ -308,7 +309,7 @@ class RecordsConfig:
     base_epochs: int = 12  # only for a fold base that must be trained
 
 
-RECORDS_QUICK = RecordsConfig(folds=(1,), conditions="emg,lead", snrs=(6.0, -6.0), preset="tiny")
+RECORDS_QUICK = RecordsConfig(folds=(1,), conditions="emg,lead", snrs=(6.0, -6.0), preset="tiny")  # ~1 min
 
 
 def fold_base(k: int, test: list[str], names: list[str], folder: Path, args: argparse.Namespace,
@@ -350,21 +351,45 @@ def train_fold_base(k: int, train: list[str], folder: Path, out: Path, cfg: Reco
     return out
 
 
-def run_records(cfg: RecordsConfig, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+def fold_job(k: int, path: Path, test: list[str], names: list[str], folder: Path, cells: list[Any], mcfg: Any,
+             ccfg: Any) -> dict[str, Any]:  # fmt: skip
+    """One fold, start to end (runs in its own process with --jobs 2): its cells' results, trial weights dropped."""
     import torch
 
-    from kasmina_edge.host.conditions import NoiseBank, default_noise_folder, parse_real_conditions
-    from kasmina_edge.host.conditions_morph import (
-        CONDITIONS_PRESETS,
-        load_records,
-        morph_on_records,
-        roles_from_checkpoint,
-    )
-    from kasmina_edge.host.morph import MORPH_PRESETS
-    from kasmina_edge.host.records import DS1, list_records
+    from kasmina_edge.host.conditions import NoiseBank, default_noise_folder
+    from kasmina_edge.host.conditions_morph import load_records, morph_on_records, roles_from_checkpoint
     from kasmina_edge.host.train import load_base
 
     torch.set_num_threads(1)  # 2 threads on 2 shared cores were up to 20x slower per step (contention)
+    tf = time.perf_counter()
+    base, ckpt = load_base(path)
+    roles = roles_from_checkpoint(ckpt, names, test, str(folder))
+    console.print(f"[bold]fold {k}[/]: base {path}; seeds grow on {len(roles.adapt)} records, gated on "
+                  f"{', '.join(roles.gate)}, judged on {', '.join(roles.test)}")  # fmt: skip
+
+    def say(msg: str) -> None:
+        if ": " in msg and not msg.split(": ", 1)[1].startswith(("TRAINING", "BLENDING", "SHADOWING", "PROBATION",
+                                                                   "mixing", "full fine")):  # fmt: skip
+            console.print(f"  fold {k} · {msg}")
+
+    records = load_records(folder, [*roles.adapt, *roles.gate, *roles.test], "MLII")
+    res = morph_on_records(base, ckpt, records, roles, cells, mcfg, ccfg, NoiseBank(default_noise_folder()), say=say)
+    for c in res.cells:
+        for t in c.trials:
+            t.state = None  # the bench keeps figures, not weights
+    return {"fold": k, "base": str(path), "roles": dataclasses.asdict(roles), "results": res.cells,
+            "seconds": time.perf_counter() - tf}  # fmt: skip
+
+
+def run_records(cfg: RecordsConfig, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from kasmina_edge.host.conditions import NoiseBank, default_noise_folder, parse_real_conditions
+    from kasmina_edge.host.conditions_morph import CONDITIONS_PRESETS
+    from kasmina_edge.host.morph import MORPH_PRESETS
+    from kasmina_edge.host.records import DS1, list_records
+
     t0 = time.perf_counter()
     available = list_records(folder)
     names = [r for r in DS1 if r in set(available)]
@@ -374,30 +399,23 @@ def run_records(cfg: RecordsConfig, folder: Path, args: argparse.Namespace) -> d
     mcfg = dataclasses.replace(MORPH_PRESETS[cfg.preset], target=args.target if args.target != "host" else None,
                                seed=args.seed)  # fmt: skip
     ccfg = dataclasses.replace(CONDITIONS_PRESETS[cfg.preset], seed=args.seed)
-    noise = NoiseBank(default_noise_folder())
-    noise.require(["bw", "ma"])
-    records = load_records(folder, names, "MLII")
-    out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "morph_config": mcfg.to_dict(),
+    NoiseBank(default_noise_folder()).require(["bw", "ma"])
+    jobs = [(k, fold_base(k, names[k :: cfg.n_folds], names, folder, args, cfg), names[k :: cfg.n_folds])
+            for k in cfg.folds]  # fmt: skip
+    if args.jobs > 1 and len(jobs) > 1:  # one process per fold, one thread each: 2 cores, no thread contention
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(fold_job, k, path, test, names, folder, cells, mcfg, ccfg) for k, path, test in jobs]
+            done = [f.result() for f in futures]
+    else:
+        done = [fold_job(k, path, test, names, folder, cells, mcfg, ccfg) for k, path, test in jobs]
+    out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "morph_config": mcfg.to_dict(), "jobs": args.jobs,
                            "conditions_config": ccfg.to_dict(), "seed": args.seed, "folds": []}  # fmt: skip
     per_cell: dict[str, list[Any]] = {c.key: [] for c in cells}
-    for k in cfg.folds:
-        test = names[k :: cfg.n_folds]
-        tf = time.perf_counter()
-        path = fold_base(k, test, names, folder, args, cfg)
-        base, ckpt = load_base(path)
-        roles = roles_from_checkpoint(ckpt, names, test, str(folder))
-        console.print(f"[bold]fold {k}[/]: base {path}; seeds grow on {len(roles.adapt)} records, gated on "
-                      f"{', '.join(roles.gate)}, judged on {', '.join(roles.test)}")  # fmt: skip
-
-        def say(msg: str) -> None:
-            if ": " in msg and not msg.split(": ", 1)[1].startswith(("TRAINING", "BLENDING", "SHADOWING", "PROBATION")):
-                console.print(f"  {msg}")
-
-        res = morph_on_records(base, ckpt, records, roles, cells, mcfg, ccfg, noise, say=say)
-        for c in res.cells:
+    for d in done:
+        for c in d["results"]:
             per_cell[c.cell.key].append(c)
-        out["folds"].append({"fold": k, "base": str(path), "roles": dataclasses.asdict(roles),
-                             "cells": [c.summary() for c in res.cells], "seconds": time.perf_counter() - tf})  # fmt: skip
+        out["folds"].append({"fold": d["fold"], "base": d["base"], "roles": d["roles"], "seconds": d["seconds"],
+                             "cells": [c.summary() for c in d["results"]]})  # fmt: skip
     out["cells"] = [pooled_cell(c, per_cell[c.key], ccfg) for c in cells]
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -426,6 +444,10 @@ def pooled_cell(cell: Any, folds: list[Any], ccfg: Any) -> dict[str, Any]:
             "verdicts": [{"code": c.verdict.code, "reason": c.verdict.reason, "gate_drop": c.drop} for c in folds]}  # fmt: skip
 
 
+FOLD_CODE = {"shipped": "shipped", "nothing_to_recover": "nothing", "culled": "culled", "did_not_help": "no help",
+             "no_seed": "no seed"}
+
+
 def report_records(out: dict[str, Any]) -> None:
     from rich import box
 
@@ -446,13 +468,13 @@ def report_records(out: dict[str, Any]) -> None:
     console.print(t)
     for r in out["cells"]:
         console.print(f"  {r['label']}: {r['item2']['text']}")
-    vt = Table(title="what the morph decided per fold (on its gate records; never on the test records)",
+    vt = Table(title="per fold: the base's drop on the gate records (its validation records), and the morph's verdict",
                box=box.SIMPLE_HEAD, title_justify="left")  # fmt: skip
     vt.add_column("condition")
     for f in out["folds"]:
         vt.add_column(f"fold {f['fold']}")
     for i, r in enumerate(out["cells"]):
-        vt.add_row(r["label"], *(f"{100 * f['cells'][i]['gate_drop']:+.1f} · {f['cells'][i]['verdict']['code']}"
+        vt.add_row(r["label"], *(f"{100 * f['cells'][i]['gate_drop']:+.1f} {FOLD_CODE[f['cells'][i]['verdict']['code']]}"
                                  for f in out["folds"]))  # fmt: skip
     console.print(vt)
     hurt = [(r["label"], h) for r in out["cells"] for h in r["shipped_but_hurt_on_test"]]

@@ -113,7 +113,9 @@ def recovery(base: float, seed: float, finetune: float | None, min_gap: float = 
 
 def lost(drop: float) -> str:
     """'loses only 1.2 points', or 'loses no macro-F1 (+0.4 points)' where the condition helped it."""
-    return f"loses only {100 * drop:.1f} points" if drop >= 0.0005 else f"loses no macro-F1 ({100 * -drop:+.1f} points)"
+    if drop >= 0.0005:
+        return f"loses only {100 * drop:.1f} points"
+    return f"loses no macro-F1 ({100 * max(0.0, -drop):+.1f} points)"
 
 
 @dataclass(frozen=True)
