@@ -19,7 +19,7 @@ from kasmina_edge.cli.common import console, emit, fail, human, json_option
 if TYPE_CHECKING:
     from kasmina_edge.host.morph import MorphResult
     from kasmina_edge.host.records import RecordSplit
-    from kasmina_edge.host.train import ClassMetrics, TrainConfig, TrainResult
+    from kasmina_edge.host.train import ClassMetrics, TrainResult
 
 
 def _pct(v: float | None) -> str:
@@ -63,30 +63,6 @@ def _progress(con: Console) -> Any:
         TextColumn("{task.description}"), BarColumn(bar_width=20), Count(), TimeElapsedColumn(), Remaining(),
         TextColumn("{task.fields[info]}"), console=con, transient=False,
     )  # fmt: skip
-
-
-def _resolve_config(
-    config: str, resume: Path | None, overrides: dict[str, Any], synthetic: bool
-) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The preset, or the resumed checkpoint's config, with the command line's overrides."""
-    import dataclasses
-
-    from kasmina_edge.contracts.errors import KasminaError
-    from kasmina_edge.host.experiment import load_checkpoint
-    from kasmina_edge.host.train import BASE_KIND, TRAIN_PRESETS, TrainConfig
-
-    if config not in TRAIN_PRESETS:
-        raise KasminaError(f"--preset: unknown {config!r}; choose one of: {', '.join(TRAIN_PRESETS)}")
-    cfg = TRAIN_PRESETS[config]
-    ckpt = None
-    if resume is not None:
-        ckpt = load_checkpoint(resume, kind=BASE_KIND)
-        cfg = TrainConfig(**ckpt["train_config"])
-        fixed = [k for k in (("patients", "minutes", "seed") if synthetic else ("seed",))
-                 if overrides.get(k) is not None and overrides[k] != getattr(cfg, k)]  # fmt: skip
-        if fixed:
-            raise KasminaError(f"--resume: {', '.join('--' + k for k in fixed)} must match the checkpoint's")
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None}), ckpt
 
 
 def records_table(split: RecordSplit) -> Table:
@@ -159,7 +135,7 @@ def run_train(
     from kasmina_edge.host.experiment import ExperimentLog
     from kasmina_edge.host.model import count_host_parameters, count_macs, example_inputs
     from kasmina_edge.host.records import parse_data_spec, parse_record_names, plan_split, read_split
-    from kasmina_edge.host.train import set_threads, synthetic_split, train_base
+    from kasmina_edge.host.train import resolve_train_config, set_threads, synthetic_split, train_base
 
     spec = parse_data_spec(data)
     if spec.synthetic:
@@ -175,7 +151,7 @@ def run_train(
                 f"{', '.join(synth_only)}: only for synthetic patients, not with --data {spec.text}"
             )
     overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
-    cfg, resumed = _resolve_config(config, resume, overrides, spec.synthetic)
+    cfg, resumed = resolve_train_config(config, resume, overrides, spec.synthetic)
     if not spec.synthetic and resumed is None:
         from kasmina_edge.host.train import for_real_records
 

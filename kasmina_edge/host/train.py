@@ -161,6 +161,29 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 }
 
 
+
+def resolve_train_config(
+    preset: str, resume: Path | None, overrides: dict[str, Any], synthetic: bool
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The preset, or the resumed checkpoint's config, with the caller's overrides (None: not given), and the
+    resumed checkpoint. A resumed run keeps its data: its seed (and, on synthetic patients, their number and
+    length) must match the checkpoint's, or the batches would not continue where they stopped."""
+    import dataclasses
+
+    if preset not in TRAIN_PRESETS:
+        raise KasminaError(f"--preset: unknown {preset!r}; choose one of: {', '.join(TRAIN_PRESETS)}")
+    cfg = TRAIN_PRESETS[preset]
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, kind=BASE_KIND)
+        cfg = TrainConfig(**ckpt["train_config"])
+        fixed = [k for k in (("patients", "minutes", "seed") if synthetic else ("seed",))
+                 if overrides.get(k) is not None and overrides[k] != getattr(cfg, k)]  # fmt: skip
+        if fixed:
+            raise KasminaError(f"--resume: {', '.join('--' + k for k in fixed)} must match the checkpoint's")
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None}), ckpt
+
+
 def set_threads(n: int | None = None) -> int:
     """Threads for torch: the cores we have, at most 4 (small convs do not scale beyond)."""
     import os
