@@ -251,13 +251,15 @@ class HeldOut:
     @staticmethod
     def pool(parts: Sequence[HeldOut]) -> HeldOut:
         """Gross: every fold's held-out beats together (each judged by its own fold's models)."""
+        def cat(key: str) -> np.ndarray:
+            return np.concatenate([getattr(p, key) for p in parts])
+
         ft = [p.finetune for p in parts]
-        return HeldOut(*(np.concatenate([getattr(p, k) for p in parts]) for k in
-                         ("truth", "records", "base_clean", "base", "seed", "seed_clean")),
-                       None if any(f is None for f in ft) else np.concatenate(ft))  # type: ignore[arg-type]  # fmt: skip
+        return HeldOut(cat("truth"), cat("records"), cat("base_clean"), cat("base"), cat("seed"), cat("seed_clean"),
+                       None if any(f is None for f in ft) else np.concatenate([f for f in ft if f is not None]))  # fmt: skip
 
     def figures(self) -> dict[str, Any]:
-        f = {k: macro_f1(self.truth, getattr(self, k)) for k in ("base_clean", "base", "seed", "seed_clean")}
+        f: dict[str, Any] = {k: macro_f1(self.truth, getattr(self, k)) for k in ("base_clean", "base", "seed", "seed_clean")}
         f["finetune"] = None if self.finetune is None else macro_f1(self.truth, self.finetune)
         f["drop"] = f["base_clean"] - f["base"]
         f["recovery"] = recovery(f["base"], f["seed"], f["finetune"])
@@ -325,7 +327,7 @@ def seeded_model(base: nn.Module, trial: TrialResult) -> nn.Module:
     module = create_blueprint(trial.blueprint, trial.channels, trial.length, **trial.blueprint_params)
     module.load_state_dict(trial.state)
     model = copy.deepcopy(base)
-    model.sites[trial.site] = module.eval()  # type: ignore[index, operator]
+    model.sites[trial.site] = module.eval()  # type: ignore[index, operator, assignment]
     return model.eval()
 
 
@@ -487,8 +489,8 @@ def morph_on_records(
     from kasmina_edge.host.seed_library import SeedLibrary
 
     t0 = time.perf_counter()
-    for site in base.sites.values():
-        site.telemetry_enabled = False  # the base's own forwards: no seed, nothing to watch
+    for layer in base.sites.values():
+        layer.telemetry_enabled = False  # type: ignore[assignment]  # the base alone: nothing to watch
     data = fold_data(records, roles, noise, schedule)
     reference = measure_reference(base, data.replay, data.clean_gate, data.recs(roles.gate))
     ctrl = make_controller(base, reference, mcfg)
