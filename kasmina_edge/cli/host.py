@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kasmina_edge.cli import checks
-from kasmina_edge.cli.common import console, emit, fail, human, json_option
+from kasmina_edge.cli.common import emit, fail, human, json_option
 
 if TYPE_CHECKING:
     from kasmina_edge.host.morph import MorphResult
@@ -559,11 +559,33 @@ def morph(
         None, "--noise", help="With --data: folder of the NSTDB noise records bw and ma (default ../shared/data/nstdb).",
         callback=checks.input_dir,
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Grow seed kernels per signal condition and write the seed library; or, with --patient, one
-    patient's seed as a signed kernel-only bundle."""
+    patient's seed as a signed kernel-only bundle. --json: no progress bar or tables; what was grown,
+    shipped and written as one JSON document."""
+    from kasmina_edge.contracts.errors import KasminaError
+
+    try:
+        _morph(checkpoint=checkpoint, conditions=conditions, out=out, target=target, preset=preset, seed=seed,
+               patients=patients, minutes=minutes, report=report, resume=resume, log=log, reward=reward,
+               patient=patient, base_bundle=base_bundle, keys=keys, data=data, snr=snr, records=records, noise=noise,
+               as_json=as_json)  # fmt: skip
+    except KasminaError as exc:  # one line and exit 2 (JSON under --json), also without the console script's handler
+        fail(str(exc))
+
+
+def _morph(
+    *, checkpoint: Path | None, conditions: str | None, out: Path | None, target: str, preset: str, seed: int | None,
+    patients: int | None, minutes: float | None, report: bool, resume: bool, log: Path | None, reward: str | None,
+    patient: str | None, base_bundle: Path | None, keys: Path | None, data: str | None, snr: str | None,
+    records: str | None, noise: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    import json
+
     from kasmina_edge.host.records import parse_data_spec
 
+    con = human(as_json)
     spec = parse_data_spec(data)
     if spec.synthetic:
         real_only = [f for f, v in (("--snr", snr), ("--records", records), ("--noise", noise)) if v is not None]
@@ -578,9 +600,14 @@ def morph(
         if checkpoint is None:
             fail("--checkpoint is required (a base trained on real records: `kasmina-edge train --data wfdb:DIR`)")
         checks.output_dir(out)
-        run_morph_records(con=console, checkpoint=checkpoint, folder=spec.folder, conditions=conditions, snr=snr,
-                          records=records, noise=noise, out=out or Path("runs/seeds"), target=target, preset=preset,
+        folder_out = out or Path("runs/seeds")
+        run_morph_records(con=con, checkpoint=checkpoint, folder=spec.folder, conditions=conditions, snr=snr,
+                          records=records, noise=noise, out=folder_out, target=target, preset=preset,
                           seed=seed, log=log, report=report)  # fmt: skip
+        if as_json:
+            table = json.loads((folder_out / "conditions.json").read_text(encoding="utf-8"))
+            emit({"library": folder_out / "library.json", "conditions_json": folder_out / "conditions.json",
+                  "log": log or folder_out / "morph.jsonl", **table})  # fmt: skip
         return
     if patient is None:
         given = [flag for flag, v in (("--base-bundle", base_bundle), ("--keys", keys)) if v is not None]
@@ -597,18 +624,28 @@ def morph(
         checks.output_file(".kedge")(out)
     if patient is not None:
         # a seed the gates culled writes no bundle: said in one line, and not an error (the base stays)
-        run_morph_patient(console, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"), out=out,
-                          minutes=5.0 if minutes is None else minutes, target=target, base_bundle=base_bundle,
-                          keys=keys, seed=seed or 0, log=log)  # fmt: skip
+        grown, built = run_morph_patient(con, patient=patient, checkpoint=checkpoint or Path("runs/base.pt"), out=out,
+                                         minutes=5.0 if minutes is None else minutes, target=target,
+                                         base_bundle=base_bundle, keys=keys, seed=seed or 0, log=log)  # fmt: skip
+        if as_json:
+            emit({"patient": patient, "bundle": out if built is not None else None, "seed": grown.summary()})
         return
     if checkpoint is None:
         from kasmina_edge.contracts.errors import KasminaError
 
         raise KasminaError("--checkpoint is required (a base checkpoint from `kasmina-edge train`)")
     checks.output_dir(out)
-    run_morph_command(console, checkpoint=checkpoint, conditions=conditions, out=out or Path("runs/seeds"),
-                      target=target, preset=preset, seed=seed, patients=patients, minutes=minutes, resume=resume,
-                      report=report, log=log, reward=reward)  # fmt: skip
+    folder_out = out or Path("runs/seeds")
+    result = run_morph_command(con, checkpoint=checkpoint, conditions=conditions, out=folder_out,
+                               target=target, preset=preset, seed=seed, patients=patients, minutes=minutes,
+                               resume=resume, report=report, log=log, reward=reward)  # fmt: skip
+    if as_json:
+        outcomes = [{"condition": o.condition, "decision": o.decision, "base_val": o.base_val,
+                     "trials": [{k: v for k, v in t.summary().items() if k != "history"} for t in o.trials]}
+                    for o in result.outcomes]  # fmt: skip
+        emit({"experiment_id": result.experiment_id, "library": folder_out / "library.json",
+              "seeds": sorted(result.library.entries), "outcomes": outcomes, "tamiyo": result.tamiyo,
+              "seconds": result.seconds})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- morph --data wfdb:DIR

@@ -420,3 +420,30 @@ def test_cli_morph_data_prints_the_table_and_writes_the_library(
     flat = " ".join(text.split())  # rich wraps at 80 columns
     assert "condition seeds: macro-F1" in flat and "judged on 109" in flat and "emg 0 dB:" in flat
     assert (out / "library.json").exists() and (out / "conditions.json").exists() and (out / "morph.jsonl").exists()
+
+
+@needs_four  # ~5 s
+def test_cli_morph_data_json_is_one_document(real_base: tuple[Path, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import json
+
+    folder, ckpt_path = real_base
+    monkeypatch.setattr("kasmina_edge.host.train.set_threads", lambda n=None: 1)
+    out = tmp_path / "seeds"
+    monkeypatch.setattr(sys, "argv", ["kasmina-edge", "morph", "--checkpoint", str(ckpt_path), "--data",
+                                      f"wfdb:{folder}", "--conditions", "lead", "--preset", "tiny", "--out", str(out),
+                                      "--json"])  # fmt: skip
+    from kasmina_edge.cli.app import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main()
+    cap = capsys.readouterr()
+    assert exc.value.code in (0, None), cap.err
+    doc = json.loads(cap.out)  # the whole of stdout
+    assert [c["cell"] for c in doc["cells"]] == ["lead"] and doc["roles"]["test"] == ["109"]
+    assert doc["library"] == str(out / "library.json") and "item2" in doc["cells"][0]
+    code, text = _cli(["morph", "--checkpoint", str(ckpt_path), "--data", f"wfdb:{folder}", "--snr", "x", "--json"],
+                      monkeypatch, capsys)  # fmt: skip
+    err = json.loads(text)
+    assert code == 2 and err["code"] == 2 and "--snr" in err["error"]
