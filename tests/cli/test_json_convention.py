@@ -18,10 +18,6 @@ from kasmina_edge.cli.app import app
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
-# morph's command belongs to the conditions work (issue 18 item 3); it gets --json there.
-KNOWN_WITHOUT_JSON = {"morph"}
-
-
 def _leaf_commands(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     subs = getattr(cmd, "commands", None)
     if subs:
@@ -44,8 +40,6 @@ def test_the_walk_finds_every_command() -> None:
 def test_every_command_help_mentions_json(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    if " ".join(path) in KNOWN_WITHOUT_JSON:
-        pytest.skip(f"{' '.join(path)}: --json pending in its owner's work")
     assert "--json" in result.output, f"`kasmina-edge {' '.join(path)} --help` does not mention --json"
 
 
