@@ -191,13 +191,13 @@ def test_morph_patient_errors_are_one_line(tmp_path: Path, patient: object, base
     rec = write_wfdb(crop(patient, 0.0, 100.0), tmp_path / "rec")  # type: ignore[arg-type]
     run = CliRunner().invoke
     res = run(app, ["morph", "--patient", f"wfdb:{rec}", "--checkpoint", str(ckpt), "--minutes", "5"])
-    assert res.exit_code != 0 and "shorter than the 5-minute adaptation window" in str(res.exception)
+    assert res.exit_code == 2 and "shorter than the 5-minute adaptation window" in res.output
     res = run(app, ["morph", "--patient", f"wfdb:{rec}", "--checkpoint", str(ckpt), "--target", "host"])
-    assert res.exit_code != 0 and "needs a device target" in str(res.exception)
+    assert res.exit_code == 2 and "needs a device target" in res.output
     res = run(app, ["morph", "--patient", f"wfdb:{rec}", "--checkpoint", str(tmp_path / "none.pt")])
-    assert res.exit_code != 0 and "base checkpoint not found" in str(res.exception)
+    assert res.exit_code == 2 and "base checkpoint not found" in res.output
     res = run(app, ["morph"])
-    assert res.exit_code != 0 and "--checkpoint is required" in str(res.exception)
+    assert res.exit_code == 2 and "--checkpoint is required" in res.output
 
 
 # ------------------------------------------------------------------------------------------- slow
