@@ -159,7 +159,7 @@ def device_parity(res: dict[str, Any], fold_dir: Path, ckpt_path: Path, base_bun
                   record: Any, start_s: float) -> dict[str, Any]:  # fmt: skip
     """The int8 chain the emulator runs (base bundle + this patient's kernel-only bundle) beside the float
     seeded model, on the same test beats."""
-    from kasmina_edge.cli.host import patient_bundle
+    from kasmina_edge.compile.patient_bundle import patient_bundle
     from kasmina_edge.host.patient import adaptation_set
 
     seed = res["seed"]
@@ -440,7 +440,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from kasmina_edge.cli.host import device_site_ranges
+    from kasmina_edge.compile.patient_bundle import device_site_ranges
     from kasmina_edge.contracts.bundle import PRIVATE_KEY_NAME, init_keys
     from kasmina_edge.ecg.dataset import BeatDataset
     from kasmina_edge.host.patient import PatientConfig

@@ -21,8 +21,13 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kasmina_edge.contracts.bundle import Bundle
+    from kasmina_edge.contracts.manifest import ArtifactEntry
 
 MAGIC = b"KP4\x02"
 _HEAD = struct.Struct("<4sIIH")
@@ -200,3 +205,9 @@ def pack_artifact(data: bytes, fmt: str) -> tuple[bytes, PackReport]:
     if unpack_file(blob) != data:  # pragma: no cover - unpack_file already checks the digest
         raise PackError("packed artifact does not unpack to the original")
     return blob, PackReport(len(data), len(blob), sum(n for _, n in ranges))
+
+
+def artifact_payload(bundle: Bundle, entry: ArtifactEntry) -> bytes:
+    """The artifact as a backend loads it: 4-bit packed artifacts unpacked and hash-checked (PackError)."""
+    data = bundle.read(entry.file)
+    return unpack_file(data, entry.unpacked_sha256) if entry.packed else data

@@ -129,13 +129,10 @@ class Image:
 
 def artifact_bytes(bundle: Bundle, entry: ArtifactEntry) -> bytes:
     """The artifact as the backend loads it (4-bit packed artifacts unpacked and hash-checked)."""
-    data = bundle.read(entry.file)
-    if not entry.packed:
-        return data
-    from kasmina_edge.core.pack4 import PackError, unpack_file  # numpy only: the device unpacks with it
+    from kasmina_edge.core.pack4 import PackError, artifact_payload  # numpy only: the device unpacks with it
 
     try:
-        return unpack_file(data, entry.unpacked_sha256)
+        return artifact_payload(bundle, entry)
     except PackError as exc:
         raise ImageError(f"artifact {entry.name!r}: {exc}") from None
 

@@ -30,7 +30,7 @@ def _beats(n: int = 64):  # type: ignore[no-untyped-def]
 
 
 def test_a_live_base_passes_and_is_left_as_it_was() -> None:
-    from kasmina_edge.cli.host import GRADIENT_FLOOR, refuse_gradient_free_base, site_gradients
+    from kasmina_edge.host.site_gradients import GRADIENT_FLOOR, refuse_gradient_free_base, site_gradients
 
     base = _base()
     before = [p.requires_grad for p in base.parameters()]
@@ -42,8 +42,8 @@ def test_a_live_base_passes_and_is_left_as_it_was() -> None:
 
 
 def test_saturated_sites_are_refused_with_the_reason() -> None:
-    from kasmina_edge.cli.host import refuse_gradient_free_base
     from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.site_gradients import refuse_gradient_free_base
 
     base = _base()
     ranges = {n: (-60.0, -50.0) for n in base.config.site_names}  # post-ReLU activations all above: clipped flat
@@ -52,8 +52,8 @@ def test_saturated_sites_are_refused_with_the_reason() -> None:
 
 
 def test_a_frozen_base_is_refused_with_the_reason() -> None:
-    from kasmina_edge.cli.host import refuse_gradient_free_base
     from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.site_gradients import refuse_gradient_free_base
 
     base = _base()
     with torch.no_grad():  # a dead head: nothing after the sites carries a gradient back
