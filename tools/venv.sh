@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create ./.venv and install kasmina-edge with the host and dev extras (idempotent: skips when up to date).
-# Usage: bash tools/venv.sh            # host + dev (train, morph, build, test)
+# Usage: bash tools/venv.sh            # host + server + compliance + dev (everything, as CI)
 #        EXTRAS=dev bash tools/venv.sh # device-only install (no torch) plus test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${EXTRAS:-host,dev}
+EXTRAS=${EXTRAS:-host,server,compliance,dev}
 stamp=.venv/.kasmina-installed
 want="$(sha256sum pyproject.toml | cut -c1-16) $EXTRAS"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
