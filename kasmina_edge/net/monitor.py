@@ -14,7 +14,8 @@ the duty cycle left, link and end-to-end latency, bad frames, duplicates, seed s
 
 The JSON-lines store appends one line per released record, bad frame, status, command or update report; a
 monitor started on an existing store reads it back first, so a restarted monitor neither asks for nor stores a
-record twice.
+record twice. A store given as a database URL (``sqlite:///FILE``, ``postgresql://...``) is a
+:class:`~kasmina_edge.net.store.SqlStore` instead: the same objects, written to tables (imported only then).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from kasmina_edge.contracts import codec
 from kasmina_edge.contracts.errors import FrameError, KasminaError
@@ -238,13 +239,25 @@ def read_store(path: Path) -> Iterator[dict[str, Any]]:
                 yield obj
 
 
+class TelemetryStore(Protocol):
+    """Where the monitor writes: :class:`JsonlStore`, or :class:`kasmina_edge.net.store.SqlStore`."""
+
+    lines: int
+
+    def write(self, obj: dict[str, Any]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 AckSender = Callable[[str, str, Ack, str], None]  # fleet, device, ack, encoding ("lora" | "json")
 
 
 class Monitor:
     def __init__(
         self,
-        store: Path | None = None,
+        store: Path | str | None = None,
         *,
         send_ack: AckSender | None = None,
         on_record: Callable[[StoredRecord], None] | None = None,
@@ -258,15 +271,28 @@ class Monitor:
         self.on_record = on_record
         self.reorder_timeout_s = reorder_timeout_s
         self.log_bad = log_bad
-        self.store_path = store
-        if store is not None:
-            self._resume(store)
-        self.store = JsonlStore(store, flush_every=flush_every)
+        self.store: TelemetryStore
+        self.store_url = store if isinstance(store, str) and "://" in store else None
+        if self.store_url is not None:  # a database: the server extra, imported only when asked for
+            from kasmina_edge.net.store import open_store
+
+            sql = open_store(self.store_url)
+            self.store_path: Path | None = None
+            self._resume_rows(sql.resume_rows())
+            self.store = sql
+            return
+        self.store_path = Path(store) if store is not None else None
+        if self.store_path is not None:
+            self._resume(self.store_path)
+        self.store = JsonlStore(self.store_path, flush_every=flush_every)
 
     # ------------------------------------------------------------------ resume
 
     def _resume(self, path: Path) -> None:
-        for obj in read_store(path):
+        self._resume_rows(read_store(path))
+
+    def _resume_rows(self, rows: Iterator[dict[str, Any]]) -> None:
+        for obj in rows:
             device, fseq = obj.get("device"), obj.get("fseq")
             if not isinstance(device, str) or not isinstance(fseq, int):
                 continue
@@ -312,7 +338,7 @@ class Monitor:
             return []
         if t.channel != "telemetry":
             return []  # our own acks, commands and offers echoed back
-        if t.kind in ("cmd_ack", "ota_report", "ota_req", "strip"):
+        if t.kind in ("cmd_ack", "ota_report", "ota_req", "strip", "drift"):
             self._report(t, payload)
             return []
         try:
