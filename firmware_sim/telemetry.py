@@ -488,7 +488,8 @@ def open_device_telemetry(
 ) -> tuple[RuntimeTelemetry, Any]:
     """The telemetry hook for ``kasmina-edge run --link PROFILE --mqtt URL``; returns it and its transport."""
     from kasmina_edge.core import catalog
-    from kasmina_edge.net.link import Channel, FaultInjector
+    from kasmina_edge.net.faults import FaultInjector
+    from kasmina_edge.net.link import Channel
 
     name, faults = parse_link_spec(link_spec or "wifi")
     profile = catalog.network(name)

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 from kasmina_edge.contracts.errors import FrameError, KasminaError
 from kasmina_edge.core.airtime import time_on_air_s
 from kasmina_edge.core.profiles import LoRaProfile, NetworkProfile
-from kasmina_edge.net.link import Channel, ClassADownlinks, FairUseLedger, radio_budget
+from kasmina_edge.net.link import Channel, ClassADownlinks
 from kasmina_edge.net.packet import Ack, Uplink
 from kasmina_edge.net.priority import Priority
+from kasmina_edge.net.radio_budget import FairUseLedger, radio_budget
 from kasmina_edge.net.uplink import RecordQueue, SentPacket, TelemetryPlan, UplinkScheduler
 
 # Downlink kinds, each with a one-byte tag on LoRaWAN (ack, signed command, OTA) so one queue carries all three.
@@ -138,7 +139,7 @@ class DeviceLink:
         return sent
 
     def _carry(self, sent: SentPacket) -> None:
-        from kasmina_edge.net.link import Transmission
+        from kasmina_edge.net.radio_budget import Transmission
 
         tx = Transmission(sent.start, sent.airtime_s, sent.size_bytes)
         delivery = self.channel.uplink(tx)
@@ -189,7 +190,7 @@ class DeviceLink:
 
     def _send_control(self, now: float) -> bool:
         """Send the next part of the first control message if the radio may; True if something went out."""
-        from kasmina_edge.net.link import Transmission
+        from kasmina_edge.net.radio_budget import Transmission
 
         c = self.controls[0]
         limit = self.budget.max_payload_bytes
@@ -260,7 +261,7 @@ class DeviceLink:
     def _multicast_enqueue(self, payload: bytes, at: float) -> None:
         """LoRaWAN updates travel in a multicast (Class C) session: the gateway sends whenever its downlink
         duty cycle allows, the device listens continuously. The session set-up (TS005) is not modelled."""
-        from kasmina_edge.net.link import DutyCycleLedger, Transmission
+        from kasmina_edge.net.radio_budget import DutyCycleLedger, Transmission
 
         profile = self.profile
         assert isinstance(profile, LoRaProfile)

@@ -13,7 +13,7 @@ go at the next opportunity the duty cycle and dwell time allow and may overspend
 else is paced by a token bucket that refills at the fair-use rate (less a reserve kept for critical records).
 Where the record that should go next fits no uplink at the profile's data rate (US915 DR0 carries 11 bytes, an
 anomaly event is 19), that one uplink goes at the region's slowest data rate that carries it within the dwell
-time (:meth:`LoRaBudget.rate_for <kasmina_edge.net.link.LoRaBudget.rate_for>`): every record class reaches the
+time (:meth:`LoRaBudget.rate_for <kasmina_edge.net.radio_budget.LoRaBudget.rate_for>`): every record class reaches the
 cloud, later if the budget says so, never silently held forever.
 
 The queue can be written to and read from bytes (:meth:`RecordQueue.to_bytes`), which is how the emulator keeps
@@ -39,7 +39,6 @@ from kasmina_edge.contracts.telemetry import (
     SignalQuality,
 )
 from kasmina_edge.core.profiles import IpLinkProfile, LoRaProfile
-from kasmina_edge.net.link import DAY_S, IpBudget, LoRaBudget
 from kasmina_edge.net.packet import (
     MAX_SPREAD,
     Ack,
@@ -53,6 +52,7 @@ from kasmina_edge.net.packet import (
     with_seq,
 )
 from kasmina_edge.net.priority import Priority, priority_of
+from kasmina_edge.net.radio_budget import DAY_S, IpBudget, LoRaBudget
 
 QUEUE_FORMAT = 1
 MERGED_TYPES = (BeatCounts, DeviceStatus, SignalQuality, LinkStats)

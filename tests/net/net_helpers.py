@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from firmware_sim.telemetry import RuntimeTelemetry
 from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.core import catalog
-from kasmina_edge.net.link import Channel, FaultInjector
+from kasmina_edge.net.faults import FaultInjector
+from kasmina_edge.net.link import Channel
 from kasmina_edge.net.loopback import LoopbackNetwork
 from kasmina_edge.net.monitor import Monitor
 from kasmina_edge.net.session import DeviceLink

@@ -12,20 +12,21 @@ import pytest
 from kasmina_edge.core import catalog
 from kasmina_edge.core.airtime import LinkError, time_on_air_s
 from kasmina_edge.core.profiles import IpLinkProfile, LoRaProfile
-from kasmina_edge.net.link import (
+from kasmina_edge.net.faults import (
     Bernoulli,
-    Channel,
-    ClassADownlinks,
-    DutyCycleLedger,
-    FairUseLedger,
     FaultInjector,
     GatewayRestart,
     GilbertElliott,
-    IpBudget,
     LatencySpike,
-    LoRaBudget,
     LossBurst,
     Outage,
+)
+from kasmina_edge.net.link import Channel, ClassADownlinks
+from kasmina_edge.net.radio_budget import (
+    DutyCycleLedger,
+    FairUseLedger,
+    IpBudget,
+    LoRaBudget,
     Transmission,
     radio_budget,
 )

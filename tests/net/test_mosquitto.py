@@ -16,7 +16,8 @@ from kasmina_edge.contracts.events import BeatClassified
 from kasmina_edge.core import catalog
 from kasmina_edge.net import topics
 from kasmina_edge.net.cloud import MonitorService
-from kasmina_edge.net.link import Channel, FaultInjector, LossBurst, Outage
+from kasmina_edge.net.faults import FaultInjector, LossBurst, Outage
+from kasmina_edge.net.link import Channel
 from kasmina_edge.net.monitor import read_store
 from kasmina_edge.net.mqtt import MqttClient, MqttDeviceTransport, MqttError, TlsFiles
 from kasmina_edge.net.session import DeviceLink

@@ -25,7 +25,7 @@ from kasmina_edge.contracts.telemetry import (
 )
 from kasmina_edge.core import catalog
 from kasmina_edge.core.profiles import LoRaProfile
-from kasmina_edge.net.link import FaultInjector, GatewayRestart, LoRaBudget, LossBurst, Outage, radio_budget
+from kasmina_edge.net.faults import FaultInjector, GatewayRestart, LossBurst, Outage
 from kasmina_edge.net.packet import (
     Ack,
     DropRange,
@@ -36,6 +36,7 @@ from kasmina_edge.net.packet import (
     encode_packet,
 )
 from kasmina_edge.net.priority import Priority, priority_of
+from kasmina_edge.net.radio_budget import LoRaBudget, radio_budget
 from kasmina_edge.net.uplink import RecordQueue, TelemetryPlan, UplinkScheduler
 
 T0 = int(EPOCH)
