@@ -21,39 +21,49 @@ Seeds always see ``host.detach()``: no gradient goes from a seed into the host.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.lifecycle import Stage, TransitionEvent
 from kasmina_edge.host.blueprints import create_blueprint, get_blueprint, is_registered
 from kasmina_edge.host.blueprints.registry import BlueprintSpec
 from kasmina_edge.host.kasmina.export_view import SeedLayerView, dense_bank
-from kasmina_edge.host.kasmina.gates import (
-    GradientHealthInputs,
-    InterfaceInputs,
-    ResetInputs,
-    SanityInputs,
-    StabilityInputs,
-    SystemImpactInputs,
-)
-from kasmina_edge.host.kasmina.grafting import GraftingStrategy, GraftSignals, make_grafting
+from kasmina_edge.host.kasmina.gates import ResetInputs, SanityInputs
+from kasmina_edge.host.kasmina.grafting import GraftingStrategy, make_grafting
 from kasmina_edge.host.kasmina.isolation import IsolationMonitor
 from kasmina_edge.host.kasmina.lifecycle_engine import LifecycleEngine
 from kasmina_edge.host.kasmina.registry import ParameterRegistry
-from kasmina_edge.host.kasmina.telemetry import TELEMETRY_KEYS, chunk_abs_sum, chunk_stats
-from kasmina_edge.host.kernels.reference import (
-    BLENDING_CODE,
-    DORMANT_CODE,
-    FOSSILIZED_CODE,
-    seed_layer_reference,
+from kasmina_edge.host.kasmina.seed_gates import SeedGates
+from kasmina_edge.host.kasmina.seed_records import SeedRecords
+from kasmina_edge.host.kasmina.seed_state import (
+    KERNEL_CODE,
+    OUTPUT_STAGES,
+    SLOT_STAGES,
+    GerminationRejected,
+    SeedError,
+    SeedInfo,
+    SeedSlot,
+    module_key,
 )
+from kasmina_edge.host.kasmina.seed_training import SeedTraining
+from kasmina_edge.host.kasmina.telemetry import TELEMETRY_KEYS, chunk_abs_sum, chunk_stats
+from kasmina_edge.host.kernels.reference import DORMANT_CODE, FOSSILIZED_CODE, seed_layer_reference
 from kasmina_edge.host.kernels.seed_layer import seed_layer
+
+# Re-exported: callers import the seed errors and snapshot from the layer module.
+__all__ = [
+    "OUTPUT_STAGES",
+    "SLOT_STAGES",
+    "GerminationRejected",
+    "KasminaLayer",
+    "SeedError",
+    "SeedInfo",
+    "build_seed_module",
+    "freeze_host",
+    "host_parameters",
+]
 
 
 def _bank_forward(
@@ -72,66 +82,15 @@ def _bank_forward(
     return seed_layer_reference(flat, code, alpha, w_down, w_up, dead_eps, telemetry=telemetry)
 
 
-class SeedError(KasminaError):
-    """A seed request the layer cannot honour (bad chunk, slot taken, unknown seed)."""
 
 
-class GerminationRejected(KasminaError):
-    """G0 refused the germination; the message carries the gate's reason."""
+class KasminaLayer(SeedRecords, SeedTraining, SeedGates, nn.Module):
+    """The seed site: its buffers, the forward, germination (G0) and the slot bookkeeping that mirrors the engine.
 
+    Reading seeds out (:class:`SeedRecords`), training them (:class:`SeedTraining`) and measuring them for the
+    gates (:class:`SeedGates`) live in their own modules and act on this layer's state.
+    """
 
-# Stages whose seeds change the layer's output, and the kernel code each maps to.
-OUTPUT_STAGES = frozenset({Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED})
-# Stages in which a seed holds its slot (its chunks cannot be germinated by another seed).
-SLOT_STAGES = frozenset(
-    {Stage.GERMINATED, Stage.TRAINING, *OUTPUT_STAGES, Stage.CULLED, Stage.EMBARGOED, Stage.RESETTING}
-)
-_KERNEL_CODE = [DORMANT_CODE] * len(Stage)
-for _s in (Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY):
-    _KERNEL_CODE[_s] = BLENDING_CODE
-_KERNEL_CODE[Stage.FOSSILIZED] = FOSSILIZED_CODE
-
-
-@dataclass
-class _Seed:
-    """Host-side bookkeeping of one seed (never touched by the forward for bank seeds)."""
-
-    seed_id: str
-    start: int  # first chunk
-    stop: int  # one past the last chunk
-    blueprint: str
-    params: dict[str, Any]
-    in_bank: bool
-    module: nn.Module | None
-    grafting: GraftingStrategy
-    monitor: IsolationMonitor | None = None
-    seed_losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
-    alpha_history: list[float] = field(default_factory=list)
-    val_history: list[float] = field(default_factory=list)
-    baseline_metric: float | None = None
-
-
-@dataclass(frozen=True)
-class SeedInfo:
-    """A snapshot of one seed's state (``KasminaLayer.seed``)."""
-
-    seed_id: str
-    site: int
-    chunks: tuple[int, int]
-    channels: tuple[int, int]
-    blueprint: str
-    params: dict[str, Any]
-    stage: Stage
-    alpha: float
-    epochs_in_stage: int
-    grafting: str
-    param_count: int
-    in_bank: bool
-    isolation_violations: int
-
-
-class KasminaLayer(nn.Module):
     def __init__(
         self,
         channels: int,
@@ -169,7 +128,7 @@ class KasminaLayer(nn.Module):
         self.register_buffer("alpha", torch.zeros(s))
         self.register_buffer("lr_scale", torch.ones(s))
         self.register_buffer("in_bank", torch.zeros(s, dtype=torch.bool))  # chunk runs through the bank
-        self.register_buffer("kernel_code_lut", torch.tensor(_KERNEL_CODE, dtype=torch.long), persistent=False)
+        self.register_buffer("kernel_code_lut", torch.tensor(KERNEL_CODE, dtype=torch.long), persistent=False)
         # Per-chunk telemetry of the last forward, and the reference recorded at germination.
         for name in TELEMETRY_KEYS:
             self.register_buffer(f"tel_{name}", torch.zeros(s))
@@ -178,7 +137,7 @@ class KasminaLayer(nn.Module):
         self.register_buffer("ref_set", torch.zeros(s, dtype=torch.bool))
         self.register_buffer("ref_pending", torch.zeros(s, dtype=torch.bool))
         self.register_buffer("tel_batches", torch.zeros((), dtype=torch.long))
-        self._seeds: dict[str, _Seed] = {}
+        self._seeds: dict[str, SeedSlot] = {}
         self._chunk_owner: dict[int, str] = {}  # chunk -> seed id (slot-holding seeds only)
         self._cleared: dict[str, tuple[int, int]] = {}  # RESETTING seeds whose slot is already clean
         # Python-side sets so the forward decides what to run without reading tensors.
@@ -254,7 +213,7 @@ class KasminaLayer(nn.Module):
         scale = self.lr_scale.view(-1, 1, 1)
         return tuple(w.detach() + (w - w.detach()) * scale for w in (self.w_down, self.w_up))  # type: ignore[return-value]
 
-    def _channel_range(self, seed: _Seed) -> tuple[int, int]:
+    def _channel_range(self, seed: SeedSlot) -> tuple[int, int]:
         return seed.start * self.chunk_size, seed.stop * self.chunk_size
 
     def _apply_module(self, sid: str, y: torch.Tensor) -> torch.Tensor:
@@ -376,7 +335,7 @@ class KasminaLayer(nn.Module):
                 nn.init.normal_(self.w_down[start], std=1.0 / math.sqrt(self.chunk_size))
                 self.w_up[start].zero_()
         measures = self._sanity_inputs(spec, channels, resolved, module, start)
-        seed = _Seed(sid, start, stop, blueprint, resolved, in_bank, module, graft)
+        seed = SeedSlot(sid, start, stop, blueprint, resolved, in_bank, module, graft)
         self._germinate_gate(sid, measures, seed)
         if lr_scale != 1.0:
             self.registry.set_lr_scale(sid, lr_scale)
@@ -400,7 +359,7 @@ class KasminaLayer(nn.Module):
             target_ok=self.target is None or spec.supports(self.target, channels, **params),
         )
 
-    def _germinate_gate(self, sid: str, measures: SanityInputs, seed: _Seed | None = None) -> None:
+    def _germinate_gate(self, sid: str, measures: SanityInputs, seed: SeedSlot | None = None) -> None:
         self.engine.register(sid, on_move=self._on_move, on_reset=lambda sid=sid: self._clear_slot(sid))
         result = self.engine.evaluate(sid, Stage.GERMINATED, measures)
         if result is None or not result.passed or seed is None:
@@ -411,7 +370,7 @@ class KasminaLayer(nn.Module):
         for i in range(seed.start, seed.stop):
             self._chunk_owner[i] = sid
         if seed.module is not None:
-            self.seed_modules[_module_key(sid)] = seed.module
+            self.seed_modules[module_key(sid)] = seed.module
             # strict=False: a parameter shared with the host is not refused here but becomes an
             # isolation violation (the monitor below counts it; G1 fails, the breaker trips).
             self.registry.register_seed(sid, seed.module.parameters(), strict=False)
@@ -468,7 +427,7 @@ class KasminaLayer(nn.Module):
             self._clear_slot(sid)
             self._on_move(event)
 
-    def _own_params(self, seed: _Seed) -> list[nn.Parameter]:
+    def _own_params(self, seed: SeedSlot) -> list[nn.Parameter]:
         return list(seed.module.parameters()) if seed.module is not None else [self.w_down, self.w_up]
 
     def _ordered(self, ids: list[str], sid: str, member: bool) -> list[str]:
@@ -482,7 +441,7 @@ class KasminaLayer(nn.Module):
             sl = slice(seed.start, seed.stop)
             # The chunks stay held until the move to DORMANT (or TERMINATED) hands them back.
             self._cleared[sid] = (seed.start, seed.stop)
-            key = _module_key(sid)
+            key = module_key(sid)
             if key in self.seed_modules:
                 del self.seed_modules[key]
             self.registry.release(sid)
@@ -509,267 +468,12 @@ class KasminaLayer(nn.Module):
             start, stop = 0, 0
         sl = slice(start, stop)
         return ResetInputs(
-            slot_empty=sid not in self._seeds and _module_key(sid) not in self.seed_modules,
+            slot_empty=sid not in self._seeds and module_key(sid) not in self.seed_modules,
             params_remaining=self.registry.owned_numel(sid),
             alpha=float(self.alpha[sl].abs().sum()) if stop > start else 0.0,
             counters_clear=bool((self.epochs_in_stage[sl] == 0).all()) and bool((self.blueprint_id[sl] == -1).all()),
             caches_clear=self._incubator is None and not bool(self.ref_set[sl].any()),
         )
-
-    def seeds(self) -> Iterator[SeedInfo]:
-        """Every seed that holds a slot in this layer (not DORMANT-after-reset or TERMINATED)."""
-        for sid in list(self._seeds):
-            yield self.seed(sid)
-
-    def seed(self, seed_id: str) -> SeedInfo:
-        s = self._get(seed_id)
-        a, b = self._channel_range(s)
-        return SeedInfo(
-            seed_id=seed_id,
-            site=self.site,
-            chunks=(s.start, s.stop),
-            channels=(a, b),
-            blueprint=s.blueprint,
-            params=dict(s.params),
-            stage=self.engine.stage(seed_id),
-            alpha=float(self.alpha[s.start]),
-            epochs_in_stage=int(self.epochs_in_stage[s.start]),
-            grafting=s.grafting.name,
-            param_count=self.registry.owned_numel(seed_id),
-            in_bank=s.in_bank,
-            isolation_violations=s.monitor.violations if s.monitor else 0,
-        )
-
-    def _get(self, seed_id: str) -> _Seed:
-        try:
-            return self._seeds[seed_id]
-        except KeyError:
-            raise SeedError(f"site {self.site}: no seed {seed_id!r} holds a slot here") from None
-
-    def seed_record(self, seed_id: str) -> dict[str, Any]:
-        """JSON-ready description of a seed for a seed library: blueprint, site, chunks, params,
-        stage, alpha, parameter count, MACs, histories and its whole lifecycle (events)."""
-        s = self._get(seed_id)
-        info = self.seed(seed_id)
-        spec = get_blueprint(s.blueprint)
-        channels = info.channels[1] - info.channels[0]
-        return {
-            "seed_id": seed_id,
-            "site": self.site,
-            "blueprint": s.blueprint,
-            "blueprint_id": spec.blueprint_id,
-            "params": dict(s.params),
-            "chunks": list(info.chunks),
-            "channels": list(info.channels),
-            "in_bank": s.in_bank,
-            "stage": info.stage.name,
-            "alpha": info.alpha,
-            "param_count": info.param_count,
-            "macs": spec.macs(channels, self.length or 1, **s.params),
-            "ops": list(spec.ops),
-            "targets": sorted(spec.targets),
-            "grafting": s.grafting.name,
-            "baseline_metric": s.baseline_metric,
-            "seed_losses": list(s.seed_losses),
-            "alpha_history": list(s.alpha_history),
-            "isolation_violations": info.isolation_violations,
-            "history": [e.to_json() for e in self.engine.lifecycle(seed_id).history],
-        }
-
-    def seed_state_dict(self, seed_id: str) -> dict[str, torch.Tensor]:
-        """The seed's weights as a standalone module's state dict (``seed_module(seed_id)``)."""
-        return {k: v.detach().clone() for k, v in self.seed_module(seed_id).state_dict().items()}
-
-    def stage_of(self, seed_id: str) -> Stage:
-        return self.engine.stage(seed_id)
-
-    def seed_parameters(self, seed_id: str) -> list[nn.Parameter]:
-        """Parameters owned by the seed (a bank seed owns one row of ``w_down``/``w_up``: those are returned)."""
-        self._get(seed_id)
-        return self.registry.seed_parameters(seed_id)
-
-    def seed_module(self, seed_id: str) -> nn.Module:
-        """A standalone module computing the seed on its channels (bank seeds: a bottleneck adapter copy)."""
-        s = self._get(seed_id)
-        if s.module is not None:
-            return s.module
-        m = create_blueprint("bottleneck_adapter", self.chunk_size, self.length, rank=self.rank)
-        with torch.no_grad():
-            m.block.down.weight.copy_(self.w_down[s.start].T.unsqueeze(-1))  # type: ignore[union-attr]
-            m.block.up.weight.copy_(self.w_up[s.start].T.unsqueeze(-1))  # type: ignore[union-attr]
-        return m
-
-    def set_alpha(self, seed_id: str, alpha: float) -> None:
-        """Set a BLENDING seed's alpha directly (grafting strategies normally do it via ``step_alpha``)."""
-        s = self._get(seed_id)
-        if self.engine.stage(seed_id) is not Stage.BLENDING:
-            raise SeedError(f"seed {seed_id}: alpha is set only while BLENDING (now {self.engine.stage(seed_id).name})")
-        if not 0.0 <= alpha <= 1.0:
-            raise SeedError(f"seed {seed_id}: alpha {alpha} outside [0, 1]")
-        with torch.no_grad():
-            self.alpha[s.start : s.stop] = alpha
-        s.alpha_history.append(float(alpha))
-
-    def record_val_metric(self, seed_id: str, metric: float) -> None:
-        """A validation metric measured while the seed blends (G2 checks it does not oscillate)."""
-        self._get(seed_id).val_history.append(float(metric))
-
-    def step_alpha(self, seed_id: str, signals: GraftSignals | None = None) -> float:
-        """One grafting step for a BLENDING seed (its strategy decides whether alpha advances)."""
-        s = self._get(seed_id)
-        if signals is None or signals.drift is None:
-            drift = float(self.tel_drift[s.start : s.stop].max())
-            base = signals or GraftSignals()
-            signals = GraftSignals(base.val_metric, base.baseline_metric, drift, base.grad_norm)
-        if signals.grad_norm is None and s.grad_norms:
-            signals = GraftSignals(signals.val_metric, signals.baseline_metric, signals.drift, s.grad_norms[-1])
-        alpha = s.grafting.step(signals)
-        self.set_alpha(seed_id, alpha)
-        if signals.val_metric is not None:
-            s.val_history.append(float(signals.val_metric))
-        return alpha
-
-    def set_lr_scale(self, seed_id: str, scale: float) -> None:
-        self._get(seed_id)
-        self.registry.set_lr_scale(seed_id, scale)
-
-    def end_epoch(self) -> None:
-        """Count one more epoch in stage for every slot-holding seed (vectorised)."""
-        with torch.no_grad():
-            holding = (self.blueprint_id >= 0) & (self.stage != int(Stage.DORMANT))
-            self.epochs_in_stage += holding.long()
-
-    # -- training the seeds ------------------------------------------------------------------
-    def seed_backward(self, loss: torch.Tensor) -> float:
-        """Backward a loss on ``incubator_output()`` for this layer's TRAINING seeds, watched for
-        isolation; records loss and gradient norms (G1's window). A tripped breaker culls the seed.
-        """
-        training = [self._seeds[s] for s in (*self._bank_training, *self._module_training)]
-        host = self.registry.host_parameters()
-        for s in training:
-            if s.monitor is not None and not s.in_bank:
-                s.monitor.rescan(self._own_params(s), host)
-        # One watch on the host for the whole layer: a host gradient from this loss is a
-        # violation of every seed that the loss trains.
-        watch = IsolationMonitor([], host)
-        with watch.seed_backward():
-            loss.backward()
-        for s in training:
-            if s.monitor is not None:
-                for reason in watch.reasons:
-                    s.monitor.record(reason)
-                s.monitor.host_grad_from_seed = max(s.monitor.host_grad_from_seed, watch.host_grad_from_seed)
-        value = float(loss.detach())
-        row_norms = None
-        if self._bank_training:
-            sq = torch.zeros(self.chunks)
-            for p in (self.w_down, self.w_up):
-                if p.grad is not None:
-                    sq += p.grad.detach().pow(2).flatten(1).sum(1)
-            row_norms = sq.sqrt().tolist()
-        for s in training:
-            s.seed_losses.append(value)
-            if s.in_bank and row_norms is not None:
-                s.grad_norms.append(row_norms[s.start])
-            else:
-                assert s.module is not None
-                sq_m = [float(p.grad.pow(2).sum()) for p in s.module.parameters() if p.grad is not None]
-                s.grad_norms.append(math.sqrt(sum(sq_m)))
-            if s.monitor is not None and s.monitor.tripped and self.engine.stage(s.seed_id) is Stage.TRAINING:
-                self.engine.cull(s.seed_id, "health_isolation_breaker: " + "; ".join(s.monitor.reasons[-1:]))
-        return value
-
-    # -- lifecycle: measurements and moves ----------------------------------------------------
-    def gradient_health_inputs(self, seed_id: str, **bounds: Any) -> GradientHealthInputs:
-        s = self._get(seed_id)
-        m = s.monitor
-        return GradientHealthInputs(
-            isolation_violations=m.violations if m else 0,
-            breaker_tripped=m.tripped if m else False,
-            seed_losses=tuple(s.seed_losses),
-            grad_norms=tuple(s.grad_norms),
-            **bounds,
-        )
-
-    def stability_inputs(self, seed_id: str, **bounds: Any) -> StabilityInputs:
-        s = self._get(seed_id)
-        return StabilityInputs(
-            alphas=tuple(s.alpha_history),
-            drift=float(self.tel_drift[s.start : s.stop].max()),
-            val_metrics=tuple(s.val_history),
-            **bounds,
-        )
-
-    def interface_inputs(self, seed_id: str, probe: torch.Tensor | None = None) -> InterfaceInputs:
-        """Run the seed alone on a probe, torch.export it, and check telemetry is present and finite."""
-        s = self._get(seed_id)
-        a, b = self._channel_range(s)
-        if probe is None:
-            probe = torch.randn(2, b - a, self.length or 32, generator=torch.Generator().manual_seed(0))
-        module = self.seed_module(seed_id)
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                y = module(probe)
-            try:
-                torch.export.export(module, (probe,))
-                export_ok, err = True, ""
-            except Exception as exc:  # noqa: BLE001 - any export failure is the gate's finding
-                export_ok, err = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        finally:
-            module.train(was_training)
-        tel = self.telemetry()
-        missing = tuple(k for k in TELEMETRY_KEYS if k not in tel)
-        finite = all(bool(torch.isfinite(v[s.start : s.stop]).all()) for v in tel.values())
-        return InterfaceInputs(
-            expected_shape=tuple(probe.shape),
-            got_shape=tuple(y.shape),
-            expected_dtype=str(probe.dtype),
-            got_dtype=str(y.dtype),
-            export_ok=export_ok,
-            export_error=err,
-            telemetry_missing=missing,
-            telemetry_finite=finite and int(self.tel_batches) > 0,
-        )
-
-    def system_impact_inputs(self, seed_id: str, val_metric: float, **kw: Any) -> SystemImpactInputs:
-        s = self._get(seed_id)
-        baseline = kw.pop("baseline_metric", s.baseline_metric)
-        if baseline is None:
-            raise SeedError(f"seed {seed_id}: no pre-germination baseline recorded (set_baseline)")
-        return SystemImpactInputs(val_metric=val_metric, baseline_metric=baseline, **kw)
-
-    def set_baseline(self, seed_id: str, metric: float) -> None:
-        """The validation metric before germination (G4 measures the gain against it)."""
-        self._get(seed_id).baseline_metric = float(metric)
-
-    def advance(self, seed_id: str, measurements: object | None = None) -> TransitionEvent:
-        """One step forward through the engine; measurements default to what this layer measures
-        itself (G1 gradient health, G2 stability, G3 interface). G4 needs ``system_impact_inputs``."""
-        stage = self.engine.stage(seed_id)
-        if measurements is None:
-            if stage is Stage.TRAINING:
-                measurements = self.gradient_health_inputs(seed_id)
-            elif stage is Stage.BLENDING:
-                measurements = self.stability_inputs(seed_id)
-            elif stage is Stage.SHADOWING:
-                measurements = self.interface_inputs(seed_id)
-        return self.engine.try_advance(seed_id, measurements)
-
-    def cull(self, seed_id: str, reason: str) -> TransitionEvent:
-        self._get(seed_id)
-        return self.engine.cull(seed_id, reason)
-
-    def reset_seed(self, seed_id: str, reason: str = "reset_requested") -> TransitionEvent | None:
-        """Retire a seed: cull it (-> EMBARGOED); its slot returns via ``engine.tick()`` after the embargo."""
-        stage = self.engine.stage(seed_id)
-        if stage in (Stage.CULLED, Stage.EMBARGOED, Stage.RESETTING, Stage.DORMANT, Stage.TERMINATED):
-            return None
-        return self.cull(seed_id, reason)
-
-    def terminate(self, seed_id: str, reason: str = "administrative teardown") -> TransitionEvent:
-        return self.engine.terminate(seed_id, reason)
 
     # -- export -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -795,8 +499,6 @@ class KasminaLayer(nn.Module):
         return f"channels={self.channels}, chunks={self.chunks}, site={self.site}, rank={self.rank}"
 
 
-def _module_key(seed_id: str) -> str:
-    return re.sub(r"[^0-9A-Za-z_]", "_", seed_id)
 
 
 def host_parameters(model: nn.Module) -> list[nn.Parameter]:
