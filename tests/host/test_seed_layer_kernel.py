@@ -153,11 +153,12 @@ def test_child_gradients(shape: tuple[int, int, int, int]) -> None:
 def check_many_row_groups(device: str, calls: int) -> None:
     """More row groups than one reduction step folds (G > G_TILE); the counters reset themselves."""
     from kasmina_edge.host.kernels import triton_seed_layer as tsl
+    from kasmina_edge.host.kernels.triton_launch import launch_plan, sm_count
 
     n, s, c, r = 40, 12, 4, 4
     knobs = {"rows_per_thread": 1, "num_warps": 1, "programs_per_sm": 10}
-    sms = tsl._sm_count(0) if device == "cuda" else 4
-    plan = tsl.launch_plan(n, s, c, r, 4, sms, **knobs)
+    sms = sm_count(0) if device == "cuda" else 4
+    plan = launch_plan(n, s, c, r, 4, sms, **knobs)
     assert plan.row_groups == n and plan.row_groups > 16, plan
     x, stage, alpha, wd, wu = make_inputs(n, s, c, r, device=device, seed=11)
     ref_out, ref_tel = seed_layer_reference(x, stage, alpha, wd, wu, dead_eps=0.2)
