@@ -33,8 +33,6 @@ BEING_SPLIT: frozenset[str] = frozenset(
         "tools/bench_runtime.py",
         "tools/bench_runtime.py::main",
         "kasmina_edge/net/migrations/versions/0001_initial.py::upgrade",  # the store's schema, being written
-        "tools/bench_net.py",
-        "tools/bench_net.py::main",
     }
 )
 

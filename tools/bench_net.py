@@ -39,24 +39,21 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware_sim.telemetry import RuntimeTelemetry  # noqa: E402
 from kasmina_edge.contracts import codec  # noqa: E402
-from kasmina_edge.contracts.events import BeatClassified, RuntimeEvent, SeedTransition  # noqa: E402
-from kasmina_edge.contracts.lifecycle import Stage, TransitionEvent  # noqa: E402
-from kasmina_edge.contracts.telemetry import BeatCounts, Record  # noqa: E402
+from kasmina_edge.contracts.events import RuntimeEvent  # noqa: E402
+from kasmina_edge.contracts.telemetry import BeatCounts  # noqa: E402
 from kasmina_edge.core import catalog  # noqa: E402
 from kasmina_edge.core.airtime import time_on_air_s  # noqa: E402
 from kasmina_edge.core.profiles import LoRaProfile  # noqa: E402
 from kasmina_edge.net.link import Channel  # noqa: E402
 from kasmina_edge.net.loopback import LoopbackNetwork  # noqa: E402
-from kasmina_edge.net.monitor import Monitor, StoredRecord  # noqa: E402
+from kasmina_edge.net.monitor import Monitor  # noqa: E402
 from kasmina_edge.net.ota import OtaError, plan_transfer  # noqa: E402
 from kasmina_edge.net.packet import HEADER_BYTES, Packet, SeqRecord, Uplink, encode_packet  # noqa: E402
-from kasmina_edge.net.priority import Priority, priority_of  # noqa: E402
+from kasmina_edge.net.priority import Priority  # noqa: E402
 from kasmina_edge.net.session import DeviceLink  # noqa: E402
-from kasmina_edge.net.uplink import RecordQueue  # noqa: E402
+from tools.net_scenarios import EPOCH, Driver, day_events, noisy_walk_events  # noqa: E402
 
-EPOCH = 1_800_000_000.0
 DELIVERY_LINKS = [
     "lorawan-eu868-dr0",
     "lorawan-eu868-dr3",
@@ -69,8 +66,6 @@ DELIVERY_LINKS = [
     "5g-urllc",
     "wifi",
 ]
-SEED_PATH = [Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY]
-FS = 360.0  # the beats' sample numbers count at this rate
 DRAIN_LORA_S = 48 * 3600  # after the hour, the link alone until the backlog is through (or two days)
 
 
@@ -99,153 +94,6 @@ def airtime_table() -> dict[str, Any]:
             row["full_packet"] = {"bytes": full, "ms": round(1e3 * time_on_air_s(profile, full), 1)}
             out[profile.name] = row
     return out
-
-
-# --------------------------------------------------------------------------------------------- scenario driving
-
-
-class Driver:
-    """One device on one link, driven by a list of runtime events in simulated time."""
-
-    def __init__(
-        self,
-        profile_name: str,
-        *,
-        seed: int = 0,
-        keep_log: bool = False,
-        monitor: Monitor | None = None,
-        net: LoopbackNetwork | None = None,
-        device: str = "d1",
-    ) -> None:
-        self.profile = catalog.network(profile_name)
-        self.arrivals: dict[int, StoredRecord] = {}
-        self.net = net or LoopbackNetwork(monitor or Monitor(on_record=self._arrived))
-        self.link = DeviceLink(
-            device,
-            self.profile,
-            self.net,
-            queue=RecordQueue(256),
-            channel=Channel(self.profile, seed=seed),
-            keep_log=keep_log,
-        )
-        self.net.attach(self.link)
-        self.tel = RuntimeTelemetry(self.link, epoch_unix=EPOCH)
-        self.created: dict[int, float] = {}
-        self.priority: dict[int, Priority] = {}
-        self.critical_opportunity: dict[int, float] = {}
-        self.submissions: list[tuple[int, Priority]] = []  # every record made, merged ones included
-        original = self.tel.submit
-
-        def submit(record: Record, t: float | None = None) -> int:
-            at = self.tel.now if t is None else t
-            fseq = original(record, t)
-            self.created.setdefault(fseq, at)
-            prio = priority_of(record)
-            self.submissions.append((fseq, prio))
-            self.priority[fseq] = max(self.priority.get(fseq, prio), prio)
-            if prio == Priority.CRITICAL and fseq not in self.critical_opportunity:
-                try:
-                    self.critical_opportunity[fseq] = self.link.budget.earliest_tx(at, HEADER_BYTES + 19)
-                except Exception:  # noqa: BLE001 - a data rate that cannot carry it at all
-                    self.critical_opportunity[fseq] = math.inf
-            return fseq
-
-        self.tel.submit = submit  # type: ignore[method-assign]
-
-    def _arrived(self, rec: StoredRecord) -> None:
-        self.arrivals.setdefault(rec.fseq, rec)
-
-    def run(self, events: list[RuntimeEvent], seconds: float, step: float, drain_s: float = 0.0) -> float:
-        i, t = 0, 0.0
-        while t <= seconds:
-            while i < len(events) and events[i].t <= t:
-                self.tel.now = max(self.tel.now, events[i].t)
-                self.tel.on_event(events[i])
-                i += 1
-            self.tel.tick(t)
-            self.net.advance(t)
-            t += step
-        self.in_hour = {f for f, r in self.arrivals.items() if r.arrival_at <= seconds}
-        end = t + drain_s
-        while t < end and len(self.link.queue):
-            self.link.tick(t)
-            self.net.advance(t)
-            t += max(step, 10.0)
-        self.net.advance(math.inf)
-        self.net.monitor.flush()
-        return t
-
-
-def beat(t: float, label: str, p: float) -> BeatClassified:
-    return BeatClassified(round(t * FS), t, label, p, anomaly=label in ("S", "V", "F"))
-
-
-def move(kernel: str, src: Stage, dst: Stage, reason: str, t: float) -> SeedTransition:
-    return SeedTransition(TransitionEvent(kernel, src, dst, reason, t), site=1, kernel=kernel, window=0, t=t)
-
-
-def day_events(hours: float, seed: int = 0) -> list[RuntimeEvent]:
-    """Beats at ~75 bpm with 1 % PVCs, VT runs at 1/4, 1/2 and 3/4 of the span, four seed episodes."""
-    rng = random.Random(seed)
-    span = hours * 3600
-    events: list[RuntimeEvent] = []
-    vt_at = [span * k / 4 for k in (1, 2, 3)]
-    t = 0.5
-    while t < span:
-        if vt_at and t >= vt_at[0]:
-            vt_at.pop(0)
-            for _ in range(5):
-                events.append(beat(t, "V", 0.95))
-                t += 0.4
-            continue
-        events.append(beat(t, "V" if rng.random() < 0.01 else "N", 0.9))
-        t += 0.8 * (1 + 0.05 * rng.uniform(-1, 1))
-    for k in range(4):
-        start, end = span * (k + 0.2) / 4, span * (k + 0.6) / 4
-        events += seed_episode(f"cond{k}", start, end)
-    return sorted(events, key=lambda e: e.t)
-
-
-def seed_episode(kernel: str, start: float, end: float) -> list[RuntimeEvent]:
-    out: list[RuntimeEvent] = []
-    src = Stage.DORMANT
-    for j, dst in enumerate(SEED_PATH):
-        out.append(move(kernel, src, dst, "condition_detected", start + 5 * j))
-        src = dst
-    out.append(move(kernel, src, Stage.CULLED, "condition_cleared", end))
-    out.append(move(kernel, Stage.CULLED, Stage.EMBARGOED, "condition_cleared", end + 1))
-    return out
-
-
-def noisy_walk_events(minutes: float = 60.0, seed: int = 0) -> tuple[list[RuntimeEvent], dict[str, Any]]:
-    from kasmina_edge.contracts.telemetry import AAMI_CLASSES
-    from kasmina_edge.ecg.scenarios import make_scenario
-
-    rec = make_scenario("noisy-walk", minutes, seed=seed)
-    assert rec.beats is not None
-    fs = rec.fs
-    span = minutes * 60
-    vt_at = [span * k / 4 for k in (1, 2, 3)]
-    events: list[RuntimeEvent] = []
-    skip_until = -1.0
-    for sample, cls in zip(rec.beats.samples.tolist(), rec.beats.classes.tolist(), strict=True):
-        t = sample / fs
-        if vt_at and t >= vt_at[0]:
-            v0 = vt_at.pop(0)
-            for k in range(5):  # a 150 bpm run of five ventricular beats replaces the beats there
-                events.append(beat(v0 + 0.4 * k, "V", 0.95))
-            skip_until = v0 + 2.0
-        if t < skip_until:
-            continue
-        events.append(beat(t, AAMI_CLASSES[cls], 0.9))
-    for c in rec.conditions:
-        events += seed_episode(c.label, c.start / fs, c.end / fs)
-    info = {
-        "beats": len(rec.beats),
-        "classes": rec.beats.counts(),
-        "conditions": [(c.label, round(c.start / fs), round(c.end / fs)) for c in rec.conditions],
-    }
-    return sorted(events, key=lambda e: e.t), info
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -503,18 +351,10 @@ def kernel_arrival() -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------------------------- tables
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path, default=ROOT / "runs" / "bench_net.json")
-    ap.add_argument("--quick", action="store_true", help="fewer devices and messages (a smoke run)")
-    args = ap.parse_args(argv)
-    con = Console(width=170)
-    result: dict[str, Any] = {"argv": sys.argv[1:]}
-
-    result["time_on_air_ms"] = air = airtime_table()
+def airtime_view(air: dict[str, Any]) -> Table:
     t = Table(title="time on air per frame type (one record + 2-byte packet header; bare = frame alone), ms")
     t.add_column("data rate")
     names = [layout.name for layout in codec.LAYOUTS] + ["full_packet"]
@@ -528,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
                 for n in names
             ],
         )
-    con.print(t)
+    return t
 
-    con.print("fair-use day at EU868 DR0 ...")
-    result["fair_use_day_eu868_dr0"] = day = fair_use_day()
+
+def fair_use_view(day: dict[str, Any]) -> Table:
     t = Table(
         title=f"EU868 DR0, 24 h: {day['uplinks']} uplinks, {day['airtime_s']:.1f} s airtime "
         f"(ordinary {day['airtime_ordinary_s']:.1f} s + critical {day['airtime_critical_s']:.1f} s; budget "
@@ -549,16 +389,10 @@ def main(argv: list[str] | None = None) -> int:
             r["outcome"],
             f"{r['cumulative_s']:.1f}",
         )
-    con.print(t)
-    con.print(
-        f"critical events {day['critical_delivered']}/{day['critical_events']} delivered, latency "
-        f"{day['critical_latency_s']} s; records {day['records_delivered']}/{day['records_produced']}"
-    )
+    return t
 
-    con.print("delivery per link over a 1 h noisy-walk ...")
-    events, info = noisy_walk_events(60.0)
-    result["noisy_walk"] = info
-    result["delivery_1h_noisy_walk"] = dl = delivery(events, 3600.0)
+
+def delivery_view(dl: dict[str, Any], info: dict[str, Any]) -> Table:
     t = Table(
         title=f"1 h noisy-walk ({info['beats']} beats, conditions {info['conditions']}): delivery per link"
     )
@@ -590,20 +424,20 @@ def main(argv: list[str] | None = None) -> int:
             str(r["duplicates_removed"]),
             str(r["dropped_by_device"]),
         )
-    con.print(t)
+    return t
 
-    result["kernel_arrival"] = ka = kernel_arrival()
+
+def kernel_arrival_view(ka: dict[str, Any]) -> Table:
     t = Table(title="a 7 KB kernel bundle: transfer plan per link (nothing lost)")
     for col in ("link", "mode", "pieces + parity", "time"):
         t.add_column(col)
     for name, r in ka.items():
         when = "-" if r["estimate_s"] is None else f"{r['estimate_s']:,.1f} s"
         t.add_row(name, r["mode"], f"{r['pieces']} + {r['parity']}", when)
-    con.print(t)
+    return t
 
-    devices, per = (200, 5) if args.quick else (1000, 10)
-    con.print(f"monitor ingest, {devices} devices x {per} messages ...")
-    result["monitor_ingest"] = ing = ingest(devices, per)
+
+def ingest_view(ing: dict[str, Any], devices: int) -> Table:
     t = Table(title=f"monitor ingest: {ing['messages']:,} messages from {devices} devices")
     for col in ("path", "messages/s", "records/s"):
         t.add_column(col, justify="right")
@@ -618,10 +452,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{ing['inprocess_records_per_s']:,.0f}",
     )
     t.add_row("ratio broker / in-process", f"{ing['broker_over_inprocess']:.2f}", "")
-    con.print(t)
+    return t
 
-    con.print("link simulator speed ...")
-    result["simulator_speed"] = sp = simulator_speed(2 if args.quick else 5, 20 if args.quick else 100)
+
+def speed_view(sp: dict[str, Any]) -> Table:
     t = Table(title="link simulator speed, EU868 DR0")
     for col in ("what", "device-hours / s"):
         t.add_column(col, justify="right")
@@ -631,7 +465,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     t.add_row("link + scheduler alone", f"{sp['link_only_device_hours_per_s']:,.0f}")
     t.add_row("ratio", f"{sp['ratio_link_over_full']:.1f}x")
-    con.print(t)
+    return t
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", type=Path, default=ROOT / "runs" / "bench_net.json")
+    ap.add_argument("--quick", action="store_true", help="fewer devices and messages (a smoke run)")
+    args = ap.parse_args(argv)
+    con = Console(width=170)
+    result: dict[str, Any] = {"argv": sys.argv[1:]}
+
+    result["time_on_air_ms"] = air = airtime_table()
+    con.print(airtime_view(air))
+
+    con.print("fair-use day at EU868 DR0 ...")
+    result["fair_use_day_eu868_dr0"] = day = fair_use_day()
+    con.print(fair_use_view(day))
+    con.print(
+        f"critical events {day['critical_delivered']}/{day['critical_events']} delivered, latency "
+        f"{day['critical_latency_s']} s; records {day['records_delivered']}/{day['records_produced']}"
+    )
+
+    con.print("delivery per link over a 1 h noisy-walk ...")
+    events, info = noisy_walk_events(60.0)
+    result["noisy_walk"] = info
+    result["delivery_1h_noisy_walk"] = dl = delivery(events, 3600.0)
+    con.print(delivery_view(dl, info))
+
+    result["kernel_arrival"] = ka = kernel_arrival()
+    con.print(kernel_arrival_view(ka))
+
+    devices, per = (200, 5) if args.quick else (1000, 10)
+    con.print(f"monitor ingest, {devices} devices x {per} messages ...")
+    result["monitor_ingest"] = ing = ingest(devices, per)
+    con.print(ingest_view(ing, devices))
+
+    con.print("link simulator speed ...")
+    result["simulator_speed"] = sp = simulator_speed(2 if args.quick else 5, 20 if args.quick else 100)
+    con.print(speed_view(sp))
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_name(args.json.name + ".partial")
