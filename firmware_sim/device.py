@@ -32,158 +32,38 @@ downgrade check reads its secure storage and the installed bundle's signed manif
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware_sim.device_types import (  # noqa: F401  (re-exported: the device API in one import)
+    DIR_BUNDLE,
+    DIR_MANIFEST,
+    BootResult,
+    DeviceAddress,
+    FlashResult,
+    devices_dir,
+)
+from firmware_sim.dir_device import DirDevice
 from firmware_sim.errors import DeviceError, FlashRefused
-from firmware_sim.kernel_store import KernelInstall, KernelStore
+from firmware_sim.fit import bundle_report, check_fits, require_bundle_file, runnable_bytes  # noqa: F401
+from firmware_sim.kernel_store import KernelStore
 from firmware_sim.security import SecureStore, refuse_not_newer
 from firmware_sim.storage import FlashStorage
 from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
 from kasmina_edge.core.catalog import hardware
-from kasmina_edge.core.formats import RUNNABLE_KINDS
 from kasmina_edge.core.profiles import HardwareProfile
 
 SLOTS = ("a", "b")
 MAX_TRIAL_BOOTS = 3  # a trial slot never confirmed after this many boots is abandoned
-DIR_BUNDLE = "kasmina.kedge"
-DIR_MANIFEST = "manifest.json"
-
-
-def devices_dir() -> Path:
-    env = os.environ.get("KASMINA_DEVICES_DIR")
-    return Path(env) if env else Path.home() / ".local" / "share" / "kasmina-edge" / "devices"
-
-
-@dataclass(frozen=True)
-class DeviceAddress:
-    kind: Literal["emu", "dir"]
-    name: str
-    path: Path
-
-    @classmethod
-    def parse(cls, spec: str, root: Path | None = None) -> DeviceAddress:
-        if spec.startswith("emu://"):
-            name = spec[len("emu://") :]
-            if (
-                not name
-                or "/" in name
-                or name in (".", "..")
-                or not all(c.isalnum() or c in "-_." for c in name)
-            ):
-                raise DeviceError(f"--device {spec}: a device name is letters, digits, '-', '_' or '.'")
-            return cls("emu", name, (root or devices_dir()) / name)
-        if spec.startswith("dir:"):
-            path = Path(spec[len("dir:") :]).expanduser()
-            if not str(path):
-                raise DeviceError(f"--device {spec}: dir: needs a folder")
-            return cls("dir", path.name or str(path), path)
-        raise DeviceError(
-            f"--device {spec!r}: use emu://NAME (an emulated device) or dir:PATH (mass storage)"
-        )
-
-    def __str__(self) -> str:
-        return f"emu://{self.name}" if self.kind == "emu" else f"dir:{self.path}"
-
-
-@dataclass
-class FlashResult:
-    device: str
-    slot: str | None
-    bundle_id: str | None
-    version: int
-    bytes: int
-    target: str
-    profile: str
-    notes: list[str] = field(default_factory=list)
-    kernels: KernelInstall | None = None  # a kernel-only bundle: what the kernel store did with it
-
-
-@dataclass
-class BootResult:
-    bundle: Bundle
-    slot: str | None
-    trial: bool
-    profile: HardwareProfile
-    fallbacks: list[str] = field(default_factory=list)  # why other slots were not booted
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def runnable_bytes(bundle: Bundle) -> int:
-    """What the device keeps in its own storage: segments, kernels, a policy (not reports or references)."""
-    return sum(a.bytes for a in bundle.manifest.artifacts if a.kind in RUNNABLE_KINDS)
-
-
-def check_fits(bundle: Bundle, profile: HardwareProfile, *, slots: int = 2) -> list[str]:
-    """Refuse a bundle that does not fit ``profile``; return notes on what was (not) checked."""
-    m = bundle.manifest
-    notes: list[str] = []
-    if m.target not in profile.targets:
-        raise FlashRefused(
-            f"bundle is built for target {m.target}; profile {profile.name} runs {', '.join(profile.targets)}"
-        )
-    need = runnable_bytes(bundle)
-    flash = profile.memory.flash_bytes
-    if flash:
-        if slots * need > flash:
-            raise FlashRefused(
-                f"bundle needs {slots} x {need:,} B (A/B slots) of flash; {profile.name} has {flash:,} B "
-                f"(profiles/hardware/{profile.name}.toml memory.flash_bytes)"
-            )
-    else:
-        notes.append(
-            f"{profile.name} has no flash of its own (memory.flash_bytes = 0): the model lives on its host"
-        )
-    report = _report(bundle)
-    arenas = (report.get("memory") or {}).get("arenas") or {}
-    if profile.runtime == "tflite-micro":
-        sram_need = sum(int(v) for v in arenas.values()) if arenas else None
-        if sram_need is None:
-            notes.append("no TFLite Micro arena sizes in the bundle's report: SRAM not checked")
-        elif sram_need > profile.memory.sram_bytes:
-            raise FlashRefused(
-                f"every artifact's arena at boot needs {sram_need:,} B of SRAM; {profile.name} has "
-                f"{profile.memory.sram_bytes:,} B (profiles/hardware/{profile.name}.toml memory.sram_bytes)"
-            )
-    cache = profile.memory.param_cache_bytes
-    if cache is not None and need > cache:
-        notes.append(
-            f"artifacts ({need:,} B) exceed the {cache:,} B parameter cache: weights stream every invoke"
-        )
-    dram = profile.memory.dram_bytes
-    if dram and need > dram:
-        raise FlashRefused(
-            f"bundle needs {need:,} B of memory; {profile.name} has {dram:,} B "
-            f"(profiles/hardware/{profile.name}.toml memory.dram_bytes)"
-        )
-    return notes
-
-
-def _exists(bundle_path: Path) -> None:
-    if not Path(bundle_path).is_file():
-        raise FlashRefused(f"{bundle_path}: no such bundle")
-
-
-def _report(bundle: Bundle) -> dict[str, Any]:
-    raw = bundle.files.get("report.json")
-    if raw is None:
-        return {}
-    try:
-        out = json.loads(raw)
-    except ValueError:
-        return {}
-    return out if isinstance(out, dict) else {}
 
 
 class EmulatedDevice:
@@ -291,7 +171,7 @@ class EmulatedDevice:
         ``via`` says how it came (``flash``, ``ota``: kept with stored kernels); ``expect_kind`` refuses a
         bundle of another kind than an update announced; ``trust`` provisions the device's trusted key on its
         first flash (otherwise the keys folder's public key is provisioned, on a local flash only)."""
-        _exists(bundle_path)
+        require_bundle_file(bundle_path)
         st = self.state()
         anchor, provisioning = self._anchor(keys, trust, via)
         bundle = read_bundle(bundle_path, anchor)
@@ -537,128 +417,6 @@ class EmulatedDevice:
             "trusted_key_id": sec.trusted_key_id,
             "slots": {s: self.slot_info(s) for s in SLOTS},
             "kernels": self.kernel_store().entries(),
-        }
-
-
-class DirDevice:
-    """A ``dir:PATH`` device: flashed like mass storage (bundle and manifest written atomically).
-
-    Its trust anchor and security counter are in its own secure storage (``secure/state.json`` in the folder,
-    as an emu device's); the downgrade check reads them and the installed bundle's *signed* manifest, never
-    the ``manifest.json`` copy beside it (that one is for people and tools, and nobody signs it)."""
-
-    def __init__(self, address: DeviceAddress, storage: FlashStorage | None = None) -> None:
-        self.address = address
-        self.root = address.path
-        self.storage = storage or FlashStorage(self.root)
-        self.booted_slot: str | None = None
-        self.booted_trial = False
-
-    def security(self) -> SecureStore:
-        return SecureStore(self.storage)
-
-    def _installed(self) -> dict[str, Any] | None:
-        m = self.storage.read_json(DIR_MANIFEST)
-        return m if isinstance(m, dict) else None
-
-    def _anchor(self, keys: Path | None, trust: Path | None) -> tuple[Ed25519PublicKey, str | None]:
-        trusted = self.security().trusted_key()
-        if trusted is not None:
-            for given, flag in ((trust, "--trust"), (keys, "--keys")):
-                if given is not None and key_id(load_public_key(given)) != key_id(trusted):
-                    raise FlashRefused(
-                        f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(load_public_key(given))} "
-                        f"({flag} {given})"
-                    )
-            return trusted, None
-        source = trust if trust is not None else keys
-        key = load_public_key(source)
-        where = str(source) if source is not None else "the default keys folder"
-        return key, f"trusted key {key_id(key)} provisioned from {where}"
-
-    def flash(
-        self,
-        bundle_path: Path,
-        keys: Path | None = None,
-        *,
-        profile: str | None = None,
-        trust: Path | None = None,
-        via: str = "flash",
-        expect_kind: str | None = None,
-    ) -> FlashResult:
-        _exists(bundle_path)
-        if self.root.exists() and not self.root.is_dir():
-            raise FlashRefused(f"{self.address}: {self.root} is not a folder")
-        anchor, provisioning = self._anchor(keys, trust)
-        bundle = read_bundle(bundle_path, anchor)
-        m = bundle.manifest
-        if m.kind == "kernels":
-            raise FlashRefused(
-                f"{self.address}: a mass-storage device takes full bundles only (this one is kernels only)"
-            )
-        prof = hardware(profile or m.profile)
-        notes = check_fits(bundle, prof, slots=1)
-        refusal = refuse_not_newer("bundle", m.version, self._counter(anchor), str(self.address))
-        if refusal:
-            raise FlashRefused(refusal)
-        if provisioning is not None:
-            self.security().provision(anchor, provisioning)
-            notes.insert(0, provisioning)
-        data = Path(bundle_path).read_bytes()
-        self.storage.write_atomic(DIR_BUNDLE, data)
-        self.storage.write_atomic(DIR_MANIFEST, m.to_bytes())  # beside the bundle, readable without unzipping
-        # one slot: the image is live as soon as it is written, so the counter moves now
-        self.security().advance("image", m.version)
-        return FlashResult(
-            str(self.address), None, m.bundle_id, m.version, len(data), m.target, prof.name, notes
-        )
-
-    def _counter(self, key: Ed25519PublicKey) -> int:
-        """The security counter, or the installed bundle's signed version where that is higher."""
-        counter = self.security().counter("image")
-        path = self.root / DIR_BUNDLE
-        if path.exists():
-            with contextlib.suppress(BundleError):  # a damaged image lowers nothing: the counter holds
-                counter = max(counter, read_bundle(path, key).manifest.version)
-        return counter
-
-    def boot(self, keys: Path | None = None) -> BootResult:
-        self.storage.cleanup_partials()
-        path = self.root / DIR_BUNDLE
-        if not path.exists():
-            raise DeviceError(
-                f"{self.address}: no {DIR_BUNDLE} (kasmina-edge flash BUNDLE --device {self.address})"
-            )
-        key = self.security().trusted_key()
-        try:
-            bundle = read_bundle(path, key if key is not None else keys)
-        except BundleError as exc:
-            raise DeviceError(f"{self.address}: {exc}") from None
-        counter = self.security().counter("image")
-        if bundle.manifest.version < counter:
-            raise DeviceError(
-                f"{self.address}: installed version {bundle.manifest.version} is below the security counter {counter}"
-            )
-        return BootResult(bundle, None, False, hardware(bundle.manifest.profile))
-
-    def confirm(self) -> None:
-        """Mass storage has one slot: nothing to confirm."""
-
-    def reject(self, reason: str) -> None:
-        raise DeviceError(
-            f"{self.address}: the installed bundle failed ({reason}) and there is no other slot"
-        )
-
-    def describe(self) -> dict[str, Any]:
-        m = self._installed() or {}
-        sec = self.security().read()
-        return {
-            "device": str(self.address),
-            "bundle_id": m.get("bundle_id"),
-            "version": m.get("version"),
-            "profile": m.get("profile"),
-            "version_counter": sec.image_counter,
-            "trusted_key_id": sec.trusted_key_id,
         }
 
 

@@ -120,6 +120,8 @@ class KernelController:
     policy: ExportedPolicy | None = None
     _present: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYMPTOMS, 0))
     _absent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYMPTOMS, 0))
+    # the engine asks needs_quality() and then decide() on the same observation: the rule runs once
+    _severity_of: tuple[np.ndarray, np.ndarray, dict[str, float]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -130,9 +132,14 @@ class KernelController:
         quality index and its reference, a signal symptom the quality does not corroborate is absent."""
         assert self.reference is not None, "no reference observation yet"
         c = self.config
-        sev = symptom_severity(
-            obs, self.reference, power=c.power, template_corr=c.template_corr, entropy=c.entropy, drift=c.drift
-        )
+        cached = self._severity_of
+        if cached is not None and cached[1] is self.reference and np.array_equal(cached[0], obs):
+            sev = dict(cached[2])
+        else:
+            sev = symptom_severity(
+                obs, self.reference, power=c.power, template_corr=c.template_corr, entropy=c.entropy, drift=c.drift
+            )
+            self._severity_of = (np.array(obs), self.reference, dict(sev))
         ref_q = self.reference_quality
         if quality is not None and ref_q is not None and ref_q > 0 and quality > c.quality_drop * ref_q:
             for s in SIGNAL_SYMPTOMS:

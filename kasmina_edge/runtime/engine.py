@@ -42,9 +42,9 @@ from kasmina_edge.runtime.controller import (
     KernelControllerConfig,
 )
 from kasmina_edge.runtime.evidence import BeatContextTracker
-from kasmina_edge.runtime.executor import SegmentedExecutor, WindowResult
+from kasmina_edge.runtime.executor import ChainConfig, SegmentedExecutor, WindowResult
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
-from kasmina_edge.runtime.image import Image, ImageError, check_reference, site_grid
+from kasmina_edge.runtime.image import WHOLE_BASE, Image, ImageError, check_reference, site_grid
 from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
 from kasmina_edge.runtime.observation import (
     RawBuffer,
@@ -154,6 +154,8 @@ class DeviceRuntime:
         self._drift: list[float] | None = None
         self._booted = False
         self._refused: set[str] = set()  # pinned kernels the host culled: never brought live
+        self._names: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        self._names_for: ChainConfig | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -179,6 +181,13 @@ class DeviceRuntime:
                     f"boot: base segment {entry.name!r} does not reproduce its reference vectors "
                     f"({check.max_error_lsb:g} LSB, tolerance {check.tolerance_lsb:g})"
                 )
+        if self.image.whole is not None:  # the fused base answers while no kernel is live: the same proof
+            check = check_reference(self.image.whole, self.image.references.get(WHOLE_BASE), self.tolerance_lsb,
+                                    logits=True)
+            checks.append(SegmentCheck(WHOLE_BASE, check.passed, check.metrics()))
+            if not check.passed:
+                raise BootError(f"boot: the fused base {WHOLE_BASE!r} does not reproduce its reference vectors "
+                                f"({check.max_error_lsb:g} LSB, tolerance {check.tolerance_lsb:g})")
         self._emit(RuntimeBooted(self.image.manifest.bundle_id, self.image.backend.info().name, len(self.image.segments),
                                  len(self.image.kernels), tuple(checks), self.signal_time()))
         if self.config.boot_kernels and self.image.manifest.chain is not None:
@@ -243,19 +252,32 @@ class DeviceRuntime:
         self.counters.classes[label] = self.counters.classes.get(label, 0) + 1
         anomaly = label in ANOMALY_CLASSES
         self.counters.anomalies += int(anomaly)
-        slots = self.manager.slot_summary()
+        active, trial = self._slot_names()
         return BeatClassified(
             sample=int(beat.r_peak),
             t=round(beat.r_peak / self.fs, 4),
             label=label,
-            confidence=round(float(np.max(result.probs)), 4) if result.finite else None,
+            confidence=round(max(result.probs.tolist()), 4) if result.finite else None,
             valid=bool(beat.valid),
             anomaly=anomaly,
             latency_us=round(result.latency_s * 1e6, 1),
-            active={str(s["site"]): s["kernel"] for s in slots if s["kernel"]},
-            trial={str(s["site"]): s["trial"] for s in slots if s["trial"]},  # judged beside the answers
-            faults=tuple(f"{k}:{c}" for _, k, c in result.faults),
+            active=active,
+            trial=trial,  # judged beside the answers
+            faults=tuple(f"{k}:{c}" for _, k, c in result.faults) if result.faults else (),
         )
+
+    def _slot_names(self) -> tuple[dict[str, str], dict[str, str]]:
+        """site -> kernel in the answers, site -> kernel on trial, for the chain now running: rebuilt only when
+        the executor's configuration changed (the records share the two dicts, which nobody writes to)."""
+        config = self.executor.config
+        if self._names_for is not config:
+            active: dict[str, str] = {}
+            trial: dict[str, str] = {}
+            for site, slot in enumerate(config.slots):
+                if slot.candidate is not None:
+                    (trial if slot.trial else active)[str(site)] = slot.candidate.name
+            self._names, self._names_for = (active, trial), config
+        return self._names
 
     def _observation(self, drift: list[float]) -> np.ndarray:
         sig, start = self.raw.view()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,8 @@ from kasmina_edge.contracts.manifest import ArtifactEntry, BundleManifest, GateV
 from kasmina_edge.core.kernel_fit import kernel_bundle_misfit
 from kasmina_edge.core.tensors import TensorInfo
 from kasmina_edge.runtime.backends import Backend, LoadedModel
+
+WHOLE_BASE = "base_whole"  # the artifact name of the base exported in one piece (kind "whole")
 
 
 class ImageError(KasminaError):
@@ -100,6 +102,9 @@ class Image:
     report: dict[str, Any] = field(default_factory=dict)  # the build report carried in the bundle
     policy: dict[str, Any] | None = None
     load_s: float = 0.0
+    # the base exported in one piece beside its segments (artifact ``base_whole``, kind "whole"): the executor
+    # runs it instead of the chain while no slot holds a kernel (one invoke instead of one per segment)
+    whole: LoadedModel | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -250,8 +255,10 @@ def load_image(
             measured_gain=info.measured_gain if info else None,
             load_s=time.perf_counter() - tk,
         )
+    whole = _load_whole(m, segments, load, backend)
     references: dict[str, dict[str, np.ndarray]] = {}
-    for entry in [*seg_entries, *m.kernels()]:
+    whole_entries = [a for a in m.artifacts if a.name == WHOLE_BASE and whole is not None]
+    for entry in [*seg_entries, *m.kernels(), *whole_entries]:
         if entry.reference is not None:
             references[entry.name] = bundle.reference_vectors(entry.name)
     policy = None
@@ -272,7 +279,24 @@ def load_image(
         report=report,
         policy=policy,
         load_s=time.perf_counter() - t0,
+        whole=whole,
     )
+
+
+def _load_whole(
+    m: BundleManifest, segments: list[LoadedModel], load: Callable[[ArtifactEntry], LoadedModel], backend: Backend
+) -> LoadedModel | None:
+    """The fused base (``WHOLE_BASE``) when the bundle carries one in a format this backend runs; it must take
+    and give exactly what the chain takes and gives (same shapes, same grids), or the image is refused."""
+    entry = next((a for a in m.artifacts if a.kind == "whole" and a.name == WHOLE_BASE), None)
+    if entry is None or entry.format not in backend.formats or entry.format == "tflite-edgetpu":
+        return None
+    model = load(entry)
+    want_in = [segments[0].inputs[0], *segments[-1].inputs[1:]]
+    pairs = [*zip(model.inputs, want_in, strict=False), (model.outputs[0], segments[-1].outputs[0])]
+    if len(model.inputs) != len(want_in) or any(a.shape != b.shape or not a.same_grid(b) for a, b in pairs):
+        raise ImageError(f"artifact {WHOLE_BASE!r}: its inputs/output differ from the segment chain's (shape or grid)")
+    return model
 
 
 def _host_outcome(entry: ArtifactEntry) -> tuple[str | None, str]:

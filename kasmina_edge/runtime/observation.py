@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kasmina_edge.core.features import SiteStats, prediction_entropy
+from kasmina_edge.core.features import SiteStats
+
+ENTROPY_EPS = 1e-12  # core.features' epsilon in prediction_entropy (checked against it in tests/runtime)
 
 
 def signal_quality_ratio(sig: np.ndarray, fs: float, r_peaks: np.ndarray) -> float:
@@ -111,20 +113,29 @@ class ReferenceCollector:
 
 
 class RecentProbs:
-    """The last ``n`` windows' class probabilities (for entropy and confidence)."""
+    """The last ``n`` windows' class probabilities (for entropy and confidence).
+
+    Each row's entropy is computed once, when it arrives, with :func:`prediction_entropy`'s own arithmetic
+    (a row's sum does not depend on the rows beside it); ``entropy()`` only averages the last ``n``."""
 
     def __init__(self, n: int = 8) -> None:
         self._rows: deque[np.ndarray] = deque(maxlen=n)
+        self._row_entropy: deque[float] = deque(maxlen=n)
 
     def add(self, probs: np.ndarray) -> None:
         if np.all(np.isfinite(probs)):
             self._rows.append(probs)
+            p = np.clip(np.asarray(probs, dtype=np.float64).reshape(-1), ENTROPY_EPS, 1.0)
+            self._row_entropy.append(float(-(p * np.log(p)).sum()))
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def entropy(self) -> float:
-        return prediction_entropy(np.stack(self._rows)) if self._rows else 0.0
+        if not self._rows:
+            return 0.0
+        k = int(np.asarray(self._rows[0]).shape[-1])
+        return float(np.mean(np.array(self._row_entropy)) / np.log(k))
 
     def confidence(self) -> float:
         return float(np.mean([r.max() for r in self._rows])) if self._rows else 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,9 @@ import pytest
 
 from kasmina_edge.compile.chain import ChainLayout, onnx_chain, tflite_chain
 from kasmina_edge.contracts.bundle import read_bundle
-from kasmina_edge.core.tensors import blend
-from kasmina_edge.runtime.backends import LiteRtBackend, OrtBackend
-from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig
+from kasmina_edge.core.tensors import TensorInfo, blend
+from kasmina_edge.runtime.backends import LiteRtBackend, LoadedModel, OrtBackend
+from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig, _dequantize
 from kasmina_edge.runtime.image import ImageError, load_image
 
 KERNEL0 = "kernel_s0_emg-denoise_site0"
@@ -134,3 +135,41 @@ def test_interface_mismatch_refuses_to_load(bundles: Path, keys: Path) -> None:
             load_image(b, LiteRtBackend())
     finally:
         entry.input_specs[0].shape = [1, 4, 64]
+
+
+class _ChainAsOne(LoadedModel):
+    """Stands in for a fused base: the image's own segments run as one model (same grids), invokes counted."""
+
+    def __init__(self, image) -> None:  # type: ignore[no-untyped-def]
+        self.name, self._segs, self.calls = "base_whole", image.segments, 0
+        self.inputs = (image.segments[0].inputs[0], *image.segments[-1].inputs[1:])
+        self.outputs = image.segments[-1].outputs
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        h = self._segs[0].run(inputs[0])
+        for seg in self._segs[1:-1]:
+            h = seg.run(h)
+        return self._segs[-1].run(h, *inputs[1:])
+
+
+def test_fused_base_runs_only_while_every_slot_is_empty(tflite) -> None:  # type: ignore[no-untyped-def]
+    _, image = tflite
+    whole = _ChainAsOne(image)
+    fused = SegmentedExecutor(replace(image, whole=whole), stats_every=4)
+    chain = SegmentedExecutor(image, stats_every=4)
+    x, rr = _windows(16)
+    for i in range(x.shape[0]):
+        a, b = fused.infer(x[i], rr[i]), chain.infer(x[i], rr[i])
+        np.testing.assert_array_equal(a.logits, b.logits)
+        assert (a.sites[0].mean is None) == (b.sites[0].mean is None)  # statistics windows still run the chain
+    assert whole.calls == 12  # 16 windows, every 4th one for the site statistics
+    fused.set_slot(0, SlotConfig(candidate=image.kernels[KERNEL0], alpha=1.0))
+    fused.infer(x[0], rr[0])
+    assert whole.calls == 12  # a kernel in a slot: the chain
+
+
+def test_table_dequantize_matches_the_grid_arithmetic() -> None:
+    info = TensorInfo("site", (1, 4, 64), "int8", 0.0371, -7)
+    q = np.arange(-128, 128, dtype=np.int8).reshape(1, 4, 64)
+    np.testing.assert_array_equal(_dequantize(info, q), info.dequantize(q))
