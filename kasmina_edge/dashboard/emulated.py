@@ -28,7 +28,7 @@ from firmware_sim.telemetry import AUDIT_FILE, AUDIT_KEY_FILE, NONCE_LEDGER_FILE
 from kasmina_edge.contracts.commands import PersistentLedger
 from kasmina_edge.contracts.events import BeatClassified, GateVerdict, SeedTransition
 from kasmina_edge.contracts.lifecycle import Gate, GateResult, SeedLifecycle, Stage, TransitionEvent
-from kasmina_edge.contracts.telemetry import AAMI_CLASSES, SignalQuality
+from kasmina_edge.contracts.telemetry import AAMI_CLASSES, DeviceStatus, ErrorFlags, SignalQuality, Slot
 from kasmina_edge.core import catalog
 from kasmina_edge.ecg.types import Record
 from kasmina_edge.net.audit import AuditLog, load_or_create_key
@@ -123,6 +123,7 @@ class FleetDevice:
         epoch_unix: float = 0.0,
         seed_plan: SeedPlan | None = None,
         battery_drain_per_h: float = 0.004,
+        firmware_version: int = 1,
     ) -> None:
         self.name = name
         self.rng = random.Random(seed)
@@ -152,6 +153,8 @@ class FleetDevice:
         self.next_move = self.plan.start_s
         self.next_drift = DRIFT_EVERY_S * self.rng.uniform(0.2, 1.0)
         self.drift = [0.05 * self.rng.random() for _ in range(N_SITES)]
+        # a device announces itself at boot with a heartbeat (the cloud learns its link and battery at once)
+        self.tel.submit(DeviceStatus(0, int(epoch_unix), 100, 0, Slot.A, firmware_version % 256, ErrorFlags.NONE))
 
     # ------------------------------------------------------------------ signal
 
@@ -167,6 +170,8 @@ class FleetDevice:
     def _beats_until(self, now: float) -> None:
         """Every labelled beat of the record whose time passed, as the runtime would classify it."""
         beats = self.record.beats
+        if beats is None or not len(beats):
+            return
         period = len(self.record.signal) / self.fs
         while True:
             i = self.beat_cursor % len(beats)
