@@ -10,6 +10,7 @@ app with uvicorn in a thread (tests, ``fleet`` tools) or in the foreground (the 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,10 +54,8 @@ class _Service(MonitorService):
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         super()._on_message(topic, payload)
-        try:
+        with contextlib.suppress(topics.TopicError):
             self.pending.add(topics.parse(topic).device)
-        except topics.TopicError:
-            pass
 
 
 class DashboardBackend:
