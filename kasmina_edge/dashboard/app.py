@@ -158,7 +158,7 @@ def _send_strip_request(backend: DashboardBackend, device: str, seconds: float, 
         result = send_command(
             backend.mqtt, device, "request-strip", {"seconds": seconds}, operator_key(device),
             AuditLog(audit_path, key=operator_audit_key()), fleet=_fleet_of(backend, device), timeout_s=30.0,
-            **backend.auth,
+            tls=backend.tls, username=backend.username, password=backend.password,
         )  # fmt: skip
         status[device] = result.status
     except KasminaError as exc:

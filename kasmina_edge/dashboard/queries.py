@@ -23,11 +23,11 @@ ACTIVE_STAGES = ("BLENDING", "SHADOWING", "PROBATIONARY")
 def fleet(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         devs = conn.execute(select(devices).order_by(devices.c.device)).mappings().all()
-        counts = dict(conn.execute(select(records.c.device, func.count()).group_by(records.c.device)).all())
-        alert_counts = dict(
+        counts: dict[str, int] = dict(conn.execute(select(records.c.device, func.count()).group_by(records.c.device)).all())
+        alert_counts: dict[str, int] = dict(
             conn.execute(select(alerts.c.device, func.count()).group_by(alerts.c.device)).all()
         )
-        critical = dict(
+        critical: dict[str, int] = dict(
             conn.execute(
                 select(alerts.c.device, func.count()).where(alerts.c.severity == "critical").group_by(alerts.c.device)
             ).all()

@@ -78,7 +78,7 @@ class DashboardBackend:
         self.flush_s = flush_s
         self.audit_path = audit_path
         self.bundle = bundle
-        self.auth = {"tls": tls, "username": username, "password": password}
+        self.tls, self.username, self.password = tls, username, password
         self.changes = Changes()
         self.service = _Service(mqtt, fleet=fleet, changes=self.changes, tls=tls, username=username,
                                 password=password, client_id=client_id)  # fmt: skip
