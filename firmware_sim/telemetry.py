@@ -1,103 +1,63 @@
-"""The emulated device's telemetry: runtime events become contracts records, queued on flash, sent over a link.
+"""The emulated device's telemetry hook: runtime events become contracts records, queued on flash, sent over a link.
 
 :class:`RuntimeTelemetry` is the hook ``run_stream`` calls: ``on_event`` with every runtime event (the typed records
 of ``contracts.events``: beats, seed transitions and gate verdicts matter here), ``tick`` with the signal time after
-each chunk. A seed transition becomes a ``SeedEvent`` and a gate verdict a ``GateEvent`` (their ``from_*``
-constructors in ``contracts.telemetry``), ready for the codec. From beats it makes the periodic
-beat counts and detects the rhythm events that must reach a clinician first: a run of three or more ventricular
-beats above 100 bpm is a ventricular-tachycardia run (critical), a slower run a PVC run, no beat for 3 s an
-asystole (critical). A seed culled for a ``health_*`` reason (the breaker opening) is critical through its
-priority. Every ``summary_every_s`` it adds a heartbeat and link statistics.
+each chunk. A seed transition becomes a ``SeedEvent`` and a gate verdict a ``GateEvent``
+(:mod:`firmware_sim.telemetry_records`); beats feed the periodic beat counts and the rhythm alarms
+(:mod:`firmware_sim.rhythm_alarms`: VT and PVC runs, asystole). A seed culled for a ``health_*`` reason (the breaker
+opening) is critical through its priority. Every ``summary_every_s`` it adds a heartbeat and link statistics.
 
-:class:`FlashQueue` keeps the uplink queue in the emulated flash (``telemetry/queue.json``, written atomically
-after each tick that changed it), so records survive a power cut or a restart and keep their sequence numbers.
+Downlinks are signed commands (:mod:`firmware_sim.device_commands` carries them out) and update pieces (the OTA
+receiver, :mod:`firmware_sim.ota`). The queue lives on the emulated flash (:mod:`firmware_sim.flash_queue`).
+:func:`open_device_telemetry` assembles the whole for ``kasmina-edge run --link``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from firmware_sim.storage import BLOCK_BYTES, FlashStorage
-from kasmina_edge.contracts.commands import NonceLedger, PersistentLedger, sign_ack
-from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.contracts.events import BeatClassified, GateVerdict, RuntimeEvent, SeedTransition
-from kasmina_edge.contracts.lifecycle import Stage
-from kasmina_edge.contracts.telemetry import (
-    AAMI_CLASSES,
-    AnomalyEvent,
-    AnomalyKind,
-    BeatCounts,
-    DeviceStatus,
-    ErrorFlags,
-    GateEvent,
-    LinkStats,
-    Record,
-    SeedEvent,
-    Severity,
-    Slot,
+from firmware_sim.device_commands import SETTABLE, DeviceCommandError, DeviceCommands
+from firmware_sim.flash_queue import QUEUE_FILE, FlashQueue
+from firmware_sim.rhythm_alarms import RhythmAlarms
+from firmware_sim.storage import FlashStorage
+from firmware_sim.telemetry_records import (
+    KernelIds,
+    beat_counts,
+    empty_counts,
+    gate_event,
+    heartbeat,
+    link_stats,
+    seed_event,
 )
+from kasmina_edge.contracts.commands import NonceLedger, PersistentLedger, sign_ack
+from kasmina_edge.contracts.events import BeatClassified, GateVerdict, RuntimeEvent, SeedTransition
+from kasmina_edge.contracts.telemetry import Record
 from kasmina_edge.net.audit import AuditLog, load_or_create_key
 from kasmina_edge.net.commands import ACK_WIRE_BYTES, CommandHandler, freshness_window_s
 from kasmina_edge.net.priority import Priority
 from kasmina_edge.net.session import DeviceLink
-from kasmina_edge.net.uplink import QueueError, RecordQueue
 
-QUEUE_FILE = "telemetry/queue.json"
+# Importable from here as before the split (the CLI, the dashboard and the tests name them by this module).
+__all__ = [
+    "AUDIT_FILE",
+    "AUDIT_KEY_FILE",
+    "NONCE_LEDGER_FILE",
+    "QUEUE_FILE",
+    "SETTABLE",
+    "DeviceCommandError",
+    "FlashQueue",
+    "LocalTransport",
+    "RuntimeTelemetry",
+    "open_device_telemetry",
+    "parse_link_spec",
+]
+
 AUDIT_FILE = "audit.jsonl"  # the device's command audit log (append-only, keyed hash chain, signed head)
 AUDIT_KEY_FILE = "secure/audit.key"  # the device's audit key: secure storage, never sent
 NONCE_LEDGER_FILE = "secure/nonces.json"  # the command nonce ledger: survives reboot and power loss
-VT_MIN_BEATS = 3
-VT_MIN_BPM = 100.0
-ASYSTOLE_S = 3.0
 COUNTS_EVERY_S = 60.0
-SETTABLE = {"summary_every_s": (60.0, 86400.0), "batch_s": (0.0, 60.0)}  # what `send DEVICE set` may change
-
-
-class DeviceCommandError(KasminaError):
-    """A command the device accepted but cannot carry out (bad argument, nothing to send); the handler acks it
-    refused. (The operator's side of a command that cannot be sent is ``net.commands.CommandError``.)"""
-
-
-class FlashQueue:
-    """A :class:`RecordQueue` persisted on the emulated flash."""
-
-    def __init__(self, storage: FlashStorage, capacity: int = 256) -> None:
-        self.storage = storage
-        self.bytes_written = 0
-        self.blocks_written = 0
-        path = storage.root / QUEUE_FILE
-        self.recovered = False
-        if path.exists():
-            try:
-                self.queue = RecordQueue.from_bytes(path.read_bytes())
-                self.recovered = True
-            except QueueError:
-                self.queue = RecordQueue(capacity)
-        else:
-            self.queue = RecordQueue(capacity)
-
-    def persist(self) -> bool:
-        if not self.queue.dirty:
-            return False
-        data = self.queue.to_bytes()
-        self.storage.write_atomic(QUEUE_FILE, data)
-        self.bytes_written += len(data)
-        self.blocks_written += -(-len(data) // BLOCK_BYTES)
-        self.queue.dirty = False
-        return True
-
-
-@dataclass
-class RhythmState:
-    v_run: int = 0
-    v_run_start: float = 0.0
-    v_run_reported: bool = False
-    last_beat_t: float | None = None
-    asystole_reported: bool = False
-    last_rr: list[float] = field(default_factory=list)
 
 
 class RuntimeTelemetry:
@@ -122,12 +82,12 @@ class RuntimeTelemetry:
         self.queue = link.queue
         self.epoch_unix = time.time() if epoch_unix is None else epoch_unix
         link.epoch_unix = self.epoch_unix
-        self.kernel_ids = dict(kernel_ids or {})
+        self.kernel_id = KernelIds(kernel_ids)
         self.status_fn = status
         self.summary_every_s = summary_every_s or link.scheduler.plan.summary_every_s
         self.downlinks = downlinks
-        self.rhythm = RhythmState()
-        self.counts = dict.fromkeys(AAMI_CLASSES, 0)
+        self.alarms = RhythmAlarms(self.timestamp)
+        self.counts = empty_counts()
         self.counts_since = 0.0
         self.next_counts = COUNTS_EVERY_S
         self.next_summary = self.summary_every_s
@@ -146,7 +106,8 @@ class RuntimeTelemetry:
 
     # ------------------------------------------------------------------ records
 
-    def _ts(self, t: float) -> int:
+    def timestamp(self, t: float) -> int:
+        """Signal seconds as the record's Unix time."""
         return int(self.epoch_unix + t)
 
     def submit(self, record: Record, t: float | None = None) -> int:
@@ -156,14 +117,13 @@ class RuntimeTelemetry:
             self.produced.append((fseq, at, record))
         return fseq
 
-    def _kernel_id(self, name: str | None) -> int:
-        if not name:
-            return 0
-        if name not in self.kernel_ids:
-            self.kernel_ids[name] = len(self.kernel_ids)
-        return self.kernel_ids[name]
+    def submit_priority(self, record: Record, priority: Priority) -> int:
+        fseq = self.queue.submit(record, self.now, priority)
+        if self.keep_produced:
+            self.produced.append((fseq, self.now, record))
+        return fseq
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ commands and updates
 
     def attach(self, runtime: Any) -> None:
         """The runtime the commands act on (``run_stream`` calls this once the device booted)."""
@@ -182,21 +142,15 @@ class RuntimeTelemetry:
         """Signed commands: ``ledger`` keeps the nonces (a :class:`PersistentLedger` on a device: replays are
         refused after a reboot too)."""
         self.device_key = key
+        actions = DeviceCommands(self)
         self.commands = CommandHandler(
             self.link.device_id,
             key,
             audit,
-            {
-                "pause": self._pause,
-                "resume": self._resume,
-                "request-strip": self._strip,
-                "set": self._set,
-                "reboot": self._reboot,
-                "terminate-seed": self._terminate_seed,
-            },
+            actions.actions(),
             clock=clock,
             window_s=freshness_window_s(self.link.profile),
-            on_refused=self._security_alert,
+            on_refused=actions.security_alert,
             ledger=ledger,
         )
 
@@ -218,190 +172,42 @@ class RuntimeTelemetry:
         elif kind == "ota" and self.ota is not None:
             self.ota.on_downlink(payload, at)
 
-    def _set_adapt(self, adapt: bool) -> None:
-        rt = self.runtime
-        if rt is not None and hasattr(rt, "config"):
-            rt.config = replace(rt.config, adapt=adapt)
-
-    def _pause(self, args: Any, envelope: Any) -> dict[str, Any]:
-        self.paused = True
-        self._set_adapt(False)
-        return {"adapt": False}
-
-    def _resume(self, args: Any, envelope: Any) -> dict[str, Any]:
-        self.paused = False
-        self._set_adapt(True)
-        return {"adapt": True}
-
-    def _reboot(self, args: Any, envelope: Any) -> dict[str, Any]:
-        """The device restarts after the chunk in hand (the ack goes first); what it keeps is what is on flash."""
-        if args:
-            raise DeviceCommandError(f"reboot takes no arguments (got {', '.join(sorted(args))})")
-        self.reboot_requested = True
-        return {"reboot": "after the current chunk"}
-
-    def _terminate_seed(self, args: Any, envelope: Any) -> dict[str, Any]:
-        """Administrative teardown of every seed kernel at ``site``: a live one is rolled back first, then each
-        goes to TERMINATED (final: the controller never germinates it again in this run)."""
-        site = args.get("site")
-        if isinstance(site, bool) or not isinstance(site, int) or set(args) != {"site"}:
-            raise DeviceCommandError("terminate-seed takes site=N (the seed site whose kernels go)")
-        manager = getattr(self.runtime, "manager", None)
-        if manager is None:
-            raise DeviceCommandError("no runtime yet")
-        names = [n for n, k in manager.kernels.items() if k.site == site and manager.seeds[n].stage != Stage.TERMINATED]
-        if not names:
-            sites = sorted({k.site for k in manager.kernels.values()})
-            raise DeviceCommandError(f"terminate-seed site={site}: no seed kernel there to terminate (sites: {sites})")
-        for name in names:
-            manager.retire(name, "operator_terminated")  # a live kernel: the site gets back what it ran before
-            manager.seeds[name].move(Stage.TERMINATED, reason="operator: terminate-seed")
-        return {"site": site, "terminated": names}
-
-    def _strip(self, args: Any, envelope: Any) -> dict[str, Any]:
-        from kasmina_edge.net.commands import seal_strip
-
-        seconds = args.get("seconds", 2.0)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 4:
-            raise DeviceCommandError(
-                f"request-strip seconds={seconds!r}: must be in (0, 4] (the raw buffer holds 4 s)"
-            )
-        if self.runtime is None or self.device_key is None:
-            raise DeviceCommandError("no signal yet")
-        sig, _ = self.runtime.raw.view()
-        fs = float(self.runtime.fs)
-        samples = sig[-int(seconds * fs) :]
-        sealed = seal_strip(self.device_key, self.link.device_id, envelope.command.nonce, samples, fs)
-        wire = len(sealed["ciphertext"]) // 2 + 12 + 4  # ciphertext + tag, IV, request id
-        self.link.send_control("strip", sealed, wire)
-        return {"samples": int(samples.shape[0]), "fs": fs, "encrypted_bytes": wire}
-
-    def _set(self, args: Any, envelope: Any) -> dict[str, Any]:
-        changed: dict[str, Any] = {}
-        for key, value in args.items():
-            lo, hi = SETTABLE.get(key, (None, None))
-            if lo is None or hi is None:
-                raise DeviceCommandError(f"set {key}: not settable (settable: {', '.join(sorted(SETTABLE))})")
-            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-                raise DeviceCommandError(f"set {key}={value!r}: must be a number in [{lo:g}, {hi:g}]")
-            changed[key] = float(value)
-        for key, value in changed.items():
-            if key == "summary_every_s":
-                self.summary_every_s = value
-                self.next_summary = self.now + value
-            elif key == "batch_s":
-                self.link.scheduler.plan = replace(self.link.scheduler.plan, batch_s=value)
-        return changed
-
-    def _security_alert(self, reason: Any, detail: str) -> None:
-        if self.runtime is not None:
-            self.runtime.platform.security_alert = True
-        alert = AnomalyEvent(0, self._ts(self.now), AnomalyKind.OTHER, Severity.CRITICAL, 0, 0, 1.0)
-        self.submit_priority(alert, Priority.CRITICAL)
-
-    def submit_priority(self, record: Record, priority: Priority) -> int:
-        fseq = self.queue.submit(record, self.now, priority)
-        if self.keep_produced:
-            self.produced.append((fseq, self.now, record))
-        return fseq
-
     # ------------------------------------------------------------------ runtime events
 
     def on_event(self, event: RuntimeEvent) -> None:
         """Beats feed the counts and the rhythm alarms; seed moves and gate verdicts go out as wire records.
         The other events stay in the run log."""
         if isinstance(event, BeatClassified):
-            self._beat(event)
+            self.counts[event.label if event.label in self.counts else "Q"] += 1
+            alarm = self.alarms.on_beat(event.t, event.label, event.confidence)
+            if alarm is not None:
+                self.submit(alarm, event.t)
         elif isinstance(event, SeedTransition):
-            self.submit(SeedEvent.from_transition(event.transition, seq=0, timestamp=self._ts(self.now),
-                                                  site=event.site, kernel_id=self._kernel_id(event.kernel)))
+            self.submit(seed_event(event, self.timestamp(self.now), self.kernel_id(event.kernel)))
         elif isinstance(event, GateVerdict):
-            self.submit(GateEvent.from_verdict(event.result, seq=0, timestamp=self._ts(self.now), site=event.site,
-                                               kernel_id=self._kernel_id(event.kernel)))
-
-    def _beat(self, beat: BeatClassified) -> None:
-        t, label = beat.t, beat.label
-        self.counts[label if label in self.counts else "Q"] += 1
-        r = self.rhythm
-        if r.last_beat_t is not None:
-            r.last_rr = [*r.last_rr[-7:], t - r.last_beat_t]
-        r.last_beat_t, r.asystole_reported = t, False
-        if label == "V":
-            if r.v_run == 0:
-                r.v_run_start = t
-            r.v_run += 1
-            if r.v_run >= VT_MIN_BEATS and not r.v_run_reported:
-                rr = r.last_rr[-(r.v_run - 1) :] or [1.0]
-                bpm = 60.0 / max(1e-3, sum(rr) / len(rr))
-                vt = bpm > VT_MIN_BPM
-                duration_ms = int(round((t - r.v_run_start) * 1000))
-                self.submit(
-                    AnomalyEvent(
-                        0,
-                        self._ts(t),
-                        AnomalyKind.VT_RUN if vt else AnomalyKind.PVC_RUN,
-                        Severity.CRITICAL if vt else Severity.WARNING,
-                        duration_ms,
-                        duration_ms,
-                        min(1.0, beat.confidence or 0.0),
-                    ),
-                    t,
-                )
-                r.v_run_reported = True
-        else:
-            r.v_run, r.v_run_reported = 0, False
+            self.submit(gate_event(event, self.timestamp(self.now), self.kernel_id(event.kernel)))
 
     # ------------------------------------------------------------------ time
 
     def _periodic(self, now: float) -> None:
-        r = self.rhythm
-        if r.last_beat_t is not None and now - r.last_beat_t >= ASYSTOLE_S and not r.asystole_reported:
-            gap_ms = int(round((now - r.last_beat_t) * 1000))
-            self.submit(
-                AnomalyEvent(0, self._ts(now), AnomalyKind.ASYSTOLE, Severity.CRITICAL, gap_ms, gap_ms, 0.9),
-                now,
-            )
-            r.asystole_reported = True
+        alarm = self.alarms.asystole(now)
+        if alarm is not None:
+            self.submit(alarm, now)
         while now >= self.next_counts:
             period = int(round(self.next_counts - self.counts_since))
-            c = self.counts
-            self.submit(
-                BeatCounts(0, self._ts(self.next_counts), period, c["N"], c["S"], c["V"], c["F"], c["Q"]),
-                self.next_counts,
-            )
-            self.counts = {k: 0 for k in c}
+            self.submit(beat_counts(self.counts, self.timestamp(self.next_counts), period), self.next_counts)
+            self.counts = empty_counts()
             self.counts_since = self.next_counts
             self.next_counts += COUNTS_EVERY_S
         while now >= self.next_summary:
-            self.submit(self._heartbeat(self.next_summary), self.next_summary)
+            status = self.status_fn() if self.status_fn is not None else {}
+            t = self.next_summary
+            self.submit(heartbeat(status, self.timestamp(t), t), t)
             self.next_summary += self.summary_every_s
         while now >= self.next_link_stats:
-            self.submit(self._link_stats(self.next_link_stats), self.next_link_stats)
+            t = self.next_link_stats
+            self.submit(link_stats(self.link, self.timestamp(t), t), t)
             self.next_link_stats += self.link_stats_every_s
-
-    def _heartbeat(self, t: float) -> DeviceStatus:
-        st = self.status_fn() if self.status_fn is not None else {}
-        return DeviceStatus(
-            0,
-            self._ts(t),
-            int(max(0, min(100, round(float(st.get("battery_pct", 100)))))),
-            int(t),
-            Slot.B if st.get("slot") == "b" else Slot.A,
-            int(st.get("firmware_version", 0)) % 256,
-            ErrorFlags(int(st.get("error_flags", 0))),
-        )
-
-    def _link_stats(self, t: float) -> LinkStats:
-        led = self.link.ledger
-        return LinkStats(
-            0,
-            self._ts(t),
-            -110,
-            7.5,
-            int(led.airtime_s * 1000),
-            round(min(1.0, max(0.0, self.link.budget.duty_cycle_left(t))), 4),
-            led.lost + led.outage,
-        )
 
     def tick(self, now: float) -> None:
         """After each chunk: periodic records, downlinks that came in, the link, then the queue onto flash."""

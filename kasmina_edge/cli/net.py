@@ -354,13 +354,10 @@ def send(
     )
 
 
-STRIP_MAX_S = 4.0  # the device's raw buffer holds 4 s (firmware_sim.telemetry refuses more)
-
-
 def check_command(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The command and its arguments against what the device accepts (its ``set`` schema), refused in one
     line before anything is signed or sent."""
-    from firmware_sim.telemetry import SETTABLE
+    from firmware_sim.device_commands import SETTABLE, STRIP_MAX_S
     from kasmina_edge.contracts.errors import KasminaError
     from kasmina_edge.net.commands import OPERATOR_COMMANDS
 
