@@ -13,8 +13,8 @@ change) goes through:
    on the gate records.
 3. **Ship only what helped on held-out records.** The best fossilized seed is compared with the
    base on the gate records' condition beats by a paired bootstrap
-   (:func:`kasmina_edge.host.evidence.paired_bootstrap`); it ships only when the lower bound of its
-   gain is above zero.
+   (:func:`kasmina_edge.host.evidence.paired_bootstrap`, whole records resampled); it ships only when
+   the lower bound of its gain is above zero.
 4. **Judge** on the *test* records (records in the folder neither the base nor the seed ever
    saw, noise from the second half of the noise record): the base clean, the base in the
    condition, the base + the shipped seed (the base itself where none shipped), and full
@@ -427,6 +427,7 @@ def grow_cell(
             result.evidence = paired_bootstrap(
                 truth_g, base_g, _pred(seeded_model(base, t), gate.condition), rounds=cfg.bootstrap_rounds,
                 quantile=cfg.bootstrap_quantile, min_support=mcfg.gate_min_support, seed=seed,
+                groups=np.asarray(gate.condition.records),  # whole records resampled: beats of one are not independent
             )  # fmt: skip
             if cfg.first_that_helps and result.evidence.gain_low > 0:
                 break

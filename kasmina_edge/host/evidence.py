@@ -13,6 +13,9 @@ a few dozen, where one flipped beat moves macro-F1 by points. Two remedies, used
   N-beat accuracy are recomputed per resample. A gate passes on the lower quantile, not the mean:
   a seed is kept only when it is unlikely to hurt (Efron & Tibshirani 1993, ch. 13, percentile
   intervals; macro-F1 over the classes the window holds, as in de Chazal et al. 2004's gross figures).
+  Where the beats come from several records, ``groups`` resamples whole records instead (the cluster
+  bootstrap, Field & Welsh 2007): beats of one record are not independent, and a seed that helps one
+  record a lot and hurts the others must not look safe because that record holds many beats.
 """
 
 from __future__ import annotations
@@ -54,6 +57,22 @@ def _confusions(truth: np.ndarray, pred: np.ndarray, index: np.ndarray, k: int) 
     return flat.reshape(rounds, k, k)
 
 
+def _group_confusions(truth: np.ndarray, base: np.ndarray, seed: np.ndarray, groups: np.ndarray, rounds: int,
+                      rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(rounds, k, k) confusions of the base and the seed, each round's records drawn with replacement:
+    a record's confusion counts as often as it was drawn."""
+    _, gid = np.unique(groups, return_inverse=True)
+    n_groups = int(gid.max()) + 1
+    draws = rng.integers(0, n_groups, size=(rounds, n_groups))
+    times = np.stack([np.bincount(row, minlength=n_groups) for row in draws])  # (rounds, groups)
+
+    def per_group(pred: np.ndarray) -> np.ndarray:
+        flat = np.bincount(gid * k * k + truth * k + pred, minlength=n_groups * k * k)
+        return flat.reshape(n_groups, k, k)
+
+    return (np.einsum("rg,gij->rij", times, per_group(base)), np.einsum("rg,gij->rij", times, per_group(seed)))
+
+
 def _macro_f1(conf: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
     """Macro-F1 over ``classes`` of each confusion matrix in (rounds, k, k)."""
     idx = np.asarray(classes)
@@ -87,20 +106,29 @@ def paired_bootstrap(
     min_support: int = 3,
     seed: int = 0,
     n_classes: int = 5,
+    groups: np.ndarray | None = None,
 ) -> GateEvidence:
-    """The seed against the base on the same beats: gains and their lower bootstrap quantile."""
+    """The seed against the base on the same beats: gains and their lower bootstrap quantile.
+
+    ``groups``: the record (any label) of each beat; when given, whole records are resampled.
+    """
     t = np.asarray(truth, dtype=np.int64)
     b = np.asarray(base_pred, dtype=np.int64)
     s = np.asarray(seed_pred, dtype=np.int64)
     if not (t.shape == b.shape == s.shape) or t.ndim != 1 or t.size == 0:
         raise ValueError("truth and both predictions must be equal-length, non-empty 1-D arrays")
+    if groups is not None and np.shape(groups) != t.shape:
+        raise ValueError("groups must give one record per beat")
     classes = gate_classes(t, min_support)
     everything = np.arange(t.size)[None, :]
     rng = np.random.default_rng(seed)
-    resampled = rng.integers(0, t.size, size=(rounds, t.size))
     f1_b, f1_s = (_macro_f1(_confusions(t, p, everything, n_classes), classes)[0] for p in (b, s))
     acc_b, acc_s = (_n_accuracy(_confusions(t, p, everything, n_classes))[0] for p in (b, s))
-    conf_b, conf_s = _confusions(t, b, resampled, n_classes), _confusions(t, s, resampled, n_classes)
+    if groups is None:
+        resampled = rng.integers(0, t.size, size=(rounds, t.size))
+        conf_b, conf_s = _confusions(t, b, resampled, n_classes), _confusions(t, s, resampled, n_classes)
+    else:
+        conf_b, conf_s = _group_confusions(t, b, s, np.asarray(groups), rounds, rng, n_classes)
     gains = _macro_f1(conf_s, classes) - _macro_f1(conf_b, classes)
     n_deltas = _n_accuracy(conf_s) - _n_accuracy(conf_b)
     return GateEvidence(

@@ -70,3 +70,29 @@ def test_out_of_fold_never_predicts_a_block_it_trained_on() -> None:
 def test_bad_shapes_are_refused() -> None:
     with pytest.raises(ValueError):
         paired_bootstrap(np.zeros(3), np.zeros(4), np.zeros(3))
+
+
+def test_a_seed_that_helps_one_big_record_and_hurts_the_rest_is_not_safe_by_record() -> None:
+    """Beats resampled one by one trust the big record's many beats; records resampled whole do not."""
+    truth_parts, base_parts, seed_parts, groups = [], [], [], []
+    for r in range(6):
+        n_normal, n_v = (2000, 400) if r == 0 else (150, 20)
+        truth = _labels(n_normal, n_v)
+        base = truth.copy()
+        seed = truth.copy()
+        if r == 0:
+            base[n_normal:n_normal + 300] = 0  # the base misses most V beats of the big record; the seed fixes them
+        else:
+            seed[n_normal:] = 0  # ... but misses every V beat of the five small records
+        truth_parts.append(truth), base_parts.append(base), seed_parts.append(seed), groups.append(np.full(truth.size, r))
+    t, b, s, g = (np.concatenate(p) for p in (truth_parts, base_parts, seed_parts, groups))
+    by_beat = paired_bootstrap(t, b, s, rounds=400, quantile=0.1)
+    by_record = paired_bootstrap(t, b, s, rounds=400, quantile=0.1, groups=g)
+    assert by_beat.gain == by_record.gain > 0  # the same point estimate
+    assert by_beat.gain_low > 0  # one-by-one: looks safe
+    assert by_record.gain_low < 0  # whole records: it hurts most records
+
+
+def test_groups_must_match_the_beats() -> None:
+    with pytest.raises(ValueError, match="one record per beat"):
+        paired_bootstrap(np.zeros(3), np.zeros(3), np.zeros(3), groups=np.zeros(2))
