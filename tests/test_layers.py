@@ -23,6 +23,8 @@ ROOTS = ("kasmina_edge", "firmware_sim")
 CONTRACTS, CORE, ECG = "kasmina_edge.contracts", "kasmina_edge.core", "kasmina_edge.ecg"
 RUNTIME, NET, PROFILER = "kasmina_edge.runtime", "kasmina_edge.net", "kasmina_edge.profiler"
 HOST, COMPILE, CLI, EMULATOR = "kasmina_edge.host", "kasmina_edge.compile", "kasmina_edge.cli", "firmware_sim"
+VALIDATE = "kasmina_edge.validate"
+DASHBOARD = "kasmina_edge.dashboard"
 TORCH = "torch"  # not a layer: the host extra, which only the host side may import (lazily or not)
 
 # package -> what it may import (besides itself, the standard library, third-party packages, and the bare
@@ -37,7 +39,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     HOST: frozenset({CONTRACTS, CORE, ECG, TORCH}),
     COMPILE: frozenset({CONTRACTS, CORE, ECG, HOST, TORCH}),
     EMULATOR: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER}),
-    CLI: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR, TORCH}),
+    VALIDATE: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR}),
+    DASHBOARD: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR}),
+    CLI: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR, VALIDATE, DASHBOARD, TORCH}),
 }
 
 

@@ -100,10 +100,12 @@ app.add_typer(catalog.targets_app, name="targets")
 app.add_typer(keys.app, name="keys")
 for command_group in (host, build, device, profile, net, evaluate):  # each adds its own commands
     command_group.register(app)
-add_pending(app, "dashboard", 9, "web dashboard")
-add_pending(app, "fleet", 9, "fleet view of many devices")
-add_pending(app, "validate", 11, "validate a bundle against recorded data")
-add_pending(app, "certify", 11, "certification evidence report")
+from kasmina_edge.cli import dashboard as dashboard_cli  # noqa: E402
+dashboard_cli.register(app)
+from kasmina_edge.cli import fleet as fleet_cli  # noqa: E402
+fleet_cli.register(app)
+from kasmina_edge.cli import validate as validate_commands  # noqa: E402  (issue 19: validate and certify)
+validate_commands.register(app)
 app.command(name="demo", help="Run the whole path that exists so far, end to end.")(demo.demo)
 
 
