@@ -226,6 +226,25 @@ class SeedManager:
             return GateResult(Gate.G1, False, "the manifest carries no host G1 verdict for this kernel")
         return GateResult(Gate.G1, bool(v.passed), f"host verdict: {v.reason}", dict(v.metrics))
 
+    def _germinate_and_train(self, name: str, reason: str) -> tuple[GateResult, GateResult] | None:
+        """The one way into the lifecycle on the device: G0 on this device, DORMANT → GERMINATED → TRAINING, then
+        the host's G1 verdict. Returns the passed (G0, G1) for the caller's move to BLENDING, or None: a G0
+        failure leaves the kernel DORMANT and rejected for good, a G1 failure (or none recorded) culls it."""
+        seed = self.seeds[name]
+        g0 = self.gate_g0(name)
+        if not g0.passed:
+            self.rejected[name] = g0.reason
+            self._gate_failed(name, g0)
+            return None
+        seed.move(Stage.GERMINATED, reason=reason, gate=g0)
+        seed.move(Stage.TRAINING, reason="trained on the host")
+        g1 = self.gate_g1(name)
+        if not g1.passed:
+            self._gate_failed(name, g1)
+            self._cull(name, "g1_failed" if self.kernels[name].g1 is not None else "g1_missing")
+            return None
+        return g0, g1
+
     # ------------------------------------------------------------------ actions
 
     def activate(self, name: str, alpha_target: float, reason: str, baseline_confidence: float) -> bool:
@@ -234,19 +253,11 @@ class SeedManager:
         if name not in self.available():
             return False
         k = self.kernels[name]
-        g0 = self.gate_g0(name)
-        if not g0.passed:
-            self.rejected[name] = g0.reason
-            self._gate_failed(name, g0)
+        gates = self._germinate_and_train(name, reason)
+        if gates is None:
             return False
-        seed.move(Stage.GERMINATED, reason=reason, gate=g0)
-        seed.move(Stage.TRAINING, reason="trained on the host")
-        g1 = self.gate_g1(name)
-        if not g1.passed:
-            self._gate_failed(name, g1)
-            self._cull(name, "g1_failed" if self.kernels[name].g1 is not None else "g1_missing")
-            return False
-        seed.move(Stage.BLENDING, reason=f"alpha ramp to {alpha_target:.2f} over {self.config.blend_windows} windows", gate=g1)
+        seed.move(Stage.BLENDING, reason=f"alpha ramp to {alpha_target:.2f} over {self.config.blend_windows} windows",
+                  gate=gates[1])
         before = self.executor.config.slots[k.site]
         base = before.candidate if before.candidate is not None and before.alpha >= 1.0 else before.base
         if before.candidate is not None and 0.0 < before.alpha < 1.0:
@@ -268,18 +279,10 @@ class SeedManager:
         """A kernel the bundle declares live at boot: all gates on the device's and the host's evidence."""
         seed = self.seeds[name]
         k = self.kernels[name]
-        g0 = self.gate_g0(name)
-        if not g0.passed:
-            self.rejected[name] = g0.reason
-            self._gate_failed(name, g0)
+        gates = self._germinate_and_train(name, reason)
+        if gates is None:
             return False
-        seed.move(Stage.GERMINATED, reason=reason, gate=g0)
-        seed.move(Stage.TRAINING, reason="trained on the host")
-        g1 = self.gate_g1(name)
-        if not g1.passed:
-            self._gate_failed(name, g1)
-            self._cull(name, "g1_failed" if k.g1 is not None else "g1_missing")
-            return False
+        g0, g1 = gates
         seed.move(Stage.BLENDING, reason="boot: full alpha", gate=g1)
         seed.move(Stage.SHADOWING, reason="boot", gate=GateResult(Gate.G2, True, "boot: alpha set to 1"))
         seed.move(Stage.PROBATIONARY, reason="boot", gate=GateResult(

@@ -82,6 +82,34 @@ def test_reference_mismatch_fails_g0_and_is_not_retried(bundles: Path, keys: Pat
     assert fail.result.gate is Gate.G0 and "reference vectors differ" in fail.result.reason
 
 
+def test_boot_live_goes_through_the_same_g0_and_g1(bundles: Path, keys: Path) -> None:
+    """Activation and boot share one G0/G1 path: boot fossilizes on passing gates, and the same failures end
+    the same way (no G1 verdict: culled from TRAINING; a reference mismatch: DORMANT and rejected)."""
+    img = image(bundles, keys)
+    ex, mgr, events = _manager(img)
+    assert mgr.boot_live(KERNEL1)
+    assert mgr.stage(KERNEL1) is Stage.FOSSILIZED and ex.config.slots[1].candidate is img.kernels[KERNEL1]
+    gates = [e.transition.gate for e in events.of(SeedTransition) if e.transition.gate is not None]
+    assert [g.gate.value for g in gates] == ["G0", "G1", "G2", "G3", "G4"]
+    assert gates[0].reason.startswith("loaded, fits its site") and gates[1].reason.startswith("host verdict")
+
+    img = image(bundles, keys)
+    img.kernels[KERNEL0].g1 = None
+    ex, mgr, events = _manager(img)
+    assert not mgr.boot_live(KERNEL0)
+    assert mgr.stage(KERNEL0) is Stage.EMBARGOED and ex.config.slots[0].candidate is None
+    assert ("TRAINING", "CULLED") in events.transitions(KERNEL0)
+    culled = next(e for e in events.of(SeedTransition) if e.transition.dst is Stage.CULLED)
+    assert culled.transition.reason == "g1_missing"
+
+    img = image(bundles, keys)
+    img.references[KERNEL0] = {**img.references[KERNEL0], "out": img.references[KERNEL0]["out"] // 2 + 7}
+    ex, mgr, events = _manager(img)
+    assert not mgr.boot_live(KERNEL0)
+    assert mgr.stage(KERNEL0) is Stage.DORMANT and KERNEL0 in mgr.rejected
+    assert events.transitions(KERNEL0) == []
+
+
 def test_retire_embargo_and_reset(bundles: Path, keys: Path) -> None:
     img = image(bundles, keys)
     clock = Clock()
