@@ -234,6 +234,22 @@ class FleetDevice:
         self.runtime.platform.battery = max(0.0, 1.0 - self.battery_drain_per_h * self.now / 3600.0)
         self.tel.tick(self.now)
 
+    def enable_ota(self, base: Path, keys: Path | None, home: Path, *, fail_probation: bool = False) -> None:
+        """Updates: an emulated A/B flash (``base`` flashed and confirmed the first time) and the device's OTA
+        receiver, which boots a new image as a trial and confirms it or rolls back on its probation verdict
+        (``fail_probation``: this unit fails probation of any update, to exercise a halted rollout)."""
+        from firmware_sim.device import DeviceAddress, EmulatedDevice
+        from firmware_sim.ota import OtaReceiver
+
+        emu = EmulatedDevice(DeviceAddress.parse(f"emu://{self.name}", home))
+        if not emu.exists:
+            emu.flash(base, keys)
+            emu.boot()
+            emu.confirm()
+        self.emulated = emu
+        self.ota = OtaReceiver(emu, self.link, auto_boot=True, probation=lambda boot: not fail_probation)
+        self.tel.enable_ota(self.ota)
+
     def summary(self) -> dict[str, Any]:
         return {"device": self.name, "stage": self.seed.stage.name, **self.tel.summary(),
                 "delivered_fseqs": len(set(self.link.delivered_fseqs))}  # fmt: skip

@@ -39,6 +39,9 @@ class FleetSpec:
     step_s: float = 0.2
     prefix: str = "dev"
     epoch_unix: float = field(default_factory=time.time)
+    base_bundle: Path | None = None  # devices take OTA updates: flashed with this bundle first
+    keys: Path | None = None  # the bundle signer's public key (the devices' trust anchor)
+    fail_probation: tuple[str, ...] = ()  # emulated units that fail probation of any update
 
     def names(self) -> list[str]:
         width = max(3, len(str(self.devices - 1)))
@@ -59,6 +62,8 @@ def check_spec(spec: FleetSpec) -> None:
     if spec.seconds <= 0 or spec.speed <= 0:
         raise FleetError("--minutes and --speed must be > 0")
     catalog.network(spec.link)  # names the known links when it is not one
+    if spec.base_bundle is not None and not spec.base_bundle.is_file():
+        raise FleetError(f"--base {spec.base_bundle}: no such bundle")
     BrokerUrl.parse(spec.mqtt)
 
 
@@ -75,8 +80,12 @@ def _run_group(spec: FleetSpec, names: list[str], index: int, out: str) -> None:
             transport = MqttDeviceTransport(spec.mqtt, spec.fleet, name)
             transport.connect()
             seed = int(name[len(spec.prefix):]) if name[len(spec.prefix):].isdigit() else index
-            devices.append(FleetDevice(name, spec.link, transport, record, spec.home / "devices", seed=seed,
-                                       epoch_unix=spec.epoch_unix))  # fmt: skip
+            device = FleetDevice(name, spec.link, transport, record, spec.home / "devices", seed=seed,
+                                 epoch_unix=spec.epoch_unix)  # fmt: skip
+            if spec.base_bundle is not None:
+                device.enable_ota(spec.base_bundle, spec.keys, spec.home / "flash",
+                                  fail_probation=name in spec.fail_probation)  # fmt: skip
+            devices.append(device)
         t0 = time.monotonic()
         while (elapsed := time.monotonic() - t0) < spec.seconds and not stop_file.exists():
             sim = elapsed * spec.speed

@@ -154,3 +154,26 @@ def open_strip(engine: Engine, name: str, strip_id: int) -> dict[str, Any] | Non
     step = max(1, -(-len(mv) // MAX_POINTS))
     out.update(mv=[round(float(v), 4) for v in mv[::step]], step=step)
     return out
+
+
+def latest_per_device(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Each device's newest seed stage and newest update report status (for ``fleet status``)."""
+    out: dict[str, dict[str, Any]] = defaultdict(dict)
+    with engine.connect() as conn:
+        newest = (
+            select(lifecycle.c.device, func.max(lifecycle.c.fseq).label("fseq"))
+            .where(lifecycle.c.event == "transition")
+            .group_by(lifecycle.c.device)
+            .subquery()
+        )
+        for device, dst in conn.execute(
+            select(lifecycle.c.device, lifecycle.c.dst).join(
+                newest, (lifecycle.c.device == newest.c.device) & (lifecycle.c.fseq == newest.c.fseq)
+            )
+        ):
+            out[device]["seed_stage"] = dst
+        for device, body in conn.execute(
+            select(reports.c.device, reports.c.body).where(reports.c.kind == "ota_report").order_by(reports.c.id)
+        ):
+            out[device]["update"] = body.get("status")
+    return dict(out)
