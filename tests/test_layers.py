@@ -150,7 +150,7 @@ def _plant(root: Path, files: dict[str, str]) -> Path:
          "kasmina_edge/net/side.py:1: kasmina_edge.net -> kasmina_edge.profiler"),
         ({"firmware_sim/up.py": "import kasmina_edge.cli.app\n", "kasmina_edge/cli/app.py": ""},
          "firmware_sim/up.py:1: firmware_sim -> kasmina_edge.cli"),
-        ({"kasmina_edge/dashboard/app.py": "x = 1\n"}, "package kasmina_edge.dashboard has no row"),
+        ({"kasmina_edge/newpkg/app.py": "x = 1\n"}, "package kasmina_edge.newpkg has no row"),
     ],
 )  # fmt: skip
 def test_a_planted_violation_is_found(tmp_path: Path, files: dict[str, str], expected: str) -> None:

@@ -100,9 +100,9 @@ app.add_typer(catalog.targets_app, name="targets")
 app.add_typer(keys.app, name="keys")
 for command_group in (host, build, device, profile, net, evaluate):  # each adds its own commands
     command_group.register(app)
-from kasmina_edge.cli import dashboard as dashboard_cli  # noqa: E402
+from kasmina_edge.cli import dashboard as dashboard_cli  # noqa: E402, I001
 dashboard_cli.register(app)
-from kasmina_edge.cli import fleet as fleet_cli  # noqa: E402
+from kasmina_edge.cli import fleet as fleet_cli  # noqa: E402, I001
 fleet_cli.register(app)
 from kasmina_edge.cli import validate as validate_commands  # noqa: E402  (issue 19: validate and certify)
 validate_commands.register(app)
