@@ -11,7 +11,7 @@ artifact's own dtype (int8 for TFLite, float32 for ONNX QDQ) and returns its fir
                      says so.
 * ``tflite-micro``   the TFLite Micro Python interpreter (x86-64 wheels only; reference kernels, so it
                      says nothing of MCU speed); imported lazily.
-* ``onnxruntime``    ONNX Runtime, one intra-op thread, sequential execution.
+* ``onnxruntime``    ONNX Runtime (the extra ``onnxruntime``), one intra-op thread, sequential execution.
 
 Nothing here imports torch.
 """
@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.errors import KasminaError, MissingExtraError
 from kasmina_edge.core.formats import ONNX_FORMATS, TFLITE_FORMATS
 from kasmina_edge.core.tensors import TensorInfo
 
@@ -370,7 +370,13 @@ class OrtBackend(Backend):
     formats = ONNX_FORMATS
 
     def __init__(self) -> None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:  # an extra: a device runs LiteRT or ONNX Runtime, rarely both
+            raise MissingExtraError(
+                "onnxruntime is not installed (needed for ONNX bundles, target x86): "
+                "pip install 'kasmina-edge[onnxruntime]'"
+            ) from None
 
         self._ort = ort
         self._options = ort.SessionOptions()

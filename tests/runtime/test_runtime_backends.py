@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,12 @@ def test_garbage_and_wrong_format_are_one_line_errors() -> None:
     with pytest.raises(BackendError, match="unknown runtime"):
         open_backend("tensorrt")
     assert isinstance(backend_for_format("onnx-qdq"), OrtBackend)
+
+
+def test_onnx_runtime_missing_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kasmina_edge.contracts.errors import MissingExtraError
+    from kasmina_edge.runtime.backends import OrtBackend
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what a device install without the extra sees
+    with pytest.raises(MissingExtraError, match=r"kasmina-edge\[onnxruntime\]"):
+        OrtBackend()
