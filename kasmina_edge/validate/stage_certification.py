@@ -13,8 +13,14 @@ def run(ctx: ValidationContext) -> StageResult:
     from kasmina_edge.validate.certify import CertifyInputs, run_checks
 
     required = ctx.plan.certification.required
+    from kasmina_edge.validate.noise_mix import noise_folder
+
+    data = sorted({r.base.parent for r in ctx.records})  # the data this run used: the records' and the noise's
+    noise = noise_folder(ctx.plan.robustness.noise_folder)
+    if ctx.plan.robustness.noise and noise.is_dir():
+        data.append(noise)
     report = run_checks(CertifyInputs(bundle=ctx.bundle_path, keys=ctx.keys, logs=ctx.logs_dir,
-                                      sbom_out=ctx.workdir / "sbom.cdx.json"))
+                                      sbom_out=ctx.workdir / "sbom.cdx.json", data_folders=data))
     by_id = {c.id: c for c in report.checks}
     unknown = [r for r in required if r not in by_id]
     failures = [f"certification.required names unknown check(s): {', '.join(unknown)}"] if unknown else []
