@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_pipeline, stage
+from vrun import run_pipeline, stage
 
 
 def test_a_nan_kernel_left_in_the_answers_fails_stage_4(good_bundle: Path, records: Path, plan_file: Path,

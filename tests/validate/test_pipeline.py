@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import vbundles
-from conftest import run_pipeline, stage
+from vrun import run_pipeline, stage
 
 
 def test_a_good_bundle_passes_every_stage(good_bundle: Path, records: Path, plan_file: Path, keys: Path,

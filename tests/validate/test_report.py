@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_pipeline
+from vrun import run_pipeline
 
 from kasmina_edge.validate.report_html import document, write_report
 from kasmina_edge.validate.report_signing import ReportSignatureError, verify_files
