@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,6 +119,18 @@ class RolloutReport:
                 "devices": [o.to_dict() for o in self.outcomes]}  # fmt: skip
 
 
+class LockedAudit:
+    """One audit log shared by parallel transfers: its appends (a hash chain, a rewritten head) one at a time."""
+
+    def __init__(self, audit: Any) -> None:
+        self.audit = audit
+        self.lock = threading.Lock()
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self.audit.append(*args, **kwargs)
+
+
 UpdateOne = Callable[[str], DeviceOutcome]  # device -> its outcome (wave filled in by the rollout)
 
 
@@ -178,11 +191,13 @@ def ota_updater(
     from kasmina_edge.net.commands import operator_key
     from kasmina_edge.net.ota import run_ota
 
+    shared_audit = LockedAudit(audit) if audit is not None else None
+
     def update(device: str) -> DeviceOutcome:
         try:
             result = run_ota(
                 mqtt, device, bundle_path, operator_key(device), catalog.network(links.get(device) or "wifi"),
-                fleet=fleet, timeout_s=timeout_s, keys=keys, audit=audit, retry_s=5.0,
+                fleet=fleet, timeout_s=timeout_s, keys=keys, audit=shared_audit, retry_s=5.0,
                 tls=getattr(auth, "tls", None), username=getattr(auth, "username", None),
                 password=getattr(auth, "password", None),
             )  # fmt: skip
