@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from kasmina_edge.contracts.bundle import Bundle
+from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.contracts.events import BeatClassified, RuntimeEvent, SeedTransition
 from kasmina_edge.ecg.evaluate import Evaluation, evaluate_record
 from kasmina_edge.ecg.types import Record
@@ -39,8 +40,10 @@ class StreamResult:
         samples = np.array([b.sample for b in self.predictions], dtype=np.int64)
         classes = [b.label for b in self.predictions]
         start = min(exclude_first_s, max(0.0, record.seconds - 1.0))
+        if record.beats is None:
+            raise KasminaError(f"{record.name}: no reference beat annotations")
         return evaluate_record(record.beats, samples, classes, record.fs, name=self.name, start_s=start,
-                               offset_samples=0)  # type: ignore[arg-type]
+                               offset_samples=0)
 
 
 def load_image_for(bundle: Bundle, runtime_name: str) -> Image:

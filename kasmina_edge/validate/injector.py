@@ -143,13 +143,12 @@ def nan_kernel(ctx: ValidationContext, record: Record, after_beats: int = 20) ->
         return FaultOutcome("nan_kernel", False, "no float kernel passes its gates to go live for the NaN injection",
                             {"kernels": [k.name for k in floats]})
     real_run = live.model.run
-    state = {"beats": 0, "first": None}
+    state: dict[str, int] = {"beats": 0}
 
     def poisoned(*args: Any) -> Any:
         out = real_run(*args)
         if state["beats"] >= after_beats:
-            if state["first"] is None:
-                state["first"] = runtime.manager.window
+            state.setdefault("first", runtime.manager.window)
             return np.full_like(np.asarray(out, dtype=np.float32), np.nan)
         return out
 
@@ -165,7 +164,7 @@ def nan_kernel(ctx: ValidationContext, record: Record, after_beats: int = 20) ->
         live.model.run = real_run  # type: ignore[method-assign]
     beats = [e for e in events if isinstance(e, BeatClassified)]
     rollbacks = [e for e in events if isinstance(e, FaultRollback)]
-    first = state["first"]
+    first = state.get("first")
     still_live = sum(1 for b in beats[after_beats:] if live.name in b.active.values())
     unclassed = sum(1 for b in beats if b.label == "?")
     detail = {"kernel": live.name, "nan_from_window": first, "rollbacks": len(rollbacks),

@@ -29,21 +29,21 @@ class _Strict(BaseModel):
 
 
 class ClassFloor(_Strict):
-    se: float = Field(0.0, ge=0.0, le=1.0)
-    ppv: float = Field(0.0, ge=0.0, le=1.0)
+    se: float = Field(default=0.0, ge=0.0, le=1.0)
+    ppv: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class ArtifactsPlan(_Strict):
-    reference_rows_min: int = Field(1, ge=0)
+    reference_rows_min: int = Field(default=1, ge=0)
 
 
 class AccuracyPlan(_Strict):
-    exclude_first_s: float = Field(300.0, ge=0.0)
-    qrs_se_min: float = Field(0.99, ge=0.0, le=1.0)
-    qrs_ppv_min: float = Field(0.99, ge=0.0, le=1.0)
-    macro_f1_min: float = Field(0.45, ge=0.0, le=1.0)
-    min_support: int = Field(20, ge=0)
-    max_kernel_drop: float = Field(0.02, ge=0.0, le=1.0)
+    exclude_first_s: float = Field(default=300.0, ge=0.0)
+    qrs_se_min: float = Field(default=0.99, ge=0.0, le=1.0)
+    qrs_ppv_min: float = Field(default=0.99, ge=0.0, le=1.0)
+    macro_f1_min: float = Field(default=0.45, ge=0.0, le=1.0)
+    min_support: int = Field(default=20, ge=0)
+    max_kernel_drop: float = Field(default=0.02, ge=0.0, le=1.0)
     class_floors: dict[str, ClassFloor] = Field(default_factory=dict)
 
 
@@ -51,29 +51,29 @@ class RobustnessPlan(_Strict):
     noise: list[str] = Field(default_factory=lambda: ["ma", "bw"])
     snr_db: list[float] = Field(default_factory=lambda: [12.0, 6.0, 0.0])
     noise_folder: str = ""
-    first_clean_s: float = Field(300.0, ge=0.0)
-    stretch_s: float = Field(120.0, gt=0.0)
+    first_clean_s: float = Field(default=300.0, ge=0.0)
+    stretch_s: float = Field(default=120.0, gt=0.0)
     lead_change: bool = True
-    max_seed_loss: float = Field(0.005, ge=0.0, le=1.0)
+    max_seed_loss: float = Field(default=0.005, ge=0.0, le=1.0)
 
 
 class DevicePlan(_Strict):
-    per_beat_budget_s: float = Field(0.005, gt=0.0)
-    decision_budget_s: float = Field(0.050, gt=0.0)
-    sram_fraction_max: float = Field(0.9, gt=0.0)
-    flash_fraction_max: float = Field(0.9, gt=0.0)
-    battery_days_min: float = Field(1.0, ge=0.0)
-    emulator_seconds: float = Field(120.0, gt=0.0)
+    per_beat_budget_s: float = Field(default=0.005, gt=0.0)
+    decision_budget_s: float = Field(default=0.050, gt=0.0)
+    sram_fraction_max: float = Field(default=0.9, gt=0.0)
+    flash_fraction_max: float = Field(default=0.9, gt=0.0)
+    battery_days_min: float = Field(default=1.0, ge=0.0)
+    emulator_seconds: float = Field(default=120.0, gt=0.0)
 
 
 class FaultsPlan(_Strict):
     link: str = "nb-iot"
     events: list[str] = Field(default_factory=list)
-    drain_s: float = Field(600.0, ge=0.0)
+    drain_s: float = Field(default=600.0, ge=0.0)
     power_cut_during_flash: bool = True
     nan_kernel: bool = True
     corrupted_ota_chunk: bool = True
-    rollback_windows: int = Field(1, ge=1)
+    rollback_windows: int = Field(default=1, ge=1)
 
 
 class FleetPlan(_Strict):
@@ -85,16 +85,16 @@ class CertificationPlan(_Strict):
 
 
 class Plan(_Strict):
-    plan_schema: str = Field(PLAN_SCHEMA, alias="schema")
-    version: int = Field(1, ge=1)
-    artifacts: ArtifactsPlan = Field(default_factory=ArtifactsPlan)
-    accuracy: AccuracyPlan = Field(default_factory=AccuracyPlan)
-    robustness: RobustnessPlan = Field(default_factory=RobustnessPlan)
-    device: DevicePlan = Field(default_factory=DevicePlan)
-    faults: FaultsPlan = Field(default_factory=FaultsPlan)
-    fleet: FleetPlan = Field(default_factory=FleetPlan)
-    certification: CertificationPlan = Field(default_factory=CertificationPlan)
-    source: str = Field("default", exclude=True)
+    plan_schema: str = Field(default=PLAN_SCHEMA, alias="schema")
+    version: int = Field(default=1, ge=1)
+    artifacts: ArtifactsPlan = ArtifactsPlan()
+    accuracy: AccuracyPlan = AccuracyPlan()
+    robustness: RobustnessPlan = RobustnessPlan()
+    device: DevicePlan = DevicePlan()
+    faults: FaultsPlan = FaultsPlan()
+    fleet: FleetPlan = FleetPlan()
+    certification: CertificationPlan = CertificationPlan()
+    source: str = Field(default="default", exclude=True)
 
     def criteria(self, section: str) -> dict[str, Any]:
         """One stage's criteria as plain values (for the report)."""

@@ -45,8 +45,8 @@ def write_sbom(out: Path) -> Sbom:
         seen.add(name.lower())
         comp = Component(name=name, version=version, type=ComponentType.LIBRARY,
                          purl=PackageURL("pypi", name.lower(), version))
-        expr = dist.metadata.get("License-Expression")
-        short = dist.metadata.get("License")
+        expr = dist.metadata["License-Expression"]  # email.message semantics: None when absent
+        short = dist.metadata["License"]
         if expr:
             comp.licenses.add(LicenseExpression(expr))
             licensed += 1
@@ -97,7 +97,8 @@ def licence_lines(folder: Path) -> list[str]:
 def data_licences_check(folders: list[Path]) -> CheckResult:
     if not folders:
         return check("data-licences", "skipped", "no data folder named")
-    found, missing = [], []
+    found: list[str] = []
+    missing: list[str] = []
     for folder in folders:
         lines = licence_lines(folder)
         (found if lines else missing).append(f"{folder.name}: {lines[0][:160]}" if lines else str(folder))
