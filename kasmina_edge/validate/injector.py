@@ -130,6 +130,8 @@ def nan_kernel(ctx: ValidationContext, record: Record, after_beats: int = 20) ->
 
     image = ctx.image
     assert image is not None
+    if not image.kernels:
+        return FaultOutcome("nan_kernel", True, "not applicable: the bundle has no seed kernel", {"applicable": False})
     floats = [k for k in image.kernels.values() if k.model.outputs[0].dtype != "int8"]
     if not floats:
         return FaultOutcome("nan_kernel", True, "not applicable: every kernel's output is int8 on a finite grid "

@@ -27,7 +27,8 @@ def run(ctx: ValidationContext) -> StageResult:
     failures += [f"{c.id}: {c.evidence}" for c in report.checks if c.id in required and c.status == "fail"]
     others = [c.id for c in report.checks if c.id not in required and c.status == "fail"]
     passed = sum(1 for c in report.checks if c.status == "pass")
-    ok = (f"{passed} of {len(report.checks)} checks pass, every required one"
+    skipped = sum(1 for c in report.checks if c.status == "skipped")
+    ok = (f"{passed} of {len(report.checks)} checks pass ({skipped} skipped: nothing to check), every required one"
           + (f" (not required, failed: {', '.join(others)})" if others else ""))
     return judged(INDEX, NAME, failures, ok, criteria=ctx.plan.criteria("certification"),
                   metrics={"checks": [c.to_dict() for c in report.checks], "scope": report.scope})

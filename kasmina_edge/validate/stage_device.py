@@ -119,9 +119,9 @@ def run(ctx: ValidationContext) -> StageResult:
     failures: list[str] = []
     est = _estimates(ctx, failures)
     emu = _emulated_run(ctx, failures)
-    parts = [f"{est.get('profile')}: {1e3 * (est.get('per_beat_s') or 0):.2f} ms a beat"]
+    parts = [f"{est.get('profile')}: {1e3 * (est.get('per_beat_s') or 0):.3g} ms a beat"]
     if est.get("decision_s") is not None:
-        parts.append(f"{1e3 * est['decision_s']:.2f} ms a decision")
+        parts.append(f"{1e3 * est['decision_s']:.3g} ms a decision")
     if est.get("sram_bytes") is not None:
         parts.append(f"arena {est['sram_bytes']:,} B of {est['sram_limit']:,} B")
     if est.get("energy_j_per_day") is not None:
