@@ -28,7 +28,7 @@ def _streamed_s(name: str, metrics: dict, record_s: float, kernels: int, conditi
     if name == "device":
         return min(plan.device.emulator_seconds, record_s)
     if name == "faults":
-        return min(180.0, record_s) * 2  # the link stream and the NaN-kernel stream
+        return min(180.0, record_s) * (2 if kernels else 1)  # the link stream, and the NaN-kernel stream
     return 0.0
 
 
