@@ -20,6 +20,7 @@ Retention: :meth:`SqlStore.purge_older_than` deletes what was stored more than N
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,19 +39,23 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from kasmina_edge.contracts.errors import KasminaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_UPGRADE_LOCK = threading.Lock()
+MIGRATION_LOCK = 0x6B65_6467  # "kedg": the advisory lock key every worker's upgrade takes on PostgreSQL
 DAY_S = 86400.0
 NAME = String(64)
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity
@@ -203,19 +208,38 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (Alembic, the migrations shipped in the package)."""
+def upgrade(engine: Engine, attempts: int = 5) -> None:
+    """Bring the schema to the newest migration (Alembic, the migrations shipped in the package).
+
+    Several monitor workers may open a fresh database at once: on PostgreSQL the upgrade runs under an advisory
+    lock (the others wait, then find the schema at head); SQLite has no such lock, so a worker that lost the race
+    to create a table tries again and finds it made. Alembic's context is process-global: one upgrade at a time
+    per process."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-    except OperationalError as exc:
-        raise StoreError(f"store {engine.url.render_as_string()}: {str(exc.orig).strip().splitlines()[0]}") from None
+    for attempt in range(attempts):
+        try:
+            with _UPGRADE_LOCK, engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            return
+        except OperationalError as exc:
+            if "already exists" in str(exc.orig) and attempt + 1 < attempts:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise StoreError(
+                f"store {engine.url.render_as_string()}: {str(exc.orig).strip().splitlines()[0]}"
+            ) from None
+        except IntegrityError:
+            if attempt + 1 < attempts:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise
 
 
 def _num(value: Any) -> float | None:
@@ -240,7 +264,7 @@ class _Batch:
 class SqlStore:
     """The monitor's store on a database: buffered, one transaction per flush, duplicates ignored."""
 
-    def __init__(self, url: str, *, flush_every: int = 256, flush_after_s: float = 0.25) -> None:
+    def __init__(self, url: str, *, flush_every: int = 1024, flush_after_s: float = 0.25) -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         upgrade(self.engine)
@@ -338,18 +362,27 @@ class SqlStore:
         return int(result.rowcount or 0) if result.rowcount and result.rowcount > 0 else 0
 
     def _upsert_devices(self, conn: Any, rows: dict[str, dict[str, Any]]) -> None:
+        """New devices inserted, every device's row updated where this batch knows better: two statements
+        whatever the batch holds (a device per statement would cost more than the records)."""
         if not rows:
             return
-        known = set(conn.execute(select(devices.c.device).where(devices.c.device.in_(list(rows)))).scalars())
-        for device, row in rows.items():
-            values = {k: v for k, v in row.items() if v is not None}
-            if device in known:
-                conn.execute(update(devices).where(devices.c.device == device).values(**values))
-            else:
-                values.setdefault("fleet", "default")
-                self._insert_ignore(conn, devices, [{"device": device, "first_seen": row["last_seen"], **values}])
-                if device not in known:  # another worker may have made it between our read and insert
-                    conn.execute(update(devices).where(devices.c.device == device).values(**values))
+        self._insert_ignore(conn, devices, [
+            {"device": d, "fleet": r.get("fleet") or "default", "first_seen": r["last_seen"], "last_seen": r["last_seen"]}
+            for d, r in rows.items()
+        ])  # fmt: skip
+        cols = ("fleet", "link", "status", "battery_pct", "firmware_version")
+        stmt = (
+            update(devices)
+            .where(devices.c.device == bindparam("b_device"))
+            .values(
+                last_seen=func.max(devices.c.last_seen, bindparam("b_last_seen"))
+                if self.dialect == "sqlite"
+                else func.greatest(devices.c.last_seen, bindparam("b_last_seen")),
+                **{c: func.coalesce(bindparam(f"b_{c}", type_=devices.c[c].type), devices.c[c]) for c in cols},
+            )
+        )
+        conn.execute(stmt, [{"b_device": d, "b_last_seen": r["last_seen"], **{f"b_{c}": r.get(c) for c in cols}}
+                            for d, r in rows.items()])  # fmt: skip
 
     def flush(self) -> None:
         batch, self._batch, self._oldest = self._batch, _Batch(), None

@@ -216,3 +216,23 @@ def test_a_bad_store_url_is_one_clear_error(tmp_path: Path) -> None:
         store_mod.open_store("::nonsense::")
     with pytest.raises(store_mod.StoreError, match="store postgresql"):
         store_mod.open_store("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_workers_opening_a_fresh_store_at_once_do_not_race(store_url: str) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            store_mod.open_store(store_url).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert store_mod.open_store(store_url).count(store_mod.records) == 0
