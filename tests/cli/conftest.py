@@ -12,8 +12,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
 from runtime_fixtures import ensure_fixture_bundles  # noqa: E402
 
+from kasmina_edge.ecg.data import data_root  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent.parent
 DATA = REPO.parent / "shared" / "data"
+MITDB = data_root() / "mitdb"  # KASMINA_DATA, else ../shared/data beside the checkout
+needs_mitdb = pytest.mark.skipif(
+    not (MITDB / "100.hea").exists() or not (MITDB / "100.dat").exists(),
+    reason=f"MIT-BIH record 100 not found under {MITDB} (set KASMINA_DATA or add ../shared/data)",
+)
 PLACE_VARS = ("KASMINA_KEYS_DIR", "KASMINA_DEVICES_DIR", "KASMINA_COMMAND_KEYS", "KASMINA_AUDIT_DIR")
 
 
@@ -64,3 +71,8 @@ def kasmina(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 @pytest.fixture(scope="session")
 def bundles(request: pytest.FixtureRequest) -> Path:
     return ensure_fixture_bundles(request.config)
+
+
+@pytest.fixture(scope="session")
+def keys(bundles: Path) -> Path:
+    return bundles / "keys"

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from host_files import write_checkpoint, write_library
-from typer.testing import CliRunner
 
 from kasmina_edge.compile.pipeline import BuildRequest, build
 
@@ -45,33 +43,6 @@ def test_importing_the_driver_stays_light() -> None:
     code = "import sys, kasmina_edge.compile.pipeline; print(sorted({'torch', 'onnx', 'onnxruntime', 'litert_torch', 'brevitas'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def _app() -> typer.Typer:
-    from kasmina_edge.cli import build as build_cli
-
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    build_cli.register(app)
-    return app
-
-
-def test_cli_explain_prints_the_plan(host_files) -> None:  # type: ignore[no-untyped-def]
-    ckpt, seeds = host_files
-    res = CliRunner().invoke(
-        _app(),
-        ["build", "--checkpoint", str(ckpt), "--seeds", str(seeds), "--target", "edgetpu", "--explain"],
-    )
-    assert res.exit_code == 0, res.output
-    assert "build plan" in res.output and "segment_4" in res.output and "edgetpu_compiler" in res.output
-
-
-def test_cli_unknown_target_is_a_user_error(host_files) -> None:  # type: ignore[no-untyped-def]
-    from kasmina_edge.contracts.errors import KasminaError
-
-    ckpt, _ = host_files
-    res = CliRunner().invoke(_app(), ["build", "--checkpoint", str(ckpt), "--target", "gpu", "--explain"])
-    assert isinstance(res.exception, KasminaError) and "--target" in str(res.exception)
 
 
 # ---------------------------------------------------------------------------------- slow

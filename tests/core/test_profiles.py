@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -54,15 +51,6 @@ def test_estimates_are_marked_and_data_rates_carry_their_table(tmp_path: Path) -
     dr0 = catalog.network("lorawan-us915-dr0")
     src = source_of(dr0.sources, "data_rate.max_payload_bytes")
     assert src is not None and src.kind == "published" and "RP002" in src.source
-
-
-def test_profiles_show_json_prints_sources() -> None:
-    proc = subprocess.run([sys.executable, "-m", "kasmina_edge.cli.app", "profiles", "show", "stm32h743", "--json"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    shown = json.loads(proc.stdout)
-    assert shown["sources"]["efficiency"]["kind"] == "estimated"
-    assert shown["sources"]["memory.sram_bytes"] == {"kind": "published", "source": shown["sources"]["memory.sram_bytes"]["source"]}
 
 
 def test_a_stale_or_missing_source_is_one_line(tmp_path: Path) -> None:

@@ -16,6 +16,24 @@ from kasmina_edge.profiler.report import DECISION_BUDGET_S, PER_BEAT_BUDGET_S, l
 runner = CliRunner()
 
 
+
+def _artifacts(bundle: Path, keys: Path) -> dict[str, bytes]:
+    from kasmina_edge.contracts.bundle import read_bundle
+
+    b = read_bundle(bundle, keys)
+    return {a.name: b.artifact_bytes(a.name) for a in b.manifest.artifacts if a.kind in ("segment", "kernel", "whole")}
+
+
+@pytest.fixture(scope="module")
+def tflite_artifacts(bundles: Path, keys: Path) -> dict[str, bytes]:
+    return _artifacts(bundles / "cortex-m-v1.kedge", keys)
+
+
+@pytest.fixture(scope="module")
+def onnx_artifacts(bundles: Path, keys: Path) -> dict[str, bytes]:
+    return _artifacts(bundles / "x86-v1.kedge", keys)
+
+
 def _run(*args: str) -> tuple[int, str]:
     r = runner.invoke(app, ["profile", *args], terminal_width=240)
     return r.exit_code, r.output

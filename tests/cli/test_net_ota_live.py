@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "net"))  # the broker helper
+
 from mosquitto_broker import Mosquitto, require_mosquitto
 
 HERE = Path(__file__).resolve().parent
