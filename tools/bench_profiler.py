@@ -13,7 +13,9 @@
 3. TFLite Micro arena: the estimate vs the interpreter's report for every MCU artifact (the default
    bundle built for cortex-m and the four MLPerf models), within 10 %;
 4. the time `kasmina-edge profile` takes on a default bundle over every profile, without --measure, in a
-   fresh interpreter pinned to one core (< 10 s).
+   fresh interpreter pinned to one core (< 10 s);
+5. each MCU submission's efficiency fitted to the published latencies, checked leave-one-model-out
+   (held-out medians within 0.67-1.5x; tools/bench_profiler_fit.py), beside the catalog's values.
 
 The bundles and models are built once (torch, ~2 min) and cached under --cache.
 """
@@ -35,6 +37,9 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from bench_profiler_fit import mlperf_fit, show_fit  # noqa: E402
 
 from kasmina_edge.core.catalog import hardware  # noqa: E402
 from kasmina_edge.core.profiles import HardwareProfile  # noqa: E402
@@ -556,9 +561,11 @@ def main() -> int:
         "validation": validation(models),
         "arenas": arenas(mcu, keys, models),
         "timing": timing([(mcu, keys), (x86, keys)]),
+        "fit": mlperf_fit(models, PUBLISHED, reclocked),
     }
     result["elapsed_s"] = time.perf_counter() - t0
     show(result)
+    show_fit(result["fit"], console)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
