@@ -1,6 +1,6 @@
 """The export stage's choice per artifact: a base bundle's own segment as it is, 4-bit kernels by QAT
 (QCDQ on ONNX), everything else by PTQ (7-bit weights on x86). The exporters themselves are tested with
-the stand-in model (test_split_tflite, test_onnx_qat)."""
+the stand-in model (test_split, test_onnx_qat)."""
 
 from __future__ import annotations
 
