@@ -8,8 +8,8 @@ property it must not break, judged from what the run recorded.
   flash boots;
 * a NaN kernel: a live kernel's output turns NaN mid-stream; the breaker must take it out of the answers
   within ``rollback_windows`` windows, and no beat goes without a class;
-* a corrupted OTA chunk: the assembled update with one chunk flipped is refused on install, and the device
-  still boots what it ran.
+* a corrupted OTA chunk: a real OTA session (operator's server to the device's receiver, simulated time) in
+  which one chunk arrives altered: the device refuses the piece, asks again, installs the exact bundle and boots.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.ecg.types import Record
 from kasmina_edge.validate.context import ValidationContext
 
-OTA_CHUNK_BYTES = 256  # the corrupted piece: one fragment of a typical OTA session
 DRAIN_STEP_S = 5.0
 
 
@@ -184,35 +183,73 @@ def nan_kernel(ctx: ValidationContext, record: Record, after_beats: int = 20) ->
                         detail, timeline)
 
 
-def corrupted_ota_chunk(ctx: ValidationContext) -> FaultOutcome:
-    """The update assembled with one OTA-sized chunk flipped, installed the way OTA installs: refused, and the
-    device boots what it ran."""
-    from firmware_sim.device import open_device
+def corrupted_ota_chunk(ctx: ValidationContext, link_name: str, horizon_s: float = 3600.0) -> FaultOutcome:
+    """A real OTA session (``net.ota.OtaServer`` to ``firmware_sim.ota.OtaReceiver`` on the loopback network,
+    simulated time) in which one chunk arrives corrupted: the device must refuse that piece, ask for it again,
+    and finish with the exact bundle installed and booted."""
+    import hashlib
+    import secrets
 
-    dev = _fresh_device(ctx, "validate-ota")
-    dev.boot()
-    data = bytearray(ctx.bundle_path.read_bytes())
-    mid = (len(data) // 2) // OTA_CHUNK_BYTES * OTA_CHUNK_BYTES
-    for i in range(mid, min(mid + OTA_CHUNK_BYTES, len(data))):
-        data[i] ^= 0x5A
-    bad = ctx.workdir / "corrupted-ota.kedge"
-    bad.write_bytes(bytes(data))
-    try:
-        dev.flash(bad, ctx.keys, via="ota")
-        refused, why = False, "installed"
-    except KasminaError as exc:
-        refused, why = True, str(exc)
-    finally:
-        bad.unlink(missing_ok=True)
-    try:
-        boot = open_device(str(dev.address), ctx.devices_dir / "stage4").boot()
-        still = boot.bundle.manifest.bundle_id
-    except KasminaError as exc:
-        still = None
-        why += f"; then no boot: {exc}"
-    detail = {"chunk_at": mid, "chunk_bytes": OTA_CHUNK_BYTES, "refused": refused, "refusal": why, "boots": still}
-    if refused and still is not None:
-        return FaultOutcome("corrupted_ota", True, "an update with one corrupted chunk was refused on install; the "
-                            "device boots its bundle", detail)
-    return FaultOutcome("corrupted_ota", False, "an update with one corrupted chunk was " +
-                        ("installed" if not refused else f"refused but the device no longer boots ({why})"), detail)
+    from firmware_sim.device import DeviceAddress, EmulatedDevice
+    from firmware_sim.ota import OtaReceiver
+    from firmware_sim.telemetry import RuntimeTelemetry
+    from kasmina_edge.contracts.bundle import load_public_key
+    from kasmina_edge.core import catalog
+    from kasmina_edge.net.audit import AuditLog
+    from kasmina_edge.net.link import Channel
+    from kasmina_edge.net.loopback import LoopbackNetwork
+    from kasmina_edge.net.ota import OtaServer, offer_args
+    from kasmina_edge.net.session import DeviceLink
+
+    name = "validate-ota"
+    root = ctx.devices_dir / "stage4"
+    device = EmulatedDevice(DeviceAddress.parse(f"emu://{name}", root))
+    device.security().provision(load_public_key(ctx.keys), "validate: trusted key for the OTA check")
+    prof = catalog.network(link_name)
+    net = LoopbackNetwork()
+    link = DeviceLink(name, prof, net, channel=Channel(prof, seed=4), fair_use=False)
+    net.attach(link)
+    tel = RuntimeTelemetry(link, epoch_unix=1_800_000_000.0)
+    key = secrets.token_bytes(32)
+    tel.enable_commands(key, AuditLog(root / f"{name}-audit.jsonl"))
+    ota = OtaReceiver(device, link, auto_boot=True)
+    tel.enable_ota(ota)
+    args, data, _ = offer_args(ctx.bundle_path, prof, 1, ctx.keys)
+    bad_piece = min(2, int(args["pieces"]) - 1)
+    served: list[int] = []
+    corrupted: list[int] = []
+
+    def tamper(index: int, msg: bytes) -> bytes:
+        served.append(index)
+        if index == bad_piece and not corrupted:
+            corrupted.append(index)
+            return msg[:-1] + bytes([msg[-1] ^ 0x55])
+        return msg
+
+    server = OtaServer(key, name, args, data, lambda msg: link.queue_downlink("ota", msg), retry_s=30.0, tamper=tamper)
+    net.report_handlers["ota_req"] = lambda device_, body, at: server.on_request(body)
+    net.report_handlers["ota_report"] = lambda device_, body, at: server.on_report(body)
+    t = 0.0
+    while t < horizon_s and ota.finished is None:
+        server.tick(t)
+        tel.tick(t)
+        net.advance(t)
+        t += 1.0
+    final = ota.finished or {"status": "unfinished"}
+    slot = final.get("slot")
+    info = device.slot_info(slot) if isinstance(slot, str) else None
+    exact = info is not None and info.get("sha256") == hashlib.sha256(data).hexdigest()
+    detail = {"link": link_name, "mode": args["mode"], "pieces": args["pieces"], "corrupted_piece": bad_piece,
+              "refused_pieces": ota.refused_pieces, "served": len(served), "status": final.get("status"),
+              "simulated_s": t, "installed_exact": exact}
+    timeline = [(t, f"ota {final.get('status')}")]
+    if not corrupted:
+        return FaultOutcome("corrupted_ota", False, "the OTA session never sent the piece to corrupt", detail, timeline)
+    if ota.refused_pieces < 1:
+        return FaultOutcome("corrupted_ota", False, f"a corrupted OTA chunk (piece {bad_piece}) was taken without "
+                            "complaint", detail, timeline)
+    if final.get("status") != "probation_passed" or not exact:
+        return FaultOutcome("corrupted_ota", False, f"OTA with a corrupted chunk ended {final.get('status')} "
+                            f"({final.get('reason', 'no reason given')})", detail, timeline)
+    return FaultOutcome("corrupted_ota", True, f"corrupted OTA chunk {bad_piece} refused and sent again; the update "
+                        f"installed byte for byte and booted ({t:,.0f} s over {link_name})", detail, timeline)

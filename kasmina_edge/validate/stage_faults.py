@@ -38,7 +38,7 @@ def run(ctx: ValidationContext) -> StageResult:
         outcomes.append(injector.nan_kernel(ctx, stream))
     if p.corrupted_ota_chunk:
         ctx.say("faults: corrupted OTA chunk")
-        outcomes.append(injector.corrupted_ota_chunk(ctx))
+        outcomes.append(injector.corrupted_ota_chunk(ctx, link_spec(ctx).partition(":")[0]))
     ctx.figures["faults"] = [o.to_dict() for o in outcomes]
     failures = [o.reason for o in outcomes if not o.passed]
     ok = "; ".join(o.reason for o in outcomes)
