@@ -359,7 +359,7 @@ def site_ranges(
 ) -> dict[str, tuple[float, float]]:
     """(low, high) of the base's activation at each site over ``beats`` (low never above 0), widened by
     ``headroom``: the int8 range a base built to take patient kernels reserves at its sites."""
-    from kasmina_edge.host.morph import site_activations
+    from kasmina_edge.host.site_observation import site_activations
 
     acts = site_activations(base, beats, limit=4096)
     out: dict[str, tuple[float, float]] = {}

@@ -1,7 +1,8 @@
 """One patient's seeds through their lifecycle on the host, judged on evidence beyond one slice.
 
 Each seed Tamiyo plans (:mod:`kasmina_edge.host.patient_plan`) has its own :class:`SeedLifecycle`
-in one engine; together they are the patient's seed *set*:
+in one engine; together they are the patient's seed *set*, walked by the host's lifecycle driver
+(:mod:`kasmina_edge.host.seed_driver`) with this module's recipe (:class:`PatientRecipe`):
 
 * **TRAINING** runs the recipe (:func:`fit_seeds`) on a candidate path beside the host: the frozen
   blocks with every TRAINING seed after its site, so the seeds learn together, end to end, on every
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kasmina_edge.contracts.lifecycle import EmbargoPolicy, Stage
+from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.ecg.dataset import BeatDataset, concat
 from kasmina_edge.host.evidence import GateEvidence, out_of_fold, paired_bootstrap
 from kasmina_edge.host.model import BeatClassifier, count_host_parameters
@@ -52,24 +53,11 @@ from kasmina_edge.host.patient import (
     site_ranges,
 )
 from kasmina_edge.host.patient_plan import SeedPlan, plan_patient_seeds
+from kasmina_edge.host.seed_driver import DrivenSeed, DriverLimits, SeedDriver, SeedSpec
 from kasmina_edge.host.train import class_metrics, class_weights, predict_logits
 
 Progress = Callable[[str], None]
 Bounds = dict[str, tuple[float, float]]
-LIVE_OR_TRAINING = frozenset(
-    {Stage.GERMINATED, Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED}
-)
-
-
-class _Clock:
-    """Logical seconds (one per update): reproducible event times."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # --------------------------------------------------------------------------- the recipe
 
@@ -232,6 +220,150 @@ def _gate_scores(truth: np.ndarray, pred: np.ndarray, min_support: int) -> tuple
 # --------------------------------------------------------------------------- the lifecycle
 
 
+class PatientRecipe:
+    """How a patient's seed set trains, blends and is judged (the driver walks the stages)."""
+
+    def __init__(
+        self, driver: SeedDriver, base: BeatClassifier, frozen: BeatClassifier, window: PatientWindow,
+        common: BeatDataset | None, cfg: PatientConfig, bounds: Bounds, result: PatientSeed,
+        say: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.d, self.base, self.frozen, self.window, self.common = driver, base, frozen, window, common
+        self.cfg, self.bounds, self.result, self.say = cfg, bounds, result, say
+        self.model = driver.model
+        self.truth = np.asarray(window.beats.labels)
+        self.base_pred = predict_logits(frozen, window.beats_raw).argmax(1).numpy()
+        self.grown: dict[str, GrownSeed] = {}  # by seed id
+        self.clips: list[Any] = []
+        self.losses: list[float] = []
+        self.monitors: dict[str, Any] = {}
+
+    def train(self, driver: SeedDriver, seeds: list[DrivenSeed]) -> bool:
+        """TRAINING: the recipe on the candidate path, the host's output checked bit for bit every epoch."""
+        from kasmina_edge.host.kasmina import IsolationMonitor, bit_equal
+
+        cfg, model = self.cfg, self.model
+        self.say(f"TRAINING {', '.join(f'{s.spec.blueprint}@{s.spec.site}' for s in seeds)} ({cfg.epochs} epochs)")
+        assert driver.opt is not None
+        host_params = list(driver.registry.host_parameters())
+        modules = {s.spec.site: model.sites[s.spec.site].seed_module(s.seed_id) for s in seeds}
+        self.monitors = {
+            s.seed_id: IsolationMonitor(list(modules[s.spec.site].parameters()), host_params) for s in seeds
+        }
+        x_all, rr_all, _ = _tensors(self.window.beats)
+        probe_x, probe_rr = x_all[:64], rr_all[:64]
+        with torch.no_grad():
+            host_probe = model(probe_x, probe_rr)
+        exact = True
+
+        @torch.no_grad()
+        def check_host(epoch: int) -> None:
+            nonlocal exact
+            exact = exact and bit_equal(model(probe_x, probe_rr), host_probe)
+            driver.clock.advance(1.0)
+            for s in seeds:
+                model.sites[s.spec.site].end_epoch()
+
+        def watch() -> AbstractContextManager[Any]:
+            stack = ExitStack()
+            for mon in self.monitors.values():
+                stack.enter_context(mon.seed_backward())
+            return stack
+
+        self.losses = fit_seeds(self.frozen, modules, adaptation_set(self.window, self.common), cfg, self.bounds,
+                                driver.opt, watch=watch, on_epoch=check_host)  # fmt: skip
+        driver.emit({"event": "trained", "epochs": cfg.epochs, "updates": len(self.losses),
+                     "loss_first": self.losses[0], "loss_last": self.losses[-1]})  # fmt: skip
+        self.result.bit_exact_training = exact
+        return exact
+
+    def gradient_health(self, seed: DrivenSeed) -> Any:
+        from kasmina_edge.host.kasmina import GradientHealthInputs
+
+        mon = self.monitors[seed.seed_id]
+        return GradientHealthInputs(mon.violations, mon.tripped, tuple(self.losses), tuple(mon.seed_grad_norms),
+                                    window=len(self.losses))  # fmt: skip
+
+    def start_blending(self) -> None:
+        """The seeds are live in the model, every site clipped to its range as on the device. TRAINING did
+        the learning: no updates while alpha ramps."""
+        from kasmina_edge.host.site_observation import site_activations
+        from kasmina_edge.host.tamiyo.features import site_stats
+
+        self.say("BLENDING")
+        self.host_stats = {k: site_stats(v) for k, v in site_activations(self.base, self.window.beats).items()}
+        self.clips += [
+            self.model.sites[name].register_forward_hook(lambda _m, _i, out, b=self.bounds[name]: out.clamp(*b))
+            for name in self.model.config.site_names
+        ]
+
+    def drift(self, seed: DrivenSeed) -> float:
+        from kasmina_edge.host.site_observation import site_activations
+        from kasmina_edge.host.tamiyo.features import site_drift
+
+        acts = site_activations(self.model, self.window.beats)[seed.spec.site]
+        return site_drift(acts, self.host_stats[seed.spec.site])
+
+    def blend_metric(self) -> float:
+        pred = predict_logits(self.model, self.window.beats).argmax(1).numpy()
+        return _gate_scores(self.truth, pred, self.cfg.gate_min_support)[0]
+
+    def blend_signals(self, seed: DrivenSeed, metric: float) -> Any:
+        from kasmina_edge.host.kasmina import GraftSignals
+
+        norms = self.monitors[seed.seed_id].seed_grad_norms
+        return GraftSignals(val_metric=metric, baseline_metric=self.result.baseline_val, drift=self.drift(seed),
+                            grad_norm=norms[-1] if norms else None)  # fmt: skip
+
+    def blend_note(self, metric: float, signals: Any) -> dict[str, Any]:
+        return {"in_window_macro_f1": metric, "drift": signals.drift}
+
+    def after_blend_step(self) -> None:
+        self.d.clock.advance(1.0)
+
+    def stability(self, seed: DrivenSeed, measured: Any) -> Any:
+        return replace(measured, drift=self.drift(seed))  # the seeded site against the host's own statistics
+
+    def shadow_agreement(self) -> float:
+        self.say("SHADOWING")  # full alpha, compared with the base's predictions (the path without the seeds)
+        live_pred = predict_logits(self.model, self.window.beats).argmax(1).numpy()
+        self.result.shadow_agreement = float(np.mean(live_pred == self.base_pred))
+        return self.result.shadow_agreement
+
+    def impact(self, seeds: list[DrivenSeed]) -> dict[str, Any]:
+        """The surviving set is judged (G4) on out-of-fold evidence over the whole window."""
+        cfg, r = self.cfg, self.result
+        self.say(f"PROBATIONARY: out-of-fold evidence over {len(self.window.beats)} beats ({cfg.cv_folds} folds)")
+        for s in seeds:
+            self.grown[s.seed_id].state = self.model.sites[s.spec.site].seed_state_dict(s.seed_id)
+        plans = [self.grown[s.seed_id].plan for s in seeds]
+        ev, oof = gate_evidence(self.frozen, plans, self.window, self.common, cfg, self.bounds, self.base_pred)
+        r.evidence = ev.to_dict()
+        r.seed_val, r.seed_n_acc = _gate_scores(self.truth, oof, cfg.gate_min_support)
+        self.d.emit({"event": "evidence", **r.evidence})
+        # G4 reads the bootstrap's lower bounds: the gain it must beat and the N accuracy it must keep
+        return {
+            s.seed_id: self.model.sites[s.spec.site].system_impact_inputs(
+                s.seed_id, ev.base_macro_f1 + ev.gain_low, baseline_metric=ev.base_macro_f1,
+                global_metric=1.0 + ev.n_acc_delta_low, global_reference=1.0, tolerance=cfg.n_tolerance,
+                min_gain=cfg.min_gain + 1e-9,
+            )  # fmt: skip
+            for s in seeds
+        }
+
+    def after_probation(self, seeds: list[DrivenSeed]) -> None:
+        pass
+
+
+def _seed_spec(p: SeedPlan, cfg: PatientConfig) -> SeedSpec:
+    extra: dict[str, float] = {}
+    if p.grafting == "drift_controlled":
+        extra = {"max_drift": cfg.max_drift}
+    elif p.grafting == "performance_linked":
+        extra = {"tolerance": cfg.blend_tolerance}
+    return SeedSpec(p.site, p.blueprint, p.grafting, p.intensity, dict(p.params), extra)
+
+
 def grow_patient_seed(
     base: BeatClassifier,
     window: PatientWindow,
@@ -245,29 +377,10 @@ def grow_patient_seed(
 ) -> PatientSeed:
     """Plan the patient's seeds with Tamiyo and run them, together, through the lifecycle on a frozen
     copy of the base (see the module's docstring for what each stage does)."""
-    from kasmina_edge.host.kasmina import (
-        GerminationRejected,
-        GradientHealthInputs,
-        GraftSignals,
-        IsolationMonitor,
-        LifecycleEngine,
-        ParameterRegistry,
-        bit_equal,
-        make_grafting,
-    )
-    from kasmina_edge.host.morph import prepare_host, site_activations
-    from kasmina_edge.host.tamiyo.features import site_drift, site_stats
     from kasmina_edge.host.tamiyo.masks import Budget
 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    events: list[dict[str, Any]] = []
-
-    def on_event(ev: dict[str, Any]) -> None:
-        events.append(ev)
-        if sink is not None:
-            sink(ev)
 
     def say_(msg: str) -> None:
         if say is not None:
@@ -276,192 +389,36 @@ def grow_patient_seed(
     say_("Tamiyo: observing the window")
     frozen = _frozen_copy(base)
     plans, decision = plan_patient_seeds(frozen, window, common, cfg, target)
-    truth = np.asarray(window.beats.labels)
-    base_pred = predict_logits(frozen, window.beats_raw).argmax(1).numpy()
-    baseline_val, baseline_n = _gate_scores(truth, base_pred, cfg.gate_min_support)
-    result = PatientSeed(
-        record=window.record, minutes=window.minutes, target=target, base_params=count_host_parameters(base),
-        rr_scale=window.rr_scale, seeds=[], decision=decision, baseline_val=baseline_val, seed_val=None,
-        baseline_n_acc=baseline_n, seed_n_acc=None, bit_exact_training=None, shadow_agreement=None,
-        counts=window.counts(), seconds=0.0, config=cfg.to_dict(), events=events,
-    )  # fmt: skip
-    clock = _Clock()
-    engine = LifecycleEngine(clock=clock, embargo=EmbargoPolicy(), sink=on_event, keep_events=False)
-    registry = ParameterRegistry()
     budget = Budget(target=target, max_params=int(decision["budget"]["max_params"]),
                     max_macs=int(decision["budget"]["max_macs"]))  # fmt: skip
-    model = prepare_host(base, budget, engine, registry)
+    result = PatientSeed(
+        record=window.record, minutes=window.minutes, target=target, base_params=count_host_parameters(base),
+        rr_scale=window.rr_scale, seeds=[], decision=decision, baseline_val=0.0, seed_val=None,
+        baseline_n_acc=0.0, seed_n_acc=None, bit_exact_training=None, shadow_agreement=None,
+        counts=window.counts(), seconds=0.0, config=cfg.to_dict(),
+    )  # fmt: skip
+    limits = DriverLimits(cfg.lr, cfg.blend_steps, cfg.max_oscillation, cfg.max_drift)
+    driver = SeedDriver(base, budget, limits, seed=cfg.seed, watch=[p.site for p in plans], sink=sink)
+    result.events = driver.events
     share = budget.max_params // max(1, len(plans))  # each seed's share of the patient's budget: G0 checks it
-    for layer in model.sites.values():
+    for layer in driver.model.sites.values():
         layer.max_params = share
-        layer.telemetry_enabled = False
-    shapes = model.config.site_shapes()
-    site_index = {name: i for i, name in enumerate(model.config.site_names)}
-    host_params = list(registry.host_parameters())
     bounds = _site_bounds(frozen, window, common, cfg, ranges)
-
-    for p in plans:
-        channels, length = shapes[p.site]
-        g = GrownSeed(p, f"{p.site}/all", site_index[p.site], channels, length, Stage.DORMANT.name, "")
+    recipe = PatientRecipe(driver, base, frozen, window, common, cfg, bounds, result, say_)
+    result.baseline_val, result.baseline_n_acc = _gate_scores(recipe.truth, recipe.base_pred, cfg.gate_min_support)
+    driven = driver.germinate([_seed_spec(p, cfg) for p in plans], result.baseline_val)  # G0
+    site_index = {name: i for i, name in enumerate(driver.model.config.site_names)}
+    for p, s in zip(plans, driven, strict=True):
+        g = GrownSeed(p, s.seed_id, site_index[p.site], s.channels, s.length, Stage.DORMANT.name, "")
+        recipe.grown[s.seed_id] = g
         result.seeds.append(g)
-        layer = model.sites[p.site]
-        layer.telemetry_enabled = True
-        try:
-            extra: dict[str, float] = {}
-            if p.grafting == "drift_controlled":
-                extra = {"max_drift": cfg.max_drift}
-            elif p.grafting == "performance_linked":
-                extra = {"tolerance": cfg.blend_tolerance}
-            graft = make_grafting(p.grafting, steps=cfg.blend_steps, **extra)
-            g.seed_id = layer.germinate(
-                None, p.blueprint, grafting=graft, lr_scale=p.intensity, **p.params
-            )  # G0
-        except GerminationRejected as exc:
-            g.final_stage, g.reason = Stage.CULLED.name, f"gate_G0_failed: {str(exc).split(': ', 2)[-1]}"
-            continue
-        layer.set_baseline(g.seed_id, baseline_val)
-        layer.advance(g.seed_id)  # GERMINATED -> TRAINING
-
-    def alive() -> list[GrownSeed]:
-        return [
-            g for g in result.seeds if engine.knows(g.seed_id) and engine.stage(g.seed_id) in LIVE_OR_TRAINING
-        ]
-
-    clips: list[Any] = []
-
-    def finish() -> PatientSeed:
-        for g in result.seeds:
-            if engine.knows(g.seed_id):
-                st = engine.stage(g.seed_id)
-                g.final_stage = Stage.CULLED.name if st in (Stage.CULLED, Stage.EMBARGOED) else st.name
-                g.reason = g.reason or engine.lifecycle(g.seed_id).cull_reason or g.final_stage.lower()
-                g.history = [e for e in events if e.get("seed_id") == g.seed_id]
-        for hook in clips:
-            hook.remove()
-        result.ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in bounds.items()}
-        result.seconds = time.perf_counter() - t0
-        return result
-
-    growing = alive()
-    if not growing:
-        return finish()
-
-    # TRAINING: the recipe on the candidate path, the host's output checked bit for bit every epoch.
-    say_(f"TRAINING {', '.join(f'{g.plan.blueprint}@{g.plan.site}' for g in growing)} ({cfg.epochs} epochs)")
-    sids = [g.seed_id for g in growing]
-    opt = torch.optim.Adam(registry.optimizer_param_groups(cfg.lr, sids))
-    registry.guard(opt, active=lambda: [g.seed_id for g in alive()])
-    modules = {g.plan.site: model.sites[g.plan.site].seed_module(g.seed_id) for g in growing}
-    monitors = {
-        g.seed_id: IsolationMonitor(list(modules[g.plan.site].parameters()), host_params) for g in growing
-    }
-    x_all, rr_all, _ = _tensors(window.beats)
-    probe_x, probe_rr = x_all[:64], rr_all[:64]
-    with torch.no_grad():
-        host_probe = model(probe_x, probe_rr)
-    exact = True
-
-    @torch.no_grad()
-    def check_host(epoch: int) -> None:
-        nonlocal exact
-        exact = exact and bit_equal(model(probe_x, probe_rr), host_probe)
-        clock.now += 1.0
-        for g in growing:
-            model.sites[g.plan.site].end_epoch()
-
-    def watch() -> AbstractContextManager[Any]:
-        stack = ExitStack()
-        for mon in monitors.values():
-            stack.enter_context(mon.seed_backward())
-        return stack
-
-    losses = fit_seeds(frozen, modules, adaptation_set(window, common), cfg, bounds, opt, watch=watch,
-                       on_epoch=check_host)  # fmt: skip
-    on_event({"event": "trained", "epochs": cfg.epochs, "updates": len(losses), "loss_first": losses[0],
-              "loss_last": losses[-1]})  # fmt: skip
-    result.bit_exact_training = exact
-    for g in growing:
-        layer = model.sites[g.plan.site]
-        mon = monitors[g.seed_id]
-        if not exact:
-            layer.cull(g.seed_id, "health_isolation: output changed during TRAINING")
-            continue
-        health = GradientHealthInputs(mon.violations, mon.tripped, tuple(losses), tuple(mon.seed_grad_norms),
-                                      window=len(losses))  # fmt: skip
-        layer.advance(g.seed_id, health)  # G1
-    if not alive():
-        return finish()
-
-    # BLENDING: alpha ramps by each seed's grafting strategy; the seeds are live in the model, every site
-    # clipped to its range as on the device. TRAINING did the learning: no updates here.
-    say_("BLENDING")
-    host_stats = {k: site_stats(v) for k, v in site_activations(base, window.beats).items()}
-
-    def drift_of(g: GrownSeed) -> float:
-        return site_drift(site_activations(model, window.beats)[g.plan.site], host_stats[g.plan.site])
-
-    def in_window() -> float:
-        return _gate_scores(
-            truth, predict_logits(model, window.beats).argmax(1).numpy(), cfg.gate_min_support
-        )[0]
-
-    clips += [
-        model.sites[name].register_forward_hook(lambda _m, _i, out, b=bounds[name]: out.clamp(*b))
-        for name in model.config.site_names
-    ]
-    for _ in range(3 * cfg.blend_steps):
-        val = in_window()
-        ramped = True
-        for g in alive():
-            layer = model.sites[g.plan.site]
-            norms = monitors[g.seed_id].seed_grad_norms
-            signals = GraftSignals(val_metric=val, baseline_metric=baseline_val, drift=drift_of(g),
-                                   grad_norm=norms[-1] if norms else None)  # fmt: skip
-            alpha = layer.step_alpha(g.seed_id, signals)
-            on_event({"event": "blend_step", "seed_id": g.seed_id, "alpha": alpha, "in_window_macro_f1": val,
-                      "drift": signals.drift})  # fmt: skip
-            ramped = ramped and alpha >= 1.0
-        clock.now += 1.0
-        if ramped:
-            break
-    for g in alive():
-        layer = model.sites[g.plan.site]
-        layer.end_epoch()
-        stab = layer.stability_inputs(g.seed_id, max_oscillation=cfg.max_oscillation, max_drift=cfg.max_drift)
-        layer.advance(g.seed_id, replace(stab, drift=drift_of(g)))  # G2: a seed that fails it is culled alone
-    if not alive():
-        return finish()
-
-    # SHADOWING: full alpha, compared with the base's predictions (the path without the seeds).
-    say_("SHADOWING")
-    live_pred = predict_logits(model, window.beats).argmax(1).numpy()
-    result.shadow_agreement = float(np.mean(live_pred == base_pred))
-    for g in alive():
-        layer = model.sites[g.plan.site]
-        on_event({"event": "shadow", "seed_id": g.seed_id, "agreement_with_host": result.shadow_agreement})
-        probe = torch.randn(2, g.channels, g.length, generator=gen)
-        layer.advance(g.seed_id, layer.interface_inputs(g.seed_id, probe=probe))  # G3
-    if not alive():
-        return finish()
-
-    # PROBATIONARY: the surviving set is judged (G4) on out-of-fold evidence over the whole window.
-    survivors = alive()
-    say_(f"PROBATIONARY: out-of-fold evidence over {len(window.beats)} beats ({cfg.cv_folds} folds)")
-    for g in survivors:
-        g.state = model.sites[g.plan.site].seed_state_dict(g.seed_id)
-    ev, oof = gate_evidence(frozen, [g.plan for g in survivors], window, common, cfg, bounds, base_pred)
-    result.evidence = ev.to_dict()
-    result.seed_val, result.seed_n_acc = _gate_scores(truth, oof, cfg.gate_min_support)
-    on_event({"event": "evidence", **result.evidence})
-    for g in survivors:
-        layer = model.sites[g.plan.site]
-        # G4 reads the bootstrap's lower bounds: the gain it must beat and the N accuracy it must keep
-        impact = layer.system_impact_inputs(
-            g.seed_id, ev.base_macro_f1 + ev.gain_low, baseline_metric=ev.base_macro_f1,
-            global_metric=1.0 + ev.n_acc_delta_low, global_reference=1.0, tolerance=cfg.n_tolerance,
-            min_gain=cfg.min_gain + 1e-9,
-        )  # fmt: skip
-        layer.advance(g.seed_id, impact)  # G4
-        if engine.stage(g.seed_id) is Stage.FOSSILIZED:
-            g.record = layer.seed_record(g.seed_id)
-    return finish()
+    driver.run(recipe)
+    for g, s in zip(result.seeds, driven, strict=True):
+        g.final_stage, g.reason, g.history = s.final_stage, s.reason or s.final_stage.lower(), s.history
+        if s.record is not None:
+            g.record = s.record
+    for hook in recipe.clips:
+        hook.remove()
+    result.ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in bounds.items()}
+    result.seconds = time.perf_counter() - t0
+    return result

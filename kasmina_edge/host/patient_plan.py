@@ -66,14 +66,9 @@ def plan_patient_seeds(
 ) -> tuple[list[SeedPlan], dict[str, Any]]:
     """Tamiyo's decision for this patient: sites, blueprints (sized to the budget), grafting, intensity."""
     from kasmina_edge.host.blueprints import get_blueprint
-    from kasmina_edge.host.morph import (
-        MorphConfig,
-        Reference,
-        make_controller,
-        observe,
-        plan_trials,
-        site_activations,
-    )
+    from kasmina_edge.host.morph_config import MorphConfig
+    from kasmina_edge.host.morph_tamiyo import make_controller, plan_trials
+    from kasmina_edge.host.site_observation import Reference, observe, site_activations
     from kasmina_edge.host.tamiyo.features import reference_template, site_stats
 
     cal = window.calibration
