@@ -2,6 +2,7 @@
 
     kasmina-edge validate bundle.kedge --data wfdb:../shared/data/mitdb --records 100 --report report.html
     kasmina-edge validate bundle.kedge --data wfdb:DIR --plan plan.toml --keep-going --json
+    kasmina-edge validate bundle.kedge --kernels seed-100.kedge --data wfdb:../shared/data/mitdb --records 100
     kasmina-edge validate --write-plan plan.toml            # the shipped plan, to edit
     kasmina-edge validate --verify-report report.html.sig   # check a signed report
     kasmina-edge certify bundle.kedge --logs runs/ --config certify.toml [--erase PATIENT] [--json]
@@ -52,7 +53,7 @@ def _check_table(checks_: list[Any]) -> Table:
 def run_validate(
     con: Console, bundle: Path, data: str, *, records: str | None, profile: str | None, link: str | None,
     plan_path: Path | None, report: Path | None, keys: Path | None, keep_going: bool, workdir: Path | None,
-    only: set[str] | None = None,
+    only: set[str] | None = None, kernels: list[Path] | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, Path]]:
     from kasmina_edge.core.catalog import hardware, network
     from kasmina_edge.validate.context import ValidationContext
@@ -70,7 +71,8 @@ def run_validate(
     with tempfile.TemporaryDirectory(prefix="kasmina-validate-") as tmp:
         work = workdir or Path(tmp)
         ctx = ValidationContext(bundle_path=bundle, plan=plan, records=refs, workdir=work, keys=keys,
-                                profile_name=profile, link=link, say=lambda m: con.print(f"[dim]{m}[/]"))
+                                profile_name=profile, link=link, kernel_paths=list(kernels or []),
+                                say=lambda m: con.print(f"[dim]{m}[/]"))
         result = run_stages(ctx, keep_going=keep_going, only=only)
         doc = document(result, ctx)
         written: dict[str, Path] = {}
@@ -90,6 +92,8 @@ def validate(
     report: Path = typer.Option(None, "--report", help="Write the signed HTML report here (JSON and .sig beside it).",
                                 callback=checks.output_file(".html")),
     keys: Path = typer.Option(None, "--keys", help="Keys folder: verifies the bundle, signs the report."),
+    kernels: list[Path] = typer.Option(None, "--kernels", help="A kernel-only bundle (a patient's seeds) to install "
+                                       "on the base, as `flash` does; repeatable.", callback=checks.list_of(checks.input_file)),
     keep_going: bool = typer.Option(False, "--keep-going", help="Run every stage even after one failed."),
     stages: str = typer.Option(None, "--stages", help="Only these stages (comma-separated names; artifacts always)."),
     workdir: Path = typer.Option(None, "--workdir", help="Keep the run's devices and sealed logs here."),
@@ -133,7 +137,7 @@ def validate(
             fail(f"--stages {', '.join(unknown)}: unknown (stages: {', '.join(STAGE_NAMES)})")
     result, doc, written = run_validate(con, bundle, data, records=records, profile=profile, link=link,
                                         plan_path=plan, report=report, keys=keys, keep_going=keep_going,
-                                        workdir=workdir, only=only)
+                                        workdir=workdir, only=only, kernels=kernels)
     con.print(_stage_table(result.stages))
     for name, path in written.items():
         con.print(f"{name}: {path}")

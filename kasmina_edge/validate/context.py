@@ -30,6 +30,7 @@ class ValidationContext:
     keys: Path | None = None  # the keys folder that verifies (and signs the report); None: the default one
     profile_name: str | None = None  # hardware profile; None: the bundle's own
     link: str | None = None  # network profile for stage 4; None: the plan's
+    kernel_paths: list[Path] = field(default_factory=list)  # kernel-only bundles (a patient's seeds) on the base
     say: Callable[[str], None] = _quiet  # progress lines
     bundle: Bundle | None = None
     image: Image | None = None

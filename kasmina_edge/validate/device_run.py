@@ -61,20 +61,20 @@ def stream_record(
     record: Record,
     *,
     config: RuntimeConfig | None = None,
-    forced: str | None = None,
+    forced: list[str] | None = None,
     name: str | None = None,
     lead: int = 0,
 ) -> StreamResult:
-    """Stream ``record``'s ``lead`` through a fresh runtime on ``image``; ``forced`` puts that kernel live at
-    its site for the whole record (with the controller off)."""
+    """Stream ``record``'s ``lead`` through a fresh runtime on ``image``; ``forced`` puts those kernels live at
+    their sites for the whole record (with the controller off)."""
     events: list[RuntimeEvent] = []
     cfg = config or RuntimeConfig()
-    if forced is not None:
+    if forced:
         cfg = BASE_ONLY
     runtime = DeviceRuntime(image, fs=record.fs, config=cfg, sink=events.append)
     runtime.boot()
-    if forced is not None:
-        kernel = image.kernels[forced]
+    for name in forced or []:
+        kernel = image.kernels[name]
         runtime.executor.set_slot(kernel.site, SlotConfig(candidate=kernel, alpha=1.0))  # as boot_live leaves it
     signal = np.ascontiguousarray(record.signal[:, lead], dtype=np.float32)
     step = max(1, int(round(CHUNK_S * record.fs)))
@@ -92,3 +92,15 @@ def stream_record(
         beat_latency_s=[b.latency_us * 1e-6 for b in beats],
         host_s=time.perf_counter() - t0,
     )
+
+
+def kernel_groups(image: Image) -> dict[str, list[str]]:
+    """What goes live together: each kernel of the base bundle alone (the controller picks one per condition);
+    the kernels of one installed kernel-only bundle together (a patient's seeds were grown and judged as a set)."""
+    groups: dict[str, list[str]] = {}
+    for k in image.kernels.values():
+        if k.pinned and k.bundle_id:
+            groups.setdefault(k.bundle_id, []).append(k.name)
+        else:
+            groups[k.name] = [k.name]
+    return groups

@@ -10,7 +10,7 @@ from typing import Any
 
 from kasmina_edge.ecg.evaluate import REPORTED_CLASSES, Evaluation, gross
 from kasmina_edge.validate.context import ValidationContext
-from kasmina_edge.validate.device_run import BASE_ONLY, stream_record
+from kasmina_edge.validate.device_run import BASE_ONLY, kernel_groups, stream_record
 from kasmina_edge.validate.result import StageResult, judged
 
 INDEX, NAME = 1, "accuracy"
@@ -54,7 +54,8 @@ def run(ctx: ValidationContext) -> StageResult:
     p = ctx.plan.accuracy
     device: list[Evaluation] = []
     base: list[Evaluation] = []
-    forced: dict[str, list[Evaluation]] = {k: [] for k in ctx.image.kernels}
+    groups = kernel_groups(ctx.image)
+    forced: dict[str, list[Evaluation]] = {g: [] for g in groups}
     latencies: list[float] = []
     transitions: list[dict[str, Any]] = []
     for ref in ctx.records:
@@ -68,17 +69,18 @@ def run(ctx: ValidationContext) -> StageResult:
         latencies += d.beat_latency_s
         transitions += [{"record": ref.name, "t": e.t, "kernel": e.kernel, "site": e.site,
                          "to": e.transition.dst.name, "reason": e.transition.reason} for e in d.transitions]
-        for k in forced:
-            forced[k].append(stream_record(ctx.image, rec, forced=k).evaluate(rec, p.exclude_first_s))
+        for g, names in groups.items():
+            forced[g].append(stream_record(ctx.image, rec, forced=names).evaluate(rec, p.exclude_first_s))
     g_dev, g_base = gross(device), gross(base)
     failures = floors(g_dev, ctx, "device, gross")
     kernels: dict[str, Any] = {}
     for k, evs in forced.items():
         gk = gross(evs, name=k)
         drop = g_base.macro_f1() - gk.macro_f1()
-        kernels[k] = {"macro_f1": gk.macro_f1(), "drop": drop, **figures(gk)}
+        kernels[k] = {"kernels": groups[k], "macro_f1": gk.macro_f1(), "drop": drop, **figures(gk)}
         if not drop <= p.max_kernel_drop:
-            failures.append(f"kernel {k} forced live: gross macro-F1 {pct(gk.macro_f1())} vs base "
+            what = f"kernel {k}" if groups[k] == [k] else f"kernels of {k} ({', '.join(groups[k])})"
+            failures.append(f"{what} forced live: gross macro-F1 {pct(gk.macro_f1())} vs base "
                             f"{pct(g_base.macro_f1())} (loses {100 * drop:.1f} points > {100 * p.max_kernel_drop:.1f})")
     ctx.figures["confusion"] = {"name": "device, gross", "matrix": g_dev.confusion.tolist()}
     ctx.figures["per_record"] = [figures(e) for e in device]

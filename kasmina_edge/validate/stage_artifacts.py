@@ -58,6 +58,27 @@ def _target_rules(ctx: ValidationContext, failures: list[str]) -> dict[str, Any]
     return {"profile": profile.name, "target": target, "limits": [x.to_dict() for x in limits], "notes": notes}
 
 
+def _add_kernel_bundles(ctx: ValidationContext, failures: list[str]) -> list[dict[str, Any]]:
+    """Each kernel-only bundle verified and installed on the image as the device installs it (pinned)."""
+    from kasmina_edge.contracts.bundle import read_bundle
+    from kasmina_edge.runtime.image import add_kernel_bundle
+
+    assert ctx.image is not None
+    out: list[dict[str, Any]] = []
+    for path in ctx.kernel_paths:
+        try:
+            kb = read_bundle(path, ctx.keys)
+            if kb.manifest.kind != "kernels":
+                failures.append(f"--kernels {path}: a {kb.manifest.kind} bundle, not a kernel-only one")
+                continue
+            added = add_kernel_bundle(ctx.image, kb)
+        except KasminaError as exc:
+            failures.append(f"kernel bundle {path.name} does not install on the base: {exc}")
+            continue
+        out.append({"bundle": path.name, "bundle_id": kb.manifest.bundle_id, "kernels": added})
+    return out
+
+
 def run(ctx: ValidationContext) -> StageResult:
     from kasmina_edge.contracts.bundle import read_bundle
     from kasmina_edge.validate.device_run import load_image_for
@@ -80,6 +101,7 @@ def run(ctx: ValidationContext) -> StageResult:
         return judged(INDEX, NAME, [f"the image does not load on this host's runtime: {exc}"], "",
                       criteria=criteria, metrics=metrics)
     metrics["runtime"] = ctx.image.backend.info().name
+    metrics["kernel_bundles"] = _add_kernel_bundles(ctx, failures)
     metrics["reference_checks"] = _reference_checks(ctx, failures)
     metrics["target_rules"] = _target_rules(ctx, failures)
     ok = (f"signature {ctx.bundle.key_id} verifies, {len(m.files)} files match, "

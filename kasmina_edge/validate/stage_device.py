@@ -84,6 +84,8 @@ def _emulated_run(ctx: ValidationContext, failures: list[str]) -> dict[str, Any]
     dev = open_device("emu://validate-device", ctx.devices_dir / "stage3")
     try:
         flashed = dev.flash(ctx.bundle_path, ctx.keys, profile=profile.name)
+        for kernels in ctx.kernel_paths:  # a patient's seeds go to the kernel store, as `flash` puts them
+            dev.flash(kernels, ctx.keys)
     except KasminaError as exc:  # the emulator's own fit check: A/B slots in flash, declared arenas in SRAM
         failures.append(f"the emulated {profile.name} refuses the bundle: {exc}")
         return {}
