@@ -68,7 +68,9 @@ def link_faults(ctx: ValidationContext, record: Record, link_spec: str) -> Fault
     lost = [fseq for fseq, _ in during if view is None or not _delivered(view, fseq)]
     detail = {"link": link_spec, "produced": len(during), "lost": len(lost), "lost_fseq": lost[:20],
               **{k: summary[k] for k in ("dropped", "resent", "uplinks", "delivered", "acked")}}
-    timeline = [(float(t), "record") for _, t in during[:200]]
+    lost_set = set(lost)
+    timeline = [(float(t), "lost" if fseq in lost_set else "delivered") for fseq, t in during[:500]]
+    detail["events"] = _fault_events(link_spec)
     if lost:
         why = (f"{len(lost)} of {len(during)} telemetry records never reached the monitor within "
                f"{ctx.plan.faults.drain_s:g} s after the stream ({summary['dropped']} dropped from the device queue) "
@@ -76,6 +78,19 @@ def link_faults(ctx: ValidationContext, record: Record, link_spec: str) -> Fault
         return FaultOutcome("link", False, why, detail, timeline)
     return FaultOutcome("link", True, f"all {len(during)} records reached the monitor over {link_spec} "
                         f"({summary['resent']} resent)", detail, timeline)
+
+
+def _fault_events(link_spec: str) -> list[dict[str, Any]]:
+    """The scripted link faults as (kind, start, duration) spans, for the timeline."""
+    from kasmina_edge.net.link import FaultInjector
+
+    _, _, faults = link_spec.partition(":")
+    out: list[dict[str, Any]] = []
+    for e in FaultInjector.parse(faults).events if faults else []:
+        start = float(getattr(e, "start_s", getattr(e, "at_s", 0.0)))
+        length = float(getattr(e, "duration_s", getattr(e, "downtime_s", 0.0)))
+        out.append({"kind": type(e).__name__, "start_s": start, "duration_s": length})
+    return out
 
 
 def _delivered(view: Any, fseq: int) -> bool:
