@@ -53,7 +53,7 @@ def _check_table(checks_: list[Any]) -> Table:
 def run_validate(
     con: Console, bundle: Path, data: str, *, records: str | None, profile: str | None, link: str | None,
     plan_path: Path | None, report: Path | None, keys: Path | None, keep_going: bool, workdir: Path | None,
-    only: set[str] | None = None, kernels: list[Path] | None = None,
+    only: set[str] | None = None, kernels: list[Path] | None = None, noise: Path | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, Path]]:
     from kasmina_edge.core.catalog import hardware, network
     from kasmina_edge.validate.context import ValidationContext
@@ -63,6 +63,8 @@ def run_validate(
     from kasmina_edge.validate.report_html import document, write_report
 
     plan = load_plan(plan_path)
+    if noise is not None:  # --noise DIR: the plan's robustness noise from this NSTDB-style folder
+        plan = plan.model_copy(update={"robustness": plan.robustness.model_copy(update={"noise_folder": str(noise)})})
     refs = resolve_records(data, records)
     if profile is not None:
         hardware(profile)  # an unknown name: one line with the known ones, before any work
@@ -94,6 +96,8 @@ def validate(
     keys: Path = typer.Option(None, "--keys", help="Keys folder: verifies the bundle, signs the report."),
     kernels: list[Path] = typer.Option(None, "--kernels", help="A kernel-only bundle (a patient's seeds) to install "
                                        "on the base, as `flash` does; repeatable.", callback=checks.list_of(checks.input_file)),
+    noise: Path = typer.Option(None, "--noise", help="NSTDB-style noise folder for stage 2 (holds the plan's "
+                               "noise records, e.g. ma, bw; default ../shared/data/nstdb).", callback=checks.input_dir),
     keep_going: bool = typer.Option(False, "--keep-going", help="Run every stage even after one failed."),
     stages: str = typer.Option(None, "--stages", help="Only these stages (comma-separated names; artifacts always)."),
     workdir: Path = typer.Option(None, "--workdir", help="Keep the run's devices and sealed logs here."),
@@ -137,7 +141,7 @@ def validate(
             fail(f"--stages {', '.join(unknown)}: unknown (stages: {', '.join(STAGE_NAMES)})")
     result, doc, written = run_validate(con, bundle, data, records=records, profile=profile, link=link,
                                         plan_path=plan, report=report, keys=keys, keep_going=keep_going,
-                                        workdir=workdir, only=only, kernels=kernels)
+                                        workdir=workdir, only=only, kernels=kernels, noise=noise)
     con.print(_stage_table(result.stages))
     for name, path in written.items():
         con.print(f"{name}: {path}")

@@ -39,7 +39,11 @@ class StreamResult:
         """Beat by beat against ``record``'s annotations, the first ``exclude_first_s`` seconds left out."""
         samples = np.array([b.sample for b in self.predictions], dtype=np.int64)
         classes = [b.label for b in self.predictions]
-        start = min(exclude_first_s, max(0.0, record.seconds - 1.0))
+        if record.seconds <= exclude_first_s:
+            raise KasminaError(f"record {record.name} ({record.seconds:.0f} s) lies wholly inside the plan's "
+                               f"accuracy.exclude_first_s = {exclude_first_s:g} s: nothing left to score "
+                               "(a plan with a shorter exclusion: --plan FILE)")
+        start = exclude_first_s
         if record.beats is None:
             raise KasminaError(f"{record.name}: no reference beat annotations")
         return evaluate_record(record.beats, samples, classes, record.fs, name=self.name, start_s=start,

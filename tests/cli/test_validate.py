@@ -82,3 +82,15 @@ def test_a_bad_plan_is_a_user_error(kasmina, vfiles: dict[str, Path], tmp_path: 
 def test_write_plan_writes_the_shipped_plan(kasmina, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = kasmina("validate", "--write-plan", str(tmp_path / "p.toml"))
     assert out.code == 0 and 'schema = "kasmina-validate-plan/1"' in (tmp_path / "p.toml").read_text()
+
+
+def test_a_record_inside_the_excluded_minutes_is_a_user_error(kasmina, vfiles: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    out = kasmina("validate", str(vfiles["good"]), "--data", f"wfdb:{vfiles['records']}", "--keys", str(vfiles["keys"]),
+                  "--stages", "accuracy")  # the shipped plan leaves out the first 300 s of a 120-s record
+    assert out.code == 2 and "wholly inside the plan's accuracy.exclude_first_s = 300 s" in out.err
+
+
+def test_noise_from_a_folder_the_user_names(kasmina, vfiles: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = kasmina("validate", str(vfiles["good"]), "--data", f"wfdb:{vfiles['records']}", "--keys", str(vfiles["keys"]),
+                  "--plan", str(vfiles["plan"]), "--stages", "robustness", "--noise", str(tmp_path))
+    assert out.code == 2 and f"noise record {tmp_path}/ma.hea not found" in out.err
