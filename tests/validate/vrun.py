@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
 
 def run_pipeline(bundle: Path, records: Path, plan: Path, keys: Path, work: Path, *, keep_going: bool = False,
                  only: set[str] | None = None, link: str | None = None, profile: str | None = None) -> tuple:
