@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -95,14 +94,27 @@ def test_bad_specs() -> None:
         next(open_source("synthetic:clean?minutes=0.1").chunks(0))
 
 
-def test_paced_realtime_and_fast() -> None:
+def test_paced_realtime_and_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: realtime yields each chunk once its last sample would have been recorded (36 samples
+    at 360 Hz: every 0.1 s); fast never sleeps."""
+    from kasmina_edge.ecg import sources
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(sources.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(sources.time, "sleep", sleep)
     chunks = [np.zeros((36, 1), np.float32)] * 5  # 0.5 s at 360 Hz
-    t0 = time.monotonic()
-    assert len(list(paced(chunks, 360.0, realtime=True))) == 5
-    assert time.monotonic() - t0 >= 0.45
-    t0 = time.monotonic()
+    yielded_at = [now[0] for _ in paced(chunks, 360.0, realtime=True)]
+    assert yielded_at == pytest.approx([100.1, 100.2, 100.3, 100.4, 100.5])
+    assert slept == pytest.approx([0.1] * 5)
+    slept.clear()
     assert len(list(paced(chunks, 360.0, realtime=False))) == 5
-    assert time.monotonic() - t0 < 0.1
+    assert slept == []
 
 
 def test_unknown_options_are_named(tmp_path: Path) -> None:

@@ -103,7 +103,6 @@ def test_seeds_grow_through_their_lifecycle_and_leave_the_host_untouched(
     for g in seed.seeds:
         moves = [(e["from"], e["to"]) for e in g.history if e.get("event") == "transition"]
         assert moves[0] == ("DORMANT", "GERMINATED")
-        assert g.final_stage in (Stage.FOSSILIZED.name, Stage.CULLED.name)
         if g.final_stage == Stage.FOSSILIZED.name:
             assert [m[1] for m in moves][-5:] == [
                 "TRAINING",
@@ -113,6 +112,9 @@ def test_seeds_grow_through_their_lifecycle_and_leave_the_host_untouched(
                 "FOSSILIZED",
             ]
             assert g.state is not None
+        else:  # culled: by the gate that failed (its G-number in the reason) or the breaker, and left the path
+            assert g.final_stage == Stage.CULLED.name, (g.final_stage, g.reason)
+            assert ("CULLED" in [m[1] for m in moves]) and g.reason.startswith(("gate_G", "health_")), g.reason
     # the seeded model equals the base where no seed fossilized
     if not seed.fossilized:
         x = torch.from_numpy(w.beats.windows[:8])
