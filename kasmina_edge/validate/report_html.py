@@ -50,6 +50,45 @@ def _checks(doc: dict[str, Any]) -> str:
     return "<table><tr><th>check</th><th>requirement</th><th>result</th><th>evidence</th></tr>" + rows + "</table>"
 
 
+def _pct(v: Any) -> str:
+    return "-" if not isinstance(v, int | float) or v != v else f"{100 * v:.1f}"
+
+
+def _accuracy_tables(doc: dict[str, Any]) -> str:
+    acc = next((s for s in doc["stages"] if s["name"] == "accuracy" and s["metrics"]), None)
+    if acc is None:
+        return ""
+    m = acc["metrics"]
+    head = ("<tr><th>record</th><th>beats</th><th>QRS Se / +P</th>" +
+            "".join(f"<th>{c} Se / +P (n)</th>" for c in "NSVF") + "<th>macro-F1</th></tr>")
+
+    def row(r: dict[str, Any], label: str | None = None) -> str:
+        cells = "".join(f"<td>{_pct(r[c]['se'])} / {_pct(r[c]['ppv'])} ({r[c]['n']})</td>" for c in "NSVF")
+        return (f"<tr><td>{_e(label or r['name'])}</td><td>{r['beats']:,}</td><td>{_pct(r['qrs_se'])} / "
+                f"{_pct(r['qrs_ppv'])}</td>{cells}<td><b>{_pct(r['macro_f1'])}</b></td></tr>")
+
+    rows = "".join(row(r) for r in m["records"]) + row(m["device_gross"], "device, gross") + row(
+        m["base_gross"], "base alone, gross")
+    kern = "".join(f"<tr><td>{_e(k)}</td><td>{_e(', '.join(v.get('kernels', [k])))}</td><td>{_pct(v['macro_f1'])}</td>"
+                   f"<td>{100 * v['drop']:+.1f}</td></tr>" for k, v in m["kernels_forced"].items())
+    out = f"<h3>accuracy (%)</h3><table>{head}{rows}</table>"
+    if kern:
+        out += ("<table><tr><th>forced live</th><th>kernels</th><th>gross macro-F1 %</th><th>points lost vs base</th>"
+                f"</tr>{kern}</table>")
+    return out
+
+
+def _robustness_table(doc: dict[str, Any]) -> str:
+    rob = next((s for s in doc["stages"] if s["name"] == "robustness" and s["metrics"]), None)
+    if rob is None:
+        return ""
+    rows = "".join(f"<tr><td>{_e(c['condition'])}</td><td>{_pct(c['base_macro_f1'])}</td><td>"
+                   f"{_pct(c['device_macro_f1'])}</td><td>{100 * c['loss']:+.1f}</td></tr>"
+                   for c in rob["metrics"]["conditions"])
+    return ("<h3>robustness (gross macro-F1 %)</h3><table><tr><th>condition</th><th>base alone</th>"
+            f"<th>base + seeds</th><th>points lost</th></tr>{rows}</table>")
+
+
 def _plots(figures: dict[str, Any], budget_s: float) -> list[tuple[str, str]]:
     from kasmina_edge.validate import plots
 
@@ -76,7 +115,8 @@ def render(doc: dict[str, Any], figures: dict[str, Any], budget_s: float) -> str
             f"{verdict}</span></h1><p>bundle <code>{_e(b['path'])}</code> ({_e(b.get('bundle_id'))}), plan "
             f"<code>{_e(doc['plan']['source'])}</code> ({_e(doc['plan']['schema'])} v{doc['plan']['version']}), "
             f"records: {_e(', '.join(doc['records']))}; {_e(doc['created'])}, kasmina-edge {_e(doc['kasmina_edge'])}"
-            f"</p><h2>Stages</h2>{_stages(doc)}<h2>Plots</h2>{imgs or '<p>no plots (no stage produced data)</p>'}"
+            f"</p><h2>Stages</h2>{_stages(doc)}<h2>Figures</h2>{_accuracy_tables(doc)}{_robustness_table(doc)}"
+            f"<h2>Plots</h2>{imgs or '<p>no plots (no stage produced data)</p>'}"
             f"<h2>Compliance checks</h2><p class='scope'>{_e(SCOPE)}</p>{_checks(doc)}"
             "<p>Signed with the bundle keys: the <code>.sig</code> file beside this report names the SHA-256 of this "
             "file and of the JSON report (<code>kasmina-edge validate --verify-report FILE.sig</code>).</p>"

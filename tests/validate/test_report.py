@@ -26,6 +26,7 @@ def test_the_report_is_self_contained_with_its_plots(written: dict[str, Path]) -
     assert text.count("data:image/png;base64,") == 4  # confusion, per record, latency, lifecycle timeline
     assert "<script" not in text and "http://" not in text and "https://" not in text  # nothing fetched
     assert "not a certification" in text and "PASS" in text
+    assert "device, gross" in text and "base alone, gross" in text and "forced live" in text  # the figures' tables
     doc = json.loads(written["json"].read_text())
     assert doc["passed"] and [s["name"] for s in doc["stages"]][0] == "artifacts"
     assert doc["stages"][1]["criteria"]["class_floors"]["N"]["se"] == 0.95  # the plan's criteria travel with it
