@@ -1,5 +1,6 @@
 """Benchmark the ahead-of-time build per target: accuracy fp32 / int8 / 4-bit, sizes, build time,
-the Edge TPU report. Prints a rich table and writes JSON.
+the Edge TPU report, and flash per kernel and per bundle for int8 vs 4-bit (kernel_flash). Prints a rich
+table and writes JSON.
 
     .venv/bin/python tools/bench_build.py                      # default model, all targets
     .venv/bin/python tools/bench_build.py --config tiny        # the demo's model (fast)
@@ -35,9 +36,9 @@ def train_base(config: str, out: Path, con: Console) -> Path:
     if out.exists():
         con.print(f"base checkpoint: {out} (cached)")
         return out
-    from kasmina_edge.cli.host import run_train
+    from kasmina_edge.host.train_run import TrainOptions, train_from_options
 
-    run_train(con, config=config, out=out)
+    train_from_options(TrainOptions(config=config, out=out))
     return out
 
 
@@ -143,6 +144,61 @@ def bench_target(
         "parity_misses": list(result.parity_misses),
         "report": rep.to_dict(),
     }
+
+
+def kernel_flash(work: Path, target: str) -> dict[str, Any] | None:
+    """Flash per kernel and per bundle, int8 vs 4-bit, from the two bundles built for ``target``: the int8 file,
+    the 4-bit file as loaded, its weights packed alone (KP4 v2) and as shipped (KP4 v3: graph deflated too), and
+    the int8 file deflated the same way (what the layout alone would save); TFLite Micro arenas of both."""
+    import zlib
+
+    from firmware_sim.fit import runnable_bytes
+    from kasmina_edge.contracts.bundle import read_bundle
+    from kasmina_edge.core.pack4 import artifact_payload, pack_file, tflite_int4_ranges
+
+    paths = {bits: work / f"{target}-{bits}bit.kedge" for bits in (8, 4)}
+    if not all(p.exists() for p in paths.values()):
+        return None
+    keys = bench_keys(work)
+    b8, b4 = read_bundle(paths[8], keys), read_bundle(paths[4], keys)
+
+    def arenas(b: Any) -> dict[str, Any]:
+        rep = json.loads(b.files.get("report.json", b"{}"))
+        return dict((rep.get("memory") or {}).get("arenas") or {})
+
+    a8, a4 = arenas(b8), arenas(b4)
+    rows = []
+    for entry in b4.manifest.kernels():
+        if entry.name not in {k.name for k in b8.manifest.kernels()}:
+            continue
+        int8 = artifact_payload(b8, b8.manifest.artifact(entry.name))
+        four = artifact_payload(b4, entry)  # unpacked: what the interpreter loads
+        ranges = tflite_int4_ranges(four) if entry.format.startswith("tflite") else []
+        rows.append({
+            "kernel": entry.name, "int8_bytes": len(int8), "int8_deflated_bytes": len(zlib.compress(int8, 9)),
+            "4bit_file_bytes": len(four), "4bit_weights_only_bytes": len(pack_file(four, ranges)) if ranges else None,
+            "4bit_shipped_bytes": entry.bytes, "shipped_vs_int8": entry.bytes / len(int8),
+            "arena_int8": a8.get(entry.name), "arena_4bit": a4.get(entry.name),
+        })
+    return {"target": target, "kernels": rows, "bundle_flash_int8": runnable_bytes(b8),
+            "bundle_flash_4bit": runnable_bytes(b4),
+            "all_35pct_smaller": bool(rows) and all(r["shipped_vs_int8"] <= 0.65 for r in rows)}
+
+
+def render_flash(flash: list[dict[str, Any]], con: Console) -> None:
+    t = Table(title="flash per kernel, int8 vs 4-bit (bytes; shipped = KP4 v3: nibbles + deflated graph)")
+    for col in ("target", "kernel", "int8", "int8 deflated", "4-bit file", "4-bit weights packed", "4-bit shipped",
+                "shipped/int8", "arena int8 / 4-bit"):
+        t.add_column(col, justify="left" if col in ("target", "kernel") else "right")
+    for f in flash:
+        for r in f["kernels"]:
+            t.add_row(f["target"], r["kernel"], f"{r['int8_bytes']:,}", f"{r['int8_deflated_bytes']:,}",
+                      f"{r['4bit_file_bytes']:,}", f"{r['4bit_weights_only_bytes'] or 0:,}", f"{r['4bit_shipped_bytes']:,}",
+                      f"{r['shipped_vs_int8']:.2f}", f"{r['arena_int8'] or '-'} / {r['arena_4bit'] or '-'}")
+    con.print(t)
+    for f in flash:
+        con.print(f"{f['target']}: bundle flash (segments, kernels, policy) int8 {f['bundle_flash_int8']:,} B, 4-bit "
+                  f"{f['bundle_flash_4bit']:,} B; every 4-bit kernel >= 35 % smaller than int8: {f['all_35pct_smaller']}")
 
 
 def _f1(run: dict[str, Any], dataset: str, config: str, which: str) -> float | None:
@@ -341,9 +397,11 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(bench_target(target, bits, checkpoint, seeds, work, con))
     summary = summarize(runs)
     render(summary, con)
+    flash = [f for t in {r["target"] for r in runs if r["bits"] == 4} if (f := kernel_flash(work, t)) is not None]
+    render_flash(flash, con)
     out = args.json or (work / "bench_build.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"checkpoint": str(checkpoint), "seeds": str(seeds), "summary": summary, "runs": runs}
+    payload = {"checkpoint": str(checkpoint), "seeds": str(seeds), "summary": summary, "flash": flash, "runs": runs}
     out.write_text(json.dumps(payload, indent=2, default=str))
     con.print(f"JSON: {out}")
     return 0
