@@ -1,9 +1,9 @@
 """The event injector of stage 4: each fault planted in a real run of the emulator or the runtime, and the
 property it must not break, judged from what the run recorded.
 
-* link faults (packet-loss burst, latency spike, broker restart: ``net.link.FaultInjector``'s spec) on the
-  telemetry link while the device streams, then a drain: every record the device produced must reach the
-  monitor, none dropped from the device's queue;
+* link faults (packet-loss burst, latency spike, gateway restart: ``net.link.FaultInjector``'s spec) on the
+  telemetry link while the device streams, and ``broker@START+SECONDS`` (the MQTT broker down: messages passing
+  it are lost, ``net.loopback``), then a drain: every record the device produced must reach the monitor;
 * a power cut while flashing (``FlashStorage(cut_after_bytes=...)``): no half-written slot boots, a second
   flash boots;
 * a NaN kernel: a live kernel's output turns NaN mid-stream; the breaker must take it out of the answers
@@ -14,6 +14,7 @@ property it must not break, judged from what the run recorded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from kasmina_edge.ecg.types import Record
 from kasmina_edge.validate.context import ValidationContext
 
 DRAIN_STEP_S = 5.0
+BROKER_FAULT = re.compile(r"broker@(\d+(?:\.\d+)?)\+(\d+(?:\.\d+)?)")
 
 
 @dataclass
@@ -54,7 +56,9 @@ def link_faults(ctx: ValidationContext, record: Record, link_spec: str) -> Fault
     from kasmina_edge.ecg.sources import RecordSource
 
     dev = _fresh_device(ctx, "validate-link")
-    tel, transport = open_device_telemetry(dev.address.name, dev.storage, link_spec, None, emulated=dev)
+    radio_spec, broker_down = split_broker_faults(link_spec)
+    tel, transport = open_device_telemetry(dev.address.name, dev.storage, radio_spec, None, emulated=dev)
+    transport.net.broker_down = broker_down  # the MQTT broker restarting: what passes it then is lost
     tel.keep_produced = True
     s = run_stream(dev, RecordSource(record), options=RunOptions(keep_predictions=False), telemetry=tel)
     end = float(s.signal_s)
@@ -67,6 +71,7 @@ def link_faults(ctx: ValidationContext, record: Record, link_spec: str) -> Fault
     view = transport.net.monitor.devices.get(dev.address.name)
     lost = [fseq for fseq, _ in during if view is None or not _delivered(view, fseq)]
     detail = {"link": link_spec, "produced": len(during), "lost": len(lost), "lost_fseq": lost[:20],
+              "lost_at_broker": transport.net.lost_at_broker,
               **{k: summary[k] for k in ("dropped", "resent", "uplinks", "delivered", "acked")}}
     lost_set = set(lost)
     timeline = [(float(t), "lost" if fseq in lost_set else "delivered") for fseq, t in during[:500]]
@@ -80,12 +85,27 @@ def link_faults(ctx: ValidationContext, record: Record, link_spec: str) -> Fault
                         f"({summary['resent']} resent)", detail, timeline)
 
 
+def split_broker_faults(link_spec: str) -> tuple[str, list[tuple[float, float]]]:
+    """``broker@START+SECONDS`` items (the MQTT broker down, on the loopback network) taken out of a link spec;
+    the rest is the link's own (``net.link.FaultInjector.parse``)."""
+    name, _, faults = link_spec.partition(":")
+    radio, down = [], []
+    for item in (f.strip() for f in faults.split(",") if f.strip()):
+        m = BROKER_FAULT.fullmatch(item)
+        if m:
+            down.append((float(m.group(1)), float(m.group(1)) + float(m.group(2))))
+        else:
+            radio.append(item)
+    return (f"{name}:{','.join(radio)}" if radio else name), down
+
+
 def _fault_events(link_spec: str) -> list[dict[str, Any]]:
     """The scripted link faults as (kind, start, duration) spans, for the timeline."""
     from kasmina_edge.net.link import FaultInjector
 
-    _, _, faults = link_spec.partition(":")
-    out: list[dict[str, Any]] = []
+    radio_spec, down = split_broker_faults(link_spec)
+    _, _, faults = radio_spec.partition(":")
+    out: list[dict[str, Any]] = [{"kind": "BrokerDown", "start_s": a, "duration_s": b - a} for a, b in down]
     for e in FaultInjector.parse(faults).events if faults else []:
         start = float(getattr(e, "start_s", getattr(e, "at_s", 0.0)))
         length = float(getattr(e, "duration_s", getattr(e, "downtime_s", 0.0)))

@@ -114,7 +114,7 @@ def timeline(transitions: list[dict[str, Any]], faults: list[dict[str, Any]]) ->
     for f in faults:
         if f["fault"] == "link":
             lane = lanes.setdefault("link faults", len(lanes))
-            colours = {"LossBurst": "tab:orange", "LatencySpike": "tab:purple", "GatewayRestart": "tab:red",
+            colours = {"LossBurst": "tab:orange", "LatencySpike": "tab:purple", "GatewayRestart": "tab:red", "BrokerDown": "tab:brown",
                        "Outage": "black"}
             for e in f["detail"].get("events", []):
                 ax.barh(lane, max(e["duration_s"], 0.5), left=e["start_s"], height=0.5, alpha=0.6,

@@ -43,7 +43,7 @@ emulator_seconds = 60.0
 battery_days_min = 0.0
 [faults]
 link = "nb-iot"
-events = ["burst@20+10:0.8", "spike@40+10:3", "restart@60+10"]
+events = ["burst@20+10:0.8", "spike@40+10:3", "restart@60+10", "broker@70+40"]
 drain_s = 300.0
 [certification]
 required = ["raw-ecg", "logs-encrypted", "signed", "keys-private", "sbom", "data-licences"]
