@@ -385,6 +385,113 @@ def _onnx_macs(node: Any, out_elems: int, shapes: dict[str, tuple[int, ...]], we
     return 0
 
 
+class _OnnxIndex:
+    """An ONNX graph's tensors: shapes, dtypes, constants, who makes and who reads each, seen through QDQ."""
+
+    def __init__(self, g: Any, numpy_helper: Any) -> None:
+        self._np = numpy_helper
+        self.inits = {i.name: i for i in g.initializer}
+        self._arrays: dict[str, np.ndarray] = {}
+        self.constants: dict[str, np.ndarray] = {}
+        for node in g.node:
+            if node.op_type == "Constant" and node.output:
+                for a in node.attribute:
+                    if a.name == "value":
+                        self.constants[node.output[0]] = numpy_helper.to_array(a.t)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, str] = {}
+        for v in [*g.input, *g.value_info, *g.output]:
+            tt = v.type.tensor_type
+            self.shapes[v.name] = tuple(d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim)
+            self.dtypes[v.name] = _ONNX_DTYPES.get(tt.elem_type, "float32")
+        for n_, init in self.inits.items():
+            self.shapes[n_] = tuple(int(d) for d in init.dims)
+            self.dtypes[n_] = _ONNX_DTYPES.get(init.data_type, "float32")
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+
+    def array(self, n: str) -> np.ndarray:
+        if n not in self._arrays:
+            self._arrays[n] = self._np.to_array(self.inits[n])
+        return self._arrays[n]
+
+    def is_const(self, t: str) -> bool:
+        return t in self.inits or t in self.constants
+
+    def storage(self, t: str) -> str:
+        """The tensor that really holds ``t`` once QDQ is fused: a DQ output is its int8 input."""
+        seen = 0
+        while t in self.producer and self.producer[t].op_type == "DequantizeLinear" and seen < 4:
+            t = self.producer[t].input[0]
+            seen += 1
+        return t
+
+    def stored_output(self, t: str) -> str:
+        users = self.consumers.get(t, [])
+        if len(users) == 1 and users[0].op_type == "QuantizeLinear":
+            return str(users[0].output[0])
+        return t
+
+    def nbytes(self, t: str) -> int:
+        if t in self.inits:
+            return int(np.ceil(_elements(self.shapes[t]) * dtype_bytes(self.dtypes[t])))
+        return int(np.ceil(_elements(self.shapes.get(t, (1,))) * dtype_bytes(self.dtypes.get(t, "float32"))))
+
+    def const_root(self, t: str) -> str | None:
+        """The initializer behind a weight input (through DQ, Clip and friends of a QCDQ chain)."""
+        for _ in range(6):
+            if t in self.inits:
+                return t
+            n = self.producer.get(t)
+            if n is None or n.op_type not in ("DequantizeLinear", "QuantizeLinear", "Clip", "Cast", "Identity"):
+                return None
+            t = n.input[0]
+        return None
+
+
+def _onnx_op(k: int, node: Any, ix: _OnnxIndex, seen_params: set[str], bits: int | None
+             ) -> tuple[OpStats, list[str], list[str]]:
+    """One (QDQ-folded) node's statistics, its variable inputs and its stored outputs."""
+    shapes, dtypes = ix.shapes, ix.dtypes
+    out_elems = sum(_elements(shapes.get(o, (1,))) for o in node.output if o)
+    w_name = ix.const_root(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    weight = ix.array(w_name) if w_name is not None else None
+    macs = _onnx_macs(node, out_elems, shapes, weight)
+    ins = [ix.storage(i) for i in node.input if i]
+    variable = [i for i in ins if not ix.is_const(i) and ix.const_root(i) is None]
+    outs = [ix.stored_output(o) for o in node.output if o]
+    params = 0
+    for i in node.input:
+        root = ix.const_root(i) if i else None
+        if root is not None and root not in seen_params:
+            seen_params.add(root)
+            params += ix.nbytes(root)
+    if macs:
+        elem = out_elems
+    elif node.op_type in _DATA_MOVEMENT:
+        elem = 0
+    elif node.op_type in _REDUCTIONS:
+        elem = sum(_elements(shapes.get(i, (1,))) for i in variable[:1])
+    else:
+        elem = out_elems * _PER_ELEMENT_COST.get(node.op_type, 1)
+    data_dtype = dtypes.get(variable[0], "float32") if variable else "float32"
+    if macs and weight is not None and weight.dtype in (np.int8, np.uint8) and data_dtype in ("int8", "uint8"):
+        dtype = "int4" if bits == 4 else "int8"
+    elif macs and bits == 4:
+        dtype = "int4"  # QCDQ 4-bit weights stored as clipped floats: int8 kernels after fusion
+    else:
+        dtype = data_dtype
+    stats = OpStats(
+        index=k, op=node.op_type, dtype=dtype, macs=int(macs), elementwise=int(elem), param_bytes=int(params),
+        act_in_bytes=sum(ix.nbytes(i) for i in variable), act_out_bytes=sum(ix.nbytes(o) for o in outs),
+        out_shape=shapes.get(node.output[0], ()) if node.output else (),
+    )
+    return stats, variable, outs
+
+
 def profile_onnx(data: bytes, name: str = "model", bits: int | None = None) -> GraphProfile:
     """Walk an ONNX graph in node order (needs ``onnx``, a host extra); QDQ pairs are folded."""
     from kasmina_edge.contracts.optional import require
@@ -398,130 +505,19 @@ def profile_onnx(data: bytes, name: str = "model", bits: int | None = None) -> G
     except Exception as exc:  # DecodeError, ValidationError, ...: all mean "not an ONNX graph we can read"
         raise GraphError(f"{name}: not a readable ONNX model ({type(exc).__name__})") from None
     g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    init_arrays: dict[str, np.ndarray] = {}
-
-    def array(n: str) -> np.ndarray:
-        if n not in init_arrays:
-            init_arrays[n] = numpy_helper.to_array(inits[n])
-        return init_arrays[n]
-
-    constants: dict[str, np.ndarray] = {}
-    for node in g.node:
-        if node.op_type == "Constant" and node.output:
-            for a in node.attribute:
-                if a.name == "value":
-                    constants[node.output[0]] = numpy_helper.to_array(a.t)
-    shapes: dict[str, tuple[int, ...]] = {}
-    dtypes: dict[str, str] = {}
-    for v in [*g.input, *g.value_info, *g.output]:
-        tt = v.type.tensor_type
-        shapes[v.name] = tuple(d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim)
-        dtypes[v.name] = _ONNX_DTYPES.get(tt.elem_type, "float32")
-    for n_, init in inits.items():
-        shapes[n_] = tuple(int(d) for d in init.dims)
-        dtypes[n_] = _ONNX_DTYPES.get(init.data_type, "float32")
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-
-    def is_const(t: str) -> bool:
-        return t in inits or t in constants
-
-    def storage(t: str) -> str:
-        """The tensor that really holds ``t`` once QDQ is fused: a DQ output is its int8 input."""
-        seen = 0
-        while t in producer and producer[t].op_type == "DequantizeLinear" and seen < 4:
-            t = producer[t].input[0]
-            seen += 1
-        return t
-
-    def stored_output(t: str) -> str:
-        users = consumers.get(t, [])
-        if len(users) == 1 and users[0].op_type == "QuantizeLinear":
-            return str(users[0].output[0])
-        return t
-
-    def nbytes(t: str) -> int:
-        if t in inits:
-            return int(np.ceil(_elements(shapes[t]) * dtype_bytes(dtypes[t])))
-        return int(np.ceil(_elements(shapes.get(t, (1,))) * dtype_bytes(dtypes.get(t, "float32"))))
-
-    def const_root(t: str) -> str | None:
-        """The initializer behind a weight input (through DQ, Clip and friends of a QCDQ chain)."""
-        for _ in range(6):
-            if t in inits:
-                return t
-            n = producer.get(t)
-            if n is None or n.op_type not in (
-                "DequantizeLinear",
-                "QuantizeLinear",
-                "Clip",
-                "Cast",
-                "Identity",
-            ):
-                return None
-            t = n.input[0]
-        return None
-
+    ix = _OnnxIndex(g, numpy_helper)
     real = [n for n in g.node if n.op_type not in _QDQ and n.op_type not in _SHAPE_ONLY]
     seen_params: set[str] = set()
     stats: list[OpStats] = []
     op_inputs: list[list[str]] = []
     op_outputs: list[list[str]] = []
     for k, node in enumerate(real):
-        out_elems = sum(_elements(shapes.get(o, (1,))) for o in node.output if o)
-        w_name = const_root(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-        weight = array(w_name) if w_name is not None else None
-        macs = _onnx_macs(node, out_elems, shapes, weight)
-        ins = [storage(i) for i in node.input if i]
-        variable = [i for i in ins if not is_const(i) and const_root(i) is None]
-        outs = [stored_output(o) for o in node.output if o]
-        params = 0
-        for i in node.input:
-            root = const_root(i) if i else None
-            if root is not None and root not in seen_params:
-                seen_params.add(root)
-                params += nbytes(root)
-        if macs:
-            elem = out_elems
-        elif node.op_type in _DATA_MOVEMENT:
-            elem = 0
-        elif node.op_type in _REDUCTIONS:
-            elem = sum(_elements(shapes.get(i, (1,))) for i in variable[:1])
-        else:
-            elem = out_elems * _PER_ELEMENT_COST.get(node.op_type, 1)
-        data_dtype = dtypes.get(variable[0], "float32") if variable else "float32"
-        if (
-            macs
-            and weight is not None
-            and weight.dtype in (np.int8, np.uint8)
-            and data_dtype in ("int8", "uint8")
-        ):
-            dtype = "int4" if bits == 4 else "int8"
-        elif macs and bits == 4:
-            dtype = "int4"  # QCDQ 4-bit weights stored as clipped floats: int8 kernels after fusion
-        else:
-            dtype = data_dtype
-        stats.append(
-            OpStats(
-                index=k,
-                op=node.op_type,
-                dtype=dtype,
-                macs=int(macs),
-                elementwise=int(elem),
-                param_bytes=int(params),
-                act_in_bytes=sum(nbytes(i) for i in variable),
-                act_out_bytes=sum(nbytes(o) for o in outs),
-                out_shape=shapes.get(node.output[0], ()) if node.output else (),
-            )
-        )
+        op, variable, outs = _onnx_op(k, node, ix, seen_params, bits)
+        stats.append(op)
         op_inputs.append(variable)
         op_outputs.append(outs)
-    graph_in = [storage(stored_output(i.name)) for i in g.input if i.name not in inits]
-    graph_out = [storage(o.name) for o in g.output]
+    graph_in = [ix.storage(ix.stored_output(i.name)) for i in g.input if i.name not in ix.inits]
+    graph_out = [ix.storage(o.name) for o in g.output]
     index = {
         t: k for k, t in enumerate(dict.fromkeys([*graph_in, *sum(op_inputs, []), *sum(op_outputs, [])]))
     }
@@ -534,9 +530,9 @@ def profile_onnx(data: bytes, name: str = "model", bits: int | None = None) -> G
     )
     names = {k: t for t, k in index.items()}
     lives = [
-        TensorLife(k, names[k], nbytes(names[k]), a, b)
+        TensorLife(k, names[k], ix.nbytes(names[k]), a, b)
         for k, (a, b) in sorted(spans.items())
-        if nbytes(names[k])
+        if ix.nbytes(names[k])
     ]
     notes = (
         ["QDQ pairs folded into the ops they quantize (as ONNX Runtime fuses them)"]
@@ -547,11 +543,11 @@ def profile_onnx(data: bytes, name: str = "model", bits: int | None = None) -> G
         name=name,
         format="onnx",
         ops=stats,
-        param_bytes=sum(nbytes(n_) for n_ in inits),
-        input_bytes=sum(nbytes(i.name) for i in g.input if i.name not in inits),
-        output_bytes=sum(nbytes(o.name) for o in g.output),
+        param_bytes=sum(ix.nbytes(n_) for n_ in ix.inits),
+        input_bytes=sum(ix.nbytes(i.name) for i in g.input if i.name not in ix.inits),
+        output_bytes=sum(ix.nbytes(o.name) for o in g.output),
         plan=greedy_plan(lives),
-        tensors=len(index) + len(inits),
+        tensors=len(index) + len(ix.inits),
         inputs=len(graph_in),
         outputs=len(graph_out),
         size_bytes=len(data),
