@@ -218,10 +218,13 @@ class Services:
         return str(self.broker.url)
 
     def close(self) -> None:
+        import shutil
+
         if self.broker is not None:
             self.broker.stop()
         if self.pg is not None:
             self.pg.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def fleet_run(url: str, store: str, devices: int, minutes: float, link: str, speed: float, home: Path) -> dict[str, Any]:
