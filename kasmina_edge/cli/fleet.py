@@ -195,5 +195,60 @@ def status(
     con.print(table)
 
 
+@app.command("retention")
+def retention(
+    days: float = typer.Option(..., "--days", help="Delete what was stored more than this many days ago.",
+                               callback=checks.non_negative),
+    store: str = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP),
+    as_json: bool = json_option(),
+) -> None:
+    """Retention: delete telemetry, lifecycle, alerts, strips and reports stored more than N days ago."""
+    require_server("the store")
+    from kasmina_edge.net.store import open_store
+
+    st = open_store(store)
+    try:
+        deleted = st.purge_older_than(days)
+    finally:
+        st.close()
+    _done(as_json, {"store": store, "older_than_days": days, "deleted": deleted}, f"older than {days:g} days")
+
+
+@app.command("erase")
+def erase(
+    device: str = typer.Option(None, "--device", help="Erase every row of this device."),
+    patient: str = typer.Option(None, "--patient", help="Erase every row of every device assigned to this patient."),
+    assign: str = typer.Option(None, "--assign", help="Instead: assign --device to this patient (for later erasure)."),
+    store: str = typer.Option(DEFAULT_STORE, "--store", help=STORE_HELP),
+    as_json: bool = json_option(),
+) -> None:
+    """Erasure (a data subject's request): every stored row of one device or of one patient's devices."""
+    if (device is None) == (patient is None) or (assign is not None and device is None):
+        raise KasminaError("give exactly one of --device or --patient (--assign goes with --device)")
+    require_server("the store")
+    from kasmina_edge.net.store import open_store
+
+    st = open_store(store)
+    try:
+        if assign is not None:
+            st.assign_patient(device, assign)
+            _done(as_json, {"store": store, "device": device, "patient": assign}, f"{device} assigned to {assign}")
+            return
+        deleted = st.erase_device(device) if device is not None else st.erase_patient(patient)
+    finally:
+        st.close()
+    who = f"device {device}" if device is not None else f"patient {patient}"
+    _done(as_json, {"store": store, "erased": who, "deleted": deleted}, who)
+
+
+def _done(as_json: bool, data: dict[str, Any], what: str) -> None:
+    if as_json:
+        emit(data)
+        return
+    deleted = data.get("deleted")
+    rows = sum(deleted.values()) if isinstance(deleted, dict) else 0
+    human(as_json).print(f"{what}: {rows:,} rows deleted" if deleted is not None else what)
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="fleet")

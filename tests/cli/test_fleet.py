@@ -90,7 +90,9 @@ def _manifest(version: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("canary_fails", [True, False], ids=["canary-fails", "all-pass"])
+@pytest.mark.parametrize(
+    "canary_fails", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["canary-fails", "all-pass"]
+)
 def test_a_rollout_halts_when_the_canary_fails_and_completes_when_it_passes(
     kasmina: Any, home: Path, broker: Mosquitto, monitor: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     canary_fails: bool,
@@ -140,3 +142,30 @@ def test_a_rollout_halts_when_the_canary_fails_and_completes_when_it_passes(
         state = dev.state()
         assert state["active"] == "a" and state["version_counter"] == 1, (name, state)
         assert (dev.storage.root / "ota" / "state.json").exists() == (name in ("dev000", "dev001"))
+
+
+def test_retention_and_erasure_from_the_command_line(kasmina: Any, tmp_path: Path) -> None:
+    from kasmina_edge.contracts import codec
+    from kasmina_edge.contracts.telemetry import AnomalyEvent, AnomalyKind, Severity
+    from kasmina_edge.net.store import open_store
+
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    st = open_store(url)
+    rec = codec.to_dict(AnomalyEvent(0, 1_800_000_000, AnomalyKind.VT_RUN, Severity.CRITICAL, 0, 900, 0.9))
+    for device in ("a", "b"):
+        for i in range(3):
+            st.write({"fleet": "f", "device": device, "fseq": i, "kind": "anomaly", "record": rec, "link": "wifi"})
+    st.close()
+    out = kasmina("fleet", "retention", "--days", "30", "--store", url, "--json")
+    assert out.code == 0 and json.loads(out.out)["deleted"]["records"] == 0  # all stored just now
+    assert kasmina("fleet", "erase", "--device", "a", "--assign", "p-1", "--store", url).code == 0
+    out = kasmina("fleet", "erase", "--patient", "p-1", "--store", url, "--json")
+    assert out.code == 0 and json.loads(out.out)["deleted"] == {
+        "records": 3, "lifecycle": 0, "alerts": 3, "strips": 0, "reports": 0, "bad_messages": 0, "devices": 1}
+    st = open_store(url)
+    assert st.fseqs("a") == [] and st.fseqs("b") == [0, 1, 2]
+    st.close()
+    bad = kasmina("fleet", "erase", "--store", url)
+    assert bad.code == 2 and "exactly one of --device or --patient" in bad.err
+    bad = kasmina("fleet", "erase", "--device", "zz", "--assign", "p", "--store", url)
+    assert bad.code == 2 and "not in the store" in bad.err
