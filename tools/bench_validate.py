@@ -2,7 +2,8 @@
 each stage streamed (multiples of real time). Prints a table, writes JSON.
 
     .venv/bin/python tools/bench_validate.py --bundle bundle.kedge --keys ~/.config/kasmina-edge/keys \
-        --data wfdb:../shared/data/mitdb --records 100 [--plan plan.toml] [--json runs/bench_validate.json]
+        --data wfdb:../shared/data/mitdb --records 100 [--kernels seed-100.kedge] [--plan plan.toml] \
+        [--json runs/bench_validate.json]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ STAGES = ("artifacts", "accuracy", "robustness", "device", "faults")
 def _streamed_s(name: str, metrics: dict, record_s: float, kernels: int, conditions: int, plan) -> float:  # type: ignore[no-untyped-def]
     """Seconds of ECG each stage pushed through a runtime (to state its speed as a multiple of real time)."""
     if name == "accuracy":
-        return record_s * (2 + kernels)  # base, device, each kernel forced live
+        return record_s * (2 + kernels)  # base, device, each kernel group forced live
     if name == "robustness":
         return record_s * 2 * conditions  # base and device per condition
     if name == "device":
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--data", default="wfdb:../shared/data/mitdb")
     ap.add_argument("--records", default="100")
     ap.add_argument("--plan", type=Path, default=None)
+    ap.add_argument("--kernels", type=Path, action="append", default=[], help="a kernel-only bundle on the base")
     ap.add_argument("--json", type=Path, default=Path("runs/bench_validate.json"))
     args = ap.parse_args()
 
@@ -52,12 +54,14 @@ def main() -> None:
     refs = resolve_records(args.data, args.records)[:1]
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
         ctx = ValidationContext(bundle_path=args.bundle, plan=plan, records=refs, workdir=Path(tmp), keys=args.keys,
-                                say=lambda m: con.print(f"[dim]{m}[/]"))
+                                kernel_paths=args.kernels, say=lambda m: con.print(f"[dim]{m}[/]"))
         t0 = time.perf_counter()
         run = run_stages(ctx, keep_going=True, only=set(STAGES))
         total = time.perf_counter() - t0
         record_s = ctx.record(refs[0]).seconds
-        kernels = len(ctx.image.kernels) if ctx.image is not None else 0
+        from kasmina_edge.validate.device_run import kernel_groups
+
+        kernels = len(kernel_groups(ctx.image)) if ctx.image is not None else 0
     conditions = len(plan.robustness.noise) * len(plan.robustness.snr_db) + int(plan.robustness.lead_change)
     rows = []
     for s in run.stages:
