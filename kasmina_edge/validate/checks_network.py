@@ -8,6 +8,7 @@ from kasmina_edge.validate.check_result import CheckResult, check
 
 DEVICE_TOPICS = ("telemetry", "status", "cmd", "ota", "ack")
 TLS_SCHEMES = ("mqtts", "ssl", "wss")
+OPERATOR_USERS = frozenset({"operator"})  # the shipped ACL's fleet operator: reads every device, writes commands
 
 
 def default_acl() -> Path:
@@ -54,8 +55,9 @@ def mqtt_acl_check(acl: Path | None) -> CheckResult:
                 device_rules += 1
         elif user is None:
             problems.append(f"{where}: topic {access} {topic} applies to anonymous clients")
-        elif _open_to_all(topic) and "write" in access and user != "operator":
-            problems.append(f"{where}: user {user} may write {topic}: every device's topics")
+        elif user not in OPERATOR_USERS and (_open_to_all(topic) or (len(levels) > 2 and levels[2] in ("+", "#"))):
+            verb = "write" if "write" in access else "read"
+            problems.append(f"{where}: user {user} may {verb} {topic}: every device's topics")
     if not device_rules and not problems:
         problems.append(f"{acl}: no per-device pattern (kasmina/+/%u/...): devices are not confined")
     if problems:
