@@ -186,5 +186,7 @@ def certify(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="validate", help="Validate a bundle through staged checks against recorded data.")(validate)
-    app.command(name="certify", help="Compliance checklist on a bundle, logs and configuration.")(certify)
+    app.command(name="validate", help="Validate a bundle through stages 0-6 (artifacts, accuracy, robustness, device, "
+                "faults, fleet, certification) with a plan's pass criteria; exit 1 when a stage fails.")(validate)
+    app.command(name="certify", help="Compliance checklist on a bundle, logs and configuration, each check mapped to "
+                "a HIPAA / GDPR / IEC requirement (a checklist tool, not a certification); exit 1 when one fails.")(certify)
