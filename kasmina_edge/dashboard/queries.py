@@ -32,12 +32,13 @@ def fleet(engine: Engine) -> list[dict[str, Any]]:
                 select(alerts.c.device, func.count()).where(alerts.c.severity == "critical").group_by(alerts.c.device)
             ).all()
         )
-        last_alert = {
-            d: k
-            for d, k, _ in conn.execute(
-                select(alerts.c.device, alerts.c.kind, func.max(alerts.c.ts)).group_by(alerts.c.device, alerts.c.kind)
-            ).all()
-        }
+        newest: dict[str, tuple[float, str]] = {}  # device -> (time, kind) of its latest alert
+        for d, k, ts in conn.execute(
+            select(alerts.c.device, alerts.c.kind, func.max(alerts.c.ts)).group_by(alerts.c.device, alerts.c.kind)
+        ).all():
+            if d not in newest or (ts or 0.0) > newest[d][0]:
+                newest[d] = (ts or 0.0, k)
+        last_alert = {d: k for d, (_, k) in newest.items()}
     return [
         {
             "device": d["device"],
