@@ -16,7 +16,8 @@ The configuration (``--config FILE``, TOML)::
     [audit]
     keys = { "operator.jsonl" = "keys/operator-audit.key" }   # audit log -> its key, where not beside it
     [store]
-    monitor = "monitor.jsonl"                    # the monitor's store, for --erase
+    monitor = "monitor.jsonl"                    # the monitor's store, for --erase and retention
+    retention_days = 365                         # no record older than this (0: not checked)
     [patients]
     "P-001" = ["patch-01"]                       # a patient's devices (default: the device of that name)
     [data]
@@ -62,6 +63,7 @@ class AuditConfig(_Strict):
 
 class StoreConfig(_Strict):
     monitor: str = ""
+    retention_days: float = Field(default=0.0, ge=0.0)
 
 
 class DataConfig(_Strict):
@@ -159,6 +161,7 @@ def run_checks(inp: CertifyInputs) -> CertifyReport:
         checks_network.mqtt_acl_check(acl),
         checks_network.tls_check(cfg.mqtt.brokers, conf),
         checks_trust.keys_private_check(_key_paths(inp)),
+        erase.retention_check(store.path if store else None, cfg.store.retention_days),
         erase.erasure_check(store, inp.erase, devices),
         sbom.sbom_check(inp.sbom_out),
         sbom.data_licences_check(_data_folders(inp)),

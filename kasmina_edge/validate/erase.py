@@ -1,4 +1,5 @@
-"""Erasure of one patient's data from the monitor's store (GDPR Art. 17), proved by scanning it again.
+"""Retention and erasure of patients' data in the monitor's store: nothing kept past the retention period
+(GDPR Art. 5(1)(e)), and one patient's data erased on request (Art. 17), proved by scanning it again.
 
 Behind :class:`PatientStore`, so the same proof runs on another store: :class:`JsonlMonitorStore` is the
 monitor's JSON-lines store (``net.monitor.JsonlStore``: one record per line, each naming its ``device``). A
@@ -74,3 +75,34 @@ def erasure_check(store: PatientStore | None, patient: str | None, devices: set[
         return check("erasure", "fail", f"patient {patient}: {after} record(s) still in the store after erasing")
     return check("erasure", "pass", f"patient {patient} (device(s) {', '.join(sorted(devices))}): {removed} record(s) "
                  f"erased of {before}; a re-scan finds 0")
+
+
+def retention_check(store: Path | None, retention_days: float, now: float | None = None) -> CheckResult:
+    """No record in the store older than ``retention_days`` (by each record's own Unix timestamp)."""
+    import time
+
+    if not retention_days:
+        return check("retention", "skipped", "no retention period configured ([store] retention_days)")
+    if store is None or not store.exists():
+        return check("retention", "fail", f"retention of {retention_days:g} days set but no monitor store to check "
+                     f"({store or '[store] monitor'})")
+    limit = (time.time() if now is None else now) - retention_days * 86400.0
+    old, dated, oldest = 0, 0, None
+    for line in store.read_text(encoding="utf-8").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        rec = obj.get("record") if isinstance(obj, dict) else None
+        ts = rec.get("timestamp") if isinstance(rec, dict) else None
+        if not isinstance(ts, int | float) or ts < 1e9:  # not a Unix time: cannot be judged
+            continue
+        dated += 1
+        if ts < limit:
+            old += 1
+            oldest = ts if oldest is None else min(oldest, ts)
+    if old:
+        when = time.strftime("%Y-%m-%d", time.gmtime(oldest or 0))
+        return check("retention", "fail", f"{old} of {dated} record(s) in {store.name} older than {retention_days:g} "
+                     f"days (oldest {when})")
+    return check("retention", "pass", f"{dated} dated record(s) in {store.name}, none older than {retention_days:g} days")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def make_setup(root: Path, bundle: Path, bundle_keys: Path) -> Setup:
     seal_file(run, load_or_create_key(root / "secure" / "logs.key"))
     device_audit = _signed_command_logs(logs)
     store = root / "monitor.jsonl"
-    store.write_text("".join(json.dumps({"device": d, "fseq": i, "kind": "beat_counts", "record": {"n": i}}) + "\n"
+    now = int(time.time())
+    store.write_text("".join(json.dumps({"device": d, "fseq": i, "kind": "beat_counts",
+                                         "record": {"n": i, "timestamp": now - 3600 * (i + 1)}}) + "\n"
                              for i in range(6) for d in (DEVICE, "patch-02")))
     data = root / "data"
     data.mkdir()
@@ -67,6 +70,7 @@ def make_setup(root: Path, bundle: Path, bundle_keys: Path) -> Setup:
 brokers = ["mqtts://broker.example:8883"]
 [store]
 monitor = "monitor.jsonl"
+retention_days = 365
 [patients]
 "P-001" = ["{DEVICE}"]
 [data]

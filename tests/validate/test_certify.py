@@ -115,3 +115,17 @@ def test_a_broker_without_tls_is_caught(setup: Setup) -> None:
 def test_data_without_a_licence_line_is_caught(setup: Setup) -> None:
     (setup.data / "README.md").write_text("Records used.\n")
     assert _by_id(setup)["data-licences"][0] == "fail"
+
+
+def test_records_past_the_retention_period_are_caught(setup: Setup) -> None:
+    import time
+
+    now = int(time.time())
+    lines = [{"device": DEVICE, "fseq": 0, "kind": "beat_counts", "record": {"timestamp": now - 400 * 86400}},
+             {"device": DEVICE, "fseq": 1, "kind": "beat_counts", "record": {"timestamp": now - 3600}}]
+    setup.store.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert "retention_days = 365" in setup.config.read_text()
+    status, evidence = _by_id(setup)["retention"]
+    assert status == "fail" and "1 of 2 record(s) in monitor.jsonl older than 365 days" in evidence
+    setup.store.write_text(json.dumps(lines[1]) + "\n")
+    assert _by_id(setup)["retention"][0] == "pass"
