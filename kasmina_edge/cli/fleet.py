@@ -52,6 +52,9 @@ def up(
     fail_probation: str = typer.Option(
         "", "--fail-probation", help="Emulation: comma-separated devices that fail probation of any update."
     ),
+    ecg: str = typer.Option(
+        None, "--ecg", help="Replay a recorded ECG's labelled beats (wfdb:PATH, csv:PATH) instead of the synthetic mix."
+    ),
     report: Path = typer.Option(None, "--report", help="Write every device's figures and delivered sequence numbers."),
     as_json: bool = json_option(),
 ) -> None:
@@ -61,7 +64,7 @@ def up(
     con = human(as_json)
     checks.broker_reachable(mqtt)
     spec = FleetSpec(devices, link, mqtt, minutes * 60.0, fleet=fleet, home=home, speed=speed, processes=processes,
-                     base_bundle=base, keys=keys,
+                     base_bundle=base, keys=keys, ecg=ecg,
                      fail_probation=tuple(n for n in fail_probation.split(",") if n))  # fmt: skip
     con.print(f"fleet: {devices} devices on {link} in {len(spec.groups())} processes, {minutes:g} min at "
               f"{speed:g}x simulated time, broker {mqtt}; Ctrl-C stops them cleanly")  # fmt: skip

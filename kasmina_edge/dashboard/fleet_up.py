@@ -42,6 +42,7 @@ class FleetSpec:
     base_bundle: Path | None = None  # devices take OTA updates: flashed with this bundle first
     keys: Path | None = None  # the bundle signer's public key (the devices' trust anchor)
     fail_probation: tuple[str, ...] = ()  # emulated units that fail probation of any update
+    ecg: str | None = None  # a recorded ECG (wfdb:PATH, csv:PATH) instead of the synthetic arrhythmia mix
 
     def names(self) -> list[str]:
         width = max(3, len(str(self.devices - 1)))
@@ -62,9 +63,21 @@ def check_spec(spec: FleetSpec) -> None:
     if spec.seconds <= 0 or spec.speed <= 0:
         raise FleetError("--minutes and --speed must be > 0")
     catalog.network(spec.link)  # names the known links when it is not one
+    if spec.ecg is not None:
+        ecg_record(spec.ecg, 0)  # a source that does not open, or has no beat labels, fails here, not in a worker
     if spec.base_bundle is not None and not spec.base_bundle.is_file():
         raise FleetError(f"--base {spec.base_bundle}: no such bundle")
     BrokerUrl.parse(spec.mqtt)
+
+
+def ecg_record(spec: str, index: int) -> Any:
+    """The record a worker replays: ``spec`` opened (its beat labels drive the devices), or the synthetic mix."""
+    from kasmina_edge.ecg.sources import open_source
+
+    record = open_source(spec).record()
+    if record is None or record.beats is None or not len(record.beats):
+        raise FleetError(f"--ecg {spec}: the record has no beat annotations to replay")
+    return record
 
 
 def _run_group(spec: FleetSpec, names: list[str], index: int, out: str) -> None:
@@ -72,7 +85,7 @@ def _run_group(spec: FleetSpec, names: list[str], index: int, out: str) -> None:
     from kasmina_edge.dashboard.emulated import FleetDevice, fleet_record
     from kasmina_edge.net.mqtt import MqttDeviceTransport
 
-    record = fleet_record(seed=index)
+    record = ecg_record(spec.ecg, index) if spec.ecg else fleet_record(seed=index)
     devices: list[FleetDevice] = []
     stop_file = spec.home / "STOP"
     try:

@@ -22,6 +22,7 @@ from kasmina_edge.contracts.telemetry import (
 
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
+
 from kasmina_edge.dashboard import queries  # noqa: E402
 from kasmina_edge.net.store import open_store  # noqa: E402
 
@@ -34,8 +35,8 @@ def rec(device: str, fseq: int, record: Any) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> Any:
-    st = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+def store(store_url: str) -> Any:
+    st = open_store(store_url)
     rows = [
         rec("a", 0, BeatCounts(0, T0, 60, 70, 2, 1, 0, 0)),
         rec("a", 1, BeatCounts(0, T0 + 60, 60, 65, 0, 4, 1, 2)),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dashboard"))
 
-from pg_cluster import PgCluster  # noqa: E402
+import pg_cluster  # noqa: E402
 
 from kasmina_edge.contracts import codec  # noqa: E402
 from kasmina_edge.contracts.lifecycle import Gate, Stage  # noqa: E402
@@ -34,26 +33,13 @@ from kasmina_edge.net import topics  # noqa: E402
 from kasmina_edge.net.monitor import Monitor, read_store  # noqa: E402
 from kasmina_edge.net.packet import Packet, SeqRecord, Uplink, encode_packet  # noqa: E402
 
+# the fixtures: a throwaway PostgreSQL cluster for the session, and each test on SQLite and on PostgreSQL
+pg = pg_cluster.pg
+store_url = pg_cluster.store_url
 sqlalchemy = pytest.importorskip("sqlalchemy", reason="the server extra (sqlalchemy) is not installed")
 store_mod = pytest.importorskip("kasmina_edge.net.store")
 
 T0 = 1_800_000_000
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgCluster]:
-    cluster = PgCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    return request.getfixturevalue("pg").new_database()  # type: ignore[no-any-return]
 
 
 def anomaly(i: int) -> AnomalyEvent:
