@@ -169,3 +169,22 @@ def test_retention_and_erasure_from_the_command_line(kasmina: Any, tmp_path: Pat
     assert bad.code == 2 and "exactly one of --device or --patient" in bad.err
     bad = kasmina("fleet", "erase", "--device", "zz", "--assign", "p", "--store", url)
     assert bad.code == 2 and "not in the store" in bad.err
+
+
+def test_bad_fleet_input_is_one_line(kasmina: Any, broker: Mosquitto, tmp_path: Path) -> None:
+    bundle = tmp_path / "b.kedge"
+    bundle.write_bytes(b"not a bundle")
+    store = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    cases = [
+        (["up", "--link", "lorawan-mars", "--mqtt", broker.url], "lorawan-mars"),
+        (["up", "--devices", "0", "--mqtt", broker.url], "--devices"),
+        (["rollout", str(bundle), "--mqtt", broker.url, "--canary", "150%", "--store", store], "--canary"),
+        (["rollout", str(bundle), "--mqtt", broker.url, "--halt-on", "crashes>1", "--store", store], "--halt-on"),
+        (["rollout", str(bundle), "--mqtt", broker.url, "--store", store], "no devices to update"),
+        (["rollout", str(tmp_path / "none.kedge"), "--mqtt", broker.url], "none.kedge"),
+        (["status", "--store", "mysql://x@h/db"], "only sqlite"),
+    ]
+    for args, message in cases:
+        out = kasmina("fleet", *args)
+        assert out.code == 2, (args, out.out, out.err)
+        assert len(out.err_lines) == 1 and message in out.err, (args, out.err)
