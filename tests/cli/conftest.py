@@ -35,6 +35,15 @@ class Outcome:
         return [ln for ln in self.err.splitlines() if ln.strip()]
 
 
+@pytest.fixture(autouse=True)
+def _human_output() -> None:
+    """Each test starts in human mode: the --json mode is module state in cli.common, and an in-process run that
+    stopped on an error under --json would otherwise leave it on for the next test's sub-app."""
+    from kasmina_edge.cli import common
+
+    common.set_json_mode(False)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh KASMINA_HOME (and no per-place variables from the environment), cwd in tmp_path/work."""
