@@ -44,3 +44,4 @@ def test_a_base_bundle_given_as_kernels_fails_stage_0(good_bundle: Path, records
     run = _run(good_bundle, records, plan_file, keys, tmp_path / "w", [good_bundle])
     s0 = stage(run, "artifacts")
     assert s0.status == "fail" and "a full bundle, not a kernel-only one" in s0.reason
+
