@@ -46,6 +46,15 @@ class ValidationContext:
     def devices_dir(self) -> Path:
         return self.workdir / "devices"
 
+    def reset_scratch(self) -> None:
+        """Empty this run's emulated devices and logs (a --workdir kept from an earlier run holds flashed devices
+        that would refuse the same bundle as not newer, and logs certify would scan as this run's)."""
+        import shutil
+
+        for folder in (self.devices_dir, self.logs_dir):
+            if folder.exists():
+                shutil.rmtree(folder)
+
     def hardware(self) -> HardwareProfile:
         from kasmina_edge.core.catalog import hardware
 

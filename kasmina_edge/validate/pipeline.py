@@ -50,6 +50,7 @@ class ValidationRun:
 def run_stages(ctx: ValidationContext, *, keep_going: bool = False, only: set[str] | None = None) -> ValidationRun:
     """Run the stages (``only``: these names, stage 0 always) in order."""
     out = ValidationRun()
+    ctx.reset_scratch()
     t_all = time.perf_counter()
     stopped: StageResult | None = None
     for index, name, fn in STAGES:

@@ -94,3 +94,12 @@ def test_noise_from_a_folder_the_user_names(kasmina, vfiles: dict[str, Path], tm
     out = kasmina("validate", str(vfiles["good"]), "--data", f"wfdb:{vfiles['records']}", "--keys", str(vfiles["keys"]),
                   "--plan", str(vfiles["plan"]), "--stages", "robustness", "--noise", str(tmp_path))
     assert out.code == 2 and f"noise record {tmp_path}/ma.hea not found" in out.err
+
+
+def test_a_kept_workdir_can_be_used_again(kasmina, vfiles: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    args = ["validate", str(vfiles["good"]), "--data", f"wfdb:{vfiles['records']}", "--keys", str(vfiles["keys"]),
+            "--plan", str(vfiles["plan"]), "--stages", "device", "--workdir", str(tmp_path / "w")]
+    assert kasmina(*args).code == 0
+    again = kasmina(*args)  # the emulated device flashed the first time is gone: no "not newer" refusal
+    assert again.code == 0, again.err
+    assert (tmp_path / "w" / "logs" / "device-run.jsonl.enc").exists()
