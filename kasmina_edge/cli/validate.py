@@ -100,7 +100,7 @@ def validate(
                                "noise records, e.g. ma, bw; default ../shared/data/nstdb).", callback=checks.input_dir),
     keep_going: bool = typer.Option(False, "--keep-going", help="Run every stage even after one failed."),
     stages: str = typer.Option(None, "--stages", help="Only these stages (comma-separated names; artifacts always)."),
-    workdir: Path = typer.Option(None, "--workdir", help="Keep the run's devices and sealed logs here."),
+    workdir: Path = typer.Option(None, "--workdir", help="Keep the run's devices and sealed logs here (its devices/ and logs/ are emptied first)."),
     write_plan: Path = typer.Option(None, "--write-plan", help="Write the shipped plan to this file and stop.",
                                     callback=checks.output_file(".toml")),
     verify_report: Path = typer.Option(None, "--verify-report", help="Check a report's .sig file and stop.",
