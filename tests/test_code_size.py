@@ -24,7 +24,6 @@ BEING_SPLIT: frozenset[str] = frozenset(
     {
         "kasmina_edge/cli/host.py",
         "kasmina_edge/cli/host.py::run_train",
-        "kasmina_edge/profiler/graph.py::profile_onnx",
         "kasmina_edge/net/migrations/versions/0001_initial.py::upgrade",  # the store's schema
     }
 )
