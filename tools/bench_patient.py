@@ -244,12 +244,13 @@ def device_path(r: str, fold_dir: Path, ckpt_path: Path, record: Any, res: dict[
                 work: Path, cfg: Any) -> dict[str, Any]:  # fmt: skip
     """Base bundle → emulator; morph --patient → kernel-only bundle → flash → run from minute 5; timed."""
     from kasmina_edge.cli.device import run_device, run_flash
-    from kasmina_edge.cli.host import run_morph_patient
+    from kasmina_edge.compile.patient_bundle import device_site_ranges, patient_bundle
     from kasmina_edge.compile.pipeline import BuildRequest, build
     from kasmina_edge.ecg.dataset import beats_from_record
     from kasmina_edge.ecg.evaluate import evaluate_record, read_predictions
     from kasmina_edge.host.data import SPEC
     from kasmina_edge.host.patient import classes_of
+    from kasmina_edge.host.patient_run import PatientRequest, morph_patient
 
     quiet = Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115 - the bench prints its own table
     base_bundle = fold_dir / "base-edgetpu.kedge"
@@ -268,19 +269,20 @@ def device_path(r: str, fold_dir: Path, ckpt_path: Path, record: Any, res: dict[
     # the end-to-end path: morph --patient (seed + kernel-only bundle), flash, run until the seed is live
     t_e2e = time.perf_counter()
     seed_bundle = fold_dir / f"seed-{r}.kedge"
-    seed, built = run_morph_patient(quiet, patient=f"wfdb:{DATA / r}", checkpoint=ckpt_path, out=seed_bundle,
-                                    minutes=cfg.minutes, target="edgetpu", base_bundle=base_bundle, keys=keys)  # fmt: skip
+    request = PatientRequest(patient=f"wfdb:{DATA / r}", checkpoint=ckpt_path, out=seed_bundle, minutes=cfg.minutes,
+                             target="edgetpu", base_bundle=base_bundle, keys=keys)  # fmt: skip
+    seed, built = morph_patient(request, device_ranges=device_site_ranges, bundle=patient_bundle)
     morph_s = time.perf_counter() - t_e2e
-    if built is None:  # the CLI's own run of the gates culled it: nothing reaches the device
+    if built is None:  # morph --patient's own run of the gates culled it: nothing reaches the device
         return {"record": r, "outcome": seed.outcome, "morph_patient_s": morph_s, "bundle": None}
     import torch
 
-    torch.set_num_threads(1)  # the CLI takes the cores it finds; the bench stays on one
+    torch.set_num_threads(1)  # morph_patient takes the cores it finds; the bench stays on one
     from kasmina_edge.host.patient import seeded_model
     from kasmina_edge.host.train import load_base
 
     base, _ = load_base(ckpt_path)
-    float_seed_model = seeded_model(base, seed)  # the seed the device got (grown again by the CLI)
+    float_seed_model = seeded_model(base, seed)  # the seed the device got (grown again by morph_patient)
     float_seed = evaluate_model(float_seed_model, res["test"], r, record.fs, start_s)
     t1 = time.perf_counter()
     run_flash(quiet, seed_bundle, dev, keys=keys, devices_root=devices)

@@ -11,35 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import emit, fail, human, json_option
+from kasmina_edge.cli.host_tables import (
+    conditions_table,
+    lifecycle_trace,
+    metrics_json,
+    metrics_table,
+    patient_trace,
+    pct,
+    records_table,
+    results_table,
+    tamiyo_line,
+)
 
 if TYPE_CHECKING:
     from kasmina_edge.host.morph import MorphResult
-    from kasmina_edge.host.records import RecordSplit
-    from kasmina_edge.host.train import ClassMetrics, TrainResult
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None or v != v else f"{100 * v:.1f}"
-
-
-def metrics_table(title: str, m: ClassMetrics) -> Table:
-    from kasmina_edge.ecg.types import AAMI_CLASSES
-
-    t = Table(title=title)
-    t.add_column("class")
-    t.add_column("beats", justify="right")
-    t.add_column("Se %", justify="right")
-    t.add_column("+P %", justify="right")
-    t.add_column("F1 %", justify="right")
-    for i, c in enumerate(AAMI_CLASSES):
-        t.add_row(c, str(int(m.support[i])), _pct(m.se[i]), _pct(m.ppv[i]), _pct(m.f1[i]))
-    t.add_row("[bold]macro-F1", "", "", "", f"[bold]{_pct(m.macro_f1)}")
-    t.add_row("accuracy", "", "", "", _pct(m.accuracy))
-    return t
+    from kasmina_edge.host.train import TrainResult
 
 
 def _progress(con: Console) -> Any:
@@ -65,50 +54,6 @@ def _progress(con: Console) -> Any:
     )  # fmt: skip
 
 
-def records_table(split: RecordSplit) -> Table:
-    """Beats per AAMI class of every record, by side, with each side's total."""
-    from kasmina_edge.ecg.types import AAMI_CLASSES
-
-    leads = {n: s.lead for n, s in split.plan.summaries.items()}
-    mixed = len(set(leads.values())) > 1  # e.g. MIT-BIH 114, whose first lead is V5, not MLII
-    one_lead = "" if mixed else f", lead {next(iter(leads.values()))}"
-    t = Table(title=f"records (patient-wise split){one_lead}")
-    t.add_column("record")
-    t.add_column("side")
-    if mixed:
-        t.add_column("lead")
-    for c in AAMI_CLASSES:
-        t.add_column(c, justify="right")
-    t.add_column("beats", justify="right")
-    for side, names in (("training", split.train_records), ("validation", split.val_records)):
-        for n in names:
-            counts = split.per_record[n].class_counts()
-            lead = [leads[n]] if mixed else []
-            t.add_row(n, side, *lead, *(str(counts[c]) for c in AAMI_CLASSES), str(len(split.per_record[n])))
-        total = split.counts(names)
-        t.add_row(f"[bold]{side}", f"[bold]{len(names)} records", *([""] if mixed else []),
-                  *(f"[bold]{total[c]}" for c in AAMI_CLASSES), f"[bold]{sum(total.values())}",
-                  end_section=True)  # fmt: skip
-    return t
-
-
-def _store_provenance(out: Path, split: RecordSplit, seed: int) -> None:
-    """The data a real-record base was trained on, and the common beats its patient seeds mix in."""
-    from kasmina_edge.host.experiment import load_checkpoint, save_checkpoint
-    from kasmina_edge.host.patient import COMMON_KEY, common_beats, common_beats_to_checkpoint
-    from kasmina_edge.host.train import BASE_KIND
-
-    ckpt = load_checkpoint(out, kind=BASE_KIND)
-    ckpt["data"] = split.plan.spec.text
-    ckpt["data_folder"] = str(split.plan.folder.resolve())  # what --resume compares, wherever it runs from
-    ckpt["data_lead"] = split.plan.lead
-    ckpt["train_records"] = list(split.train_records)
-    ckpt["val_records"] = list(split.val_records)
-    ckpt["record_classes"] = {n: ds.class_counts() for n, ds in split.per_record.items()}
-    ckpt[COMMON_KEY] = common_beats_to_checkpoint(common_beats(split.train, 200, seed=seed))
-    save_checkpoint(out, ckpt)
-
-
 def run_train(
     con: Console,
     *,
@@ -126,112 +71,45 @@ def run_train(
     lead: str = "0",
     skip_unknown_symbols: bool = False,
 ) -> TrainResult:
-    """Train the base: on synthetic patients (``data`` None or "synthetic"), or on the annotated
-    WFDB records of a folder (``data="wfdb:DIR"``), split patient-wise. Every user error is
-    raised before anything is written or trained."""
-    import time
-
-    from kasmina_edge.contracts.errors import KasminaError
-    from kasmina_edge.host.experiment import ExperimentLog
+    """Train the base (host.train_run) with a progress bar and the tables: on synthetic patients (``data``
+    None or "synthetic"), or on the annotated WFDB records of a folder (``data="wfdb:DIR"``), split
+    patient-wise. Every user error is raised before anything is written or trained."""
     from kasmina_edge.host.model import count_host_parameters, count_macs, example_inputs
-    from kasmina_edge.host.records import parse_data_spec, parse_record_names, plan_split, read_split
-    from kasmina_edge.host.train import resolve_train_config, set_threads, synthetic_split, train_base
+    from kasmina_edge.host.train import set_threads
+    from kasmina_edge.host.train_run import TrainOptions, TrainProgress, open_log, plan_training, run_training
 
-    spec = parse_data_spec(data)
-    if spec.synthetic:
-        real_only = [flag for flag, v in (("--records", records), ("--val-records", val_records),
-                     ("--lead", None if lead == "0" else lead), ("--skip-unknown-symbols", skip_unknown_symbols or None))
-                     if v is not None]  # fmt: skip
-        if real_only:
-            raise KasminaError(f"{', '.join(real_only)}: only with real records (--data wfdb:DIR)")
-    else:
-        synth_only = [f"--{k}" for k, v in (("patients", patients), ("minutes", minutes)) if v is not None]
-        if synth_only:
-            raise KasminaError(
-                f"{', '.join(synth_only)}: only for synthetic patients, not with --data {spec.text}"
-            )
-    overrides = {"patients": patients, "minutes": minutes, "epochs": epochs, "seed": seed}
-    cfg, resumed = resolve_train_config(config, resume, overrides, spec.synthetic)
-    if not spec.synthetic and resumed is None:
-        from kasmina_edge.host.train import for_real_records
-
-        cfg = for_real_records(cfg)
-    plan = None
-    if spec.synthetic and resumed is not None and resumed.get("data_folder"):
-        raise KasminaError(f"--resume: the checkpoint was trained on --data {resumed['data']}: give it again")
-    if not spec.synthetic:
-        folder = str(spec.folder.resolve()) if spec.folder is not None else None
-        if resumed is not None and resumed.get("data_folder", folder) != folder:
-            raise KasminaError(
-                f"--resume: the checkpoint was trained on --data {resumed['data']}, not {spec.text}"
-            )
-        try:
-            plan = plan_split(
-                spec, records=parse_record_names(records, "--records"),
-                val_records=parse_record_names(val_records, "--val-records"), seed=cfg.seed, lead=lead,
-                unknown="skip" if skip_unknown_symbols else "error",
-            )  # fmt: skip
-        except KasminaError as exc:
-            from kasmina_edge.host.records import RECORD_SETS
-
-            if "is not in" not in str(exc):
-                raise
-            raise KasminaError(f"{exc}; or a named set: {', '.join(RECORD_SETS)}") from None
-        if resumed is not None and resumed.get("train_records") not in (None, plan.train):
-            raise KasminaError(
-                "--resume: the checkpoint was trained on other records (give the same --records)"
-            )
+    plan = plan_training(TrainOptions(
+        config=config, patients=patients, minutes=minutes, epochs=epochs, seed=seed, out=out, resume=resume, log=log,
+        data=data, records=records, val_records=val_records, lead=lead, skip_unknown_symbols=skip_unknown_symbols,
+    ))  # fmt: skip
+    cfg = plan.cfg
     threads = set_threads()
-    log_path = log or out.with_suffix(".jsonl")
-    xlog = ExperimentLog(
-        log_path, command="train", config={**cfg.to_dict(), "data": spec.text}, seed=cfg.seed,
-        experiment_id=(resumed or {}).get("experiment_id") or None, resumed=resume is not None,
-    )  # fmt: skip
-    if plan is None:
-        what = f"{cfg.patients} synthetic patients × {cfg.minutes:g} min"
-    else:
-        what = f"{len(plan.train)} training + {len(plan.val)} validation records from {spec.text}"
-    con.print(
-        f"experiment {xlog.experiment_id}: {cfg.model} model, {what}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, "
-        f"seed {cfg.seed}, "
-        f"{threads} thread(s)"
-    )
+    xlog = open_log(plan)
+    con.print(f"experiment {xlog.experiment_id}: {cfg.model} model, {plan.describe()}, {cfg.epochs} "
+              f"epoch{'s' * (cfg.epochs != 1)}, seed {cfg.seed}, {threads} thread(s)")  # fmt: skip
     if config != "tiny":
-        con.print(f"[dim]{_duration_note(plan is None)}[/]")
-    t0 = time.perf_counter()
-    split = None
+        con.print(f"[dim]{_duration_note(plan.split is None)}[/]")
     with _progress(con) as prog:
-        if plan is None:
-            task = prog.add_task("synthesizing patients", total=None, info="")
-            synth = synthetic_split(cfg)
-            train_ds, val_ds = synth.train, synth.val
-            train_names, val_names = (
-                [r.name for r in synth.train_records],
-                [r.name for r in synth.val_records],
-            )
-        else:
-            task = prog.add_task("reading records", total=len(plan.train) + len(plan.val), info="")
-            split = read_split(plan, lambda i, n, name: prog.update(task, completed=i, info=name))
-            train_ds, val_ds = split.train, split.val
-            train_names, val_names = split.train_records, split.val_records
-        counts = {c: int((train_ds.labels == i).sum()) for i, c in enumerate("NSVFQ")}
-        finished = {"total": 1, "completed": 1} if split is None else {}
-        prog.update(task, **finished, info=f"{len(train_ds)} train / {len(val_ds)} val beats")
-        n_batches = max(1, (len(train_ds) + cfg.batch_size - 1) // cfg.batch_size)
-        done = int(resumed["epochs_done"]) if resumed is not None else 0
-        bar = prog.add_task(
-            "training", total=n_batches * max(1, cfg.epochs), completed=n_batches * done, info=""
-        )
+        tasks: dict[str, Any] = {}
+
+        def loading(what: str, total: int | None) -> None:
+            tasks["data"] = prog.add_task(what, total=total, info="")
+
+        def loaded(n_train: int, n_val: int, n_batches: int, done: int) -> None:
+            finished = {"total": 1, "completed": 1} if plan.split is None else {}
+            prog.update(tasks["data"], **finished, info=f"{n_train} train / {n_val} val beats")
+            tasks["train"] = prog.add_task("training", total=n_batches * max(1, cfg.epochs),
+                                           completed=n_batches * done, info="")  # fmt: skip
 
         def on_batch(epoch: int, b: int, nb: int, loss: float) -> None:
-            prog.update(bar, completed=epoch * nb + b, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
+            prog.update(tasks["train"], completed=epoch * nb + b, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
 
-        xlog.write("data", source=spec.text, train_beats=len(train_ds), val_beats=len(val_ds), train_classes=counts,
-                   train_patients=train_names, val_patients=val_names)  # fmt: skip
-        result = train_base(cfg, train_ds, val_ds, out=out, resume=resume, log=xlog, on_batch=on_batch)
-    secs = time.perf_counter() - t0
+        progress = TrainProgress(loading, lambda i, n, name: prog.update(tasks["data"], completed=i, info=name),
+                                 loaded, on_batch)  # fmt: skip
+        run = run_training(plan, xlog, progress)
+    result, split = run.result, run.split
     assert result.val is not None
-    held_out = "held-out patients" if split is None else f"held-out records {', '.join(val_names)}"
+    held_out = "held-out patients" if split is None else f"held-out records {', '.join(run.val_names)}"
     if split is not None:
         con.print(records_table(split))
         resampled = split.resampled()
@@ -241,13 +119,12 @@ def run_train(
         if skipped:
             con.print("[yellow]left out[/] (symbols without an AAMI class): "
                       + ", ".join(f"{n}: {k} beats" for n, k in skipped.items()))  # fmt: skip
-        _store_provenance(out, split, cfg.seed)
     kept = f"best epoch {result.best_epoch}" if cfg.weights == "best" else f"last epoch {len(result.history)}"
     con.print(metrics_table(f"validation ({held_out}), {kept}", result.val))
     x, rr = example_inputs(result.model_config)
     con.print(
         f"{count_host_parameters(result.model):,} parameters, {count_macs(result.model, x, rr):,} MACs per beat; "
-        f"{secs:.1f} s; checkpoint [bold]{out}[/], log {log_path}"
+        f"{run.seconds:.1f} s; checkpoint [bold]{out}[/], log {plan.log_path}"
     )
     return result
 
@@ -326,95 +203,10 @@ def train(
     if as_json:
         emit({"checkpoint": out, "experiment_id": result.experiment_id, "best_epoch": result.best_epoch,
               "config": result.config, "model_config": result.model_config, "history": result.history,
-              "validation": None if result.val is None else _metrics_json(result.val)})
-
-
-def _metrics_json(m: ClassMetrics) -> dict[str, Any]:
-    """Per-class Se, +P and F1 (null where a class never occurs), macro-F1 and the confusion matrix."""
-    from kasmina_edge.ecg.types import AAMI_CLASSES
-
-    return {"classes": {c: {"support": m.support[i], "se": m.se[i], "ppv": m.ppv[i], "f1": m.f1[i]}
-                        for i, c in enumerate(AAMI_CLASSES)},
-            "macro_f1": m.macro_f1, "confusion": m.confusion}
+              "validation": None if result.val is None else metrics_json(result.val)})
 
 
 # --------------------------------------------------------------------------- morph
-
-
-def _stage_style(stage: str) -> str:
-    return {"FOSSILIZED": "green", "CULLED": "red", "DORMANT": "yellow"}.get(stage, "white")
-
-
-def short_reason(stage: str, reason: str) -> str:
-    """'gate_G4_failed: gain …' → 'G4✗ gain …' (the trace has the whole reason)."""
-    if stage == "FOSSILIZED":
-        return "[green]fossilized"
-    if reason.startswith("gate_") and "_failed" in reason:
-        gate, _, why = reason[5:].partition("_failed: ")
-        return f"[red]{gate}✗[/] {why.split(';')[0][:40]}"
-    return f"[red]{reason[:46]}"
-
-
-def results_table(result: MorphResult) -> Table:
-    from rich import box
-
-    t = Table(title="morph results: macro-F1 % on the condition's validation data", box=box.SIMPLE_HEAD,
-              pad_edge=False, title_justify="left")  # fmt: skip
-    t.add_column("condition")
-    t.add_column("base", justify="right")
-    t.add_column("seed", justify="right")
-    t.add_column("clean", justify="right")
-    t.add_column("site\nblueprint", no_wrap=True)  # names stay whole; the outcome wraps
-    t.add_column("params", justify="right")
-    t.add_column("outcome", overflow="fold")
-    base_params = int(result.library.meta.get("base_params", 0)) or 1
-    for o in result.outcomes:
-        if not o.trials:
-            t.add_row(o.condition, _pct(o.base_val), "-", "-", "-", "-", f"[yellow]no action: {o.decision.get('reason', '')}")
-        for tr in o.trials:
-            clean = f"{_pct(tr.clean_host)}→{_pct(tr.clean_seed)}" if tr.clean_seed is not None else "-"
-            t.add_row(
-                tr.condition, _pct(tr.baseline_val), _pct(tr.seed_val), clean, f"{tr.site}\n{tr.blueprint}",
-                f"{100 * tr.param_count / base_params:.1f}%", short_reason(tr.final_stage, tr.reason),
-            )  # fmt: skip
-    return t
-
-
-def lifecycle_trace(result: MorphResult) -> Table:
-    t = Table(title="lifecycle trace (every transition, with its gate verdict)")
-    t.add_column("seed")
-    t.add_column("trace")
-    for tr in result.trials():
-        parts: list[str] = []
-        pending_gate: dict[str, Any] | None = None
-        for ev in tr.history:
-            if ev.get("event") == "gate":
-                pending_gate = ev
-                if not ev.get("passed"):
-                    parts.append(f"[red]{ev['gate']}✗ {ev.get('reason', '')}[/]")
-            elif ev.get("event") == "transition":
-                gate = ""
-                if pending_gate is not None and pending_gate.get("passed"):
-                    gate = f"[green]{pending_gate['gate']}✓[/] "
-                pending_gate = None
-                if not parts:
-                    parts.append(str(ev["from"]))
-                parts.append(f"{gate}[{_stage_style(str(ev['to']))}]{ev['to']}[/]")
-        t.add_row(f"{tr.condition}\n{tr.seed_id}\n{tr.blueprint}", " → ".join(parts) or "-")
-    return t
-
-
-def tamiyo_line(tamiyo: dict[str, Any]) -> str:
-    if not tamiyo:
-        return "Tamiyo policy: not trained"
-    return (
-        f"Tamiyo policy ({tamiyo['policy_params']:,} params): imitation agreement "
-        f"{100 * tamiyo['imitation_agreement']:.0f}% (chance {100 * tamiyo['imitation_chance']:.0f}%, "
-        f"majority {100 * tamiyo['imitation_majority']:.0f}%); mean reward heuristic {tamiyo['reward_heuristic']:+.3f}, "
-        f"policy after imitation {tamiyo['reward_policy_imitation']:+.3f}, after REINFORCE "
-        f"{tamiyo['reward_policy_reinforce']:+.3f}; decision latency p50 {tamiyo['decision_latency_p50_us']:.0f} µs, "
-        f"p99 {tamiyo['decision_latency_p99_us']:.0f} µs"
-    )
 
 
 def run_morph_command(
@@ -433,32 +225,13 @@ def run_morph_command(
     log: Path | None = None,
     reward: str | None = None,
 ) -> MorphResult:
-    import dataclasses
-
-    from kasmina_edge.contracts.errors import KasminaError
-    from kasmina_edge.host.blueprints import TARGETS
-    from kasmina_edge.host.data import parse_conditions
     from kasmina_edge.host.experiment import ExperimentLog
-    from kasmina_edge.host.morph import MORPH_PRESETS, STATE_FILE, run_morph
+    from kasmina_edge.host.morph import STATE_FILE, run_morph
+    from kasmina_edge.host.morph_config import morph_config_for
     from kasmina_edge.host.train import load_base, set_threads
 
-    if preset not in MORPH_PRESETS:
-        raise KasminaError(f"--preset: unknown {preset!r}; choose one of: {', '.join(MORPH_PRESETS)}")
-    if target not in (*TARGETS, "host"):
-        raise KasminaError(f"--target: unknown {target!r}; choose one of: {', '.join((*TARGETS, 'host'))}")
-    cfg = MORPH_PRESETS[preset]
-    changes: dict[str, Any] = {"target": None if target == "host" else target}
-    if conditions is not None:
-        changes["conditions"] = tuple(c.name for c in parse_conditions(conditions))
-    if reward is not None:
-        from kasmina_edge.host.tamiyo.reward import RewardWeights
-
-        RewardWeights.parse(reward)  # a bad term fails here, before any work
-        changes["reward"] = reward
-    for key, value in (("seed", seed), ("patients", patients), ("minutes", minutes)):
-        if value is not None:
-            changes[key] = value
-    cfg = dataclasses.replace(cfg, **changes)
+    cfg = morph_config_for(preset, target, conditions=conditions, reward=reward, seed=seed, patients=patients,
+                           minutes=minutes)  # fmt: skip
     base, ckpt = load_base(checkpoint)
     set_threads()
     log_path = log or out / "morph.jsonl"
@@ -651,32 +424,6 @@ def _morph(
 # --------------------------------------------------------------------------- morph --data wfdb:DIR
 
 
-SHORT_VERDICT = {"shipped": "[green]shipped", "nothing_to_recover": "[yellow]nothing to\nrecover",
-                 "culled": "[red]culled\n(gates)", "did_not_help": "[red]did not\nhelp", "no_seed": "[red]no seed"}
-
-
-def conditions_table(result: Any) -> Table:
-    """Per condition cell, on the held-out records: base clean, base in the condition, base + seed, fine-tuning."""
-    from rich import box
-
-    t = Table(title="condition seeds: macro-F1 % (N/S/V/F) on held-out records", box=box.SIMPLE_HEAD,
-              pad_edge=False, title_justify="left")  # fmt: skip
-    for col in ("condition", "gate\ndrop", "clean", "base", "seed", "fine-\ntune", "recov-\nered", "params"):
-        t.add_column(col, justify="left" if col == "condition" else "right")
-    t.add_column("verdict")
-    for c in result.cells:
-        f = c.held_out.figures() if c.held_out is not None else {}
-        rec = f.get("recovery")
-        frac = c.param_fraction
-        t.add_row(
-            c.cell.label, f"{100 * c.drop:+.1f}", _pct(f.get("base_clean")), _pct(f.get("base")),
-            _pct(f.get("seed")) if c.verdict.ships else "-", _pct(f.get("finetune")),
-            "-" if rec is None else f"{100 * rec:.0f}%", "-" if frac is None else f"{100 * frac:.1f}%",
-            SHORT_VERDICT.get(c.verdict.code, c.verdict.code),
-        )  # fmt: skip
-    return t
-
-
 def run_morph_records(
     con: Console, *, checkpoint: Path, folder: Path | None, conditions: str | None, snr: str | None,
     records: str | None, noise: Path | None, out: Path, target: str, preset: str, seed: int | None,
@@ -744,29 +491,6 @@ def run_morph_records(
 # --------------------------------------------------------------------------- morph --patient
 
 
-def patient_trace(seed: Any) -> Table:
-    t = Table(title=f"patient {seed.record}: each seed's lifecycle on the host (gate verdicts)")
-    t.add_column("seed")
-    t.add_column("trace")
-    for g in seed.seeds:
-        parts: list[str] = []
-        pending: dict[str, Any] | None = None
-        for ev in g.history:
-            if ev.get("event") == "gate":
-                pending = ev
-                if not ev.get("passed"):
-                    parts.append(f"[red]{ev['gate']}✗ {str(ev.get('reason', ''))[:60]}[/]")
-            elif ev.get("event") == "transition":
-                gate = f"[green]{pending['gate']}✓[/] " if pending is not None and pending.get("passed") else ""
-                pending = None
-                if not parts:
-                    parts.append(str(ev["from"]))
-                parts.append(f"{gate}[{_stage_style(str(ev['to']))}]{ev['to']}[/]")
-        label = f"{g.seed_id}\n{g.plan.blueprint} {g.plan.params} · {g.plan.param_count:,} params"
-        t.add_row(label, " → ".join(parts) or f"[red]{g.reason}")
-    return t
-
-
 def run_morph_patient(
     con: Console,
     *,
@@ -780,79 +504,38 @@ def run_morph_patient(
     seed: int = 0,
     log: Path | None = None,
 ) -> Any:
-    """`morph --patient`: read the record, grow the patient's seeds, write the kernel-only bundle."""
-    import dataclasses
-    import time
-
+    """`morph --patient` (host.patient_run) with its progress and trace: read the record, grow the patient's
+    seeds, write the kernel-only bundle. Returns (the seed, the build or None)."""
     from kasmina_edge.compile.patient_bundle import device_site_ranges, patient_bundle
-    from kasmina_edge.contracts.errors import KasminaError
-    from kasmina_edge.ecg.sources import open_source
-    from kasmina_edge.host.blueprints import TARGETS
-    from kasmina_edge.host.experiment import ExperimentLog
-    from kasmina_edge.host.patient import PatientConfig, adaptation_set, common_beats_of, patient_window
-    from kasmina_edge.host.patient_grow import grow_patient_seed
-    from kasmina_edge.host.site_gradients import refuse_gradient_free_base
-    from kasmina_edge.host.train import load_base, set_threads
+    from kasmina_edge.host.patient_run import PatientRequest, grow, prepare_patient, write_bundle
 
-    if target not in TARGETS:
-        raise KasminaError(f"--target: a kernel-only bundle needs a device target, one of: {', '.join(TARGETS)}")
-    if not checkpoint.exists():
-        raise KasminaError(f"{checkpoint}: base checkpoint not found (train one, or pass --checkpoint)")
-    t0 = time.perf_counter()
-    cfg = dataclasses.replace(PatientConfig(), minutes=minutes, seed=seed)
-    source = open_source(patient)
-    record = source.record()
-    if record is None:
-        raise KasminaError(f"--patient {patient}: the source holds no record")
-    base, ckpt = load_base(checkpoint)
-    window = patient_window(record, base, cfg)  # the bad-input checks, before any work
-    # the device's site grids (another base's or target's bundle is refused here, before any training): the
-    # seeds grow clipped to them, since the device saturates every site at its grid
-    device_ranges = device_site_ranges(checkpoint, target, base_bundle, keys, base.config.site_names)
-    refuse_gradient_free_base(base, window.beats, device_ranges, checkpoint, record.name)
-    out = out or Path(f"seed-{record.name}.kedge")
-    set_threads()
-    log_path = log or out.with_suffix(".jsonl")
-    xlog = ExperimentLog(log_path, command="morph --patient", config={**cfg.to_dict(), "patient": patient,
-                         "checkpoint": str(checkpoint), "target": target}, seed=seed)  # fmt: skip
-    common = common_beats_of(ckpt, cfg.common_per_class, seed)
-    if common is None:
+    req = PatientRequest(patient=patient, checkpoint=checkpoint, out=out, minutes=minutes, target=target,
+                         base_bundle=base_bundle, keys=keys, seed=seed, log=log)  # fmt: skip
+    run = prepare_patient(req, device_site_ranges)
+    if run.common is None:
         con.print("[yellow]note:[/] the checkpoint names no training patients: no common beats mixed in")
-    counts = window.counts()
-    con.print(
-        f"patient {record.name}: first {minutes:g} min, {sum(counts.values())} beats "
-        f"({', '.join(f'{c} {n:,}' for c, n in counts.items())}), judged out of "
-        f"fold over {cfg.cv_folds} blocks of {cfg.cv_block_s:g} s; RR scale {window.rr_scale[0]:.3f}"
-    )
+    con.print(run.describe())
     con.print("[dim]growing, gating and judging the seed takes a few minutes on 2 cores[/]")
     with _progress(con) as prog:
         task = prog.add_task("patient seed", total=None, info="")
-        result = grow_patient_seed(base, window, common, cfg, target=target, ranges=device_ranges,
-                                   say=lambda m: prog.update(task, info=m[:70]),
-                                   sink=lambda ev: xlog.write(str(ev.get("event", "lifecycle")), **{k: v for k, v in ev.items() if k != "event"}))  # fmt: skip
-    grown_s = time.perf_counter() - t0
-    xlog.write("patient_seed", **result.summary())
+        result = grow(run, say=lambda m: prog.update(task, info=m[:70]))
+    grown_s = run.elapsed()
     con.print(patient_trace(result))
     con.print(
         f"{result.outcome}; {result.param_count:,} seed parameters ({100 * result.param_fraction:.1f} % of the "
-        f"base's {result.base_params:,}); out-of-fold macro-F1 {_pct(result.baseline_val)} → "
-        f"{_pct(result.seed_val)}; grown in {grown_s:.1f} s"
+        f"base's {result.base_params:,}); out-of-fold macro-F1 {pct(result.baseline_val)} → "
+        f"{pct(result.seed_val)}; grown in {grown_s:.1f} s"
     )
     if not result.fossilized:  # a culled seed never reaches a bundle
-        con.print(f"[yellow]no seed earned its place for {record.name}: no bundle written, the device keeps "
-                  f"its base[/] (log {log_path})")  # fmt: skip
+        con.print(f"[yellow]no seed earned its place for {run.record.name}: no bundle written, the device keeps "
+                  f"its base[/] (log {run.log_path})")  # fmt: skip
         return result, None
-    # the kernels' int8 grids are calibrated on the beats they will see: the patient's, RR-scaled
-    built = patient_bundle(result, checkpoint=checkpoint, out=out, target=target, keys=keys, base_bundle=base_bundle,
-                           con=con, beats=adaptation_set(window, common))  # fmt: skip
-    kernel_bytes = sum(len(v) for k, v in built.files.items() if k.startswith("artifacts/"))
-    total = time.perf_counter() - t0
-    xlog.write("bundle", path=str(out), kernel_bytes=kernel_bytes, seconds=total)
+    written = write_bundle(run, result, patient_bundle, con=con)
     con.print(
-        f"kernel-only bundle [bold]{out}[/] ({out.stat().st_size:,} B, kernels {kernel_bytes:,} B) for "
-        f"{target}; {total:.1f} s in all; log {log_path}"
+        f"kernel-only bundle [bold]{run.out}[/] ({run.out.stat().st_size:,} B, kernels {written.kernel_bytes:,} B) "
+        f"for {target}; {written.seconds:.1f} s in all; log {run.log_path}"
     )
-    return result, built
+    return result, written.built
 
 
 # --------------------------------------------------------------------------- demo

@@ -48,3 +48,39 @@ MORPH_PRESETS: dict[str, MorphConfig] = {
         batch_size=64, calibration_s=40.0, min_train_steps=60, tamiyo_imitation_steps=200, tamiyo_episodes=30,
     ),
 }
+
+
+def morph_config_for(
+    preset: str,
+    target: str,
+    *,
+    conditions: str | None = None,
+    reward: str | None = None,
+    seed: int | None = None,
+    patients: int | None = None,
+    minutes: float | None = None,
+) -> MorphConfig:
+    """The preset with the user's options (None: not given); ``target`` "host" means no device target. A bad
+    preset, target, condition or reward term fails here, before any work."""
+    import dataclasses
+
+    from kasmina_edge.contracts.errors import KasminaError
+    from kasmina_edge.host.blueprints import TARGETS
+    from kasmina_edge.host.data import parse_conditions
+
+    if preset not in MORPH_PRESETS:
+        raise KasminaError(f"--preset: unknown {preset!r}; choose one of: {', '.join(MORPH_PRESETS)}")
+    if target not in (*TARGETS, "host"):
+        raise KasminaError(f"--target: unknown {target!r}; choose one of: {', '.join((*TARGETS, 'host'))}")
+    changes: dict[str, Any] = {"target": None if target == "host" else target}
+    if conditions is not None:
+        changes["conditions"] = tuple(c.name for c in parse_conditions(conditions))
+    if reward is not None:
+        from kasmina_edge.host.tamiyo.reward import RewardWeights
+
+        RewardWeights.parse(reward)  # a bad term fails here, before any work
+        changes["reward"] = reward
+    for key, value in (("seed", seed), ("patients", patients), ("minutes", minutes)):
+        if value is not None:
+            changes[key] = value
+    return dataclasses.replace(MORPH_PRESETS[preset], **changes)
