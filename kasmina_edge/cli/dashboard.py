@@ -51,6 +51,11 @@ def dashboard(
         None, "--seconds", help="Stop after this many seconds (default: until Ctrl-C).",
         callback=checks.positive_seconds,
     ),
+    read_only: bool = typer.Option(
+        False, "--read-only",
+        help="Serve the store only: no subscription, no acks (monitor workers own them); --mqtt only sends the "
+        "strip requests.",
+    ),
     as_json: bool = json_option(),
     ca: Path = typer.Option(None, "--ca", help="CA certificate for mqtts://.", callback=checks.input_file),
     cert: Path = typer.Option(None, "--cert", help="Client certificate for mqtts://.", callback=checks.input_file),
@@ -68,7 +73,8 @@ def dashboard(
     require_server("the dashboard")
     con = human(as_json)
     auth = _auth(mqtt, ca, cert, key, user, password_file)
-    checks.broker_reachable(mqtt)
+    if not read_only:
+        checks.broker_reachable(mqtt)
     if not port_free(port, host if host != "localhost" else "127.0.0.1"):
         raise KasminaError(f"--port {port}: already in use on {host} (another dashboard running?)")
     if host not in LOOPBACK:
@@ -79,7 +85,7 @@ def dashboard(
     from kasmina_edge.dashboard.server import DashboardBackend, DashboardServer
 
     backend = DashboardBackend(
-        mqtt, store, fleet=fleet, audit_path=_operator_audit(None), bundle=bundle, tls=auth.tls,
+        mqtt, store, read_only=read_only, fleet=fleet, audit_path=_operator_audit(None), bundle=bundle, tls=auth.tls,
         username=auth.username, password=auth.password,
     )  # fmt: skip
     backend.start()
@@ -94,7 +100,7 @@ def dashboard(
         pass
     finally:
         server.stop()
-        summary: dict[str, Any] = backend.service.summary()
+        summary: dict[str, Any] = backend.summary()
         backend.close()
     if as_json:
         emit({"url": server.url, "store": backend.store.safe_url, "messages": summary["messages"],  # type: ignore[attr-defined]
