@@ -72,6 +72,9 @@ class SiteObservation:
     fault: str | None = None  # "nan": the candidate's output was not finite (dropped for this window)
 
 
+# int8 values per channel whose sum of squares (<= 128**2 each) stays below 2**24, exact in float32
+_EXACT_INT8_ROWS = 2**24 // 128**2
+
 _IDENTITY = SiteObservation()  # shared by every empty slot of every window: never written to
 
 
@@ -200,12 +203,20 @@ class SegmentedExecutor:
         t = self._site[site]
         axis = self._axes[site]
         a = np.asarray(h).reshape(t.shape)
-        if axis != 1:
-            a = np.moveaxis(a, axis, 1)
-        a = a.reshape(t.shape[axis], -1).astype(np.float32)
-        n = a.shape[1]
-        s1 = a.sum(axis=1) / n
-        s2 = np.einsum("ij,ij->i", a, a) / n
+        if t.dtype == "int8" and axis == len(t.shape) - 1 and a.size // t.shape[axis] < _EXACT_INT8_ROWS:
+            # channels last (TFLite's NHWC): sums over rows in int32, no transposed copy. Integer sums below
+            # 2**24 are exact in float32 too, so these are the very values the float path below gives.
+            q = a.reshape(-1, t.shape[axis]).astype(np.int32)
+            n = q.shape[0]
+            s1 = q.sum(axis=0).astype(np.float32) / n
+            s2 = np.einsum("ij,ij->j", q, q).astype(np.float32) / n
+        else:
+            if axis != 1:
+                a = np.moveaxis(a, axis, 1)
+            a = a.reshape(t.shape[axis], -1).astype(np.float32)
+            n = a.shape[1]
+            s1 = a.sum(axis=1) / n
+            s2 = np.einsum("ij,ij->i", a, a) / n
         if t.scale is None:
             obs.mean, obs.meansq = s1, s2
             return

@@ -173,3 +173,25 @@ def test_table_dequantize_matches_the_grid_arithmetic() -> None:
     info = TensorInfo("site", (1, 4, 64), "int8", 0.0371, -7)
     q = np.arange(-128, 128, dtype=np.int8).reshape(1, 4, 64)
     np.testing.assert_array_equal(_dequantize(info, q), info.dequantize(q))
+
+
+def test_site_statistics_on_int8_are_the_float_sums(tflite) -> None:  # type: ignore[no-untyped-def]
+    from kasmina_edge.runtime.executor import SiteObservation
+
+    _, image = tflite
+    ex = SegmentedExecutor(image)
+    rng = np.random.default_rng(4)
+    # the bundle's sites (channels first) and the same grids channels last, as an NHWC cut hands them on
+    nhwc = [replace(t, shape=(1, 1, t.shape[2], t.shape[1])) for t in image.site_tensors]
+    ex._site = [*image.site_tensors, *nhwc]
+    ex._axes = [*ex._axes, *[3] * len(nhwc)]
+    for site, t in enumerate(ex._site):
+        h = rng.integers(-128, 128, t.shape).astype(np.int8)
+        obs = SiteObservation()
+        ex._stats(site, h, obs)
+        a = np.moveaxis(h, ex._axes[site], 1).reshape(t.shape[ex._axes[site]], -1).astype(np.float32)
+        n = a.shape[1]
+        s1, s2 = a.sum(axis=1) / n, np.einsum("ij,ij->i", a, a) / n
+        zp, sc = float(t.zero_point), float(t.scale)
+        np.testing.assert_array_equal(obs.mean, (s1 - zp) * sc)
+        np.testing.assert_array_equal(obs.meansq, (s2 - 2.0 * zp * s1 + zp * zp) * sc * sc)
