@@ -25,7 +25,7 @@ from torch import nn
 
 from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.core.features import SiteStats
-from kasmina_edge.host.data import ConditionSplit
+from kasmina_edge.host.data import ConditionSplit, to_tensors
 from kasmina_edge.host.model import BeatClassifier
 from kasmina_edge.host.morph_config import MorphConfig, Progress
 from kasmina_edge.host.seed_driver import DrivenSeed, DriverLimits, SeedDriver, SeedSpec
@@ -33,7 +33,6 @@ from kasmina_edge.host.site_observation import site_activations
 from kasmina_edge.host.tamiyo.features import site_drift
 from kasmina_edge.host.tamiyo.masks import Budget
 from kasmina_edge.host.train import Beats, class_weights, evaluate, predict_logits
-from kasmina_edge.host.train import _tensors as tensors
 
 if TYPE_CHECKING:
     from kasmina_edge.host.kasmina import (
@@ -115,7 +114,7 @@ class ConditionRecipe:
         self.result, self.clean_sites, self.say = result, clean_sites, say
         self.model, self.layer = driver.model, driver.model.sites[site]
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels)))
-        self.x, self.rr, self.y = tensors(split.adapt)
+        self.x, self.rr, self.y = to_tensors(split.adapt)
         # the host alone, measured before germination (the layer's reference is taken from these forwards)
         self.baseline = self.metric(split.val)
         self.clean_host = self.metric(clean_val)

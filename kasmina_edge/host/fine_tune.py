@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from kasmina_edge.host.data import ConditionSplit
+from kasmina_edge.host.data import ConditionSplit, to_tensors
 from kasmina_edge.host.model import BeatClassifier
-from kasmina_edge.host.train import _tensors as tensors
 from kasmina_edge.host.train import class_weights, evaluate
 
 
@@ -26,7 +25,7 @@ def fine_tune(
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels)))
-    data = tensors(split.adapt)
+    data = to_tensors(split.adapt)
     best, best_state = evaluate(model, split.val).macro_f1_at(min_support), copy.deepcopy(model.state_dict())
     for epoch in range(epochs):
         train_epoch(model, opt, data, loss_fn, batch_size=batch_size, seed=seed, epoch=epoch, params=params)

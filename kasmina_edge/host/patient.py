@@ -38,7 +38,7 @@ from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.ecg.dataset import BeatDataset, beats_from_record, concat
 from kasmina_edge.ecg.records import crop
 from kasmina_edge.ecg.types import AAMI_CLASSES, Record
-from kasmina_edge.host.data import SPEC
+from kasmina_edge.host.data import SPEC, to_tensors
 from kasmina_edge.host.model import BeatClassifier
 from kasmina_edge.host.patient_plan import SeedPlan
 from kasmina_edge.host.train import class_metrics, class_weights, predict_logits
@@ -381,14 +381,6 @@ def _metrics(model: nn.Module, ds: BeatDataset, min_support: int) -> tuple[float
     return m.macro_f1_at(min_support), n_acc
 
 
-def _tensors(ds: BeatDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(np.ascontiguousarray(ds.windows, dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(ds.rr, dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(ds.labels, dtype=np.int64)),
-    )
-
-
 # --------------------------------------------------------------------------- models to compare
 
 
@@ -421,7 +413,7 @@ def fine_tune_patient(
     for p in params:
         p.requires_grad_(True)
     data = adaptation_set(window, common)
-    x, rr, y = _tensors(data)
+    x, rr, y = to_tensors(data)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(data.labels)) ** cfg.class_weight_power)
     opt = torch.optim.Adam(params, lr=cfg.finetune_lr)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -40,6 +40,7 @@ from torch import nn
 
 from kasmina_edge.contracts.lifecycle import Stage
 from kasmina_edge.ecg.dataset import BeatDataset, concat
+from kasmina_edge.host.data import to_tensors
 from kasmina_edge.host.evidence import GateEvidence, out_of_fold, paired_bootstrap
 from kasmina_edge.host.model import BeatClassifier, count_host_parameters
 from kasmina_edge.host.patient import (
@@ -47,7 +48,6 @@ from kasmina_edge.host.patient import (
     PatientConfig,
     PatientSeed,
     PatientWindow,
-    _tensors,
     adaptation_set,
     scale_rr,
     site_ranges,
@@ -104,7 +104,7 @@ def fit_seeds(
     """The recipe: ``cfg.epochs`` epochs of class-weighted cross-entropy over every beat of ``data``,
     through the frozen base with every seed after its site, plus ``cfg.keep_weight`` times
     :func:`keep_loss` on the beats the base already gets right. Returns the loss of every update."""
-    x, rr, y = _tensors(data)
+    x, rr, y = to_tensors(data)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(data.labels)) ** cfg.class_weight_power)
     names = frozen.config.site_names
     start = min(names.index(k) for k in seeds)
@@ -146,7 +146,7 @@ def keep_loss(logits: torch.Tensor, base_logits: torch.Tensor, base_right: torch
 def predict_candidate(
     frozen: BeatClassifier, seeds: dict[str, nn.Module], ds: BeatDataset, bounds: Bounds
 ) -> np.ndarray:
-    x, rr, _ = _tensors(ds)
+    x, rr, _ = to_tensors(ds)
     return candidate_logits(frozen, seeds, x, rr, bounds).argmax(1).numpy()
 
 
@@ -250,7 +250,7 @@ class PatientRecipe:
         self.monitors = {
             s.seed_id: IsolationMonitor(list(modules[s.spec.site].parameters()), host_params) for s in seeds
         }
-        x_all, rr_all, _ = _tensors(self.window.beats)
+        x_all, rr_all, _ = to_tensors(self.window.beats)
         probe_x, probe_rr = x_all[:64], rr_all[:64]
         with torch.no_grad():
             host_probe = model(probe_x, probe_rr)
