@@ -169,3 +169,84 @@ def test_training_that_changes_the_host_is_culled_with_health_isolation_for_both
         assert _walk(g.history) == [*WALK[:3], ("TRAINING", "CULLED"), ("CULLED", "EMBARGOED")]
     for k, v in base.state_dict().items():  # the leak hit the driver's copy, never the caller's base
         assert torch.equal(v, before[k]), k
+
+
+class WalkOnly:
+    """A recipe that learns nothing and hands the gates fixed inputs (G2 fails at ``failing`` sites): it tests
+    the walk, not the gates. Every call is written down."""
+
+    def __init__(self, driver: SeedDriver, failing: set[str]) -> None:
+        self.d, self.failing = driver, failing
+        self.calls: list[str] = []
+        gen = torch.Generator().manual_seed(0)
+        self.x, self.rr = torch.randn(8, 1, 256, generator=gen), torch.rand(8, 4, generator=gen)
+
+    def train(self, driver: SeedDriver, seeds: list[Any]) -> bool:
+        self.calls.append(f"train {len(seeds)}")
+        return True
+
+    def gradient_health(self, seed: Any) -> Any:
+        from kasmina_edge.host.kasmina import GradientHealthInputs
+
+        return GradientHealthInputs(0, False, (3.0, 2.0, 1.0), (0.5, 0.5, 0.5), window=3)
+
+    def start_blending(self) -> None:
+        self.calls.append("start_blending")
+
+    def blend_metric(self) -> float:
+        with torch.no_grad():
+            self.d.model(self.x, self.rr)  # telemetry for G3
+        return 0.5
+
+    def blend_signals(self, seed: Any, metric: float) -> Any:
+        from kasmina_edge.host.kasmina import GraftSignals
+
+        return GraftSignals(val_metric=metric, baseline_metric=0.4, drift=0.0, grad_norm=0.5)
+
+    def blend_note(self, metric: float, signals: Any) -> dict[str, Any]:
+        return {"metric": metric}
+
+    def after_blend_step(self) -> None:
+        self.calls.append("after_blend_step")
+
+    def stability(self, seed: Any, measured: Any) -> Any:
+        return dataclasses.replace(measured, drift=1e9 if seed.spec.site in self.failing else 0.0)
+
+    def shadow_agreement(self) -> float:
+        return 1.0
+
+    def impact(self, seeds: list[Any]) -> dict[str, Any]:
+        self.calls.append(f"impact {[s.spec.site for s in seeds]}")
+        return {s.seed_id: self.d.layer(s).system_impact_inputs(s.seed_id, 0.9, min_gain=0.1) for s in seeds}
+
+    def after_probation(self, seeds: list[Any]) -> None:
+        self.calls.append(f"after_probation {[s.spec.site for s in seeds]}")
+
+
+def test_the_driver_walks_a_set_and_culls_each_seed_alone(untrained: BeatClassifier) -> None:
+    from kasmina_edge.host.seed_driver import DriverLimits, SeedSpec
+
+    before = {k: v.clone() for k, v in untrained.state_dict().items()}
+    events: list[dict[str, Any]] = []
+    driver = SeedDriver(untrained, _budget(untrained), DriverLimits(1e-3, 2, 1.0, 3.0), seed=0,
+                        watch=["site1", "site2", "site3"], sink=events.append)  # fmt: skip
+    recipe = WalkOnly(driver, failing={"site2"})
+    specs = [SeedSpec("site1", "bottleneck_adapter", "fixed_ramp"), SeedSpec("site2", "bottleneck_adapter", "fixed_ramp"),
+             SeedSpec("site3", "sparse_topk", "fixed_ramp")]  # fmt: skip
+    kept, dropped, refused = driver.germinate(specs, baseline=0.4)
+    driver.run(recipe)
+    assert (kept.final_stage, dropped.final_stage, refused.final_stage) == ("FOSSILIZED", "CULLED", "DORMANT")
+    assert _walk(kept.history) == WALK and kept.record is not None and kept.record["stage"] == "FOSSILIZED"
+    assert dropped.reason.startswith("gate_G2_failed") and "drift" in dropped.reason and dropped.record is None
+    assert refused.reason.startswith("gate_G0_failed") and "edgetpu" in refused.reason and not refused.history[1:]
+    # fixed_ramp over 2 steps reaches alpha 1 at the second: BLENDING stops there, not at 3 × 2 steps
+    assert recipe.calls == ["train 2", "start_blending", "after_blend_step", "after_blend_step", "impact ['site1']",
+                            "after_probation ['site1']"]  # fmt: skip
+    assert [e["alpha"] for e in events if e["event"] == "blend_step" and e["seed_id"] == kept.seed_id] == [0.5, 1.0]
+    assert driver.bit_exact is True and driver.shadow_agreement == 1.0
+    assert events == driver.events  # the sink sees every event the driver keeps
+    driver.release_embargoes()  # the culled seed's slot comes back behind G5; the fossilized one stays
+    assert driver.engine.stage(dropped.seed_id).name == "DORMANT"
+    assert driver.engine.stage(kept.seed_id).name == "FOSSILIZED"
+    for k, v in untrained.state_dict().items():
+        assert torch.equal(v, before[k]), k
