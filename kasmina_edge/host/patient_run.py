@@ -13,7 +13,7 @@ made by the functions the caller hands in, ``kasmina_edge.compile.patient_bundle
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 Bounds = dict[str, tuple[float, float]]
 # compile.patient_bundle.device_site_ranges(checkpoint, target, base_bundle, keys, site_names)
-RangesFn = Callable[[Path, str, "Path | None", "Path | None", Sequence[str]], Bounds]
+RangesFn = Callable[[Path, str, "Path | None", "Path | None", list[str]], Bounds]
 BundleFn = Callable[..., Any]  # compile.patient_bundle.patient_bundle(seed, *, checkpoint, out, target, ...)
 
 

@@ -181,7 +181,7 @@ class SeedDriver:
         self.registry = ParameterRegistry()
         self.model = prepare_host(base, budget, self.engine, self.registry)
         for name, layer in self.model.sites.items():
-            layer.telemetry_enabled = name in watch  # only the seeds' sites are watched
+            layer.telemetry_enabled = name in watch  # type: ignore[assignment]  # only the seeds' sites are watched
         self.seeds: list[DrivenSeed] = []
         self.opt: torch.optim.Optimizer | None = None
         self.bit_exact: bool | None = None  # the host's output unchanged through TRAINING
@@ -195,7 +195,7 @@ class SeedDriver:
             self._sink(event)
 
     def layer(self, seed: DrivenSeed) -> KasminaLayer:
-        return self.model.sites[seed.spec.site]  # type: ignore[no-any-return]
+        return self.model.sites[seed.spec.site]  # type: ignore[return-value]
 
     def alive(self) -> list[DrivenSeed]:
         """The seeds still in the walk (germinated and neither culled nor refused)."""
