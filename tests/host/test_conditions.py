@@ -292,27 +292,6 @@ def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     return code, cap.err + cap.out
 
 
-@pytest.mark.parametrize(
-    ("extra", "needle"),
-    [(["--patients", "3"], "--patients: not with --data"), (["--resume"], "--resume: not with --data"),
-     (["--conditions", "motion"], "electrode-motion"), (["--snr", "x"], "--snr")],
-)  # fmt: skip
-def test_morph_data_bad_options_are_one_line(extra: list[str], needle: str, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    from kasmina_edge.host.experiment import save_checkpoint
-
-    ckpt = tmp_path / "base.pt"
-    save_checkpoint(ckpt, {"kind": "base", "train_records": ["a"], "val_records": ["b"]})
-    code, text = _cli(["morph", "--checkpoint", str(ckpt), "--data", f"wfdb:{tmp_path}", *extra], monkeypatch, capsys)
-    assert code == 2 and needle in text and "Traceback" not in text
-
-
-def test_real_only_options_need_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    code, text = _cli(["morph", "--checkpoint", str(tmp_path / "x.pt"), "--snr", "0"], monkeypatch, capsys)
-    assert code == 2 and "--snr" in text
-
-
 # --------------------------------------------------------------------------- real data
 
 

@@ -258,31 +258,6 @@ def test_run_morph_writes_library_events_and_resumes(trained: tuple[Path, object
 
 
 @pytest.mark.slow
-def test_cli_train_morph_report_and_resume(tmp_path: Path) -> None:
-    """The commands end to end on the tiny preset (what `kasmina-edge demo` runs)."""
-    from typer.testing import CliRunner
-
-    from kasmina_edge.cli.app import app
-
-    runner = CliRunner()
-    ckpt = tmp_path / "base.pt"
-    # the tiny preset's own epochs: an under-trained base is still improving, and Tamiyo then waits
-    res = runner.invoke(app, ["train", "--config", "tiny", "--out", str(ckpt)])
-    assert res.exit_code == 0, res.output
-    assert "macro-F1" in res.output and ckpt.exists()
-    seeds = tmp_path / "seeds"
-    args = ["morph", "--checkpoint", str(ckpt), "--preset", "tiny", "--out", str(seeds), "--report"]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    assert "lifecycle trace" in res.output and "DORMANT" in res.output
-    assert (seeds / "library.json").exists()
-    res = runner.invoke(app, [*args, "--resume"])
-    assert res.exit_code == 0 and "resumed" in res.output
-    bad = runner.invoke(app, ["morph", "--checkpoint", str(tmp_path / "nope.pt")])
-    assert bad.exit_code != 0
-
-
-@pytest.mark.slow
 def test_bench_morph_quick(tmp_path: Path) -> None:
     import importlib.util
 
