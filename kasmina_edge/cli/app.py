@@ -11,11 +11,25 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from kasmina_edge import __version__
-from kasmina_edge.cli import build, catalog, demo, device, ecg, evaluate, host, keys, net, profile
+from kasmina_edge.cli import (
+    build,
+    catalog,
+    dashboard,
+    demo,
+    device,
+    ecg,
+    evaluate,
+    fleet,
+    host,
+    keys,
+    net,
+    profile,
+    validate,
+)
 from kasmina_edge.cli.common import (
     EXIT_CHECK_FAILED,
+    EXIT_NOT_AVAILABLE,
     EXIT_USER_ERROR,
-    add_pending,
     emit,
     err_console,
     error_exit,
@@ -24,7 +38,7 @@ from kasmina_edge.cli.common import (
     set_json_mode,
 )
 from kasmina_edge.cli.home import apply_home
-from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.errors import KasminaError, MissingExtraError
 
 
 class OneLineErrors(TyperGroup):
@@ -98,14 +112,8 @@ app.add_typer(ecg.app, name="ecg")
 app.add_typer(catalog.profiles_app, name="profiles")
 app.add_typer(catalog.targets_app, name="targets")
 app.add_typer(keys.app, name="keys")
-for command_group in (host, build, device, profile, net, evaluate):  # each adds its own commands
-    command_group.register(app)
-from kasmina_edge.cli import dashboard as dashboard_cli  # noqa: E402, I001
-dashboard_cli.register(app)
-from kasmina_edge.cli import fleet as fleet_cli  # noqa: E402, I001
-fleet_cli.register(app)
-from kasmina_edge.cli import validate as validate_commands  # noqa: E402  (issue 19: validate and certify)
-validate_commands.register(app)
+for command_group in (host, build, device, profile, net, evaluate, dashboard, fleet, validate):
+    command_group.register(app)  # each adds its own commands
 app.command(name="demo", help="Run the whole path that exists so far, end to end.")(demo.demo)
 
 
@@ -115,6 +123,8 @@ def main() -> None:
     shows its traceback). Option errors are already one line (:class:`OneLineErrors`)."""
     try:
         app()
+    except MissingExtraError as exc:  # not the user's mistake: this install lacks an optional part
+        error_exit(str(exc), EXIT_NOT_AVAILABLE)
     except KasminaError as exc:
         _error(str(exc))
     except KeyboardInterrupt:

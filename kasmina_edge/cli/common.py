@@ -1,7 +1,7 @@
 """Shared CLI pieces, and the one place that defines the CLI's conventions:
 
 - exit codes: :data:`EXIT_OK` 0, :data:`EXIT_CHECK_FAILED` 1 (a check or a bug), :data:`EXIT_USER_ERROR` 2,
-  :data:`EXIT_NOT_AVAILABLE` 3 (a command a later issue builds);
+  :data:`EXIT_NOT_AVAILABLE` 3 (this install lacks an optional extra the command needs);
 - ``--json`` is a flag on every command (:func:`json_option`): one JSON document on stdout (:func:`emit`), the
   human tables go away (:func:`human`); files a command writes are named by ``--out`` (or ``--report``);
 - errors are one line on stderr, or ``{"error": "...", "code": N}`` on stdout under ``--json`` (:func:`error_exit`).
@@ -109,15 +109,3 @@ def error_exit(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
 def fail(message: str) -> NoReturn:
     """Print one clear line and exit 2 (for errors a user caused)."""
     error_exit(message, EXIT_USER_ERROR)
-
-
-def add_pending(app: typer.Typer, name: str, issue: int, what: str) -> None:
-    """Register a command another issue will build: it accepts any arguments and exits 3 saying which issue."""
-
-    @app.command(
-        name=name,
-        help=f"{what} (not available yet: issue {issue}; exits 3).",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )
-    def _pending(ctx: typer.Context, as_json: bool = json_option()) -> None:
-        error_exit(f"`kasmina-edge {name}` is not available yet ({what}: issue {issue})", EXIT_NOT_AVAILABLE)

@@ -18,7 +18,8 @@ import typer
 
 from kasmina_edge.cli import checks
 from kasmina_edge.cli.common import emit, err_console, human, json_option
-from kasmina_edge.contracts.errors import KasminaError, MissingExtraError
+from kasmina_edge.contracts.errors import KasminaError
+from kasmina_edge.contracts.optional import require
 
 DEFAULT_STORE = "sqlite:///runs/dashboard.sqlite"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -26,15 +27,9 @@ STORE_HELP = "Telemetry store: sqlite:///FILE (made on first use) or postgresql:
 
 
 def require_server(purpose: str) -> None:
-    """The ``server`` extra, or one line naming it."""
-    try:
-        import fastapi  # noqa: F401
-        import sqlalchemy  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{exc.name} is not installed (needed for {purpose}): pip install 'kasmina-edge[server]'"
-        ) from None
+    """The ``server`` extra, or one line naming it (exit 3: not available here)."""
+    for module in ("fastapi", "sqlalchemy", "uvicorn"):
+        require(module, purpose)
 
 
 def dashboard(

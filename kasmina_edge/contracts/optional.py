@@ -24,6 +24,14 @@ _EXTRAS: dict[str, str] = {
     "litert_torch": "host",
     "onnx": "host",
     "triton": "gpu",
+    "onnxruntime": "onnxruntime",
+    "fastapi": "server",
+    "uvicorn": "server",
+    "sse_starlette": "server",
+    "sqlalchemy": "server",
+    "alembic": "server",
+    "psycopg": "server",
+    "cyclonedx": "compliance",
 }
 
 

@@ -32,7 +32,8 @@ COMMANDS = sorted(_leaf_commands(typer.main.get_command(app)))
 
 def test_the_walk_finds_every_command() -> None:
     names = {" ".join(c) for c in COMMANDS}
-    assert {"train", "build", "run", "flash", "send", "ota", "keys init", "audit verify", "fleet"} <= names
+    assert {"train", "build", "run", "flash", "send", "ota", "keys init", "audit verify", "fleet up",
+            "fleet rollout", "dashboard", "validate", "certify"} <= names
     assert len(COMMANDS) >= 25
 
 
@@ -69,13 +70,23 @@ def test_an_option_error_before_the_command_runs_is_json_too(kasmina) -> None:  
     assert missing.code == 2 and "no-such-keys" in _error_document(missing.out)["error"]
 
 
-def test_a_placeholder_exits_3_saying_which_issue(kasmina) -> None:  # type: ignore[no-untyped-def]
-    got = kasmina("fleet", "--json")
+def test_a_missing_extra_exits_3_naming_it(kasmina, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import kasmina_edge.contracts.optional as optional
+
+    real = optional._import
+
+    def without_fastapi(module: str):  # type: ignore[no-untyped-def]
+        if module == "fastapi":
+            raise ImportError("No module named 'fastapi'", name="fastapi")
+        return real(module)
+
+    monkeypatch.setattr(optional, "_import", without_fastapi)
+    got = kasmina("fleet", "status", "--json")
     assert got.code == common.EXIT_NOT_AVAILABLE == 3
     doc = _error_document(got.out)
-    assert doc["code"] == 3 and "issue 9" in doc["error"]
-    plain = kasmina("certify", "--anything", "x")
-    assert plain.code == 3 and len(plain.err_lines) == 1 and "issue 11" in plain.err
+    assert doc["code"] == 3 and "kasmina-edge[server]" in doc["error"]
+    plain = kasmina("fleet", "status")
+    assert plain.code == 3 and len(plain.err_lines) == 1 and "fastapi" in plain.err
 
 
 def test_a_failed_check_exits_1(kasmina, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
