@@ -202,6 +202,14 @@ def json_lines_store(path: Path | None) -> Path | None:
     return path
 
 
+def monitor_store(value: str | None) -> Path | str | None:
+    """Where the monitor stores: a database URL (``sqlite:///file.db``, ``postgresql://...``) as given, else a
+    JSON-lines file checked by :func:`json_lines_store`."""
+    if value is None or "://" in value:
+        return value
+    return json_lines_store(Path(value))
+
+
 def list_of(check: Callable[[Path | None], Path | None]) -> Callable[[list[Path] | None], list[Path] | None]:
     """The same check on every value of a repeatable option."""
 

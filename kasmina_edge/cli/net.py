@@ -141,7 +141,7 @@ def run_monitor(
     url: str,
     *,
     fleet: str = "+",
-    store: Path | None = None,
+    store: Path | str | None = None,
     as_json: bool = False,
     seconds: float | None = None,
     tls: Any = None,
@@ -204,9 +204,10 @@ def run_monitor(
 def monitor(
     mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="Broker URL (mqtt:// or mqtts://)."),
     fleet: str = typer.Option("+", "--fleet", help="Fleet to watch ('+': every fleet)."),
-    store: Path = typer.Option(
-        Path("runs/monitor.jsonl"), "--store", help="JSON-lines store (appended; read back on start).",
-        callback=checks.json_lines_store,
+    store: str = typer.Option(
+        "runs/monitor.jsonl", "--store",
+        help="JSON-lines file (appended; read back on start) or a database URL (sqlite:///FILE, postgresql://...).",
+        callback=checks.monitor_store,
     ),
     as_json: bool = json_option(),
     seconds: float = typer.Option(

@@ -26,7 +26,7 @@ class MonitorService:
         url: str | BrokerUrl,
         *,
         fleet: str = "+",
-        store: Path | None = None,
+        store: Path | str | None = None,
         on_record: Callable[[StoredRecord], None] | None = None,
         log_bad: Callable[[str], None] | None = None,
         tls: TlsFiles | None = None,

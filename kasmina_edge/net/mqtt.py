@@ -34,6 +34,15 @@ DEFAULT_TLS_PORT = 8883
 CONNECT_TIMEOUT_S = 10.0
 
 
+
+def _without_share(topic_filter: str) -> str:
+    """``$share/GROUP/a/b`` -> ``a/b``: the broker delivers a shared subscription's messages on their own
+    topics (MQTT 5.0 section 4.8.2), so they match the filter without its prefix."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        return parts[2] if len(parts) == 3 else topic_filter
+    return topic_filter
+
 class MqttError(KasminaError):
     """A broker that cannot be reached or refuses us, or a bad --mqtt URL."""
 
@@ -149,7 +158,7 @@ class MqttClient:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         for filt, (_, handler) in list(self._subs.items()):
-            if paho.topic_matches_sub(filt, msg.topic):
+            if paho.topic_matches_sub(_without_share(filt), msg.topic):
                 handler(msg.topic, bytes(msg.payload))
                 return
 

@@ -81,3 +81,17 @@ def test_battery_reads_in_mah_and_a_percentage_that_moves() -> None:
     assert "mAh" in text and "100.00" not in text  # 0.917 J of a coin cell shows in the digits
     assert f"{spec.capacity_mAh:,.0f} mAh" in text
     assert battery_text({"charge": 1.0, "used_j": 917.0}, "coral-devboard").startswith("mains-powered")
+
+
+def test_the_monitor_store_is_a_database_url_or_a_json_lines_file(tmp_path: Path) -> None:
+    import typer
+
+    from kasmina_edge.cli import checks
+
+    assert checks.monitor_store("sqlite:///x.db") == "sqlite:///x.db"
+    assert checks.monitor_store("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert checks.monitor_store(str(tmp_path / "m.jsonl")) == tmp_path / "m.jsonl"
+    bad = tmp_path / "not.jsonl"
+    bad.write_text("this is not json\n")
+    with pytest.raises(typer.BadParameter, match="not a JSON-lines file"):
+        checks.monitor_store(str(bad))

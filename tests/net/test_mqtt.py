@@ -129,3 +129,14 @@ def test_last_will_says_offline_when_a_device_vanishes(broker: EmbeddedBroker) -
     sock.close()
     assert wait_for(lambda: seen[-1:] == ["offline"], timeout=10.0)
     watcher.close()
+
+
+def test_a_shared_subscription_matches_its_topics_without_the_prefix() -> None:
+    from paho.mqtt.client import topic_matches_sub
+
+    from kasmina_edge.net.mqtt import _without_share
+
+    assert _without_share("$share/monitors/kedge/fleet/+/up") == "kedge/fleet/+/up"
+    assert _without_share("kedge/fleet/+/up") == "kedge/fleet/+/up"
+    assert topic_matches_sub(_without_share("$share/g/kedge/#"), "kedge/fleet/d1/up")
+    assert not topic_matches_sub("$share/g/kedge/#", "kedge/fleet/d1/up")  # what the prefix alone would miss
