@@ -103,6 +103,15 @@ def _drift_penalty(
     return lambda act: weight * ((act.mean(dim=(0, 2)) - ref_mu) / ref_sd).pow(2).mean()
 
 
+def _clean_site_outputs(model: BeatClassifier, clean: Beats, site: str) -> tuple[torch.Tensor, float]:
+    """The host's output at ``site`` on each clean twin (before any seed), and its variance (the scale)."""
+    x = torch.from_numpy(np.ascontiguousarray(clean.windows, dtype=np.float32))
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model.features(x[i : i + 1024])[site] for i in range(0, len(x), 1024)])
+    return out, float(out.var()) + 1e-6
+
+
 class ConditionRecipe:
     """How one condition seed trains, blends and is judged (the driver walks the stages)."""
 
@@ -126,6 +135,21 @@ class ConditionRecipe:
             self.host_probe = self.model(self.probe_x, self.probe_rr)
         self.batches: Any = iter(())
         self.captured: list[torch.Tensor] = [torch.zeros(())]
+        # Feature denoising: where the adaptation beats have clean twins, the seed's site output on a
+        # beat in the condition is pulled towards the host's site output on the same beat clean. A seed
+        # learns to undo the condition rather than to fit the training records' labels, which carries to
+        # patients it never saw (consistency training, e.g. Hendrycks et al. 2020, AugMix).
+        self.clean_out: tuple[torch.Tensor, float] | None = None
+        if cfg.denoise_weight > 0 and split.adapt_clean is not None:
+            if len(split.adapt_clean) != len(self.y):
+                raise ValueError("adapt_clean must hold the clean twin of every adaptation beat")
+            self.clean_out = _clean_site_outputs(self.model, split.adapt_clean, site)
+
+    def denoise(self, act: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if self.clean_out is None:
+            return act.new_zeros(())
+        target, scale = self.clean_out
+        return self.cfg.denoise_weight * (act - target[idx]).pow(2).mean() / scale
 
     def metric(self, ds: Beats) -> float:
         return evaluate(self.model, ds).macro_f1_at(self.cfg.gate_min_support)
@@ -150,7 +174,8 @@ class ConditionRecipe:
                 self.model(self.x[idx], self.rr[idx])
                 inc = layer.incubator_output()
                 assert inc is not None
-                loss = self.loss_fn(self.model.downstream(self.site, inc, self.rr[idx]), self.y[idx]) + self.penalty(inc)
+                loss = (self.loss_fn(self.model.downstream(self.site, inc, self.rr[idx]), self.y[idx])
+                        + self.penalty(inc) + self.denoise(inc, idx))
                 layer.seed_backward(loss)
                 if culled():  # the isolation breaker tripped
                     break
@@ -196,7 +221,8 @@ class ConditionRecipe:
                 self.batches = iter(batches(len(self.y), cfg.batch_size, d.gen))
                 idx = next(self.batches)
             opt.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(self.x[idx], self.rr[idx]), self.y[idx]) + self.penalty(self.captured[0])
+            loss = self.loss_fn(self.model(self.x[idx], self.rr[idx]), self.y[idx])
+            loss = loss + self.penalty(self.captured[0]) + self.denoise(self.captured[0], idx)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             d.clock.advance(1.0)

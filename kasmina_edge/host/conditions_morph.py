@@ -401,9 +401,11 @@ def grow_cell(
     gate_clean = _gate_metric(truth_g, _pred(base, gate.clean), mcfg.gate_min_support)
     gate_base = _gate_metric(truth_g, base_g, mcfg.gate_min_support)
     cond_part = thin_normal(adapt.condition, cfg.max_adapt_beats, seed)
+    clean_twins = thin_normal(adapt.clean, cfg.max_adapt_beats, seed)  # the same draw: the labels are the same
+    assert np.array_equal(cond_part.r_peaks, clean_twins.r_peaks)
     replay = thin_normal(data.replay, len(cond_part), seed + 7)
     split = ConditionSplit(cell.as_condition(), concat([cond_part, replay]), gate.condition, None,
-                           gate.records[:4], gate.lead)  # fmt: skip
+                           gate.records[:4], gate.lead, adapt_clean=concat([clean_twins, replay]))  # fmt: skip
     result = CellResult(cell, list(roles.gate), list(roles.test), gate_clean, gate_base,
                         Verdict("nothing_to_recover", ""), base_params=count_host_parameters(base),
                         adapt_beats=len(split.adapt))  # fmt: skip

@@ -149,7 +149,9 @@ class ConditionSplit:
     ``adapt``: what a seed (or, as the upper bound, full fine-tuning) trains on;
     ``val``: what gates judge it on (G4's pre-germination baseline and gain);
     ``test``: held-out beats for the benchmark (None in morph);
-    ``records``: the raw records under the condition, for Tamiyo's signal features.
+    ``records``: the raw records under the condition, for Tamiyo's signal features;
+    ``adapt_clean``: the very beats of ``adapt`` without the condition, in the same order, where they
+    exist (real records with noise mixed in): what a seed's site output is pulled towards.
     """
 
     condition: Condition
@@ -158,6 +160,7 @@ class ConditionSplit:
     test: BeatDataset | None
     records: list[Record]
     lead: int
+    adapt_clean: BeatDataset | None = None
 
 
 def condition_split(

@@ -27,6 +27,7 @@ class MorphConfig:
     max_oscillation: float = 0.05  # G2: macro-F1 with rare classes moves a few points per step
     max_drift: float = 3.0  # G2: output drift, in reference standard deviations
     drift_penalty: float = 0.05  # weight of the seed's activation-drift penalty while it trains
+    denoise_weight: float = 1.0  # with clean twins of the adaptation beats: pull the site's output towards clean
     gate_min_support: int = 25  # gates judge macro-F1 over classes with at least this many beats
     replay: bool = True  # mix clean training beats into the adaptation data
     tamiyo_imitation_steps: int = 300
