@@ -14,6 +14,8 @@ The SNR itself (S from the clean record's QRS amplitude, N the noise power) is
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -73,3 +75,57 @@ def nstdb_mix(record: Record, kind: str, snr_db: float, rng: np.random.Generator
     conds = [Interval(a, b, kind, float(snr_db), f"nstdb:{name}") for a, b in spans]
     return replace(record, signal=signal.astype(np.float32), artifact_mask=mask,
                    conditions=[*record.conditions, *conds])
+
+
+# --------------------------------------------------------------------------- real noise records
+
+
+@lru_cache(maxsize=4)
+def read_noise_record(folder: str, name: str, fs: float) -> np.ndarray:
+    """(samples, channels) of an NSTDB-style noise record ``folder/name`` at ``fs``, its mean removed."""
+    from kasmina_edge.ecg.wfdb_io import read_wfdb
+
+    base = Path(folder) / name
+    if not base.with_name(name + ".hea").exists():
+        raise KasminaError(f"noise record {base}.hea not found (the noise folder must hold {name})")
+    sig = read_wfdb(base, fs=fs).signal.astype(np.float64)
+    return sig - sig.mean(axis=0, keepdims=True)
+
+
+def noise_excerpt(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` contiguous samples of one random channel at a random offset (stitched when longer)."""
+    parts: list[np.ndarray] = []
+    left = n
+    while left > 0:
+        take = min(left, noise.shape[0])
+        ch = int(rng.integers(noise.shape[1]))
+        off = int(rng.integers(0, noise.shape[0] - take + 1))
+        parts.append(noise[off : off + take, ch])
+        left -= take
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def mix_noise(
+    record: Record, noise: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator, *, lead: int = 0,
+    first_clean_s: float = FIRST_CLEAN_S, stretch_s: float = STRETCH_S, source: str = "nstdb",
+) -> Record:
+    """``record`` with ``noise`` (samples, channels) added to ``lead`` on the NSTDB schedule at ``snr_db``.
+
+    As :func:`kasmina_edge.ecg.noise.nstdb_mix`: one gain for the record, set on the noise power over
+    the noisy stretches; the stretches marked in ``artifact_mask`` and listed in ``conditions``.
+    """
+    spans = noisy_stretches(record.n_samples, record.fs, first_clean_s, stretch_s)
+    if not spans:
+        raise KasminaError(f"record {record.name!r} ({record.seconds:.0f} s) is too short for a noisy stretch "
+                           f"after the first {first_clean_s:g} s")  # fmt: skip
+    on = np.zeros(record.n_samples, dtype=bool)
+    for a, b in spans:
+        on[a:b] = True
+    signal = record.signal.astype(np.float64, copy=True)
+    excerpt = noise_excerpt(noise, int(on.sum()), rng)
+    signal[on, lead] += scale_to_snr(excerpt, qrs_signal_power(record, lead), snr_db)
+    mask = record.artifact_mask.copy() if record.artifact_mask is not None else np.zeros(record.n_samples, np.uint8)
+    mask[on] |= np.uint8(ARTIFACT_BITS[kind])
+    conds = [Interval(a, b, kind, float(snr_db), source) for a, b in spans]
+    return replace(record, signal=signal.astype(np.float32), artifact_mask=mask,
+                   conditions=[*record.conditions, *conds])  # fmt: skip

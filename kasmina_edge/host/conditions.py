@@ -23,16 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from kasmina_edge.contracts.errors import KasminaError
-from kasmina_edge.ecg.artifacts import qrs_signal_power, scale_to_snr
 from kasmina_edge.ecg.dataset import BeatDataset, beats_from_record, concat
-from kasmina_edge.ecg.noise import FIRST_CLEAN_S, STRETCH_S, noisy_stretches
-from kasmina_edge.ecg.types import ARTIFACT_BITS, Interval, Record
+from kasmina_edge.ecg.noise import FIRST_CLEAN_S, STRETCH_S, mix_noise, read_noise_record
+from kasmina_edge.ecg.types import Record
 from kasmina_edge.host.data import SPEC, Condition
 
 DEFAULT_SNRS: tuple[float, ...] = (12.0, 6.0, 0.0, -6.0)
@@ -147,17 +145,6 @@ def read_two_leads(folder: Path, name: str, base_lead: str = BASE_LEAD) -> Recor
 # --------------------------------------------------------------------------- noise
 
 
-@lru_cache(maxsize=4)
-def _noise_record(folder: str, name: str, fs: float) -> np.ndarray:
-    from kasmina_edge.ecg.wfdb_io import read_wfdb
-
-    base = Path(folder) / name
-    if not base.with_name(name + ".hea").exists():
-        raise KasminaError(f"NSTDB noise record {base}.hea not found (the noise folder must hold bw and ma)")
-    sig = read_wfdb(base, fs=fs).signal.astype(np.float64)
-    return sig - sig.mean(axis=0, keepdims=True)
-
-
 @dataclass(frozen=True)
 class NoiseBank:
     """Real noise records (NSTDB ``bw``, ``ma``) from one folder, each cut in two halves in time."""
@@ -168,7 +155,7 @@ class NoiseBank:
         """(samples, channels) of the first (``seed``) or second (``test``) half of the noise record."""
         if part not in NOISE_PARTS:
             raise KasminaError(f"noise part must be one of {', '.join(NOISE_PARTS)}, got {part!r}")
-        sig = _noise_record(str(self.folder), noise, float(fs))
+        sig = read_noise_record(str(self.folder), noise, float(fs))
         half = sig.shape[0] // 2
         return sig[:half] if part == "seed" else sig[half:]
 
@@ -184,45 +171,6 @@ def default_noise_folder() -> Path:
     from kasmina_edge.ecg.data import data_root
 
     return data_root() / "nstdb"
-
-
-def _excerpt(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` contiguous samples of one random channel at a random offset (stitched when longer)."""
-    parts: list[np.ndarray] = []
-    left = n
-    while left > 0:
-        take = min(left, noise.shape[0])
-        ch = int(rng.integers(noise.shape[1]))
-        off = int(rng.integers(0, noise.shape[0] - take + 1))
-        parts.append(noise[off : off + take, ch])
-        left -= take
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def mix_noise(
-    record: Record, noise: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator, *, lead: int = 0,
-    first_clean_s: float = FIRST_CLEAN_S, stretch_s: float = STRETCH_S, source: str = "nstdb",
-) -> Record:
-    """``record`` with ``noise`` (samples, channels) added to ``lead`` on the NSTDB schedule at ``snr_db``.
-
-    As :func:`kasmina_edge.ecg.noise.nstdb_mix`: one gain for the record, set on the noise power over
-    the noisy stretches; the stretches marked in ``artifact_mask`` and listed in ``conditions``.
-    """
-    spans = noisy_stretches(record.n_samples, record.fs, first_clean_s, stretch_s)
-    if not spans:
-        raise KasminaError(f"record {record.name!r} ({record.seconds:.0f} s) is too short for a noisy stretch "
-                           f"after the first {first_clean_s:g} s")  # fmt: skip
-    on = np.zeros(record.n_samples, dtype=bool)
-    for a, b in spans:
-        on[a:b] = True
-    signal = record.signal.astype(np.float64, copy=True)
-    excerpt = _excerpt(noise, int(on.sum()), rng)
-    signal[on, lead] += scale_to_snr(excerpt, qrs_signal_power(record, lead), snr_db)
-    mask = record.artifact_mask.copy() if record.artifact_mask is not None else np.zeros(record.n_samples, np.uint8)
-    mask[on] |= np.uint8(ARTIFACT_BITS[kind])
-    conds = [Interval(a, b, kind, float(snr_db), source) for a, b in spans]
-    return replace(record, signal=signal.astype(np.float32), artifact_mask=mask,
-                   conditions=[*record.conditions, *conds])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- beats
