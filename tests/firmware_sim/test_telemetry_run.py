@@ -35,7 +35,8 @@ def test_runtime_events_reach_the_monitor_over_a_lora_link(
     s = run_stream(dev, RecordSource(record), options=options, telemetry=tel)
     transport.drain()
     transport.close()
-    assert s.telemetry is not None and s.telemetry["records"] >= 3 and s.telemetry["uplinks"] >= 1
+    assert s.telemetry is not None and s.telemetry["uplinks"] >= 1
+    assert s.telemetry["records"] == len(tel.produced) > 0  # every record the device made went to the queue
     view = transport.net.monitor.devices["tel-1"]
     counts = sum(view.beats.values())
     assert 0 < counts <= s.status["beats"]  # the beat counts that went up are the device's own beats

@@ -14,7 +14,7 @@ from kasmina_edge.runtime.executor import SegmentedExecutor
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
 from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
 
-# the walk through the stages under the confidence rules (label-free evidence: test_runtime_evidence.py)
+# the walk through the stages under the confidence rules (label-free evidence: test_evidence.py)
 CFG = LifecycleConfig(blend_windows=4, shadow_windows=3, probation_windows=5, judge="confidence")
 
 
