@@ -52,7 +52,7 @@ from firmware_sim.dir_device import DirDevice
 from firmware_sim.errors import DeviceError, FlashRefused
 from firmware_sim.fit import bundle_report, check_fits, require_bundle_file, runnable_bytes  # noqa: F401
 from firmware_sim.kernel_store import KernelStore
-from firmware_sim.security import SecureStore, refuse_not_newer
+from firmware_sim.security import SecureStore, refuse_not_newer, refuse_other_signers
 from firmware_sim.storage import FlashStorage
 from kasmina_edge.contracts.bundle import Bundle, BundleError, key_id, load_public_key, read_bundle
 from kasmina_edge.core.catalog import hardware
@@ -138,12 +138,8 @@ class EmulatedDevice:
         public key (``--keys`` or the default folder). Returns the key and, when it is to be provisioned, a note."""
         trusted = self._trusted_key()
         if trusted is not None:
-            for given, flag in ((trust, "--trust"), (keys, "--keys")):
-                if given is not None and key_id(load_public_key(given)) != key_id(trusted):
-                    raise FlashRefused(
-                        f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(load_public_key(given))} "
-                        f"({flag} {given}); the trust anchor is provisioned once (rotation: SECURITY.md)"
-                    )
+            refuse_other_signers(str(self.address), trusted, keys, trust,
+                                 "; the trust anchor is provisioned once (rotation: SECURITY.md)")
             return trusted, None
         if via != "flash":
             raise FlashRefused(f"{self.address}: no trusted key provisioned; an update over the air cannot provision one")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from firmware_sim.device_types import DIR_BUNDLE, DIR_MANIFEST, BootResult, DeviceAddress, FlashResult
 from firmware_sim.errors import DeviceError, FlashRefused
 from firmware_sim.fit import check_fits, require_bundle_file
-from firmware_sim.security import SecureStore, refuse_not_newer
+from firmware_sim.security import SecureStore, refuse_not_newer, refuse_other_signers
 from firmware_sim.storage import FlashStorage
 from kasmina_edge.contracts.bundle import BundleError, key_id, load_public_key, read_bundle
 from kasmina_edge.core.catalog import hardware
@@ -41,12 +41,7 @@ class DirDevice:
     def _anchor(self, keys: Path | None, trust: Path | None) -> tuple[Ed25519PublicKey, str | None]:
         trusted = self.security().trusted_key()
         if trusted is not None:
-            for given, flag in ((trust, "--trust"), (keys, "--keys")):
-                if given is not None and key_id(load_public_key(given)) != key_id(trusted):
-                    raise FlashRefused(
-                        f"{self.address} trusts signing key {key_id(trusted)}, not {key_id(load_public_key(given))} "
-                        f"({flag} {given})"
-                    )
+            refuse_other_signers(str(self.address), trusted, keys, trust)
             return trusted, None
         source = trust if trust is not None else keys
         key = load_public_key(source)

@@ -22,14 +22,15 @@ A device flashed before this file existed migrates on first read: its ``device.j
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware_sim.errors import DeviceError
+from firmware_sim.errors import DeviceError, FlashRefused
 from firmware_sim.storage import FlashStorage
-from kasmina_edge.contracts.bundle import key_id
+from kasmina_edge.contracts.bundle import key_id, load_public_key
 
 SECURE_FILE = "secure/state.json"
 FORMAT = "kasmina-secure/1"
@@ -157,3 +158,12 @@ def refuse_not_newer(what: str, version: int, counter: int, device: str) -> str 
         f"{what} version {version} is {how} {device}'s security counter {counter} "
         f"(no downgrades, no re-installs: build with a higher --version)"
     )
+
+
+def refuse_other_signers(address: str, trusted: Ed25519PublicKey, keys: Path | None, trust: Path | None,
+                         hint: str = "") -> None:  # fmt: skip
+    """A device with a provisioned trust anchor refuses a flash that names another key (``--trust``/``--keys``)."""
+    for given, flag in ((trust, "--trust"), (keys, "--keys")):
+        if given is not None and key_id(load_public_key(given)) != key_id(trusted):
+            raise FlashRefused(f"{address} trusts signing key {key_id(trusted)}, not {key_id(load_public_key(given))} "
+                               f"({flag} {given}){hint}")  # fmt: skip
