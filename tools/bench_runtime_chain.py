@@ -10,7 +10,9 @@ the host's ``default`` model with random weights (latency does not depend on the
   them even with the fused base): the chain and the fused base;
 * one kernel live at site 0 (alpha 1): the chain with the kernel vs the whole model without it.
 
-Exports use the build's own exporters with the chain's input grids (torch: a host tool).
+Exports use the build's own exporters with the chain's input grids (torch: a host tool). A bundle that already
+carries its fused base (``kasmina-edge build`` stitches the segments into ``base_whole``) is measured with that
+artifact instead of an export of the bench's own; each row says which (``whole_source``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from kasmina_edge.contracts.manifest import ArtifactEntry, BundleManifest
 from kasmina_edge.ecg.windowing import Beat
 from kasmina_edge.runtime.backends import Backend, LiteRtBackend, LoadedModel, MicroBackend, OrtBackend
 from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig
-from kasmina_edge.runtime.image import Image, Kernel, load_image
+from kasmina_edge.runtime.image import WHOLE_BASE, Image, Kernel, artifact_bytes, load_image
+
+FROM_BUNDLE = f"the bundle's {WHOLE_BASE}"
+EXPORTED = "exported by the bench"
 
 
 def _whole_module(segments: list[Any]) -> Any:
@@ -56,8 +61,18 @@ def _tensors(beats: list[Beat], n: int) -> tuple[Any, Any]:
     return x, rr
 
 
+def carried_whole(bundle: Bundle) -> bytes | None:
+    """The fused base the bundle carries (artifact ``base_whole``), or None."""
+    entry = next((a for a in bundle.manifest.artifacts if a.name == WHOLE_BASE and a.kind == "whole"), None)
+    return artifact_bytes(bundle, entry) if entry is not None else None
+
+
 def export_whole(workdir: Path, tflite: Bundle, onnx: Bundle | None, beats: list[Beat]) -> dict[str, bytes]:
-    """The demo checkpoint's model in one piece, same input grids as its chain."""
+    """The demo checkpoint's model in one piece, same input grids as its chain: the bundle's own ``base_whole``
+    where it carries one, else exported here."""
+    carried = {"tflite": carried_whole(tflite), **({"onnx": carried_whole(onnx)} if onnx is not None else {})}
+    if all(v is not None for v in carried.values()):
+        return {k: v for k, v in carried.items() if v is not None}
     from kasmina_edge.compile.export_tflite import export_int8_tflite
     from kasmina_edge.compile.pipeline import load_segmented
     from kasmina_edge.compile.quantize import QuantGrid
@@ -74,12 +89,13 @@ def export_whole(workdir: Path, tflite: Bundle, onnx: Bundle | None, beats: list
     segs = tflite.manifest.chain.segments  # type: ignore[union-attr]
     logits = tflite.manifest.artifact(segs[-1]).output_specs[0]
     assert logits.scale is not None and logits.zero_point is not None
-    out: dict[str, bytes] = {}
-    out["tflite"], _ = export_int8_tflite(
-        whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole",
-        input_grids={0: grid(tflite, segs[0], 0), 1: grid(tflite, segs[-1], 1)},
-        output_grid=QuantGrid(logits.scale[0], logits.zero_point[0]))
-    if onnx is not None:
+    out: dict[str, bytes] = {k: v for k, v in carried.items() if v is not None}
+    if "tflite" not in out:
+        out["tflite"], _ = export_int8_tflite(
+            whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole",
+            input_grids={0: grid(tflite, segs[0], 0), 1: grid(tflite, segs[-1], 1)},
+            output_grid=QuantGrid(logits.scale[0], logits.zero_point[0]))
+    if onnx is not None and "onnx" not in out:
         from kasmina_edge.compile.export_onnx import export_int8_onnx
 
         out["onnx"] = export_int8_onnx(whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole",
@@ -201,6 +217,7 @@ def compare(name: str, model: str, seg_img: Image, whole_img: Image, beats: list
     """Every way of running the model against the whole model, timed interleaved: one row per backend and model."""
     sample = beats[:300]
     fused_img = replace(seg_img, whole=whole_img.segments[0])
+    seg_img = replace(seg_img, whole=None)  # the chain variants run the chain (a bundle may carry its fused base)
     kernel = next(iter(seg_img.kernels.values()), None)
     executors = {
         "whole": SegmentedExecutor(whole_img, stats_every=0),
@@ -237,9 +254,16 @@ def segmented_vs_whole(backends: list[tuple[str, Bundle, Backend]], whole: dict[
     rows: list[dict[str, Any]] = []
     for name, bundle, backend in backends:
         key = "onnx" if bundle.manifest.format.startswith("onnx") else "tflite"
-        if key in whole:
-            seg_img = load_image(bundle, backend)
-            rows.append(compare(name, "demo tiny (trained)", seg_img, _whole_image(seg_img, whole[key]), beats))
+        seg_img = load_image(bundle, backend)
+        if seg_img.whole is not None:  # the bundle's own fused base, as the device boots it
+            whole_img = Image(seg_img.manifest, backend, [seg_img.whole], [seg_img.segment_entries[0]], {}, [])
+            source = FROM_BUNDLE
+        elif key in whole:
+            whole_img, source = _whole_image(seg_img, whole[key]), EXPORTED
+        else:
+            continue
+        row = compare(name, f"demo tiny (trained), whole: {source}", seg_img, whole_img, beats)
+        rows.append({**row, "whole_source": source})
         if name in default_size:
-            rows.append(compare(name, "default (random weights)", *default_size[name], beats))
+            rows.append({**compare(name, "default (random weights)", *default_size[name], beats), "whole_source": EXPORTED})
     return rows

@@ -5,7 +5,8 @@ the stages of :mod:`kasmina_edge.compile.stages` in order, each a module with a 
 
 plan → lower (the model cut at its seed sites) → windows → calibrate (site grids, artifact specs) →
 export per format → check the cuts → chains → PTQ tolerance (QAT where PTQ loses too much) →
-accuracy and parity vs torch → check per target → package → sign.
+accuracy and parity vs torch → the fused base (the segments stitched into ``base_whole``) → check per
+target → package → sign.
 
 The names other packages use (``BuildRequest``, ``EvalSet``, ``load_data``, ``load_segmented``, ...) are
 importable from here.
@@ -26,6 +27,7 @@ from kasmina_edge.compile.stages.calibrate import calibrate
 from kasmina_edge.compile.stages.chains import plan_chains
 from kasmina_edge.compile.stages.cuts import check_cuts
 from kasmina_edge.compile.stages.export import ArtifactSet, BuiltArtifact, export_artifact
+from kasmina_edge.compile.stages.fused_base import add_fused_base, keep_target_rules
 from kasmina_edge.compile.stages.lower import load_segmented, lower
 from kasmina_edge.compile.stages.package import BundleContents, PackageInput, kernels_only, package
 from kasmina_edge.compile.stages.plan import MAX_SITE_HEADROOM, BuildPlan, PlannedKernel, plan
@@ -101,8 +103,12 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         with steps.step("parity and accuracy vs torch"):
             misses = judge_accuracy(report, lowered.model, windows.evals, chains.configs, arts.run, cal.band,
                                     strict=req.strict)  # fmt: skip
+        if not req.kernels_only:
+            with steps.step("fused base"):
+                add_fused_base(report, arts, chains.segments, lowered.model, windows.evals[0], cal.logit_grid)
         with steps.step("target checks"):
-            extra = check_target(report, target, the_plan.profile, arts, windows.evals[0], chains.segments)
+            extra = keep_target_rules(report, arts, lambda: check_target(
+                report, target, the_plan.profile, arts, windows.evals[0], chains.segments))
         with steps.step("reference vectors and packing"):
             contents = package(
                 report, PackageInput(req, lowered, cal, arts, windows.evals[0], chains, extra, misses)
@@ -136,7 +142,7 @@ def _new_report(the_plan: BuildPlan) -> BuildReport:
 
 def _step_count(the_plan: BuildPlan) -> int:
     """Progress steps: load, windows, grids; one export per artifact; cuts, parity, target, packing,
-    signing; the PTQ tolerance when 8-bit kernels are judged on population windows (QAT runs add theirs)."""
+    signing; the fused base (full bundles); the PTQ tolerance when 8-bit kernels are judged on population windows (QAT runs add theirs)."""
     req = the_plan.request
     return (
         3
@@ -144,6 +150,7 @@ def _step_count(the_plan: BuildPlan) -> int:
         + 1
         + len(the_plan.kernels)
         + 5
+        + int(not req.kernels_only)
         + int(req.bits == 8 and bool(the_plan.kernels) and req.kernel_beats is None)
     )
 

@@ -16,7 +16,7 @@ _PLUMBING = frozenset({"RESHAPE", "TRANSPOSE", "QuantizeLinear", "DequantizeLine
 @dataclass
 class ArtifactReport:
     name: str
-    kind: str  # segment | kernel
+    kind: str  # segment | kernel | whole (the fused base)
     file: str
     format: str  # tflite-int8 | onnx-qdq | onnx-qcdq
     bytes: int
@@ -67,6 +67,8 @@ class BuildReport:
     memory: dict[str, Any] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the fused base (artifact base_whole): carried or not, and why (also in the manifest's "fused_base")
+    fused_base: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     bundle: str | None = None
     bundle_bytes: int | None = None

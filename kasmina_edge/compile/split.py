@@ -246,7 +246,7 @@ def calibrate_logit_grid(
     return QuantGrid.from_range(lo, hi, symmetric=False)
 
 
-ArtifactKind = Literal["segment", "kernel"]
+ArtifactKind = Literal["segment", "kernel", "whole"]  # whole: the fused base (compile.fuse)
 
 
 @dataclass

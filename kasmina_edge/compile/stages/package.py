@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kasmina_edge.compile.fuse import WHOLE_BASE
 from kasmina_edge.compile.report import ArtifactReport
 from kasmina_edge.compile.stages.accuracy import parity_record
 from kasmina_edge.compile.stages.export import artifact_ops
+from kasmina_edge.compile.stages.fused_base import whole_inputs
 from kasmina_edge.contracts.manifest import SCHEMA
 from kasmina_edge.core.formats import TFLITE_FORMATS
 
@@ -90,7 +92,22 @@ def _reference_vectors(job: PackageInput) -> dict[str, dict[str, np.ndarray]]:
         if b.spec.kind == "kernel" and b.spec.site is not None:
             layout = ChainLayout(segments, {b.spec.site: name})
             job.artifacts.run(layout, ev.windows[:rows], ev.rr[:rows], trace)
-    return reference_vectors(trace, rows)
+    vectors = reference_vectors(trace, rows)
+    whole = job.artifacts.built.get(WHOLE_BASE)
+    if whole is not None:  # the fused base on the base chain's inputs (it gives the chain's logits)
+        ins = whole_inputs(trace, segments, rows)
+        vectors[WHOLE_BASE] = {**{f"in{i}": a for i, a in enumerate(ins)}, "out": _run_whole(job, whole.data, ins)}
+    return vectors
+
+
+def _run_whole(job: PackageInput, data: bytes, ins: list[np.ndarray]) -> np.ndarray:
+    if job.artifacts.fmt in TFLITE_FORMATS:
+        from kasmina_edge.core.tflite_graph import run_batched
+
+        return run_batched(data, ins)[0]
+    from kasmina_edge.compile.export_onnx import run_onnx
+
+    return np.asarray(run_onnx(data, ins, fused=job.artifacts.fused))
 
 
 def _artifact_files(report: BuildReport, job: PackageInput) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
@@ -217,6 +234,7 @@ def _manifest(report: BuildReport, job: PackageInput, artifacts: list[dict[str, 
             "note": "logits clipped to the band where classes are decided",
         },
         "artifacts": artifacts,
+        **({"fused_base": dict(report.fused_base)} if report.fused_base else {}),
         "provenance": _provenance(req),
         "pending": list(report.pending),
     }

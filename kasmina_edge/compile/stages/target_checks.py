@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kasmina_edge.compile.fuse import WHOLE_BASE
+from kasmina_edge.compile.stages.fused_base import whole_inputs
 from kasmina_edge.core.build_errors import ParityError, ProfileLimitError
 
 if TYPE_CHECKING:
@@ -77,10 +79,13 @@ def _micro_inputs(arts: ArtifactSet, ev: EvalSet, segments: tuple[str, ...]) -> 
         assert site is not None
         layout = ChainLayout(segments, {site: kname})
         tflite_chain(data, layout, ev.windows[:n], ev.rr[:n], reference=True, trace=trace)
-    return {
+    inputs = {
         name: [np.concatenate([c[i] for c in calls[:n]]) for i in range(len(calls[0]) - 1)]
         for name, calls in trace.items()
     }
+    if WHOLE_BASE in arts.built:  # the fused base takes the base chain's own inputs
+        inputs[WHOLE_BASE] = whole_inputs(trace, segments, n)
+    return inputs
 
 
 def _tflite_micro(
@@ -102,7 +107,8 @@ def _tflite_micro(
     reported, outs = run_micro(data, inputs)
     arenas = measure_arenas(data, reported)
     for name, b in arts.built.items():
-        par = compare_with_reference(name, b.data, inputs[name], outs[name], logits=name == segments[-1])
+        logits = name in (segments[-1], WHOLE_BASE)
+        par = compare_with_reference(name, b.data, inputs[name], outs[name], logits=logits)
         report.memory.setdefault("micro_parity", {})[name] = {**par.__dict__, "ok": par.ok}
         if not par.ok:
             raise ParityError(
