@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Trained
 
 from kasmina_edge.compile.chain import ChainLayout, onnx_chain, tflite_chain
 from kasmina_edge.compile.fuse import WHOLE_BASE, fuse_onnx, fuse_tflite
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
 
-def _segments(trained: Trained) -> tuple[str, ...]:
+def _segments(trained: Any) -> tuple[str, ...]:
     return tuple(s.name for s in trained.specs if s.kind == "segment")
 
 
@@ -43,7 +42,7 @@ def _quantized_inputs(whole: bytes, x: np.ndarray, rr: np.ndarray) -> list[np.nd
 
 
 def test_fused_tflite_computes_the_chain_bit_for_bit(
-    trained: Trained, tflite_artifacts: dict[str, bytes]
+    trained: Any, tflite_artifacts: dict[str, bytes]
 ) -> None:
     segments = _segments(trained)
     whole = fuse_tflite([tflite_artifacts[s] for s in segments])
@@ -67,7 +66,7 @@ def test_fused_tflite_computes_the_chain_bit_for_bit(
         )
 
 
-def test_fused_onnx_gives_the_chain_logits(trained: Trained, onnx_artifacts: dict[str, bytes]) -> None:
+def test_fused_onnx_gives_the_chain_logits(trained: Any, onnx_artifacts: dict[str, bytes]) -> None:
     from kasmina_edge.compile.export_onnx import run_onnx
 
     segments = _segments(trained)
@@ -144,43 +143,48 @@ def _cache_key() -> str:
     return h.hexdigest()[:12]
 
 
-@pytest.fixture(scope="module")
-def built(request: pytest.FixtureRequest) -> tuple[Path, Path]:
-    """A LiteRT (linux-arm) bundle of the host's tiny model with one seed: (bundle, keys folder)."""
-    folder = Path(request.config.cache.mkdir(f"kasmina-fused-base-{_cache_key()}"))
-    bundle, keys = folder / "linux-arm.kedge", folder / "keys"
-    if not bundle.exists():
-        from host_files import write_checkpoint, write_library
+TARGETS = {"linux-arm": "tflite-int8", "x86": "onnx-qdq"}  # LiteRT and ONNX Runtime
 
-        from kasmina_edge.compile.pipeline import BuildRequest, build
-        from kasmina_edge.compile.stages import windows
-        from kasmina_edge.contracts.bundle import init_keys
 
+def _build(folder: Path, target: str) -> Path:
+    """A bundle of the host's tiny model with one seed for ``target`` (synthetic data only), cached."""
+    bundle, keys = folder / f"{target}.kedge", folder / "keys"
+    if bundle.exists():
+        return bundle
+    from host_files import write_checkpoint, write_library
+
+    from kasmina_edge.compile.pipeline import BuildRequest, build
+    from kasmina_edge.compile.stages import windows
+    from kasmina_edge.contracts.bundle import init_keys
+
+    if not (folder / "base.pt").exists():
         write_checkpoint(folder / "base.pt", train=True)
         write_library(folder / "seeds")
-        if not (keys / "bundle-signing.key").exists():
-            init_keys(keys)
-        mp = pytest.MonkeyPatch()
-        mp.setattr(
-            windows, "default_record100", lambda: None
-        )  # synthetic data only: the same bundle everywhere
-        try:
-            build(
-                BuildRequest(
-                    checkpoint=folder / "base.pt",
-                    seeds=folder / "seeds",
-                    keys=keys,
-                    target="linux-arm",
-                    out=folder / "tmp.kedge",
-                    heldout_patients=4,
-                    parity_windows=600,
-                    qat_steps=20,
-                )
-            )
-        finally:
-            mp.undo()
-        (folder / "tmp.kedge").replace(bundle)
-    return bundle, keys
+    if not (keys / "bundle-signing.key").exists():
+        init_keys(keys)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(windows, "default_record100", lambda: None)  # the same bundle with or without MIT-BIH here
+    req = BuildRequest(checkpoint=folder / "base.pt", seeds=folder / "seeds", keys=keys, target=target,
+                       out=folder / f"{target}.tmp", heldout_patients=4, parity_windows=600, qat_steps=20)  # fmt: skip
+    try:
+        build(req)
+    finally:
+        mp.undo()
+    (folder / f"{target}.tmp").replace(bundle)
+    return bundle
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def built(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """(bundle, keys folder) per target: LiteRT's int8 TFLite (linux-arm), ONNX QDQ (x86)."""
+    folder = Path(request.config.cache.mkdir(f"kasmina-fused-base-{_cache_key()}"))
+    return _build(folder, request.param), folder / "keys"
+
+
+def _backend(path: Path) -> Any:
+    from kasmina_edge.runtime.backends import LiteRtBackend, OrtBackend
+
+    return OrtBackend() if path.stem == "x86" else LiteRtBackend()
 
 
 def _windows(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,27 +215,34 @@ def test_a_built_bundle_carries_the_fused_base_signed_with_its_reference_vectors
     path, keys = built
     b = read_bundle(path, keys)  # signature and every hash
     entry = b.manifest.artifact(WHOLE_BASE)
-    assert entry.kind == "whole" and entry.format == "tflite-int8" and entry.reference is not None
+    assert entry.kind == "whole" and entry.format == TARGETS[path.stem] and entry.reference is not None
     assert (b.manifest.model_extra or {})["fused_base"]["included"] is True
     segs = [b.manifest.artifact(n) for n in b.manifest.chain.segments]  # type: ignore[union-attr]
-    assert entry.input_specs[0].scale == segs[0].input_specs[0].scale
-    assert entry.input_specs[1].scale == segs[-1].input_specs[1].scale
-    assert entry.output_specs[0].scale == segs[-1].output_specs[0].scale
-    ref = b.reference_vectors(WHOLE_BASE)
-    np.testing.assert_array_equal(ref["out"], b.reference_vectors(segs[-1].name)["out"])  # the chain's logits
+    for got, want in ((entry.input_specs[0], segs[0].input_specs[0]), (entry.input_specs[1], segs[-1].input_specs[1]),
+                      (entry.output_specs[0], segs[-1].output_specs[0])):  # fmt: skip
+        assert (got.shape, got.dtype, got.scale, got.zero_point) == (
+            want.shape,
+            want.dtype,
+            want.scale,
+            want.zero_point,
+        )
+    ref, chain_ref = b.reference_vectors(WHOLE_BASE), b.reference_vectors(segs[-1].name)
+    rows = ref["out"].shape[0]  # the segments' vectors go on with the chain's kernel live (ONNX: a batch each)
+    assert rows == 8 and ref["in0"].shape[0] == rows
+    np.testing.assert_array_equal(ref["in1"], chain_ref["in1"][:rows])
+    np.testing.assert_allclose(ref["out"], chain_ref["out"][:rows], rtol=0, atol=1e-6)  # the chain's logits
 
 
 def test_the_runtime_boots_the_fused_base_and_runs_it_only_with_no_kernel_live(
     built: tuple[Path, Path],
 ) -> None:
     from kasmina_edge.contracts.bundle import read_bundle
-    from kasmina_edge.runtime.backends import LiteRtBackend
     from kasmina_edge.runtime.engine import DeviceRuntime
     from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig
     from kasmina_edge.runtime.image import load_image
 
     path, keys = built
-    image = load_image(read_bundle(path, keys), LiteRtBackend())
+    image = load_image(read_bundle(path, keys), _backend(path))
     assert image.whole is not None
     checks = DeviceRuntime(image).boot()
     assert any(c.artifact == WHOLE_BASE and c.passed for c in checks)

@@ -116,10 +116,11 @@ def _quantize(t: Any, values: np.ndarray) -> np.ndarray:
 def whole_inputs(
     trace: dict[str, list[list[np.ndarray]]], segments: tuple[str, ...], rows: int
 ) -> list[np.ndarray]:
-    """The fused base's inputs on the first ``rows`` windows of a base-chain trace: the first segment's
-    window, the last segment's RR (the chain's own inputs, on the same grids)."""
+    """The fused base's inputs on the first ``rows`` windows of a trace whose first calls ran the base chain:
+    the first segment's window, the last segment's RR (the chain's own inputs, on the same grids). A call
+    holds one row (TFLite) or a batch (ONNX)."""
     first, last = trace[segments[0]][:rows], trace[segments[-1]][:rows]
-    return [np.concatenate([c[0] for c in first]), np.concatenate([c[1] for c in last])]
+    return [np.concatenate([c[0] for c in first])[:rows], np.concatenate([c[1] for c in last])[:rows]]
 
 
 def keep_target_rules(
