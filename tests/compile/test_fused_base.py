@@ -220,12 +220,7 @@ def test_a_built_bundle_carries_the_fused_base_signed_with_its_reference_vectors
     segs = [b.manifest.artifact(n) for n in b.manifest.chain.segments]  # type: ignore[union-attr]
     for got, want in ((entry.input_specs[0], segs[0].input_specs[0]), (entry.input_specs[1], segs[-1].input_specs[1]),
                       (entry.output_specs[0], segs[-1].output_specs[0])):  # fmt: skip
-        assert (got.shape, got.dtype, got.scale, got.zero_point) == (
-            want.shape,
-            want.dtype,
-            want.scale,
-            want.zero_point,
-        )
+        assert (got.shape, got.dtype, got.scale, got.zero_point) == (want.shape, want.dtype, want.scale, want.zero_point)
     ref, chain_ref = b.reference_vectors(WHOLE_BASE), b.reference_vectors(segs[-1].name)
     rows = ref["out"].shape[0]  # the segments' vectors go on with the chain's kernel live (ONNX: a batch each)
     assert rows == 8 and ref["in0"].shape[0] == rows
@@ -236,13 +231,18 @@ def test_a_built_bundle_carries_the_fused_base_signed_with_its_reference_vectors
 def test_the_runtime_boots_the_fused_base_and_runs_it_only_with_no_kernel_live(
     built: tuple[Path, Path],
 ) -> None:
+    _boot_and_run(*built, _backend(built[0]))
+
+
+def _boot_and_run(path: Path, keys: Path, backend: Any) -> None:
+    """Boot ``path`` on ``backend`` (the fused base against its reference vectors), then: no kernel live, the
+    fused base answers every window with the chain's logits; a kernel live, the chain answers as before."""
     from kasmina_edge.contracts.bundle import read_bundle
     from kasmina_edge.runtime.engine import DeviceRuntime
     from kasmina_edge.runtime.executor import SegmentedExecutor, SlotConfig
     from kasmina_edge.runtime.image import load_image
 
-    path, keys = built
-    image = load_image(read_bundle(path, keys), _backend(path))
+    image = load_image(read_bundle(path, keys), backend)
     assert image.whole is not None
     checks = DeviceRuntime(image).boot()
     assert any(c.artifact == WHOLE_BASE and c.passed for c in checks)
@@ -262,3 +262,29 @@ def test_the_runtime_boots_the_fused_base_and_runs_it_only_with_no_kernel_live(
     assert whole.calls == x.shape[0]  # a kernel live: the chain, never the fused base
     for a, c in live:
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m", "edgetpu"])
+def test_rule_checked_targets_carry_the_fused_base_and_run_it(request: pytest.FixtureRequest, target: str) -> None:
+    """Cortex-M: in the flash and SRAM budget, its TFLite Micro arena measured and its parity with LiteRT's
+    reference kernels checked, run by TFLite Micro; Edge TPU: every op mapped, the parameters in the cache."""
+    import json
+
+    from kasmina_edge.contracts.bundle import read_bundle
+    from kasmina_edge.runtime.backends import LiteRtBackend, MicroBackend
+
+    folder = Path(request.config.cache.mkdir(f"kasmina-fused-base-{_cache_key()}"))
+    path, keys = _build(folder, target), folder / "keys"
+    b = read_bundle(path, keys)
+    assert b.manifest.artifact(WHOLE_BASE).kind == "whole"
+    report = json.loads(b.files["report.json"])
+    if target == "cortex-m":
+        assert report["memory"]["arenas"][WHOLE_BASE] > 0 and report["memory"]["micro_parity"][WHOLE_BASE]["ok"]
+        assert report["memory"]["flash_bytes"] <= report["memory"]["flash_limit"]
+        assert report["memory"]["sram_bytes"] <= report["memory"]["sram_limit"]
+        assert b"base_whole" in b.files["firmware/model_data.cc"]
+    else:
+        fused = next(m for m in report["target_mapping"]["models"] if m["name"] == WHOLE_BASE)
+        assert fused["ops_cpu"] == 0 and report["target_mapping"]["fits_cache"]
+    _boot_and_run(path, keys, MicroBackend() if target == "cortex-m" else LiteRtBackend())
