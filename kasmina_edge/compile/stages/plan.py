@@ -71,6 +71,8 @@ class BuildPlan:
             t.add_row(f"segment_{i}", "base segment" + (" (+ rr)" if i == len(self.sites) else ""), "-", "")
         for k in self.kernels:
             t.add_row(k.key, f"seed kernel: {k.blueprint}", str(k.site), f"{k.parameters:,}")
+        if not r.kernels_only:
+            t.add_row("base_whole", "fused base: the segments in one model (if it keeps the rules)", "-", "")
         console.print(t)
         for i, step in enumerate(self.steps, 1):
             console.print(f"  {i:2d}. {step}")
@@ -237,5 +239,11 @@ def _steps(
             else "a missed bound is a warning recorded in the bundle"
         )
     )
+    if not req.kernels_only:
+        steps.append(
+            "fused base base_whole: the segments stitched at their cuts into one model, run by the device while no "
+            "kernel is live; kept when it reproduces the chain and keeps the target's rules (else left out, the "
+            "reason in the manifest's fused_base)"
+        )
     steps.append(f"reference vectors per artifact, build report, bundle {req.out_path()}")
     return steps, pending
