@@ -27,9 +27,10 @@ class FuseError(BuildError):
     """The segments cannot be stitched into one model (an unexpected graph layout)."""
 
 
-def fuse_tflite(segments: Sequence[bytes]) -> bytes:
+def fuse_tflite(segments: Sequence[bytes], *, simplify: bool = True) -> bytes:
     """One TFLite model running ``segments`` in order; its inputs: the first segment's input, then the last
-    segment's other inputs (RR); its output: the last segment's output."""
+    segment's other inputs (RR); its output: the last segment's output. ``simplify``: drop the layout round
+    trips at the cuts (:func:`_drop_layout_round_trips`)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -49,6 +50,8 @@ def fuse_tflite(segments: Sequence[bytes]) -> bytes:
     for i, m in enumerate(models):
         handed = _append_segment(out, graph, m, i, handed, last=i == len(models) - 1)
     out.subgraphs = [graph]
+    if simplify and _drop_layout_round_trips(schema, out, graph):
+        _compact_tensors(graph)
     out.metadata = _merged_metadata(out, models)
     out.signatureDefs = [_signature(schema, graph)]
     builder = flatbuffers.Builder(1024)
@@ -93,6 +96,108 @@ def _append_segment(out: Any, graph: Any, m: Any, i: int, handed: int | None, *,
     elif len(ins) > 1 and handed is not None:
         raise FuseError(f"segment {i}: a middle segment with {len(ins)} inputs: cannot fuse")
     return t_map[outs[0]]
+
+
+def _drop_layout_round_trips(schema: Any, out: Any, graph: Any) -> int:
+    """Drop TRANSPOSE→RESHAPE→RESHAPE→TRANSPOSE runs that give back their input: at a cut a segment ends by
+    turning its NHWC activations into the site's N×C×L layout and the next one begins by turning them back.
+    Only where the reshapes undo each other, the permutations compose to the identity, the grids are equal
+    and nothing else reads the tensors in between: the data then flows on unchanged. Returns runs dropped."""
+    ops, tensors = graph.operators, graph.tensors
+    transpose, reshape = schema.BuiltinOperator.TRANSPOSE, schema.BuiltinOperator.RESHAPE
+    pattern = [transpose, reshape, reshape, transpose]
+    readers: dict[int, int] = {}
+    for op in ops:
+        for t in op.inputs:
+            readers[int(t)] = readers.get(int(t), 0) + 1
+    kept_io = {int(t) for t in [*graph.inputs, *graph.outputs]}
+    drop: set[int] = set()
+    replace: dict[int, int] = {}
+    i = 0
+    while i + 4 <= len(ops):
+        run = ops[i : i + 4]
+        if [_builtin(out, op) for op in run] != pattern or not _chained(run):
+            i += 1
+            continue
+        mids = [int(op.outputs[0]) for op in run[:3]]
+        src, dst = int(run[0].inputs[0]), int(run[3].outputs[0])
+        p1, p2 = (
+            _constant(out, tensors[int(run[0].inputs[1])]),
+            _constant(out, tensors[int(run[3].inputs[1])]),
+        )
+        undone = (
+            p1 is not None and p2 is not None and len(p1) == len(p2)
+            and [int(p1[j]) for j in p2] == list(range(len(p1)))
+            and list(tensors[mids[0]].shape) == list(tensors[int(run[2].outputs[0])].shape)
+            and list(tensors[src].shape) == list(tensors[dst].shape)
+            and _same_grid(tensors[src], tensors[dst])
+        )  # fmt: skip
+        if not undone or dst in kept_io or any(readers.get(t, 0) != 1 or t in kept_io for t in mids):
+            i += 1
+            continue
+        drop.update(range(i, i + 4))
+        replace[dst] = src
+        i += 4
+    graph.operators = [op for k, op in enumerate(ops) if k not in drop]
+    for op in graph.operators:
+        op.inputs = [replace.get(int(t), int(t)) for t in op.inputs]
+    return len(replace)
+
+
+def _builtin(out: Any, op: Any) -> int:
+    code = out.operatorCodes[int(op.opcodeIndex)]
+    return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+
+
+def _chained(run: Sequence[Any]) -> bool:
+    """Each op of ``run`` has one output, read by the next op as its first input."""
+    return all(
+        len(a.outputs) == 1 and int(a.outputs[0]) == int(b.inputs[0])
+        for a, b in zip(run, run[1:], strict=False)
+    )
+
+
+def _constant(out: Any, t: Any) -> Any:
+    """The int32/int64 values of a constant tensor (a permutation), or None."""
+    import numpy as np
+
+    data = out.buffers[int(t.buffer)].data
+    if data is None or len(data) == 0:
+        return None
+    dtype = {2: "<i4", 4: "<i8"}.get(int(t.type))  # TensorType INT32, INT64
+    return None if dtype is None else np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+
+
+def _same_grid(a: Any, b: Any) -> bool:
+    if int(a.type) != int(b.type):
+        return False
+    qa, qb = a.quantization, b.quantization
+
+    def grid(q: Any) -> tuple[list[float], list[int]]:
+        if q is None:
+            return [], []
+        return [float(v) for v in (q.scale if q.scale is not None else [])], [
+            int(v) for v in (q.zeroPoint if q.zeroPoint is not None else [])
+        ]
+
+    return grid(qa) == grid(qb)
+
+
+def _compact_tensors(graph: Any) -> None:
+    """Renumber the tensors, keeping those an op, an input or an output still refers to."""
+    used = {int(t) for t in [*graph.inputs, *graph.outputs]}
+    for op in graph.operators:
+        used.update(int(t) for t in [*op.inputs, *op.outputs] if int(t) >= 0)
+    order = sorted(used)
+    new = {old: k for k, old in enumerate(order)}
+    graph.tensors = [graph.tensors[k] for k in order]
+    for op in graph.operators:
+        op.inputs = [new[int(t)] if int(t) >= 0 else -1 for t in op.inputs]
+        op.outputs = [new[int(t)] for t in op.outputs]
+        if op.intermediates is not None and len(op.intermediates):
+            op.intermediates = [new[int(t)] for t in op.intermediates]
+    graph.inputs = [new[int(t)] for t in graph.inputs]
+    graph.outputs = [new[int(t)] for t in graph.outputs]
 
 
 def _code_index(out: Any, code: Any) -> int:
