@@ -229,7 +229,8 @@ def performance(args: argparse.Namespace, w: Path, tflite: Bundle, onnx: Bundle 
     results["segmented_vs_whole"] = segmented_vs_whole(backends, whole, beats, default_size)
     _table("2. chain vs the same model exported whole (x the whole model's time per window; same executor, same "
            "backend, interleaved)", results["segmented_vs_whole"], [
-               ("backend", "backend", "{}"), ("model", "model", "{}"), ("whole us", "whole_us", "{:.1f}"),
+               ("backend", "backend", "{}"), ("model", "model", "{}"), ("whole from", "whole_source", "{}"),
+               ("whole us", "whole_us", "{:.1f}"),
                ("chain", "chain_ratio", "{:.2f}"), ("fused base", "fused_ratio", "{:.2f}"),
                ("chain, stats/4", "chain_stats_ratio", "{:.2f}"), ("fused, stats/4", "fused_stats_ratio", "{:.2f}"),
                ("kernel live", "kernel_live_ratio", "{:.2f}"), ("labels as whole", "label_agreement", "{:.3f}")])
