@@ -25,6 +25,7 @@ RUNTIME, NET, PROFILER = "kasmina_edge.runtime", "kasmina_edge.net", "kasmina_ed
 HOST, COMPILE, CLI, EMULATOR = "kasmina_edge.host", "kasmina_edge.compile", "kasmina_edge.cli", "firmware_sim"
 VALIDATE = "kasmina_edge.validate"
 DASHBOARD = "kasmina_edge.dashboard"
+CURRICULUM = "kasmina_edge.curriculum"
 TORCH = "torch"  # not a layer: the host extra, which only the host side may import (lazily or not)
 
 # package -> what it may import (besides itself, the standard library, third-party packages, and the bare
@@ -41,7 +42,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     EMULATOR: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER}),
     VALIDATE: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR}),
     DASHBOARD: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR}),
-    CLI: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR, VALIDATE, DASHBOARD, TORCH}),
+    # the curriculum trains (host), builds (compile) and runs on the emulator: a driver of everything below
+    CURRICULUM: frozenset({CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR, TORCH}),
+    CLI: frozenset(
+        {CONTRACTS, CORE, ECG, RUNTIME, NET, PROFILER, HOST, COMPILE, EMULATOR, VALIDATE, DASHBOARD, CURRICULUM, TORCH}
+    ),
 }
 
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${EXTRAS:-host,server,compliance,dev}
+EXTRAS=${EXTRAS:-host,server,compliance,research,dev}
 stamp=.venv/.kasmina-installed
 want="$(sha256sum pyproject.toml | cut -c1-16) $EXTRAS"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi

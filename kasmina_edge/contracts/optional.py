@@ -32,6 +32,8 @@ _EXTRAS: dict[str, str] = {
     "alembic": "server",
     "psycopg": "server",
     "cyclonedx": "compliance",
+    "sklearn": "research",
+    "optuna": "research",
 }
 
 
