@@ -122,7 +122,9 @@ class ConditionRecipe:
         self.d, self.split, self.clean_val, self.site, self.cfg = driver, split, clean_val, site, cfg
         self.result, self.clean_sites, self.say = result, clean_sites, say
         self.model, self.layer = driver.model, driver.model.sites[site]
-        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels)))
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=class_weights(np.asarray(split.adapt.labels), n_classes=self.model.config.n_classes)
+        )
         self.x, self.rr, self.y = to_tensors(split.adapt)
         # the host alone, measured before germination (the layer's reference is taken from these forwards)
         self.baseline = self.metric(split.val)

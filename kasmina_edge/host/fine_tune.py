@@ -24,7 +24,7 @@ def fine_tune(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels)))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.asarray(split.adapt.labels), n_classes=base.config.n_classes))
     data = to_tensors(split.adapt)
     best, best_state = evaluate(model, split.val).macro_f1_at(min_support), copy.deepcopy(model.state_dict())
     for epoch in range(epochs):
