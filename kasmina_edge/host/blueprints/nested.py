@@ -1,6 +1,14 @@
-"""Nested seed: a seed holding child seeds, each with its own alpha, recursively (default 3 levels)."""
+"""Nested seed: a seed holding child seeds, each with its own alpha, recursively (default 3 levels).
+
+Each child is a node of the same class; ``host.nesting`` gives every child its own seed id and lifecycle and
+drives ``child_alpha`` / ``child_live`` through :meth:`NestedSeed.set_child`. A child that is not live is
+skipped in the forward (its parameters cost no MACs and get no gradient).
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -41,6 +49,31 @@ class NestedSeed(nn.Module):
         )
         # One alpha per child: a parent can blend its children in (or out) one at a time.
         self.register_buffer("child_alpha", torch.ones(len(self.children_seeds)))
+        # Python-side, so the forward decides what to run without reading a tensor (and export folds it).
+        self.child_live: list[bool] = [True] * len(self.children_seeds)
+
+    def set_child(self, index: int, alpha: float, live: bool) -> None:
+        """Blend child ``index`` in at ``alpha``; a child that is not live is skipped entirely."""
+        with torch.no_grad():
+            self.child_alpha[index] = float(alpha)
+        self.child_live[index] = bool(live)
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        """This node's own parameters (its bottleneck), not its children's."""
+        return list(self.own.parameters())
+
+    @torch.no_grad()
+    def reset_own(self) -> None:
+        """Back to function-preserving: the output path zero, the input path re-drawn."""
+        nn.init.normal_(self.own.down.weight, std=1.0 / math.sqrt(self.own.down.weight.shape[1]))
+        self.own.up.weight.zero_()
+
+    def descendants(self, prefix: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], NestedSeed, NestedSeed]]:
+        """(index path, holder, child) for every descendant, parents before their children."""
+        for i, child in enumerate(self.children_seeds):
+            assert isinstance(child, NestedSeed)
+            yield (*prefix, i), self, child
+            yield from child.descendants((*prefix, i))
 
     def levels(self) -> int:
         """How many levels deep this seed goes (itself included)."""
@@ -49,5 +82,6 @@ class NestedSeed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
         for i, child in enumerate(self.children_seeds):
-            y = y + self.child_alpha[i] * (child(y) - y)
+            if self.child_live[i]:
+                y = y + self.child_alpha[i] * (child(y) - y)
         return y + self.own(y)

@@ -1,0 +1,1 @@
+"""Nested seeds: children as lifecycle participants, a hierarchical controller, shared resource arbitration."""
