@@ -29,6 +29,7 @@ from kasmina_edge.ecg.types import DEFAULT_FS
 # flat window (lead off) is not blown up into noise of unit amplitude.
 NORM_FLOOR_MV = 0.05
 NORM_PERCENTILE = 99.0
+_NORM_Q = NORM_PERCENTILE / 100.0  # as np.percentile divides it
 
 RR_LOCAL_BEATS = 10  # local mean RR: the last 10 beats' pre-RR, this beat included
 RR_PATIENT_SECONDS = 300.0  # running patient mean RR: pre-RR of beats in the last 5 minutes
@@ -164,12 +165,35 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
 
 
 def normalise_windows(windows: np.ndarray) -> np.ndarray:
-    """Per window: subtract the median, divide by max(P99 of |deviation|, NORM_FLOOR_MV)."""
+    """Per window: subtract the median, divide by max(P99 of |deviation|, NORM_FLOOR_MV).
+
+    The very numbers of ``np.median`` and ``np.percentile(..., 99)`` (linear interpolation), from one
+    ``np.partition`` each at the order statistics they read: the streaming path normalises one window per
+    beat, and those two functions' general machinery cost several times the selection itself."""
     w = np.asarray(windows, dtype=np.float64)
-    med = np.median(w, axis=-1, keepdims=True)
+    n = w.shape[-1] if w.ndim else 0
+    if n < 2:  # numpy's edge cases (a single sample: both bounds are the last element)
+        med = np.median(w, axis=-1, keepdims=True)
+        dev = w - med
+        scale = np.maximum(np.percentile(np.abs(dev), NORM_PERCENTILE, axis=-1, keepdims=True), NORM_FLOOR_MV)
+        return (dev / scale).astype(np.float32)
+    half = n // 2
+    if n % 2:
+        med = np.partition(w, half, axis=-1)[..., half : half + 1]
+    else:  # np.median: the mean of the two middle values, (a + b) / 2
+        part = np.partition(w, (half - 1, half), axis=-1)
+        med = (part[..., half - 1 : half] + part[..., half : half + 1]) / 2.0
     dev = w - med
-    scale = np.maximum(np.percentile(np.abs(dev), NORM_PERCENTILE, axis=-1, keepdims=True), NORM_FLOOR_MV)
-    return (dev / scale).astype(np.float32)
+    # np.percentile's "linear" method: virtual index (n - 1) q between order statistics lo and lo + 1,
+    # interpolated with numpy's own two-sided lerp formula (so the rounding is the same)
+    virtual = (n - 1) * _NORM_Q
+    lo = int(np.floor(virtual))
+    gamma = virtual - lo
+    ordered = np.partition(np.abs(dev), (lo, lo + 1), axis=-1)
+    a, b = ordered[..., lo : lo + 1], ordered[..., lo + 1 : lo + 2]
+    diff = b - a
+    p99 = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return (dev / np.maximum(p99, NORM_FLOOR_MV)).astype(np.float32)
 
 
 def extract_windows(filtered_signal: np.ndarray, r_peaks: np.ndarray, spec: WindowSpec) -> BeatWindows:
@@ -184,6 +208,31 @@ def extract_windows(filtered_signal: np.ndarray, r_peaks: np.ndarray, spec: Wind
         raw = x[starts[:, None] + np.arange(spec.length)[None, :]]
         windows[valid, 0, :] = normalise_windows(raw)
     return BeatWindows(windows=windows, rr=rr_features(r, spec.fs), r_peaks=r, valid=valid)
+
+
+class _RecentRR:
+    """The pre-RR intervals of the beats of the last ``RR_PATIENT_SECONDS``, as one contiguous float64 view
+    (the running means read it once per beat: no list rebuilt, no deque walked)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._r = np.zeros(capacity, dtype=np.int64)
+        self._pre = np.zeros(capacity, dtype=np.float64)
+        self._head = 0  # first beat still inside the horizon
+        self._end = 0
+
+    def add(self, r: int, pre_s: float, horizon: int) -> np.ndarray:
+        """Append a beat, forget those at or before ``horizon``; the pre-RR values kept, oldest first."""
+        if self._end == self._r.shape[0]:  # full: drop what the horizon left behind, grow if still full
+            keep = self._end - self._head
+            size = self._r.shape[0] * (2 if keep > self._r.shape[0] // 2 else 1)
+            peaks, pres = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.float64)
+            peaks[:keep], pres[:keep] = self._r[self._head : self._end], self._pre[self._head : self._end]
+            self._r, self._pre, self._head, self._end = peaks, pres, 0, keep
+        self._r[self._end], self._pre[self._end] = r, pre_s
+        self._end += 1
+        while self._head < self._end and self._r[self._head] <= horizon:
+            self._head += 1
+        return self._pre[self._head : self._end]
 
 
 class StreamingBeatizer:
@@ -209,7 +258,7 @@ class StreamingBeatizer:
         self._causal_seen = 0  # causal outputs produced so far
         self._pending: deque[int] = deque()  # detected R peaks not emitted yet
         self._prev: int | None = None  # last emitted R peak (for pre-RR)
-        self._history: deque[tuple[int, float]] = deque()  # (r, pre-RR s) of emitted beats, last 5 min
+        self._history = _RecentRR()  # (r, pre-RR s) of emitted beats, last 5 min
         self._finished = False
         self._last_detected = -1
 
@@ -255,13 +304,10 @@ class StreamingBeatizer:
 
     def _rr_row(self, r: int, post_s: float) -> np.ndarray:
         pre_s = (r - self._prev) / self.fs if self._prev is not None else post_s
-        self._history.append((r, pre_s))
-        horizon = r - int(round(RR_PATIENT_SECONDS * self.fs))
-        while self._history and self._history[0][0] <= horizon:
-            self._history.popleft()
-        pres = [p for _, p in self._history]
-        local = float(np.mean(pres[-RR_LOCAL_BEATS:]))
-        patient = float(np.mean(pres))
+        pres = self._history.add(r, pre_s, r - int(round(RR_PATIENT_SECONDS * self.fs)))
+        # np.mean of a float64 vector is its pairwise sum over its count: the same numbers from the view
+        local = float(np.add.reduce(pres[-RR_LOCAL_BEATS:]) / min(RR_LOCAL_BEATS, pres.shape[0]))
+        patient = float(np.add.reduce(pres) / pres.shape[0])
         self._prev = r
         return np.array([pre_s, post_s, local, pre_s / patient], dtype=np.float32)
 
