@@ -21,10 +21,36 @@ from kasmina_edge.core.build_errors import BuildError
 
 WHOLE_BASE = "base_whole"  # the name the runtime looks for (kasmina_edge.runtime.image.WHOLE_BASE)
 WHOLE_INPUTS = ["window", "rr"]
+# fused pieces around a live site (kasmina_edge.runtime.image.PREFIX_NAME / SUFFIX_NAME): with one site holding
+# a kernel the device runs prefix, kernel, suffix (3 invokes) instead of every segment and the kernel
+PREFIX_NAME = "base_to_site{}"
+SUFFIX_NAME = "base_from_site{}"
 
 
 class FuseError(BuildError):
     """The segments cannot be stitched into one model (an unexpected graph layout)."""
+
+
+def piece_ranges(n_segments: int) -> list[tuple[str, int, int]]:
+    """(artifact name, first segment, last segment) of every fused piece of a chain of ``n_segments``: per site
+    the segments before it (prefix) and after it (suffix), where that is more than one segment (a single
+    segment is its own piece)."""
+    out = []
+    for site in range(n_segments - 1):
+        if site >= 1:
+            out.append((PREFIX_NAME.format(site), 0, site))
+        if n_segments - 1 - (site + 1) >= 1:
+            out.append((SUFFIX_NAME.format(site), site + 1, n_segments - 1))
+    return out
+
+
+def fuse_pieces(segments: Sequence[bytes], input_names: Sequence[Sequence[str]] | None = None) -> dict[str, bytes]:
+    """Every fused piece (:func:`piece_ranges`) of a chain, TFLite (``input_names`` None) or ONNX."""
+    out = {}
+    for name, lo, hi in piece_ranges(len(segments)):
+        part = segments[lo : hi + 1]
+        out[name] = fuse_tflite(part) if input_names is None else fuse_onnx(part, input_names[lo : hi + 1])
+    return out
 
 
 def fuse_tflite(segments: Sequence[bytes], *, simplify: bool = True) -> bytes:

@@ -44,7 +44,16 @@ from kasmina_edge.runtime.controller import (
 from kasmina_edge.runtime.evidence import BeatContextTracker
 from kasmina_edge.runtime.executor import ChainConfig, SegmentedExecutor, WindowResult
 from kasmina_edge.runtime.health import HealthLimits, HealthMonitor
-from kasmina_edge.runtime.image import WHOLE_BASE, Image, ImageError, check_reference, site_grid
+from kasmina_edge.runtime.image import (
+    PREFIX_NAME,
+    SUFFIX_NAME,
+    WHOLE_BASE,
+    Image,
+    ImageError,
+    check_reference,
+    piece_vectors,
+    site_grid,
+)
 from kasmina_edge.runtime.lifecycle import LifecycleConfig, SeedManager
 from kasmina_edge.runtime.observation import (
     RawBuffer,
@@ -188,6 +197,7 @@ class DeviceRuntime:
             if not check.passed:
                 raise BootError(f"boot: the fused base {WHOLE_BASE!r} does not reproduce its reference vectors "
                                 f"({check.max_error_lsb:g} LSB, tolerance {check.tolerance_lsb:g})")
+        checks += self._check_pieces()
         self._emit(RuntimeBooted(self.image.manifest.bundle_id, self.image.backend.info().name, len(self.image.segments),
                                  len(self.image.kernels), tuple(checks), self.signal_time()))
         if self.config.boot_kernels and self.image.manifest.chain is not None:
@@ -195,6 +205,25 @@ class DeviceRuntime:
                 if name in self.image.kernels:
                     self.manager.boot_live(name)
         self._booted = True
+        return checks
+
+    def _check_pieces(self) -> list[SegmentCheck]:
+        """The fused prefixes and suffixes against the segments they stand for, on those segments' reference
+        inputs (the segments passed their own check just before): the same proof as the fused base's."""
+        checks = []
+        n = len(self.image.segments) - 1
+        for suffix, pieces in ((False, self.image.prefixes), (True, self.image.suffixes)):
+            for site, model in sorted(pieces.items()):
+                name = (SUFFIX_NAME if suffix else PREFIX_NAME).format(site)
+                logits = suffix
+                grid = None if logits else site_grid(self.image, site)
+                check = check_reference(model, piece_vectors(self.image, site, suffix), self.tolerance_lsb,
+                                        logits=logits, grid=grid)
+                checks.append(SegmentCheck(name, check.passed, check.metrics()))
+                if not check.passed:
+                    raise BootError(f"boot: the fused piece {name!r} does not reproduce segments "
+                                    f"{site + 1 if suffix else 0}..{n if suffix else site} ({check.max_error_lsb:g} "
+                                    f"LSB, tolerance {check.tolerance_lsb:g})")
         return checks
 
     # ------------------------------------------------------------------ streaming

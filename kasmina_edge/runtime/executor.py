@@ -150,10 +150,15 @@ class SegmentedExecutor:
         self._axes = [_channel_axis(t, channels.get(i)) for i, t in enumerate(self._site)]
         self._in_buf = np.zeros(self._in.shape, np.float32)
         self._in_inv = np.float32(1.0 / self._in.scale) if self._in.scale else None
+        self._rr_inv = 1.0 / self._rr.scale if self._rr is not None and self._rr.scale else None
         self.config = ChainConfig(tuple(SlotConfig() for _ in range(self.n_sites)))
         self.whole = image.whole  # the fused base, run while every slot is empty (None: the chain always)
-        self._empty_for: ChainConfig | None = None
-        self._empty = False
+        # fused pieces of the base (runtime.image): segments 0..i as one model (input -> site i) and segments
+        # i+1..N as one (site i -> logits); with one site live, 3 invokes instead of one per segment plus the slot
+        self._prefix = dict(image.prefixes)
+        self._suffix = dict(image.suffixes)
+        self._span_for: ChainConfig | None = None
+        self._span = (-1, -1)
 
     # ------------------------------------------------------------------ configuration
 
@@ -188,10 +193,11 @@ class SegmentedExecutor:
         r = None
         if self._rr is not None:
             t = self._rr
-            if t.scale is not None and t.dtype == "int8":  # four values: plain Python is cheaper than numpy
-                inv, zp = 1.0 / t.scale, t.zero_point
-                vals = [min(127, max(-128, round(float(v) * inv) + zp)) for v in np.asarray(rr).reshape(-1)]
-                r = np.array(vals, dtype=np.int8).reshape(t.shape)
+            if self._rr_inv is not None and t.dtype == "int8":
+                # float64 products rounded half to even (Python's round() of float(v) * inv: the same numbers)
+                q = np.rint(np.asarray(rr, dtype=np.float64).reshape(t.shape) * self._rr_inv)
+                q += t.zero_point
+                r = np.minimum(np.maximum(q, -128.0), 127.0).astype(np.int8)
             else:
                 r = t.quantize(np.asarray(rr, dtype=np.float32).reshape(t.shape))
         return x, r
@@ -258,6 +264,9 @@ class SegmentedExecutor:
 
     def _tail(self, site: int, h: np.ndarray, config: ChainConfig, rr_q: np.ndarray | None) -> np.ndarray:
         """From the tensor handed on at ``site`` to the logits (later slots as configured, no stats)."""
+        suffix = self._suffix.get(site)
+        if suffix is not None and self._live_span(config)[1] <= site:  # nothing live after it: one invoke
+            return suffix.run(h, rr_q) if rr_q is not None else suffix.run(h)
         for i in range(site + 1, self.n_sites + 1):
             seg = self.segments[i]
             if i == self.n_sites:
@@ -293,14 +302,24 @@ class SegmentedExecutor:
         observations: list[SiteObservation] = []
         faults: list[tuple[int, str, str]] = []
         shadow_from: tuple[int, np.ndarray] | None = None
-        if self.whole is not None and not stats and self._all_empty(config):
+        first, final = self._live_span(config)
+        if first < 0 and self.whole is not None and not stats:
             # nothing at any site and no statistics due: the fused base gives the chain's output in one invoke
             h = self.whole.run(x_q, rr_q) if rr_q is not None else self.whole.run(x_q)
             return self._result(h, [_IDENTITY] * self.n_sites, config, faults, None, rr_q, t_start)
-        h = self._first(x_q, rr_q)
+        start = 0
+        prefix = self._prefix.get(first) if not stats else None
+        if prefix is not None:  # the empty sites before the first live one: one invoke up to its tensor
+            h = prefix.run(x_q)
+            observations.extend([_IDENTITY] * first)
+            start = first
+        else:
+            h = self._first(x_q, rr_q)
         last = self.n_sites - 1
         segments = self.segments
-        for i, slot in enumerate(config.slots):
+        slots = config.slots
+        for i in range(start, self.n_sites):
+            slot = slots[i]
             if slot.base is None and slot.candidate is None and not stats:
                 observations.append(_IDENTITY)  # an empty slot: nothing to run, nothing to observe
             else:
@@ -313,14 +332,21 @@ class SegmentedExecutor:
                 if stats:
                     self._stats(i, h, obs)
                 observations.append(obs)
+            suffix = self._suffix.get(i) if i == final and not stats else None
+            if suffix is not None:  # the empty sites after the last live one: one invoke to the logits
+                h = suffix.run(h, rr_q) if rr_q is not None else suffix.run(h)
+                observations.extend([_IDENTITY] * (last - i))
+                break
             h = segments[i + 1].run(h, rr_q) if i == last and rr_q is not None else segments[i + 1].run(h)
         return self._result(h, observations, config, faults, shadow_from, rr_q, t_start)
 
-    def _all_empty(self, config: ChainConfig) -> bool:
-        if self._empty_for is not config:
-            self._empty = all(s.base is None and s.candidate is None for s in config.slots)
-            self._empty_for = config
-        return self._empty
+    def _live_span(self, config: ChainConfig) -> tuple[int, int]:
+        """(first, last) site whose slot holds a kernel, (-1, -1) when none does; once per configuration."""
+        if self._span_for is not config:
+            held = [i for i, s in enumerate(config.slots) if s.base is not None or s.candidate is not None]
+            self._span = (held[0], held[-1]) if held else (-1, -1)
+            self._span_for = config
+        return self._span
 
     def _result(
         self,

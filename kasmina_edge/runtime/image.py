@@ -25,6 +25,10 @@ from kasmina_edge.core.tensors import TensorInfo
 from kasmina_edge.runtime.backends import Backend, LoadedModel
 
 WHOLE_BASE = "base_whole"  # the artifact name of the base exported in one piece (kind "whole")
+# fused pieces of the base (kind "whole", kasmina_edge.compile.fuse): segments 0..i (the input to site i's
+# tensor) and segments i+1..N (site i's tensor, and the RR input, to the logits)
+PREFIX_NAME = "base_to_site{}"
+SUFFIX_NAME = "base_from_site{}"
 
 
 class ImageError(KasminaError):
@@ -105,6 +109,9 @@ class Image:
     # the base exported in one piece beside its segments (artifact ``base_whole``, kind "whole"): the executor
     # runs it instead of the chain while no slot holds a kernel (one invoke instead of one per segment)
     whole: LoadedModel | None = None
+    # fused pieces by site (PREFIX_NAME, SUFFIX_NAME): with one site live the executor runs prefix, slot, suffix
+    prefixes: dict[int, LoadedModel] = field(default_factory=dict)
+    suffixes: dict[int, LoadedModel] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -256,6 +263,7 @@ def load_image(
             load_s=time.perf_counter() - tk,
         )
     whole = _load_whole(m, segments, load, backend)
+    prefixes, suffixes = _load_pieces(m, segments, load, backend)
     references: dict[str, dict[str, np.ndarray]] = {}
     whole_entries = [a for a in m.artifacts if a.name == WHOLE_BASE and whole is not None]
     for entry in [*seg_entries, *m.kernels(), *whole_entries]:
@@ -280,7 +288,59 @@ def load_image(
         policy=policy,
         load_s=time.perf_counter() - t0,
         whole=whole,
+        prefixes=prefixes,
+        suffixes=suffixes,
     )
+
+
+def _load_pieces(
+    m: BundleManifest, segments: list[LoadedModel], load: Callable[[ArtifactEntry], LoadedModel], backend: Backend
+) -> tuple[dict[int, LoadedModel], dict[int, LoadedModel]]:
+    """The fused prefixes and suffixes the bundle carries in a format this backend runs, by site; each must take
+    and give exactly what the segments it stands for take and give (same shapes, same grids)."""
+    by_name = {a.name: a for a in m.artifacts if a.kind == "whole"}
+    prefixes: dict[int, LoadedModel] = {}
+    suffixes: dict[int, LoadedModel] = {}
+    for site in range(len(segments) - 1):
+        for name, lo, hi, into in ((PREFIX_NAME.format(site), 0, site, prefixes),
+                                   (SUFFIX_NAME.format(site), site + 1, len(segments) - 1, suffixes)):
+            entry = by_name.get(name)
+            if entry is None or entry.format not in backend.formats or entry.format == "tflite-edgetpu":
+                continue
+            model = load(entry)
+            want_in = [segments[lo].inputs[0], *(segments[hi].inputs[1:] if hi == len(segments) - 1 else ())]
+            pairs = [*zip(model.inputs, want_in, strict=False), (model.outputs[0], segments[hi].outputs[0])]
+            if len(model.inputs) != len(want_in) or any(a.shape != b.shape or not a.same_grid(b) for a, b in pairs):
+                raise ImageError(f"artifact {name!r}: its inputs/output differ from segments {lo}..{hi} (shape or grid)")
+            into[site] = model
+    return prefixes, suffixes
+
+
+def piece_vectors(image: Image, site: int, suffix: bool) -> dict[str, np.ndarray] | None:
+    """Reference vectors for a fused piece, from the segments' own (checked first at boot): the first
+    segment's inputs (and the last one's RR), and what the segments it replaces give on them, run one by one."""
+    n = len(image.segments) - 1
+    lo, hi = (site + 1, n) if suffix else (0, site)
+    first = image.references.get(image.segment_entries[lo].name)
+    last = image.references.get(image.segment_entries[hi].name)
+    if not first or "in0" not in first or (hi == n and (not last or "in1" not in last)):
+        return None
+    x = np.asarray(first["in0"])
+    rr = np.asarray(last["in1"]) if hi == n and last else None
+    rows = []
+    for r in range(x.shape[0]):
+        h = np.ascontiguousarray(x[r : r + 1], dtype=image.segments[lo].inputs[0].numpy_dtype)
+        for i in range(lo, hi + 1):
+            seg = image.segments[i]
+            if i == n and rr is not None:
+                h = seg.run(h, np.ascontiguousarray(rr[r : r + 1], dtype=seg.inputs[1].numpy_dtype))
+            else:
+                h = seg.run(h)
+        rows.append(np.array(h))
+    out = {"in0": x, "out": np.concatenate(rows, axis=0)} if rows else None
+    if out is not None and rr is not None:
+        out["in1"] = rr
+    return out
 
 
 def _load_whole(

@@ -67,6 +67,36 @@ def test_boot_refuses_a_segment_that_does_not_reproduce_its_references(bundles: 
         DeviceRuntime(img).boot()
 
 
+class _Shifted:
+    """A fused piece that gives other numbers than the segments it stands for (+5 steps on its output grid)."""
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        self.name, self.inputs, self.outputs, self._model = model.name, model.inputs, model.outputs, model
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        return np.clip(self._model.run(*inputs).astype(int) + 5, -128, 127).astype(np.int8)
+
+
+def test_boot_checks_the_fused_pieces_against_the_segments(bundles: Path, keys: Path) -> None:
+    from dataclasses import replace
+
+    from kasmina_edge.compile.fuse import fuse_pieces
+    from kasmina_edge.contracts.bundle import read_bundle
+
+    img = image(bundles, keys)
+    b = read_bundle(bundles / "linux-arm-v1.kedge", keys)
+    pieces = fuse_pieces([b.artifact_bytes(n) for n in b.manifest.chain.segments])
+    pre = img.backend.load(pieces["base_to_site1"], "base_to_site1")
+    suf = img.backend.load(pieces["base_from_site0"], "base_from_site0")
+    checks = {c.artifact: c for c in DeviceRuntime(replace(img, prefixes={1: pre}, suffixes={0: suf})).boot()}
+    assert checks["base_to_site1"].passed and checks["base_from_site0"].passed
+    assert checks["base_from_site0"].metrics["rows"] >= 4 and checks["base_from_site0"].metrics["max_error_lsb"] == 0
+    with pytest.raises(BootError, match="base_from_site0.*segments 1..2"):
+        DeviceRuntime(replace(img, suffixes={0: _Shifted(suf)})).boot()
+    with pytest.raises(BootError, match="base_to_site1.*segments 0..1"):
+        DeviceRuntime(replace(img, prefixes={1: _Shifted(pre)})).boot()
+
+
 def test_the_host_trains_tamiyo_on_the_devices_features() -> None:
     """One definition: the host's observation is core's feature vector, not a copy that could drift."""
     host = pytest.importorskip("kasmina_edge.host.tamiyo.features")

@@ -195,3 +195,66 @@ def test_site_statistics_on_int8_are_the_float_sums(tflite) -> None:  # type: ig
         zp, sc = float(t.zero_point), float(t.scale)
         np.testing.assert_array_equal(obs.mean, (s1 - zp) * sc)
         np.testing.assert_array_equal(obs.meansq, (s2 - 2.0 * zp * s1 + zp * zp) * sc * sc)
+
+
+class _Counted(LoadedModel):
+    """A loaded model whose invokes are counted (same interface, same numbers)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.name, self.inputs, self.outputs, self._model, self.calls = model.name, model.inputs, model.outputs, model, 0
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self._model.run(*inputs)
+
+
+def _with_pieces(b, image):  # type: ignore[no-untyped-def]
+    """The image with the bundle's segments fused into prefixes and suffixes (kasmina_edge.compile.fuse)."""
+    from kasmina_edge.compile.fuse import fuse_pieces
+
+    pieces = fuse_pieces([b.artifact_bytes(n) for n in b.manifest.chain.segments])
+    loaded = {name: _Counted(image.backend.load(data, name)) for name, data in pieces.items()}
+    prefixes = {int(n.rsplit("site", 1)[1]): m for n, m in loaded.items() if n.startswith("base_to_site")}
+    suffixes = {int(n.rsplit("site", 1)[1]): m for n, m in loaded.items() if n.startswith("base_from_site")}
+    return replace(image, prefixes=prefixes, suffixes=suffixes), loaded
+
+
+def test_fused_pieces_give_the_chains_output_in_fewer_invokes(tflite) -> None:  # type: ignore[no-untyped-def]
+    b, image = tflite
+    pieced, loaded = _with_pieces(b, image)
+    assert set(loaded) == {"base_from_site0", "base_to_site1"}  # 3 segments: a single segment is its own piece
+    segs = [_Counted(s) for s in image.segments]
+    counted = replace(pieced, segments=segs)
+    x, rr = _windows(24)
+    for active in ({0: KERNEL0}, {1: KERNEL1}, {0: KERNEL0, 1: KERNEL1}):
+        fused, chain = SegmentedExecutor(counted, stats_every=4), SegmentedExecutor(image, stats_every=4)
+        for site, name in active.items():
+            for ex in (fused, chain):
+                ex.set_slot(site, SlotConfig(candidate=image.kernels[name], alpha=1.0))
+        before = sum(s.calls for s in segs)
+        for i in range(x.shape[0]):
+            a, c = fused.infer(x[i], rr[i]), chain.infer(x[i], rr[i])
+            np.testing.assert_array_equal(a.logits, c.logits)
+            assert a.sites[next(iter(active))].relative_change == c.sites[next(iter(active))].relative_change
+            assert (a.sites[0].mean is None) == (c.sites[0].mean is None)
+        seg_calls = sum(s.calls for s in segs) - before
+        stats_windows = x.shape[0] // 4  # those run every segment (site statistics)
+        if len(active) == 1:  # prefix (or segment 0), kernel, suffix (or the last segment): one segment invoke
+            assert seg_calls == stats_windows * 3 + (x.shape[0] - stats_windows) * 1
+        else:  # two sites live: no empty site to fuse over
+            assert seg_calls == x.shape[0] * 3
+
+
+def test_shadow_path_runs_through_the_fused_suffix(tflite) -> None:  # type: ignore[no-untyped-def]
+    b, image = tflite
+    pieced, loaded = _with_pieces(b, image)
+    fused, chain = SegmentedExecutor(pieced, stats_every=0), SegmentedExecutor(image, stats_every=0)
+    for ex in (fused, chain):
+        ex.set_slot(0, SlotConfig(candidate=image.kernels[KERNEL0], alpha=0.5, trial=True))
+    x, rr = _windows(8)
+    for i in range(x.shape[0]):
+        a, c = fused.infer(x[i], rr[i]), chain.infer(x[i], rr[i])
+        np.testing.assert_array_equal(a.logits, c.logits)
+        assert a.shadow_probs is not None and c.shadow_probs is not None
+        np.testing.assert_array_equal(a.shadow_probs, c.shadow_probs)
+    assert loaded["base_from_site0"].calls == 2 * x.shape[0]  # the answer's path and the shadow's
