@@ -158,6 +158,7 @@ class SegmentedExecutor:
         self._prefix = dict(image.prefixes)
         self._suffix = dict(image.suffixes)
         self._span_for: ChainConfig | None = None
+        self._grid_match: dict[tuple[str, int], bool] = {}
         self._span = (-1, -1)
 
     # ------------------------------------------------------------------ configuration
@@ -193,11 +194,10 @@ class SegmentedExecutor:
         r = None
         if self._rr is not None:
             t = self._rr
-            if self._rr_inv is not None and t.dtype == "int8":
-                # float64 products rounded half to even (Python's round() of float(v) * inv: the same numbers)
-                q = np.rint(np.asarray(rr, dtype=np.float64).reshape(t.shape) * self._rr_inv)
-                q += t.zero_point
-                r = np.minimum(np.maximum(q, -128.0), 127.0).astype(np.int8)
+            if self._rr_inv is not None and t.dtype == "int8":  # four values: plain Python is cheaper than numpy
+                inv, zp = self._rr_inv, t.zero_point
+                vals = [min(127, max(-128, round(v * inv) + zp)) for v in np.asarray(rr).reshape(-1).tolist()]
+                r = np.array(vals, dtype=np.int8).reshape(t.shape)
             else:
                 r = t.quantize(np.asarray(rr, dtype=np.float32).reshape(t.shape))
         return x, r
@@ -245,22 +245,51 @@ class SegmentedExecutor:
             hk = cand.model.run(h)
             obs.kernel_s = _perf() - t0
             k_info = cand.model.outputs[0]
-            real_k = _dequantize(k_info, hk)
-            # an int8 tensor on a finite grid is finite by construction: only a float output is checked
-            if (k_info.scale is None or k_info.dtype != "int8") and not np.all(np.isfinite(real_k)):
-                obs.fault = "nan"
-                return hb, hb
-            real_h = _dequantize(site_t, h).reshape(-1)
-            diff = real_k.reshape(-1) - real_h
-            # np.linalg.norm of a float32 vector, without its dispatch: sqrt(x . x) in float32
-            norm = float(np.sqrt(real_h.dot(real_h)))
-            obs.relative_change = float(np.sqrt(diff.dot(diff))) / max(norm, 1e-6)
-            if slot.alpha > 0.0:
+            on_grid = self._on_site_grid(cand, site)
+            if on_grid:  # int8 on the site's own grid: finite by construction, the change from the raw values
+                obs.relative_change = self._change_on_grid(site_t, h, hk)
+            else:
+                real_k = _dequantize(k_info, hk)
+                if (k_info.scale is None or k_info.dtype != "int8") and not np.all(np.isfinite(real_k)):
+                    obs.fault = "nan"
+                    return hb, hb
+                real_h = _dequantize(site_t, h).reshape(-1)
+                diff = real_k.reshape(-1) - real_h
+                # np.linalg.norm of a float32 vector, without its dispatch: sqrt(x . x) in float32
+                norm = float(np.sqrt(real_h.dot(real_h)))
+                obs.relative_change = float(np.sqrt(diff.dot(diff))) / max(norm, 1e-6)
+            if slot.alpha >= 1.0 and on_grid:
+                out = hk  # what blend() gives at alpha 1 on the same grid, without its checks
+            elif slot.alpha > 0.0:
                 b_info = slot.base.model.outputs[0] if slot.base is not None else site_t
                 out = blend(hb, b_info, hk, k_info, slot.alpha, site_t)
             if slot.trial:
                 return hb, out  # the output goes on without the candidate; the shadow path carries it
         return out, hb
+
+    def _on_site_grid(self, kernel: Kernel, site: int) -> bool:
+        """Whether the kernel gives int8 on its site's own grid (the build forces it so); once per kernel."""
+        key = (kernel.name, site)
+        known = self._grid_match.get(key)
+        if known is None:
+            k_info, site_t = kernel.model.outputs[0], self._site[site]
+            known = self._grid_match[key] = (
+                k_info.dtype == "int8" and k_info.scale is not None and math.isfinite(k_info.scale)
+                and k_info.shape == site_t.shape and k_info.same_grid(site_t)
+            )  # fmt: skip
+        return known
+
+    @staticmethod
+    def _change_on_grid(t: TensorInfo, h: np.ndarray, hk: np.ndarray) -> float:
+        """|k(h) - h| / |h| in real values, both int8 on grid ``t``: from the raw values in float64 (integer sums
+        of squares below 2**53: exact), rather than two dequantized float32 copies."""
+        hi = h.astype(np.float64).reshape(-1)
+        d = hk.astype(np.float64).reshape(-1)
+        d -= hi
+        hi -= t.zero_point
+        scale = float(np.float32(t.scale))
+        norm = scale * math.sqrt(hi.dot(hi))
+        return scale * math.sqrt(d.dot(d)) / max(norm, 1e-6)
 
     def _tail(self, site: int, h: np.ndarray, config: ChainConfig, rr_q: np.ndarray | None) -> np.ndarray:
         """From the tensor handed on at ``site`` to the logits (later slots as configured, no stats)."""
