@@ -281,6 +281,7 @@ def run_trial(
     seed: int = 0,
     say: Progress | None = None,
     clean_sites: dict[str, SiteStats] | None = None,
+    controls: Any = None,
 ) -> TrialResult:
     """One seed from germination to FOSSILIZED or CULLED (then through embargo back to DORMANT).
 
@@ -289,13 +290,16 @@ def run_trial(
     distance the condition already put there (0 for a seed that brings them closer). The
     layer's own reference is taken at germination on the degraded signal, so it would count
     a seed that restores clean activations as drifting.
+
+    ``controls``: an :class:`~kasmina_edge.host.intensity.IntensityControls` (lr scale per blueprint,
+    activation schedule, safety overrides), handed to the driver.
     """
     from kasmina_edge.host.blueprints import get_blueprint
 
     t_start = time.perf_counter()
     torch.manual_seed(seed)
     limits = DriverLimits(cfg.lr, cfg.blend_steps, cfg.max_oscillation, cfg.max_drift)
-    driver = SeedDriver(base, budget, limits, seed=seed, watch=[site], sink=sink)  # one site watched: a third of the cost
+    driver = SeedDriver(base, budget, limits, seed=seed, watch=[site], sink=sink, controls=controls)  # one site watched: a third of the cost
     channels, length = driver.model.config.site_shapes()[site]
     spec = get_blueprint(blueprint)
     result = TrialResult(

@@ -168,10 +168,12 @@ class SeedDriver:
         seed: int,
         watch: Sequence[str],
         sink: Sink | None = None,
+        controls: Any = None,
     ) -> None:
         from kasmina_edge.host.kasmina import LifecycleEngine, ParameterRegistry
 
         self.limits = limits
+        self.controls = controls  # an IntensityControls (host.intensity): lr scales, schedule, safety overrides
         self.gen = torch.Generator().manual_seed(seed)  # the recipe's batch orders and the G3 probes
         self.clock = LogicalClock()
         self.embargo = EmbargoPolicy()
@@ -191,6 +193,8 @@ class SeedDriver:
     def emit(self, event: dict[str, Any]) -> None:
         """Every lifecycle, gate and recipe event goes through here (kept, and handed to the sink)."""
         self.events.append(event)
+        if self.controls is not None:
+            self.controls.observe(event)
         if self._sink is not None:
             self._sink(event)
 
@@ -211,12 +215,14 @@ class SeedDriver:
 
         shapes = self.model.config.site_shapes()
         for spec in specs:
+            spec = self.controls.adjust(spec) if self.controls is not None else spec
             layer = self.model.sites[spec.site]
             channels, length = shapes[spec.site]
             seed = DrivenSeed(spec, f"site{layer.site}/all", channels, length)
             self.seeds.append(seed)
             try:
-                graft = make_grafting(spec.grafting, steps=self.limits.blend_steps, **spec.graft_options)
+                graft = (self.controls.grafting(spec, self.limits.blend_steps) if self.controls is not None
+                         else make_grafting(spec.grafting, steps=self.limits.blend_steps, **spec.graft_options))
                 seed.seed_id = layer.germinate(
                     None, spec.blueprint, grafting=graft, lr_scale=spec.lr_scale, **spec.params
                 )  # G0
@@ -233,6 +239,8 @@ class SeedDriver:
         sids = [s.seed_id for s in self.alive()]
         self.opt = torch.optim.Adam(self.registry.optimizer_param_groups(self.limits.lr, sids))
         self.registry.guard(self.opt, active=lambda: [s.seed_id for s in self.alive()])
+        if self.controls is not None:
+            self.controls.attach(self, self.opt)
         return self.opt
 
     def run(self, recipe: Recipe) -> None:

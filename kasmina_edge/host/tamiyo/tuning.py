@@ -153,6 +153,7 @@ class GridConfig:
 
 def measure_grid(cfg: GridConfig, say: Say | None = None) -> OutcomeGrid:
     """Train a base, then grow one seed per allowed (condition, site, blueprint) and measure it three ways."""
+    from kasmina_edge.host.conditions_morph import seeded_model
     from kasmina_edge.host.data import CONDITIONS, apply_condition, beats, condition_split, patient_records
     from kasmina_edge.host.model import count_host_parameters, count_macs, example_inputs
     from kasmina_edge.host.morph import make_controller, measure_reference, observe, run_trial
@@ -205,17 +206,6 @@ def measure_grid(cfg: GridConfig, say: Say | None = None) -> OutcomeGrid:
                                        report, t.param_count, t.macs, t.reason[:120]))  # fmt: skip
                 note(f"{name} · {site} · {bp}: {t.final_stage}")
     return grid
-
-
-def seeded_model(base: Any, trial: Any) -> Any:
-    """A copy of ``base`` with a fossilized trial's seed in place of its site (as the seed library applies it)."""
-    from kasmina_edge.host.blueprints import create_blueprint
-
-    module = create_blueprint(trial.blueprint, trial.channels, trial.length, **trial.blueprint_params)
-    module.load_state_dict(trial.state)
-    out = copy.deepcopy(base)
-    out.sites[trial.site] = module.eval()
-    return out.eval()
 
 
 # --------------------------------------------------------------------------- the problem

@@ -1,0 +1,1 @@
+"""Maintained configuration files shipped with the package (read through importlib.resources)."""
