@@ -61,6 +61,25 @@ class ChildSeed:
     estimate: float | None = None  # the controller's estimate when it asked for a grant
 
 
+def g0_inputs(blueprint: str, cost: Resources, verdict: Verdict, finite: bool = True) -> SanityInputs:
+    """G0's measurements with the arbiter's allowance as the budget: a refused request fails G0 with its
+    numbers. A refusal that parameters and MACs alone would not explain (memory) is named as what the
+    target lacks."""
+    allow = cost if verdict.granted else verdict.allowance
+    unexplained = not verdict.granted and cost.params <= allow.params and cost.macs <= allow.macs
+    return SanityInputs(
+        blueprint=blueprint,
+        registered=True,
+        params_finite=finite,
+        param_count=cost.params,
+        macs=cost.macs,
+        max_params=allow.params,
+        max_macs=allow.macs,
+        target=f"arbiter [{verdict.reason}]" if unexplained else None,
+        target_ok=not unexplained,
+    )
+
+
 def release_on_cull(engine: LifecycleEngine, arbiter: Arbiter) -> None:
     """Any seed culled or terminated hands its grant (and its subtree's) back to the arbiter."""
 
@@ -170,20 +189,8 @@ class NestedHierarchy:
         return result
 
     def _sanity(self, child: ChildSeed, verdict: Verdict) -> SanityInputs:
-        allow = child.cost if verdict.granted else verdict.allowance
-        # A refusal that params and MACs alone would not explain (memory) is named as what the target lacks.
-        unexplained = not verdict.granted and child.cost.params <= allow.params and child.cost.macs <= allow.macs
-        return SanityInputs(
-            blueprint="nested_seed",
-            registered=True,
-            params_finite=all(bool(torch.isfinite(p).all()) for p in child.node.own_parameters()),
-            param_count=child.cost.params,
-            macs=child.cost.macs,
-            max_params=allow.params,
-            max_macs=allow.macs,
-            target=f"arbiter [{verdict.reason}]" if unexplained else None,
-            target_ok=not unexplained,
-        )
+        finite = all(bool(torch.isfinite(p).all()) for p in child.node.own_parameters())
+        return g0_inputs("nested_seed", child.cost, verdict, finite)
 
     # -- moves --------------------------------------------------------------------------------------
     def advance(self, seed_id: str, measurements: object | None = None) -> TransitionEvent:
@@ -209,6 +216,17 @@ class NestedHierarchy:
             raise NestingError(f"seed {seed_id}: alpha {alpha} outside [0, 1]")
         child.holder.set_child(child.index, alpha, True)
         child.alpha_history.append(float(alpha))
+
+    @contextmanager
+    def muted(self, seed_id: str) -> Iterator[None]:
+        """The child off the path for the duration (to measure what it adds); restored afterwards."""
+        child = self.child(seed_id)
+        before = (float(child.holder.child_alpha[child.index]), child.holder.child_live[child.index])
+        child.holder.set_child(child.index, 0.0, False)
+        try:
+            yield
+        finally:
+            child.holder.set_child(child.index, *before)
 
     @contextmanager
     def incubate(self, seed_id: str) -> Iterator[None]:
