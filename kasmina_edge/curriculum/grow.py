@@ -36,7 +36,12 @@ class TaskData:
 
     def __post_init__(self) -> None:
         n = len(self.labels)
-        if self.windows.ndim != 3 or self.windows.shape[1] != 1 or len(self.windows) != n or len(self.rr) != n:
+        if (
+            self.windows.ndim != 3
+            or self.windows.shape[1] != 1
+            or len(self.windows) != n
+            or len(self.rr) != n
+        ):
             raise KasminaError(
                 f"task data: windows {self.windows.shape}, rr {self.rr.shape}, labels {self.labels.shape} "
                 "must be (n, 1, W), (n, K), (n,)"
@@ -123,7 +128,9 @@ def accuracy(model: nn.Module, data: TaskData) -> float:
     return float((pred == data.labels).mean()) if len(data) else float("nan")
 
 
-def train_task_base(task: ShiftTask, settings: GrowSettings, *, seed: int = 0, say: Say | None = None) -> BeatClassifier:
+def train_task_base(
+    task: ShiftTask, settings: GrowSettings, *, seed: int = 0, say: Say | None = None
+) -> BeatClassifier:
     """The base on the clean data only; the epoch with the best clean validation accuracy is kept."""
     from kasmina_edge.host.data import to_tensors
     from kasmina_edge.host.model import build_model
@@ -139,7 +146,9 @@ def train_task_base(task: ShiftTask, settings: GrowSettings, *, seed: int = 0, s
     data = to_tensors(task.train)  # type: ignore[arg-type]
     best, best_state = -1.0, copy.deepcopy(model.state_dict())
     for epoch in range(settings.base_epochs):
-        train_epoch(model, opt, data, loss_fn, batch_size=settings.batch_size, seed=seed, epoch=epoch, params=params)
+        train_epoch(
+            model, opt, data, loss_fn, batch_size=settings.batch_size, seed=seed, epoch=epoch, params=params
+        )
         sched.step()
         acc = accuracy(model, task.val)
         if acc > best:
@@ -193,6 +202,8 @@ def three_arms(
 
 def quick_settings(settings: GrowSettings) -> GrowSettings:
     """The same recipe, smaller: for tests and CI's slow tier."""
-    m = dataclasses.replace(settings.morph, train_epochs=3, min_train_steps=60, blend_steps=4, blend_batches=4)
+    m = dataclasses.replace(
+        settings.morph, train_epochs=3, min_train_steps=60, blend_steps=4, blend_batches=4
+    )
     return dataclasses.replace(settings, base_epochs=max(5, settings.base_epochs // 3),
                                fine_tune_epochs=max(3, settings.fine_tune_epochs // 3), morph=m)  # fmt: skip

@@ -62,6 +62,7 @@ class StageContext:
     workdir: Path  # the stage's own folder (artifacts, its JSON)
     seed: int = 0
     quick: bool = False  # a smaller run (tests, CI's slow tier): same code, fewer samples and epochs
+    data: Path | None = None  # real data's folder (../shared/data layout: mitdb/, nstdb/); None: synthetic only
     say: Say = lambda _msg: None  # one line of progress
 
 
