@@ -15,6 +15,7 @@ from kasmina_edge.host.tamiyo.heuristic import Decision
 from kasmina_edge.host.tamiyo.reward import RewardWeights
 from kasmina_edge.host.tamiyo.tuning import (
     Cell,
+    CostBudget,
     OutcomeGrid,
     PolicyBudget,
     Scores,
@@ -113,9 +114,11 @@ def test_pareto_front_and_the_choice_of_after() -> None:
     assert dominates(pts[1].scores, pts[0].scores) and not dominates(pts[0].scores, pts[1].scores)
     front = pareto_front(pts)
     assert [p.number for p in front] == [4, 1, 2]  # 0 and 3 dominated, 5 ties 1 exactly
-    assert choose_after(front, pts[0]).number == 1  # 4 gains more but costs more than the default
-    # a default on the front with nothing as cheap that gains more stays
-    assert choose_after([_pt(7, 3.0, 0.5, 0.5), pts[2]], pts[2]).number == 2
+    budget = CostBudget(max_params_fraction=0.05, max_macs_fraction=0.05)
+    assert choose_after(front, budget).number == 1  # 4 gains more but is over the budget
+    assert choose_after(front, CostBudget(1.0, 1.0)).number == 4
+    assert choose_after(front, CostBudget(0.001, 0.001)).number == 2  # nothing fits: the cheapest
+    assert "params <= 5%" in budget.describe()
 
 
 def test_study_is_deterministic_finds_a_front_and_plots_it(tmp_path: Path) -> None:
@@ -126,10 +129,9 @@ def test_study_is_deterministic_finds_a_front_and_plots_it(tmp_path: Path) -> No
     assert len(a.trials) == 6 and a.before.number == 0
     assert a.before.weights == RewardWeights().to_dict()
     assert a.front and all(not any(dominates(q.scores, p.scores) for q in a.trials) for p in a.front)
-    assert a.after in a.front or a.after is a.before
-    assert a.after.scores.params_fraction <= a.before.scores.params_fraction + 1e-12 or dominates(
-        a.after.scores, a.before.scores
-    )
+    assert a.after in a.front
+    fitting = [p for p in a.front if CostBudget().fits(p.scores)]
+    assert not fitting or a.after.scores.heldout_gain_points == max(p.scores.heldout_gain_points for p in fitting)
     body = a.to_dict()
     assert body["report"]["before"]["heldout_gain_points"] == a.report_before.heldout_gain_points
     png = plot_front(a, tmp_path / "front.png")
