@@ -214,7 +214,12 @@ def performance(args: argparse.Namespace, w: Path, tflite: Bundle, onnx: Bundle 
         ("backend", "backend", "{}"), ("model us/beat", "model_us_per_beat_cpu", "{:.0f}"),
         ("model x RT", "model_x_realtime_cpu", "{:,.0f}"), ("loop x RT", "loop_x_realtime_cpu", "{:,.0f}"),
         ("loop wall", "loop_x_realtime_wall", "{:,.0f}"), ("kernel live x RT", "live_loop_x_realtime_cpu", "{:,.0f}"),
-        ("live wall", "live_loop_x_realtime_wall", "{:,.0f}"), ("beats live", "live_share", "{:.0%}")])
+        ("live wall", "live_loop_x_realtime_wall", "{:,.0f}"), ("live, fused pieces", "live_pieces_x_realtime_cpu",
+                                                                   "{:,.0f}"),
+        ("beats live", "live_share", "{:.0%}")])
+    console.print("   live, fused pieces: the kernel-live loop with the chain's fused prefixes and suffixes attached "
+                  "(made from the bundle's segments, as a bundle carrying them boots); same beats: "
+                  + ", ".join(f"{r['backend']} {r['live_pieces_same_events']}" for r in results["throughput"]))
     if args.profile:
         chunks = list(source.chunks(180))
         prof = {name: profile_loop(load_image(b, be), source.fs, chunks) for name, b, be in backends}
@@ -233,10 +238,18 @@ def performance(args: argparse.Namespace, w: Path, tflite: Bundle, onnx: Bundle 
                ("whole us", "whole_us", "{:.1f}"),
                ("chain", "chain_ratio", "{:.2f}"), ("fused base", "fused_ratio", "{:.2f}"),
                ("chain, stats/4", "chain_stats_ratio", "{:.2f}"), ("fused, stats/4", "fused_stats_ratio", "{:.2f}"),
-               ("kernel live", "kernel_live_ratio", "{:.2f}"), ("labels as whole", "label_agreement", "{:.3f}")])
+               ("kernel live", "kernel_live_ratio", "{:.2f}"), ("kernel, pieces", "kernel_pieces_ratio", "{:.2f}"),
+               ("labels as whole", "label_agreement", "{:.3f}")])
     console.print("   chain: the segments with no kernel; fused base: the whole base run while no slot holds a kernel "
                   "(bundles that carry base_whole); stats/4: site statistics every 4th window, as on the device; "
-                  "kernel live: the chain with one kernel at site 0")
+                  "kernel live: the chain with one kernel at site 0; kernel, pieces: the same through segment 0, the "
+                  "kernel and the fused suffix (3 invokes)")
+    for r in results["segmented_vs_whole"]:
+        if r.get("bundle_bytes"):
+            console.print(f"   {r['backend']}: fused pieces add {r['pieces_bytes'] / 1024:.1f} KiB for every site "
+                          f"({r['pieces_bytes'] / r['bundle_bytes']:.0%} of the {r['bundle_bytes'] / 1024:.1f} KiB "
+                          f"bundle), {r['pieces_bytes_kernel_sites'] / 1024:.1f} KiB "
+                          f"({r['pieces_bytes_kernel_sites'] / r['bundle_bytes']:.0%}) for the sites its kernels sit at")
     results["swap_vs_naive"] = swap_vs_naive(backends)
     _table("4. swap (reference assignment) vs rebuilding the interpreter from the model file", results["swap_vs_naive"], [
         ("backend", "backend", "{}"), ("swap us", "swap_us", "{:.2f}"), ("naive us", "naive_us", "{:.1f}"),

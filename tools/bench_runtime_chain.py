@@ -134,9 +134,11 @@ def _kernel(model: LoadedModel, site: int) -> Kernel:
     return Kernel(model.name, entry, model, site, ("bench",), "bottleneck_adapter", None, None)
 
 
-def default_size_images(beats: list[Beat], backend_names: list[str], tmp: Path) -> dict[str, tuple[Image, Image]]:
+def default_size_images(beats: list[Beat], backend_names: list[str], tmp: Path
+                        ) -> dict[str, tuple[Image, Image, Image, dict[str, int]]]:
     """The host's ``default`` model (random weights) split at its sites, with a random adapter kernel at site 0,
-    and exported whole with the build's own exporters; (segmented image with its kernel, whole image) per backend."""
+    and exported whole with the build's own exporters; (segmented image with its kernel, whole image, the
+    segmented image with its fused pieces, their sizes) per backend."""
     from kasmina_edge.compile.export_onnx import export_int8_onnx
     from kasmina_edge.compile.export_tflite import export_int8_tflite
     from kasmina_edge.compile.pipeline import load_segmented
@@ -160,7 +162,7 @@ def default_size_images(beats: list[Beat], backend_names: list[str], tmp: Path) 
         "target": "x86", "profile": "x86-64-host", "format": "tflite-int8", "model": {"checkpoint_sha256": "0" * 64},
         "sites": [{"index": s.index, "name": s.name, "channels": s.channels, "length": s.length} for s in model.sites],
         "artifacts": [], "provenance": {"kasmina_edge": "bench", "built_at": "now"}})
-    out: dict[str, tuple[Image, Image]] = {}
+    out: dict[str, tuple[Image, Image, Image, dict[str, int]]] = {}
     tflite_cache: dict[str, bytes] = {}
     for name in backend_names:
         onnx = name == "onnxruntime"
@@ -185,7 +187,11 @@ def default_size_images(beats: list[Beat], backend_names: list[str], tmp: Path) 
                 export_int8_tflite(whole, (x[:2], rr[:2]), [(x, rr)], artifact="whole", **chain_grids(segs))[0])
         kernels = {s.name: _kernel(backend.load(blobs[s.name], s.name), 0) for s in specs if s.kind == "kernel"}
         seg_img = Image(manifest, backend, segs, [], kernels, [m.outputs[0] for m in segs[:-1]])
-        out[name] = (seg_img, Image(manifest, backend, [backend.load(tflite_cache[key], "whole")], [], {}, []))
+        seg_specs = [s for s in specs if s.kind == "segment"]
+        pieces_img, sizes = with_pieces(seg_img, [blobs[s.name] for s in seg_specs],
+                                        [list(s.input_names) for s in seg_specs] if onnx else None)
+        out[name] = (seg_img, Image(manifest, backend, [backend.load(tflite_cache[key], "whole")], [], {}, []),
+                     pieces_img, sizes)
     return out
 
 
@@ -212,9 +218,10 @@ def _median_us(executors: dict[str, SegmentedExecutor], sample: list[Beat], roun
     return {k: 1e6 * statistics.median(v) for k, v in times.items()}
 
 
-def compare(name: str, model: str, seg_img: Image, whole_img: Image, beats: list[Beat], rounds: int = 7
-            ) -> dict[str, Any]:
-    """Every way of running the model against the whole model, timed interleaved: one row per backend and model."""
+def compare(name: str, model: str, seg_img: Image, whole_img: Image, beats: list[Beat], rounds: int = 7,
+            pieces_img: Image | None = None) -> dict[str, Any]:
+    """Every way of running the model against the whole model, timed interleaved: one row per backend and model.
+    ``pieces_img``: the chain with its fused prefixes and suffixes (kernel live through 3 invokes)."""
     sample = beats[:300]
     fused_img = replace(seg_img, whole=whole_img.segments[0])
     seg_img = replace(seg_img, whole=None)  # the chain variants run the chain (a bundle may carry its fused base)
@@ -231,6 +238,10 @@ def compare(name: str, model: str, seg_img: Image, whole_img: Image, beats: list
         live = SegmentedExecutor(seg_img, stats_every=0)
         live.set_slot(kernel.site, SlotConfig(candidate=kernel, alpha=1.0))
         executors["kernel_live"] = live
+        if pieces_img is not None:
+            pieced = SegmentedExecutor(replace(pieces_img, whole=None), stats_every=0)
+            pieced.set_slot(kernel.site, SlotConfig(candidate=kernel, alpha=1.0))
+            executors["kernel_pieces"] = pieced
     labels = {k: [ex.infer(b.window, b.rr).label for b in sample] for k, ex in executors.items()}
     us = _median_us(executors, sample, rounds)
     row: dict[str, Any] = {"backend": name, "model": model, "segments": len(seg_img.segments), "whole_us": us["whole"]}
@@ -241,7 +252,31 @@ def compare(name: str, model: str, seg_img: Image, whole_img: Image, beats: list
     row["segmented_us"], row["ratio"] = us["chain"], us["chain"] / us["whole"]  # the names earlier runs used
     row["label_agreement"] = float(np.mean(np.equal(labels["chain"], labels["whole"])))
     row["fused_label_agreement"] = float(np.mean(np.equal(labels["fused"], labels["whole"])))
+    if "kernel_pieces" in labels:  # the fused pieces give the chain's answers with the kernel live
+        row["pieces_label_agreement"] = float(np.mean(np.equal(labels["kernel_pieces"], labels["kernel_live"])))
     return row
+
+
+def with_pieces(image: Image, segments: list[bytes], input_names: list[list[str]] | None) -> tuple[Image, dict[str, int]]:
+    """``image`` with the fused prefixes and suffixes of its chain (compile.fuse.fuse_pieces: what a bundle
+    carries once the build adds them), loaded on its backend; and each piece's size in bytes."""
+    from kasmina_edge.compile.fuse import PREFIX_NAME, SUFFIX_NAME, fuse_pieces
+
+    pieces = fuse_pieces(segments, input_names)
+    n_sites = len(segments) - 1
+    prefixes = {i: image.backend.load(pieces[PREFIX_NAME.format(i)], PREFIX_NAME.format(i))
+                for i in range(n_sites) if PREFIX_NAME.format(i) in pieces}
+    suffixes = {i: image.backend.load(pieces[SUFFIX_NAME.format(i)], SUFFIX_NAME.format(i))
+                for i in range(n_sites) if SUFFIX_NAME.format(i) in pieces}
+    return replace(image, prefixes=prefixes, suffixes=suffixes), {k: len(v) for k, v in pieces.items()}
+
+
+def bundle_pieces(bundle: Bundle, image: Image) -> tuple[Image, dict[str, int]]:
+    """The bundle's image with fused pieces made from its own segments (ONNX: their graph input names)."""
+    names = list(bundle.manifest.chain.segments)  # type: ignore[union-attr]
+    inputs = ([[s.name for s in bundle.manifest.artifact(n).input_specs] for n in names]
+              if bundle.manifest.format.startswith("onnx") else None)
+    return with_pieces(image, [bundle.artifact_bytes(n) for n in names], inputs)
 
 
 def _whole_image(image: Image, model_bytes: bytes) -> Image:
@@ -262,8 +297,21 @@ def segmented_vs_whole(backends: list[tuple[str, Bundle, Backend]], whole: dict[
             whole_img, source = _whole_image(seg_img, whole[key]), EXPORTED
         else:
             continue
-        row = compare(name, f"demo tiny (trained), whole: {source}", seg_img, whole_img, beats)
-        rows.append({**row, "whole_source": source})
+        pieces_img, sizes = bundle_pieces(bundle, seg_img)
+        row = compare(name, f"demo tiny (trained), whole: {source}", seg_img, whole_img, beats, pieces_img=pieces_img)
+        rows.append({**row, "whole_source": source, **_piece_bytes(bundle, sizes)})
         if name in default_size:
-            rows.append({**compare(name, "default (random weights)", *default_size[name], beats), "whole_source": EXPORTED})
+            seg_d, whole_d, pieces_d, sizes_d = default_size[name]
+            rows.append({**compare(name, "default (random weights)", seg_d, whole_d, beats, pieces_img=pieces_d),
+                         "whole_source": EXPORTED, "pieces_bytes": sum(sizes_d.values()),
+                         "pieces_bytes_site0": sizes_d.get("base_from_site0", 0)})
     return rows
+
+
+def _piece_bytes(bundle: Bundle, sizes: dict[str, int]) -> dict[str, Any]:
+    """Flash the fused pieces would add: all of them, and only those of the sites the bundle has kernels for."""
+    kernel_sites = {a.site for a in bundle.manifest.kernels() if a.site is not None}
+    used = {k: v for k, v in sizes.items() if int(k.rsplit("site", 1)[1]) in kernel_sites}
+    total = bundle.path.stat().st_size if bundle.path is not None else None
+    return {"pieces_bytes": sum(sizes.values()), "pieces_bytes_kernel_sites": sum(used.values()),
+            "bundle_bytes": total}

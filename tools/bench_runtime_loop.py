@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_runtime_chain import bundle_pieces
+
 from kasmina_edge.contracts.bundle import Bundle
 from kasmina_edge.ecg.windowing import Beat
 from kasmina_edge.runtime.backends import Backend
@@ -89,8 +91,12 @@ def throughput(backends: list[tuple[str, Bundle, Backend]], beats: list[Beat], s
         for b in beats[:20]:
             ex.infer(b.window, b.rr)
         model = [_cpu(lambda ex=ex: [ex.infer(b.window, b.rr) for b in beats]) for _ in range(rounds)]
+        pieced, _ = bundle_pieces(bundle, image)  # what a bundle carrying its fused pieces boots
         loops = [stream(image, source.fs, chunks) for _ in range(rounds)]
-        live = [stream(image, source.fs, chunks, KERNEL_LIVE) for _ in range(rounds)]
+        live, live_pieces = [], []
+        for _ in range(rounds):  # interleaved: both see the same machine load
+            live.append(stream(image, source.fs, chunks, KERNEL_LIVE))
+            live_pieces.append(stream(pieced, source.fs, chunks, KERNEL_LIVE))
         cpu, wall = min(m[0] for m in model), min(m[1] for m in model)
         beats_live = [e for e in live[0][3] if getattr(e, "KIND", "") == "beat"]
         rows.append({
@@ -104,10 +110,21 @@ def throughput(backends: list[tuple[str, Bundle, Backend]], beats: list[Beat], s
             "loop_x_realtime_wall": signal_s / min(r[1] for r in loops),
             "live_loop_x_realtime_cpu": signal_s / min(r[0] for r in live),
             "live_loop_x_realtime_wall": signal_s / min(r[1] for r in live),
+            "live_pieces_x_realtime_cpu": signal_s / min(r[0] for r in live_pieces),
+            "live_pieces_same_events": _same_beats(live[0][3], live_pieces[0][3]),
             "live_share": sum(1 for b in beats_live if b.active) / max(1, len(beats_live)),
             "live_events": len(live[0][3]),
         })
     return rows
+
+
+def _same_beats(a: list[Any], b: list[Any]) -> bool:
+    """Whether two runs classified the same beats alike (labels, confidences, live kernels)."""
+    def beats(events: list[Any]) -> list[tuple[Any, ...]]:
+        return [(e.sample, e.label, e.confidence, tuple(e.active.items())) for e in events
+                if getattr(e, "KIND", "") == "beat"]
+
+    return beats(a) == beats(b)
 
 
 def profile_loop(image: Image, fs: float, chunks: list[Any]) -> dict[str, Any]:

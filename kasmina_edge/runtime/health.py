@@ -135,10 +135,13 @@ class HealthMonitor:
                     "health_drift", site, cand.name, f"site drift {drift[site]:.1f} sigma", {"drift": drift[site]}
                 )
                 continue
-            w.confidences.append(float(np.max(result.probs)))
-            recent = w.confidences[-lim.confidence_windows :]
+            w.confidences.append(max(result.probs.tolist()))  # the same number as float(np.max(probs))
+            if len(w.confidences) > lim.confidence_windows:  # only the last ones are read
+                del w.confidences[: -lim.confidence_windows]
+            recent = w.confidences
             if len(recent) >= lim.confidence_windows:
-                conf = float(np.mean(recent))
+                # np.mean's own arithmetic (the pairwise sum over the count) without its dispatch
+                conf = float(np.add.reduce(np.array(recent)) / len(recent))
                 if conf < lim.confidence_floor or conf < w.baseline_confidence - lim.confidence_drop:
                     faults[cand.name] = Fault(
                         "health_confidence", site, cand.name,
