@@ -36,6 +36,9 @@ def _nested_macs(c: int, n: int, depth: int, fanout: int, rank: int) -> int:
     defaults={"depth": 3, "fanout": 2, "rank": 2},
 )
 class NestedSeed(nn.Module):
+    child_alpha: torch.Tensor
+    own: Bottleneck
+
     def __init__(
         self, channels: int, length: int | None = None, depth: int = 3, fanout: int = 2, rank: int = 2
     ) -> None:
@@ -66,7 +69,8 @@ class NestedSeed(nn.Module):
     def reset_own(self) -> None:
         """Back to function-preserving: the output path zero, the input path re-drawn."""
         nn.init.normal_(self.own.down.weight, std=1.0 / math.sqrt(self.own.down.weight.shape[1]))
-        self.own.up.weight.zero_()
+        for p in self.own.up.parameters():
+            p.zero_()
 
     def descendants(self, prefix: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], NestedSeed, NestedSeed]]:
         """(index path, holder, child) for every descendant, parents before their children."""

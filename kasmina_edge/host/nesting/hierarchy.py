@@ -109,7 +109,7 @@ class NestedHierarchy:
             self.children[sid] = ChildSeed(sid, parent, len(path) + 1, holder, path[-1], node,
                                            seed_cost(params, params * length, channels, length))  # fmt: skip
             holder.set_child(path[-1], 0.0, False)  # dormant children are off the path
-            self.engine.register(sid, on_move=self._on_move, on_reset=lambda sid=sid: self._reset(sid))
+            self.engine.register(sid, on_move=self._on_move, on_reset=self._resetter(sid))
         self.engine.add_sink(self._watch)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -260,6 +260,9 @@ class NestedHierarchy:
             if self.stage(kid.seed_id) in LIVE:
                 self.cull(kid.seed_id, f"parent_culled: {sid}")
         self.arbiter.release(sid)
+
+    def _resetter(self, seed_id: str) -> Callable[[], ResetInputs]:
+        return lambda: self._reset(seed_id)
 
     def _reset(self, seed_id: str) -> ResetInputs:
         """RESETTING: the child's weights back to function-preserving, its history cleared."""
