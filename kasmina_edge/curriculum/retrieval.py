@@ -19,9 +19,12 @@ captions.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +37,7 @@ from kasmina_edge.curriculum.retrieval_data import (
     CAPTION_LEN,
     VOCAB,
     Pairs,
+    known_words,
     make_pairs,
     retrieval_scores,
 )
@@ -207,11 +211,15 @@ class DualEncoder(nn.Module):
         _, txt = self.embed(torch.cat([patches[:1].expand(len(tokens), -1, -1), tokens], dim=2))
         return self.head["scale"]() * img @ txt.T
 
-    def pair_joint(self, patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Every (image, caption) pair's joint sequence through the site: (Ni * Nt, dim, 16 + T)."""
+    @staticmethod
+    def pair_inputs(patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Every (image, caption) pair's joint sequence, image-major: row i * Nt + j is (image i, caption j)."""
         ni, nt = len(patches), len(tokens)
-        joint = torch.cat([patches.repeat_interleave(nt, 0), tokens.repeat(ni, 1, 1)], dim=2)
-        return self.sites[SITE](joint)
+        return torch.cat([patches.repeat_interleave(nt, 0), tokens.repeat(ni, 1, 1)], dim=2)
+
+    def pair_joint(self, patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The pairs' joint sequences through the site: (Ni * Nt, dim, 16 + T)."""
+        return self.sites[SITE](self.pair_inputs(patches, tokens))
 
     def pair_logits(self, joint: torch.Tensor, ni: int, nt: int) -> torch.Tensor:
         img, txt = self.embed(joint)
@@ -296,6 +304,7 @@ class RetrievalSettings:
     batch: int = 64
     n_adapt: int = 1200  # shifted pairs the seed (and fine-tuning) learn from
     n_replay: int = 600  # clean pairs mixed in (a seed must not break the captions the base knows)
+    keep_weight: float = 1.0  # the seed's change to the tokens of those clean captions, penalised
     gallery: int = 128  # distinct captions per retrieval gallery (chance R@1 = 1/128)
     test_galleries: int = 4  # held-out galleries per test set (the figures are their mean)
     seed_epochs: int = 16
@@ -371,6 +380,8 @@ class RetrievalRecipe:
         self.adapt = encode_pairs(self.model, data.adapt)
         self.shift_val = encode_pairs(self.model, data.shift_val)
         self.clean_val = encode_pairs(self.model, data.clean_val)
+        self.known = torch.from_numpy(known_words(data.adapt.tokens))
+        self.token_var = float(self.adapt[1].var()) + 1e-6
         self.baseline, self.clean_host = self.metric(self.shift_val), self.metric(self.clean_val)
         self.host_top1 = self._top1(self.shift_val)
         self.probe = (self.adapt[0][:16], self.adapt[1][:16])
@@ -401,13 +412,22 @@ class RetrievalRecipe:
         return idx  # type: ignore[no-any-return]
 
     def _loss(self, idx: torch.Tensor, *, incubator: bool) -> torch.Tensor:
+        """InfoNCE over every pair of the batch, plus the keep term: on a caption in words the host knows the
+        seed should change nothing (its tokens pulled to the host's, as the ECG recipes' denoising)."""
         p, t, combos = (x[idx] for x in self.adapt)
-        joint = self.model.pair_joint(p, t)
+        n = len(idx)
+        joint_in = self.model.pair_inputs(p, t)
+        joint = self.layer(joint_in)
         if incubator:  # TRAINING: the output is the host's; the seed's own is the incubator's
             inc = self.layer.incubator_output()
             assert inc is not None
             joint = inc
-        return info_nce(self.model.pair_logits(joint, len(idx), len(idx)), combos)
+        loss = info_nce(self.model.pair_logits(joint, n, n), combos)
+        known = self.known[idx].repeat(n)  # pair (i, j) -> is caption j in known words
+        if self.s.keep_weight > 0 and bool(known.any()):
+            change = (joint - joint_in)[known][:, :, PATCHES:]
+            loss = loss + self.s.keep_weight * change.pow(2).mean() / self.token_var
+        return loss
 
     def train(self, driver: SeedDriver, seeds: list[DrivenSeed]) -> bool:
         from kasmina_edge.host.kasmina import bit_equal
@@ -517,6 +537,14 @@ def host_unchanged(base: DualEncoder, grown: DualEncoder) -> bool:
     return all(torch.equal(a, b) for a, b in zip(base.host_parameters(), grown.host_parameters(), strict=True))
 
 
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Whole or not at all: a temp file beside it, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(tmp, path)
+
+
 def _arm(figures: dict[str, float], clean: dict[str, float], params: int, **detail: Any) -> ArmScore:
     return ArmScore(metric=figures["r1"], params=params, detail={"shifted": figures, "clean": clean, **detail})
 
@@ -564,6 +592,7 @@ class RetrievalStage:
             notes=self._notes(s, data, walk),
         )  # fmt: skip
         report.seconds = time.perf_counter() - t0
+        _write_json(ctx.workdir / "retrieval.json", report.to_dict())
         return report
 
     def _notes(self, s: RetrievalSettings, data: StageData, walk: SeedWalk) -> list[str]:

@@ -34,6 +34,7 @@ SYNONYMS: dict[int, tuple[str, ...]] = {
 }
 VOCAB: tuple[str, ...] = tuple(w for words in (*ATTRIBUTES, *SYNONYMS.values()) for w in words)
 WORD_ID = {w: i for i, w in enumerate(VOCAB)}
+N_TRAINED_WORDS = sum(len(a) for a in ATTRIBUTES)  # ids below it are the training captions' words
 CAPTION_LEN = len(ATTRIBUTES)
 IMAGE_SIZE = 16
 SHIFTS = ("synonyms", "striped_background")
@@ -138,6 +139,11 @@ def caption_tokens(combo: tuple[int, int, int, int], *, synonyms: bool = False) 
         SYNONYMS[a][i] if synonyms and a in SYNONYMS else ATTRIBUTES[a][i] for a, i in enumerate(combo)
     ]
     return np.array([WORD_ID[w] for w in words], dtype=np.int64)
+
+
+def known_words(tokens: np.ndarray) -> np.ndarray:
+    """(n,) bool: whether each caption is all in the words the base was trained on (no synonym)."""
+    return np.asarray(tokens < N_TRAINED_WORDS).all(axis=1)
 
 
 def make_pairs(n: int, *, seed: int, shift: str | None = None, distinct: bool = False) -> Pairs:
