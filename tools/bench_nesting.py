@@ -144,6 +144,29 @@ def table(reports: list[GrowthReport], title: str) -> Table:
     return t
 
 
+def tree_table(r: GrowthReport, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("seed id", "level", "stage", "estimate", "gain", "reason"):
+        t.add_column(col, justify="left" if col in ("seed id", "stage", "reason") else "right")
+    for c in r.children:
+        est = "-" if c["estimate"] is None else f"{c['estimate']:.3g}"
+        gain = "-" if c["gain"] is None else f"{c['gain']:+.3f}"
+        t.add_row(c["seed_id"], str(c["level"]), c["stage"], est, gain, c["reason"][:110])
+    return t
+
+
+def estimate_quality(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Does the child level's gain estimate (squared gradient norm) rank children as their measured gain does?"""
+    from scipy.stats import spearmanr
+
+    pairs = [(c["estimate"], c["gain"]) for r in runs for a in r["arms"] for c in a["children"]
+             if c["estimate"] is not None and c["gain"] is not None]  # fmt: skip
+    if len(pairs) < 3:
+        return {"children": float(len(pairs)), "spearman": float("nan")}
+    rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+    return {"children": float(len(pairs)), "spearman": float(rho)}
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -169,6 +192,7 @@ def run_seed(seed: int, args: argparse.Namespace, settings: WalkSettings) -> dic
     plan = GrowthPlan("flat-wide-matched", blueprint="bottleneck_adapter", rank=wide.plan.rank, max_roots=1)
     reports.append(HierarchicalController(budget, matched, seed=seed).grow(base, task, plan))
     console.print(table(reports, f"seed {seed}: digits, shift {args.shift}, base on clean digits {clean:.3f}"))
+    console.print(tree_table(deep, f"seed {seed}: the nested-3 seed's children"))
     return {"seed": seed, "base_clean": clean, "budget": budget.to_json(), "arms": [r.to_json() for r in reports]}
 
 
@@ -190,11 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run_seed(seed, args, settings) for seed in range(args.seeds)]
     summary = _summary(runs)
     console.print(summary_table(summary, args.seeds))
+    quality = estimate_quality(runs)
+    console.print(f"child-level gain estimate vs measured gain: Spearman {quality['spearman']:+.2f} "
+                  f"over {quality['children']:.0f} grown children")  # fmt: skip
     payload = {
         "bench": "nesting", "task": f"sklearn digits 8x8 as 64-sample rows, shift {args.shift}",
         "model": CONFIG.to_dict(), "settings": settings.__dict__, "args": {k: str(v) for k, v in vars(args).items()},
         "rule": RULE, "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-        "seconds": time.perf_counter() - t0, "summary": summary, "runs": runs,
+        "seconds": time.perf_counter() - t0, "summary": summary, "estimate_quality": quality, "runs": runs,
     }  # fmt: skip
     write_json(args.json, payload)
     console.print(f"wrote {args.json} in {payload['seconds']:.0f} s")
@@ -206,7 +233,8 @@ def summary_table(summary: dict[str, dict[str, float]], seeds: int) -> Table:
     for col in ("arm", "test gain", "gain vs flat", "val gain", "params", "refusals", "culled", "updates"):
         t.add_column(col, justify="left" if col == "arm" else "right")
     for name, v in summary.items():
-        t.add_row(name, f"{v['gain_test']:+.3f}", f"{v['gain_vs_flat']:.2f}x", f"{v['gain_val']:+.3f}",
+        vs_flat = "-" if v["gain_vs_flat"] != v["gain_vs_flat"] else f"{v['gain_vs_flat']:.2f}x"  # NaN: flat gained 0
+        t.add_row(name, f"{v['gain_test']:+.3f}", vs_flat, f"{v['gain_val']:+.3f}",
                   f"{v['params']:.0f}", f"{v['refused']:.1f}", f"{v['culled']:.1f}", f"{v['updates']:.0f}")  # fmt: skip
     return t
 

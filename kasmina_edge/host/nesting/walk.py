@@ -10,7 +10,6 @@ alone is run and torch-exported (G3). PROBATIONARY: the gain over the metric bef
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -287,5 +286,3 @@ class ChildWalker:
         return with_it - without
 
 
-def replace_settings(s: WalkSettings, **kw: Any) -> WalkSettings:
-    return dataclasses.replace(s, **kw)
