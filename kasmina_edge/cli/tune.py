@@ -140,10 +140,10 @@ def intensity_list(as_json: bool = json_option()) -> None:
         emit([{"name": n, "file": str(p), "description": c.description} for n, p, c in rows])
         return
     t = Table(title="intensity configs (kasmina-edge tune intensity show NAME)")
-    for c in ("name", "lr", "schedule", "safety"):
-        t.add_column(c)
-    for name, _p, c in rows:
-        s = c.safety
+    for col in ("name", "lr", "schedule", "safety"):
+        t.add_column(col)
+    for name, _p, conf in rows:
+        c, s = conf, conf.safety
         checks_ = [f"loss x{s.loss_spike_factor:g}" if s.loss_spike_factor else "",
                    f"grad {s.max_grad_norm:g}" if s.max_grad_norm else ""]  # fmt: skip
         safety = f"{s.action}: {', '.join(x for x in checks_ if x) or 'no checks'}; max lr x{s.max_lr_scale:g}"

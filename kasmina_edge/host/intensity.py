@@ -49,7 +49,7 @@ class _Strict(BaseModel):
 
 
 class LrScales(_Strict):
-    default: float = Field(1.0, gt=0)
+    default: float = Field(default=1.0, gt=0)
     per_blueprint: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -62,9 +62,9 @@ class LrScales(_Strict):
 
 class ActivationSchedule(_Strict):
     kind: Literal["linear", "cosine", "step"] = "linear"
-    warmup_steps: int = Field(0, ge=0)  # grafting steps at alpha 0 before the ramp starts
-    ramp_steps: int | None = Field(None, ge=1)  # None: the run's blend_steps
-    levels: int = Field(4, ge=1)  # step: alpha climbs in this many equal jumps
+    warmup_steps: int = Field(default=0, ge=0)  # grafting steps at alpha 0 before the ramp starts
+    ramp_steps: int | None = Field(default=None, ge=1)  # None: the run's blend_steps
+    levels: int = Field(default=4, ge=1)  # step: alpha climbs in this many equal jumps
 
     def alpha(self, step: int, ramp_steps: int) -> float:
         """Alpha after ``step`` grafting steps; exactly 0 before the ramp and 1 at its end."""
@@ -79,9 +79,9 @@ class ActivationSchedule(_Strict):
 
 
 class SafetyOverrides(_Strict):
-    max_lr_scale: float = Field(4.0, gt=0)
-    loss_spike_factor: float | None = Field(None, gt=1)  # None: no loss check
-    max_grad_norm: float | None = Field(None, gt=0)  # None: no gradient check
+    max_lr_scale: float = Field(default=4.0, gt=0)
+    loss_spike_factor: float | None = Field(default=None, gt=1)  # None: no loss check
+    max_grad_norm: float | None = Field(default=None, gt=0)  # None: no gradient check
     action: Literal["freeze", "abort"] = "freeze"
     forced_cull: list[str] = Field(default_factory=list)  # blueprint names or "site:<name>"
 
@@ -89,9 +89,9 @@ class SafetyOverrides(_Strict):
 class IntensityConfig(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
-    lr: LrScales = Field(default_factory=LrScales)
-    schedule: ActivationSchedule = Field(default_factory=ActivationSchedule)
-    safety: SafetyOverrides = Field(default_factory=SafetyOverrides)
+    lr: LrScales = LrScales()
+    schedule: ActivationSchedule = ActivationSchedule()
+    safety: SafetyOverrides = SafetyOverrides()
 
     def lr_scale(self, blueprint: str, intensity: float = 1.0) -> float:
         """The seed's learning-rate scale: Tamiyo's intensity × the blueprint's scale, clamped by safety."""

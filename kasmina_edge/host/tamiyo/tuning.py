@@ -191,7 +191,7 @@ def measure_grid(cfg: GridConfig, say: Say | None = None) -> OutcomeGrid:
     for k, name in enumerate(cfg.conditions):
         cond = CONDITIONS[name]
         cs = condition_split(cond, split.train_records, split.val_records, held["A"], seed=cfg.seed + k,
-                             calibration_s=mcfg.calibration_s, replay=split.train if mcfg.replay else None)  # fmt: skip
+                             calibration_s=mcfg.calibration_s, replay=split.train if mcfg.replay else None)  # type: ignore[arg-type]  # fmt: skip
         # held-out set B under the condition, as condition_split builds its test set
         test_b = beats([apply_condition(r, cond, (cfg.seed + k) * 7919 + 5 * 1009 + i)
                         for i, r in enumerate(held["B"])], cond.lead)  # fmt: skip
@@ -252,7 +252,7 @@ class TuningProblem:
         self.grid, self.budget, self.seed = grid, budget, seed
         self.space = ActionSpace(tuple(grid.sites), tuple(grid.blueprints), GRAFTINGS)
         bp = np.asarray(grid.allowed, dtype=bool)
-        location = bp.any(axis=1)
+        location = np.asarray(bp.any(axis=1), dtype=bool)
         normal = Masks(np.array([True, bool(location.any())]), location, bp)
         alert = Masks(np.array([True, False]), location, bp)
         factory = MaskFactory(normal, alert)
