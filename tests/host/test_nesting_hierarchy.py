@@ -186,3 +186,33 @@ def test_a_culled_child_comes_back_dormant_behind_g5_function_preserving(clock) 
     assert float(h.child("site2/all/c0").node.own.up.weight.detach().abs().sum()) == 0.0
     g5 = [e for e in engine.events if e.get("seed_id") == "site2/all/c0" and e["event"] == "gate" and e["gate"] == "G5"]
     assert g5 and g5[-1]["passed"]
+
+
+def test_memory_alone_refuses_at_g0_naming_the_arbiter() -> None:
+    engine = LifecycleEngine()
+    layer = KasminaLayer(C, 1, 2, length=L, engine=engine)
+    arb = Arbiter(Resources(10**6, 10**6, 4 * (UNIT + C * L) + 10))  # the root's memory and 10 bytes more
+    arb.request(Request("site2/all", Resources(UNIT, UNIT * L, 4 * (UNIT + C * L))))
+    h = NestedHierarchy(layer, layer.germinate(None, "nested_seed", rank=2), arb)
+    _root_to(layer, Stage.FOSSILIZED)
+    (v,) = h.germinate({"site2/all/c1": 1.0})
+    assert not v.granted and "memory" in v.reason
+    reason = h.child("site2/all/c1").reason
+    assert reason.startswith("gate_G0_failed: target arbiter [pool: memory") and h.stage("site2/all/c1") is Stage.DORMANT
+
+
+def test_the_exported_seed_holds_only_the_children_on_the_path() -> None:
+    layer, h, _ = _setup()
+    _root_to(layer, Stage.FOSSILIZED)
+    probe = torch.randn(2, C, L)
+
+    def convs() -> int:
+        graph = torch.export.export(h.root, (probe,)).graph
+        return sum(1 for n in graph.nodes if n.op == "call_function" and "conv" in str(n.target))
+
+    assert convs() == 2  # the root's own bottleneck only
+    _child_to(h, "site2/all/c0", Stage.FOSSILIZED)
+    _child_to(h, "site2/all/c0/c1", Stage.FOSSILIZED)
+    assert convs() == 6
+    h.cull("site2/all/c0", "low_gain: test")
+    assert convs() == 2
