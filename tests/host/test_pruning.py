@@ -188,7 +188,9 @@ def test_each_strategy_orders_the_constructed_units() -> None:
     # utilization reads the data: the dead unit first, the tiny second, the one the head ignores third
     assert _order(utilization(net, val)) == [DEAD, TINY, IGNORED, KEY]
     # gain per parameter asks the metric: dead and ignored cost nothing (exactly), the key unit most
+    snapshot = {k: v.clone() for k, v in net.state_dict().items()}
     plan = gain_per_parameter(net, val)
+    assert same_weights(net, snapshot)  # each ablation was masked in place and put back exactly
     by_index = {c.unit.index: c for c in plan}
     assert by_index[DEAD].score == 0.0 and by_index[DEAD].tie == 0.0
     assert by_index[IGNORED].score == 0.0 and by_index[IGNORED].tie == 0.0

@@ -79,5 +79,11 @@ class Validation:
 
     def nll(self, model: nn.Module) -> float:
         """Mean negative log-likelihood of the true class: a smooth tie-break where the metric does not move."""
-        logp = torch.log_softmax(self.logits(model), dim=1)
-        return float(-logp.gather(1, self.labels.view(-1, 1).long()).mean())
+        return self.measure(model)[1]
+
+    def measure(self, model: nn.Module) -> tuple[float, float]:
+        """(metric, mean negative log-likelihood of the true class) from one pass over the data."""
+        logits = self.logits(model)
+        logp = torch.log_softmax(logits, dim=1)
+        nll = float(-logp.gather(1, self.labels.view(-1, 1).long()).mean())
+        return self.score(logits.argmax(dim=1).numpy().astype(np.int64)), nll

@@ -194,8 +194,13 @@ def _take(plan: Sequence[Candidate], budget: int) -> list[Candidate]:
 def prune_schedule(
     model: nn.Module, strategy: Strategy, val: Validation, targets: Sequence[float], *,
     level: str = "unit", gate: PruneGate | None = None, step_fraction: float = 0.125, name: str = "",
+    patience: int = 12,
 ) -> PruneRun:  # fmt: skip
-    """Prune ``model``'s seeds through each of ``targets`` (fractions of their parameters, ascending)."""
+    """Prune ``model``'s seeds through each of ``targets`` (fractions of their parameters, ascending).
+
+    ``patience``: after this many single candidates refused in a row the run stops (the gate's tolerance
+    is spent: what is left each costs more than it may); the remaining targets are reported not reached.
+    """
     if not targets or any(not 0.0 < t <= 1.0 for t in targets) or list(targets) != sorted(targets):
         raise KasminaError(f"pruning targets must be ascending fractions in (0, 1], got {list(targets)}")
     if not 0.0 < step_fraction <= 1.0:
@@ -208,10 +213,10 @@ def prune_schedule(
         raise KasminaError("pruning: the model has no live seed to prune")
     run = PruneRun(name or getattr(strategy, "__name__", "strategy"), level, ref.metric, start.seeds, start.total)
     step_params = max(1, int(round(step_fraction * start.seeds)))
-    current, refused = model, set[str]()
+    current, refused, in_a_row = model, set[str](), 0
     for target in targets:
         goal = int(np.ceil(target * start.seeds))
-        while start.seeds - count_params(current).seeds < goal:
+        while start.seeds - count_params(current).seeds < goal and in_a_row < patience:
             plan = [c for c in strategy(current, val, level) if c.key not in refused]
             if not plan:
                 break
@@ -221,9 +226,11 @@ def prune_schedule(
                 current, step = try_prune(current, batch, val, gate, ref)
                 run.steps.append(step)
                 if step.accepted:
+                    in_a_row = 0
                     break
                 if len(batch) == 1:
                     refused.add(batch[0].key)
+                    in_a_row += 1
                     break
                 batch = batch[: len(batch) // 2]
         now = count_params(current)

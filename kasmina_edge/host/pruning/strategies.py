@@ -23,7 +23,7 @@ from torch import nn
 
 from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.host.pruning.evaluation import Validation
-from kasmina_edge.host.pruning.surgery import apply_plan
+from kasmina_edge.host.pruning.surgery import apply_plan, units_masked
 from kasmina_edge.host.pruning.units import (
     Unit,
     find_seeds,
@@ -106,14 +106,21 @@ def utilization(model: nn.Module, val: Validation, level: str = "unit") -> list[
     return _ranked([Candidate(u, scores[u.key], _params_of(model, u)) for u in units])
 
 
+def _without(model: nn.Module, val: Validation, unit: Unit) -> tuple[float, float]:
+    """(metric, nll) with ``unit`` ablated: a hidden unit masked in place (and restored), a seed on a copy."""
+    if unit.whole_seed:
+        return val.measure(apply_plan(model, [unit]))
+    with units_masked(model, [unit]):
+        return val.measure(model)
+
+
 def gain_per_parameter(model: nn.Module, val: Validation, level: str = "unit") -> list[Candidate]:
-    base_metric, base_nll = val.evaluate(model), val.nll(model)
+    base_metric, base_nll = val.measure(model)
     out = []
     for u in candidates(model, level):
         params = max(1, _params_of(model, u))
-        without = apply_plan(model, [u])
-        drop = base_metric - val.evaluate(without)
-        out.append(Candidate(u, drop / params, params, tie=(val.nll(without) - base_nll) / params))
+        metric, nll = _without(model, val, u)
+        out.append(Candidate(u, (base_metric - metric) / params, params, tie=(nll - base_nll) / params))
     return _ranked(out)
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -94,6 +95,27 @@ def mask_unit(model: nn.Module, unit: Unit) -> None:
     produced, carried = unit_tensors(model, unit)
     for t in (*produced, *carried):
         t.zero_()
+
+
+@contextmanager
+def units_masked(model: nn.Module, units: Sequence[Unit]) -> Iterator[nn.Module]:
+    """``model`` itself with ``units`` (hidden units, not whole seeds) zeroed for the block, then every
+    zeroed weight copied back exactly: an ablation without copying the model."""
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    with torch.no_grad():
+        for u in units:
+            if u.whole_seed:
+                raise ValueError(f"{u.key}: a whole seed is removed on a copy (apply_plan), not masked in place")
+            produced, carried = unit_tensors(model, u)
+            for t in (*produced, *carried):
+                saved.append((t, t.clone()))
+                t.zero_()
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for t, value in reversed(saved):
+                t.copy_(value)
 
 
 def remove_units(model: nn.Module, units: Sequence[Unit], reason: str = "pruned") -> None:
