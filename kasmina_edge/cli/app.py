@@ -25,6 +25,7 @@ from kasmina_edge.cli import (
     keys,
     net,
     profile,
+    tune,
     validate,
 )
 from kasmina_edge.cli.common import (
@@ -113,7 +114,7 @@ app.add_typer(ecg.app, name="ecg")
 app.add_typer(catalog.profiles_app, name="profiles")
 app.add_typer(catalog.targets_app, name="targets")
 app.add_typer(keys.app, name="keys")
-for command_group in (host, build, device, profile, net, evaluate, dashboard, fleet, validate, curriculum):
+for command_group in (host, build, device, profile, net, evaluate, dashboard, fleet, validate, curriculum, tune):
     command_group.register(app)  # each adds its own commands
 app.command(name="demo", help="Run the whole path that exists so far, end to end.")(demo.demo)
 
