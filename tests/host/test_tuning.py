@@ -123,10 +123,10 @@ def test_pareto_front_and_the_choice_of_after() -> None:
 
 def test_study_is_deterministic_finds_a_front_and_plots_it(tmp_path: Path) -> None:
     problem = TuningProblem(synthetic_grid(), FAST, seed=0)
-    a = run_study(problem, 6, seed=3)
-    b = run_study(TuningProblem(synthetic_grid(), FAST, seed=0), 6, seed=3)
+    a = run_study(problem, 4, seed=3)
+    b = run_study(TuningProblem(synthetic_grid(), FAST, seed=0), 4, seed=3)
     assert [p.to_dict() for p in a.trials] == [p.to_dict() for p in b.trials]
-    assert len(a.trials) == 6 and a.before.number == 0
+    assert len(a.trials) == 4 and a.before.number == 0
     assert a.before.weights == RewardWeights().to_dict()
     assert a.front and all(not any(dominates(q.scores, p.scores) for q in a.trials) for p in a.front)
     assert a.after in a.front
@@ -151,3 +151,25 @@ def test_weights_change_the_trained_policy() -> None:
 def test_too_few_trials_is_a_user_error() -> None:
     with pytest.raises(TuningError, match="--trials: at least 2"):
         run_study(TuningProblem(synthetic_grid(), FAST), 1)
+
+
+@pytest.mark.slow  # trains a base and grows ~8 real seeds: about a minute on two idle cores
+def test_measure_grid_grows_real_seeds_and_measures_them_three_ways(tmp_path: Path) -> None:
+    from kasmina_edge.host.tamiyo.tuning import GridConfig, measure_grid
+
+    cfg = GridConfig(conditions=("emg",), blueprints=("bottleneck_adapter", "squeeze_excitation"),
+                     heldout_patients=2, heldout_minutes=1.5)  # fmt: skip
+    grid = measure_grid(cfg)
+    allowed = np.asarray(grid.allowed)
+    assert len(grid.cells) == int(allowed.sum()) and set(grid.observations) == {"clean", "emg"}
+    for c in grid.cells:
+        if c.fossilized:
+            assert c.train_gain >= 0.01  # G4's min_gain: only a seed that passed it fossilizes
+        else:
+            assert (c.train_gain, c.tune_gain, c.report_gain) == (0.0, 0.0, 0.0)
+        assert c.params > 0 and c.macs > 0
+    grid.save(tmp_path / "g.json")
+    back = OutcomeGrid.load(tmp_path / "g.json")
+    assert back.cells == grid.cells
+    problem = TuningProblem(back, FAST)
+    assert problem.score(problem.train_policy(RewardWeights()), "report").act_rate >= 0.0
