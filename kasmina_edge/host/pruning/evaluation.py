@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kasmina_edge.contracts.errors import KasminaError
 from kasmina_edge.host.kasmina.layer import KasminaLayer
 from kasmina_edge.host.train import class_metrics
 
@@ -51,10 +52,10 @@ class Validation:
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            raise ValueError(f"Validation.metric: {self.metric!r}, choose one of {', '.join(METRICS)}")
+            raise KasminaError(f"Validation.metric: {self.metric!r}, choose one of {', '.join(METRICS)}")
         n = int(self.labels.shape[0])
         if n == 0 or any(int(t.shape[0]) != n for t in self.inputs):
-            raise ValueError("Validation: every input needs one row per label, and at least one label")
+            raise KasminaError("Validation: every input needs one row per label, and at least one label")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
