@@ -3,9 +3,12 @@
 FGSM (Goodfellow et al. 2015): one step of size ``eps`` along the sign of the loss gradient, clipped to
 the pixel range. The detectors score an input (higher: more suspicious):
 
+- *confidence*: one minus the top softmax probability (the baseline every detector must beat);
 - *consistency*: how much the prediction falls apart under small Gaussian noise. An FGSM example sits
   just across a decision boundary the step was aimed at, so a little noise often moves it back, while a
   clean input sits inside its class (the idea of "feature squeezing" and of randomized-smoothing tests);
+- *squeezing*: how far the prediction moves when the input is squeezed (fewer grey levels, a median
+  filter), feature squeezing (Xu et al. 2018);
 - *feature distance*: how far the model's site activations (channel means) lie from the clean data's,
   in clean standard deviations (a diagonal Mahalanobis distance, Lee et al. 2018 without the classes).
 
@@ -15,6 +18,7 @@ to held-out inputs: the detection rate at that rate and the AUROC are what a sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +51,7 @@ def mean_loss(model: nn.Module, x: np.ndarray, labels: np.ndarray, n_aux: int = 
 
 @torch.no_grad()
 def consistency_scores(
-    model: nn.Module, x: np.ndarray, *, sigma: float = 0.1, draws: int = 8, seed: int = 0, n_aux: int = 0
+    model: nn.Module, x: np.ndarray, *, sigma: float = 0.05, draws: int = 16, seed: int = 0, n_aux: int = 0
 ) -> np.ndarray:
     """1 − the mean probability, under ``draws`` noisy copies, of the class predicted on the input itself."""
     model.eval()
@@ -60,6 +64,38 @@ def consistency_scores(
         noisy = xt + sigma * torch.randn(xt.shape, generator=gen)
         kept += torch.softmax(model(noisy, rr), 1).gather(1, pred[:, None])[:, 0]
     return (1.0 - kept / draws).numpy()
+
+
+@torch.no_grad()
+def confidence_scores(model: nn.Module, x: np.ndarray, n_aux: int = 0) -> np.ndarray:
+    """1 − the top softmax probability (Hendrycks & Gimpel 2017's baseline): one FGSM step tends to land
+    just past a boundary, where the model is unsure."""
+    model.eval()
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return (1.0 - torch.softmax(model(xt, _rr(xt, n_aux)), 1).amax(1)).numpy()
+
+
+@torch.no_grad()
+def squeeze_scores(
+    model: nn.Module, x: np.ndarray, squeezers: list[Callable[[np.ndarray], np.ndarray]], n_aux: int = 0
+) -> np.ndarray:
+    """Feature squeezing (Xu et al. 2018): the largest L1 distance between the prediction on the input and
+    on a squeezed copy (fewer grey levels, a median filter). A clean input's prediction barely moves; an
+    FGSM perturbation lives in exactly the fine detail a squeezer removes."""
+    model.eval()
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    rr = _rr(xt, n_aux)
+    p = torch.softmax(model(xt, rr), 1)
+    dists = []
+    for squeeze in squeezers:
+        xs = torch.from_numpy(np.ascontiguousarray(squeeze(x), dtype=np.float32))
+        dists.append((torch.softmax(model(xs, rr), 1) - p).abs().sum(1))
+    return torch.stack(dists).amax(0).numpy()
+
+
+def bit_depth(levels: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Round pixel values in [0, 1] to ``levels`` grey levels."""
+    return lambda x: np.round(x * (levels - 1)) / (levels - 1)
 
 
 @dataclass
@@ -118,16 +154,22 @@ class DetectionScore:
     auroc: float
     threshold: float  # set on clean validation scores
     detection_rate: float  # of the held-out adversarial inputs, at that threshold
+    detection_rate_fooling: float  # of those among them that changed the model's prediction
     false_alarm: float  # measured on the held-out clean inputs, at that threshold
     target_false_alarm: float
 
 
 def score_detector(
-    name: str, clean_val: np.ndarray, clean_test: np.ndarray, adv_test: np.ndarray, false_alarm: float
+    name: str, clean_val: np.ndarray, clean_test: np.ndarray, adv_test: np.ndarray, false_alarm: float,
+    fooled: np.ndarray | None = None,
 ) -> DetectionScore:
+    """``fooled``: which adversarial inputs changed the prediction (None: all count)."""
     thr = threshold_at(clean_val, false_alarm)
+    hit = adv_test > thr
+    fooled = np.ones(len(hit), bool) if fooled is None else fooled
     return DetectionScore(
-        detector=name, auroc=auroc(clean_test, adv_test), threshold=thr,
-        detection_rate=float((adv_test > thr).mean()), false_alarm=float((clean_test > thr).mean()),
+        detector=name, auroc=auroc(clean_test, adv_test), threshold=thr, detection_rate=float(hit.mean()),
+        detection_rate_fooling=float(hit[fooled].mean()) if fooled.any() else float("nan"),
+        false_alarm=float((clean_test > thr).mean()),
         target_false_alarm=false_alarm,
     )  # fmt: skip
