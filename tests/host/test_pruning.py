@@ -284,3 +284,23 @@ def test_schedule_refuses_bad_targets() -> None:
     net, val = _site_net()
     with pytest.raises(KasminaError, match="ascending"):
         prune_schedule(net, magnitude, val, [0.5, 0.25])
+
+
+def test_compacting_a_layer_module_seed_updates_its_registry(events: list[dict[str, object]]) -> None:
+    net = LayerNet(LifecycleEngine(sink=events.append))
+    sid = net.site.germinate(1, "residual_mlp")  # 4 channels, 8 hidden units: a module seed
+    _fossilize(net.site, sid)
+    with torch.no_grad():
+        net.site.seed_module(sid).fc2.weight.normal_()  # type: ignore[operator]
+    x = _inputs(2)
+    (ref,) = find_seeds(net)
+    units = seed_units(net, ref)
+    assert len(units) == 8 and net.site.seed(sid).param_count == 2 * 4 * 8 + 8 + 4
+    pruned = apply_plan(net, units[:3], shrink=True)
+    module = pruned.site.seed_module(sid)  # type: ignore[operator]
+    assert module.fc1.weight.shape[0] == 5 and module.fc2.weight.shape[1] == 5
+    assert pruned.site.seed(sid).param_count == sum(p.numel() for p in module.parameters()) == 2 * 4 * 5 + 5 + 4
+    masked = apply_plan(net, units[:3])
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), masked(x), atol=1e-6)
+    assert net.site.seed(sid).param_count == 2 * 4 * 8 + 8 + 4  # the original keeps its seed whole
