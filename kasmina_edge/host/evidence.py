@@ -119,7 +119,8 @@ def paired_bootstrap(
         raise ValueError("truth and both predictions must be equal-length, non-empty 1-D arrays")
     if groups is not None and np.shape(groups) != t.shape:
         raise ValueError("groups must give one record per beat")
-    classes = gate_classes(t, min_support)
+    # the AAMI five: Q is never judged (N_GATE_CLASSES); any other task judges all its classes
+    classes = gate_classes(t, min_support, N_GATE_CLASSES if n_classes == 5 else n_classes)
     everything = np.arange(t.size)[None, :]
     rng = np.random.default_rng(seed)
     f1_b, f1_s = (_macro_f1(_confusions(t, p, everything, n_classes), classes)[0] for p in (b, s))

@@ -20,6 +20,7 @@ Seeds always see ``host.detach()``: no gradient goes from a seed into the host.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -360,7 +361,8 @@ class KasminaLayer(SeedRecords, SeedTraining, SeedGates, nn.Module):
         )
 
     def _germinate_gate(self, sid: str, measures: SanityInputs, seed: SeedSlot | None = None) -> None:
-        self.engine.register(sid, on_move=self._on_move, on_reset=lambda sid=sid: self._clear_slot(sid))
+        # a partial, not a lambda: a deep copy of the model re-binds it to the copy's own slots
+        self.engine.register(sid, on_move=self._on_move, on_reset=functools.partial(self._clear_slot, sid))
         result = self.engine.evaluate(sid, Stage.GERMINATED, measures)
         if result is None or not result.passed or seed is None:
             raise GerminationRejected(
