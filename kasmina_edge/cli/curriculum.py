@@ -84,7 +84,7 @@ def run(
     ),
     quick: bool = typer.Option(False, "--quick", help="Smaller runs (same code): what tests and CI use."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Run every stage even after one fails."),
-    data: Path = typer.Option(None, "--data", help="Real data folder (mitdb/, nstdb/) for the ECG stage."),
+    data: Path = typer.Option(None, "--data", help="Real data folder (mitdb/, nstdb/) for the ECG stage; default ../shared/data or $KASMINA_DATA when there, else synthetic."),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage's data and training."),
     as_json: bool = json_option(),
 ) -> None:
@@ -92,10 +92,13 @@ def run(
     from kasmina_edge.contracts.errors import KasminaError
     from kasmina_edge.curriculum.registry import parse_stages
     from kasmina_edge.curriculum.runner import run_curriculum
+    from kasmina_edge.ecg.data import data_root
 
     picked = parse_stages(stages)
     if data is not None and not data.is_dir():
         raise KasminaError(f"--data: {data} is not a folder")
+    if data is None and (data_root() / "mitdb").is_dir() and (data_root() / "nstdb").is_dir():
+        data = data_root()  # beside the checkout, or $KASMINA_DATA
     if out.exists() and not out.is_dir():
         raise KasminaError(f"--out: {out} exists and is not a folder")
     con = human(as_json)
