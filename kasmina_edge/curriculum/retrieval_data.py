@@ -1,11 +1,12 @@
-"""Stage 4's data: small rendered shapes and their captions, a background shift, and recall@k.
+"""Stage 4's data: small rendered shapes and their captions, two shifts, the stage's splits, and recall@k.
 
 Every image is 16x16 RGB with one shape on it; its caption names the shape's four attributes in a fixed
-order, "small red circle left", from a 17-word vocabulary (2 sizes x 6 colours x 5 shapes x 4 positions
-= 240 captions). Sizes, positions and colour intensities are jittered, so two renderings of one caption
-differ. The **shift** keeps the captions and puts the shapes on a new background: grey stripes at a
-random angle, period and phase with pixel noise (the base only saw near-black backgrounds). Everything
-is numpy and deterministic from its seed.
+order, "small red circle left", from 17 words (2 sizes x 6 colours x 5 shapes x 4 positions = 240
+captions). Sizes, positions and colour intensities are jittered, so two renderings of one caption differ.
+Shifts: ``synonyms`` (the stage's) keeps the images and names colours and shapes by 11 words that are in
+the vocabulary but in no training caption ("large crimson disc top"); ``striped_background`` keeps the
+captions and puts the shapes on grey stripes of random angle, period and phase (the base saw near-black).
+Everything is numpy and deterministic from its seed.
 
 A retrieval gallery holds each caption once (``distinct=True``), so the right answer to every query is one
 item and R@k is the usual one; ties are counted against the query (a model that scores everything alike
@@ -163,6 +164,36 @@ def make_pairs(n: int, *, seed: int, shift: str | None = None, distinct: bool = 
     images = np.stack([render(COMBOS[int(c)], rng, background) for c in combos])
     tokens = np.stack([caption_tokens(COMBOS[int(c)], synonyms=shift == "synonyms") for c in combos])
     return Pairs(images, tokens, combos.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class StageData:
+    """Stage 4's splits, each from its own seed (the test galleries are renderings no other split shares)."""
+
+    train: Pairs  # clean: what the base learns
+    clean_val: Pairs  # clean gallery: the base's epoch choice, G4's global reference
+    shift_val: Pairs  # shifted gallery: the gates' metric, fine-tuning's epoch choice
+    adapt: Pairs  # shifted pairs, then clean replay: what a seed and fine-tuning learn from
+    shift_tests: list[Pairs]
+    clean_tests: list[Pairs]
+
+
+def concat(a: Pairs, b: Pairs) -> Pairs:
+    return Pairs(*(np.concatenate([x, y]) for x, y in ((a.images, b.images), (a.tokens, b.tokens), (a.combos, b.combos))))
+
+
+def stage_splits(
+    *, n_train: int, n_adapt: int, n_replay: int, gallery: int, test_galleries: int, seed: int, shift: str = "synonyms"
+) -> StageData:
+    k, g = 1000 * seed, gallery
+    return StageData(
+        train=make_pairs(n_train, seed=k + 1),
+        clean_val=make_pairs(g, seed=k + 2, distinct=True),
+        shift_val=make_pairs(g, seed=k + 3, distinct=True, shift=shift),
+        adapt=concat(make_pairs(n_adapt, seed=k + 4, shift=shift), make_pairs(n_replay, seed=k + 5)),
+        shift_tests=[make_pairs(g, seed=k + 100 + i, distinct=True, shift=shift) for i in range(test_galleries)],
+        clean_tests=[make_pairs(g, seed=k + 200 + i, distinct=True) for i in range(test_galleries)],
+    )
 
 
 def recall_at_k(scores: np.ndarray, k: int) -> float:
