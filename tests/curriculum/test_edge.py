@@ -124,7 +124,9 @@ def _emg_library(folder: Path) -> Path:
         for p in module.parameters():
             p.add_(0.02 * torch.randn_like(p))
     lib = SeedLibrary(meta={"model_config": cfg.to_dict()})
-    lifecycle = [{"event": "transition", "from": a, "to": b} for a, b in
+    gates = {"GERMINATED": "G0", "BLENDING": "G1", "SHADOWING": "G2", "PROBATIONARY": "G3", "FOSSILIZED": "G4"}
+    lifecycle = [{"event": "transition", "from": a, "to": b, "gate": gates.get(b), "gate_passed": b in gates,
+                  "gate_reason": "passed on the host"} for a, b in
                  (("DORMANT", "GERMINATED"), ("GERMINATED", "TRAINING"), ("TRAINING", "BLENDING"),
                   ("BLENDING", "SHADOWING"), ("SHADOWING", "PROBATIONARY"), ("PROBATIONARY", "FOSSILIZED"))]
     entry = LibraryEntry(
@@ -161,6 +163,8 @@ def test_a_seed_kernel_is_delivered_to_the_kernel_store_and_swapped_live(tmp_pat
     assert 0.0 <= got["base_condition"] <= 1.0 and 0.0 <= got["adapted_condition"] <= 1.0
     # the base alone never swaps; with the kernel stored, the controller may (it decides on the signal)
     assert got["before"]["swaps"] == 0
+    culled = [e for e in got["adapted_transitions"] if e.get("to") == "CULLED"]
+    assert not [e for e in culled if str(e.get("reason", "")).startswith("g1")], culled  # the host's G1 travelled
     assert checks["x86.swapped_live"] == (got["after"]["swaps"] >= 1 and bool(got["adapted_transitions"]))
 
 
