@@ -52,7 +52,7 @@ class MemoryEstimate:
 @dataclass(frozen=True)
 class MemoryBudget:
     """What the device gives the model (default 16 KiB for weights and arena: the tiny student fits with room
-    for its seeds, the default base (38 KiB) and the teacher (59 KiB) do not)."""
+    for its seeds, the default base (38 KiB) and the teacher (64 KiB) do not)."""
 
     max_bytes: int = 16 * 1024
     bytes_per_param: int = 1  # int8 weights
