@@ -159,7 +159,15 @@ class GridConfig:
 
 
 def measure_grid(cfg: GridConfig, say: Say | None = None) -> OutcomeGrid:
-    """Train a base, then grow one seed per allowed (condition, site, blueprint) and measure it three ways."""
+    """Train a base, then grow one seed per allowed (condition, site, blueprint) and measure it three ways
+    (one torch thread: a tiny model gains nothing from two busy cores and loses much when they are shared)."""
+    from kasmina_edge.host.tamiyo.policy import single_thread
+
+    with single_thread():
+        return _measure_grid(cfg, say)
+
+
+def _measure_grid(cfg: GridConfig, say: Say | None) -> OutcomeGrid:
     from kasmina_edge.host.conditions_morph import seeded_model
     from kasmina_edge.host.data import CONDITIONS, apply_condition, beats, condition_split, patient_records
     from kasmina_edge.host.model import count_host_parameters, count_macs, example_inputs
