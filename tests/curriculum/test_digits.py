@@ -79,10 +79,15 @@ def small_base(digits: tuple[np.ndarray, np.ndarray]) -> nn.Module:
     from kasmina_edge.curriculum.digits import DigitsSettings, build_task
     from kasmina_edge.curriculum.grow import GrowSettings, task_model_config, train_task_base
 
-    s = DigitsSettings(n_train=400, n_val=100, n_adapt=50, n_shift_val=50)
+    s = DigitsSettings(n_train=400, n_val=100, n_adapt=50, n_shift_val=50, jitter_copies=0, adapt_copies=1)
     task = build_task(*digits, s, seed=0).task
-    g = GrowSettings(model=task_model_config("t", task, channels=(8, 16, 16, 16)), base_epochs=4, batch_size=32)
-    return train_task_base(task, g)
+    g = GrowSettings(model=task_model_config("t", task, channels=(8, 16, 16, 16)), base_epochs=10, batch_size=32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on 2 shared cores: more threads only thrash
+    try:
+        return train_task_base(task, g)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_fgsm_raises_loss_and_stays_in_range(small_base: nn.Module, digits: tuple[np.ndarray, np.ndarray]) -> None:
