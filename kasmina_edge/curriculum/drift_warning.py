@@ -60,17 +60,16 @@ class DriftDetector:
 
 
 def calibrate(
-    model: BeatClassifier, clean_windows: np.ndarray, *, window: int = 200, draws: int = 100, margin: float = 1.25,
-    seed: int = 0,
+    model: BeatClassifier, reference_windows: np.ndarray, clean_windows: np.ndarray, *, window: int = 200,
+    draws: int = 100, margin: float = 1.5, seed: int = 0,
 ) -> DriftDetector:  # fmt: skip
-    """Half the clean validation windows are the reference; random windows of the other half set the
-    threshold (a window is never compared with itself)."""
-    feats, _ = watched_features(model, clean_windows)
-    order = np.random.default_rng(seed).permutation(len(feats))
-    ref, held = feats[order[: len(feats) // 2]], feats[order[len(feats) // 2 :]]
-    rng = np.random.default_rng(seed + 1)
-    peak = max(ks_statistic(ref, held[rng.choice(len(held), size=min(window, len(held)), replace=False)])
-               for _ in range(draws))  # fmt: skip
+    """The reference: clean training inputs; the threshold: random windows of clean validation inputs (held
+    out from the reference, so the threshold sees how far a fresh clean window lands from it)."""
+    ref, _ = watched_features(model, reference_windows)
+    held, _ = watched_features(model, clean_windows)
+    rng = np.random.default_rng(seed)
+    size = min(window, len(held) // 2)  # windows of a small validation set must still differ from draw to draw
+    peak = max(ks_statistic(ref, held[rng.choice(len(held), size=size, replace=False)]) for _ in range(draws))
     return DriftDetector(ref, margin * peak, window)
 
 
