@@ -126,16 +126,9 @@ class OutcomeGrid:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from kasmina_edge.host.experiment import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), data)
 
 
 def write_json(path: Path, body: Any) -> None:
