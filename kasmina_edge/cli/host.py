@@ -224,14 +224,15 @@ def run_morph_command(
     report: bool = False,
     log: Path | None = None,
     reward: str | None = None,
+    intensity: str | None = None,
 ) -> MorphResult:
     from kasmina_edge.host.experiment import ExperimentLog
     from kasmina_edge.host.morph import STATE_FILE, run_morph
     from kasmina_edge.host.morph_config import morph_config_for
     from kasmina_edge.host.train import load_base, set_threads
 
-    cfg = morph_config_for(preset, target, conditions=conditions, reward=reward, seed=seed, patients=patients,
-                           minutes=minutes)  # fmt: skip
+    cfg = morph_config_for(preset, target, conditions=conditions, reward=reward, intensity=intensity, seed=seed,
+                           patients=patients, minutes=minutes)  # fmt: skip
     base, ckpt = load_base(checkpoint)
     set_threads()
     log_path = log or out / "morph.jsonl"
@@ -310,6 +311,9 @@ def morph(
     reward: str = typer.Option(
         None, "--reward", help="Tamiyo's reward weights: accuracy, params, latency, drift, safety (e.g. params=2)."
     ),
+    intensity: str = typer.Option(
+        None, "--intensity", help="Intensity config: a library name (kasmina-edge tune intensity list) or a TOML file."
+    ),
     patient: str = typer.Option(
         None, "--patient", help="Grow a seed for this patient (wfdb:PATH, annotated) and write a kernel-only bundle."
     ),
@@ -342,7 +346,7 @@ def morph(
     try:
         _morph(checkpoint=checkpoint, conditions=conditions, out=out, target=target, preset=preset, seed=seed,
                patients=patients, minutes=minutes, report=report, resume=resume, log=log, reward=reward,
-               patient=patient, base_bundle=base_bundle, keys=keys, data=data, snr=snr, records=records, noise=noise,
+               intensity=intensity, patient=patient, base_bundle=base_bundle, keys=keys, data=data, snr=snr, records=records, noise=noise,
                as_json=as_json)  # fmt: skip
     except KasminaError as exc:  # one line and exit 2 (JSON under --json), also without the console script's handler
         fail(str(exc))
@@ -351,7 +355,7 @@ def morph(
 def _morph(
     *, checkpoint: Path | None, conditions: str | None, out: Path | None, target: str, preset: str, seed: int | None,
     patients: int | None, minutes: float | None, report: bool, resume: bool, log: Path | None, reward: str | None,
-    patient: str | None, base_bundle: Path | None, keys: Path | None, data: str | None, snr: str | None,
+    intensity: str | None, patient: str | None, base_bundle: Path | None, keys: Path | None, data: str | None, snr: str | None,
     records: str | None, noise: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     import json
@@ -366,7 +370,8 @@ def _morph(
             fail(f"{', '.join(real_only)}: only with real records (--data wfdb:DIR)")
     else:
         synth_only = [f for f, v in (("--patient", patient), ("--patients", patients), ("--minutes", minutes),
-                      ("--resume", resume or None), ("--reward", reward), ("--base-bundle", base_bundle),
+                      ("--resume", resume or None), ("--reward", reward), ("--intensity", intensity),
+                      ("--base-bundle", base_bundle),
                       ("--keys", keys)) if v is not None]  # fmt: skip
         if synth_only:
             fail(f"{', '.join(synth_only)}: not with --data {spec.text} (condition seeds on real records)")
@@ -388,7 +393,8 @@ def _morph(
             fail(f"{', '.join(given)}: only with --patient")
     else:
         only_conditions = [flag for flag, v in (("--conditions", conditions), ("--patients", patients),
-                           ("--reward", reward), ("--resume", resume or None), ("--report", report or None))
+                           ("--reward", reward), ("--intensity", intensity), ("--resume", resume or None),
+                           ("--report", report or None))
                            if v is not None]  # fmt: skip
         if only_conditions:
             fail(f"{', '.join(only_conditions)}: not with --patient (it grows one patient's seed)")
@@ -411,7 +417,8 @@ def _morph(
     folder_out = out or Path("runs/seeds")
     result = run_morph_command(con, checkpoint=checkpoint, conditions=conditions, out=folder_out,
                                target=target, preset=preset, seed=seed, patients=patients, minutes=minutes,
-                               resume=resume, report=report, log=log, reward=reward)  # fmt: skip
+                               resume=resume, report=report, log=log, reward=reward,
+                               intensity=intensity)  # fmt: skip
     if as_json:
         outcomes = [{"condition": o.condition, "decision": o.decision, "base_val": o.base_val,
                      "trials": [{k: v for k, v in t.summary().items() if k != "history"} for t in o.trials]}

@@ -142,6 +142,15 @@ def library_entry(t: TrialResult, base_params: int, site_index: int, tags: Seque
     )  # fmt: skip
 
 
+def _controls(cfg: MorphConfig) -> Any:
+    """The intensity config's controls for one trial's driver (fresh per trial: they keep that trial's events)."""
+    if not cfg.intensity:
+        return None
+    from kasmina_edge.host.intensity import IntensityControls, resolve
+
+    return IntensityControls(resolve(cfg.intensity))
+
+
 def _trial(
     base: BeatClassifier, split: Any, clean_val: Any, ctrl: Controller, d: Any, cfg: MorphConfig,
     log: ExperimentLog | None, condition: str, seed: int, say: Progress | None, reference: Reference,
@@ -151,7 +160,7 @@ def _trial(
     t = run_trial(
         base, split, clean_val, ctrl.space.sites[d.site], ctrl.space.blueprints[d.blueprint],
         ctrl.space.graftings[d.grafting], ctrl.space.intensities[d.intensity], ctrl.budget, cfg,
-        sink=log_sink(log, condition), seed=seed, say=say, clean_sites=reference.sites,
+        sink=log_sink(log, condition), seed=seed, say=say, clean_sites=reference.sites, controls=_controls(cfg),
     )  # fmt: skip
     if log is not None:
         s = t.summary()

@@ -33,6 +33,7 @@ class MorphConfig:
     tamiyo_imitation_steps: int = 300
     tamiyo_episodes: int = 60  # REINFORCE episodes of 64 situations each
     reward: str = ""  # Tamiyo's reward weights, e.g. "accuracy=0.2,params=2" (see tamiyo.reward)
+    intensity: str = ""  # an intensity config (library name or TOML path, see host.intensity); "": none
     calibration_s: float = 90.0  # patient shift: seconds of each new patient used to adapt
     patients: int | None = None  # default: the base checkpoint's
     minutes: float | None = None
@@ -57,6 +58,7 @@ def morph_config_for(
     *,
     conditions: str | None = None,
     reward: str | None = None,
+    intensity: str | None = None,
     seed: int | None = None,
     patients: int | None = None,
     minutes: float | None = None,
@@ -81,6 +83,11 @@ def morph_config_for(
 
         RewardWeights.parse(reward)  # a bad term fails here, before any work
         changes["reward"] = reward
+    if intensity is not None:
+        from kasmina_edge.host.intensity import resolve
+
+        resolve(intensity)  # an unknown name or a bad file fails here, before any work
+        changes["intensity"] = intensity
     for key, value in (("seed", seed), ("patients", patients), ("minutes", minutes)):
         if value is not None:
             changes[key] = value
