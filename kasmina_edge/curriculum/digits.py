@@ -27,7 +27,8 @@ Choices, made on validation only (shift-val images under each corruption, seed 0
   plus two jittered copies of each training image (<= 1 px, <= 8 degrees), ordinary augmentation that lifts
   clean val to 0.985 and leaves the photometric and occluding corruptions as the gap (brightness 0.42, fog
   0.49, stripe 0.35, canny 0.17 on validation);
-- severity 2: at 3 the base's mean corruption accuracy is ~0.43 and even full fine-tuning ~0.55;
+- severity 2: at 3 the base's validation mean corruption accuracy is 0.52 and the chosen seed is culled by G4
+  (clean val 0.986 -> 0.917);
 - the seed: ``denoising_autoencoder`` at site0 (1,952 parameters), denoise weight 5, 12 seed epochs,
   seed lr 3e-3: val 0.645 -> 0.714. Alternatives on validation: bottleneck_adapter at site1 0.680
   (denoise weight 1: culled by G4), depthwise_separable at site1 0.697-0.705, sliding_conv at site0 0.692;
@@ -73,7 +74,7 @@ WINDOW = SIDE * SIDE
 class DigitsSettings:
     """Everything the stage fixes in advance (chosen on validation data, see the module's notes)."""
 
-    severity: int = 2  # chosen on validation: at 3 even full fine-tuning stays near 0.55 (see notes)
+    severity: int = 2  # chosen on validation (see the module's notes)
     n_train: int = 800
     n_val: int = 200
     n_adapt: int = 350
@@ -88,8 +89,8 @@ class DigitsSettings:
     blueprint: str = "denoising_autoencoder"  # a spatial (along the raster) seed; see the module notes
     sites: tuple[str, ...] | None = ("site0",)  # one seed: seeds grown apart do not add up (see notes)
     seed_epochs: int = 12
-    quick_base_epochs: int = 15
-    quick_seed_epochs: int = 6
+    quick_base_epochs: int = 20  # by time: ~50 s on 2 busy cores; the seed keeps its full recipe
+    quick_seed_epochs: int = 12
     global_tolerance: float = 0.03  # G4: clean validation accuracy a seed may cost
     denoise_weight: float = 5.0
     seed_lr: float = 3e-3
@@ -302,10 +303,10 @@ class DigitsCorruptionStage:
         data = build_task(images, labels, s, ctx.seed)
         task = data.task
         grow = s.grow_settings(task)
-        if ctx.quick:  # the lead's smaller recipe, but a base still worth its name and a seed that trains
-            grow = quick_settings(grow)
-            grow = dataclasses.replace(grow, base_epochs=s.quick_base_epochs,
-                                       morph=dataclasses.replace(grow.morph, train_epochs=s.quick_seed_epochs))
+        if ctx.quick:  # fewer base and fine-tuning epochs (where the time goes); the seed's recipe unchanged
+            fast = quick_settings(grow)
+            grow = dataclasses.replace(grow, base_epochs=s.quick_base_epochs, fine_tune_epochs=fast.fine_tune_epochs,
+                                       morph=dataclasses.replace(grow.morph, train_epochs=s.quick_seed_epochs))  # fmt: skip
         say(f"digits: base ({grow.base_epochs} epochs, channels {s.channels})")
         base = train_task_base(task, grow, seed=ctx.seed)
         arms = three_arms(task, base, grow, seed=ctx.seed, say=say)
