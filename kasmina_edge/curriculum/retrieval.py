@@ -214,20 +214,25 @@ class DualEncoder(nn.Module):
         ni, nt = len(patches), len(tokens)
         return torch.cat([patches.repeat_interleave(nt, 0), tokens.repeat(ni, 1, 1)], dim=2)
 
-    def pair_joint(self, patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The pairs' joint sequences through the site: (Ni * Nt, dim, 16 + T)."""
-        return self.sites[SITE](self.pair_inputs(patches, tokens))
+    def pair_joint(self, patches: torch.Tensor, tokens: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """The pairs' joint sequences through the site: (Ni * Nt, dim, 16 + T). ``seen``: other patches for the
+        seed to read in place of each pair's own (an ablation: how much of its gain needs the right image)."""
+        joint = self.sites[SITE](self.pair_inputs(patches if seen is None else seen, tokens))
+        return joint if seen is None else torch.cat([self.pair_inputs(patches, tokens)[:, :, :PATCHES],
+                                                     joint[:, :, PATCHES:]], dim=2)  # fmt: skip
 
     def pair_logits(self, joint: torch.Tensor, ni: int, nt: int) -> torch.Tensor:
         img, txt = self.embed(joint)
         return self.head["scale"]() * (img * txt).sum(1).reshape(ni, nt)
 
-    def scores(self, patches: torch.Tensor, tokens: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
+    def scores(
+        self, patches: torch.Tensor, tokens: torch.Tensor, *, seen: torch.Tensor | None = None, chunk: int = 32
+    ) -> torch.Tensor:
         if not self.seed_live():
             return self.dual_scores(patches, tokens)
-        rows = [self.pair_logits(self.pair_joint(patches[i : i + chunk], tokens), len(patches[i : i + chunk]),
-                                 len(tokens)) for i in range(0, len(patches), chunk)]  # fmt: skip
-        return torch.cat(rows)
+        parts = [(patches[i : i + chunk], None if seen is None else seen[i : i + chunk])
+                 for i in range(0, len(patches), chunk)]  # fmt: skip
+        return torch.cat([self.pair_logits(self.pair_joint(p, tokens, v), len(p), len(tokens)) for p, v in parts])
 
 
 # -- training and scoring ---------------------------------------------------------------------------------
@@ -244,17 +249,18 @@ def info_nce(logits: torch.Tensor, combos: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: DualEncoder, gallery: Pairs) -> dict[str, float]:
-    """R@1, R@5 both ways on a gallery of distinct captions."""
+def evaluate(model: DualEncoder, gallery: Pairs, *, other_image: bool = False) -> dict[str, float]:
+    """R@1, R@5 both ways on a gallery of distinct captions; ``other_image``: the seed reads the next image's
+    patches, not the scored one's."""
     model.eval()
     img, tok, _ = tensors(gallery)
     patches, tokens = model.encode(img, tok)
-    return retrieval_scores(model.scores(patches, tokens).numpy())
+    return retrieval_scores(model.scores(patches, tokens, seen=patches.roll(1, 0) if other_image else None).numpy())
 
 
-def evaluate_many(model: DualEncoder, galleries: list[Pairs]) -> dict[str, float]:
+def evaluate_many(model: DualEncoder, galleries: list[Pairs], *, other_image: bool = False) -> dict[str, float]:
     """The mean of each figure over several galleries (a steadier estimate than one)."""
-    runs = [evaluate(model, g) for g in galleries]
+    runs = [evaluate(model, g, other_image=other_image) for g in galleries]
     return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
 
 
@@ -321,7 +327,7 @@ class RetrievalSettings:
 
 
 FULL = RetrievalSettings()
-QUICK = replace(FULL, n_train=3000, base_epochs=8, n_adapt=800, n_replay=400, test_galleries=2, seed_epochs=10,
+QUICK = replace(FULL, n_train=4000, base_epochs=8, n_adapt=1000, n_replay=500, test_galleries=2, seed_epochs=12,
                 blend_steps=4, fine_tune_epochs=6)  # fmt: skip
 
 
@@ -547,7 +553,9 @@ class RetrievalStage:
         walk = grow_seed(base, data, s, seed=ctx.seed, say=say)
         seeded_arm = _arm(evaluate_many(walk.model, data.shift_tests), evaluate_many(walk.model, data.clean_tests),
                           walk.seed_params, final_stage=walk.seed.final_stage, reason=walk.seed.reason,
-                          seed_id=walk.seed.seed_id, blueprint=BLUEPRINT)  # fmt: skip
+                          seed_id=walk.seed.seed_id, blueprint=BLUEPRINT,
+                          shifted_r1_seed_reads_other_image=evaluate_many(walk.model, data.shift_tests,
+                                                                          other_image=True)["r1"])  # fmt: skip
         say(f"retrieval: full fine-tuning on the same {len(data.adapt)} pairs ({s.fine_tune_epochs} epochs)")
         tuned = train_dual(copy.deepcopy(base), data.adapt, data.shift_val, epochs=s.fine_tune_epochs,
                            lr=s.fine_tune_lr, batch=s.batch, seed=ctx.seed, label="fine-tune")  # fmt: skip

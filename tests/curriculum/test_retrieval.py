@@ -177,6 +177,7 @@ def test_stage_report_has_every_arm_and_the_lifecycle(tmp_path: Path) -> None:
         assert 0.0 <= arm.metric <= 1.0
         assert set(arm.detail["shifted"]) >= {"i2t_r1", "t2i_r1", "r1", "r5"} and "r1" in arm.detail["clean"]
     fossil = report.seeded.detail["final_stage"] == "FOSSILIZED"
+    assert 0.0 <= report.seeded.detail["shifted_r1_seed_reads_other_image"] <= 1.0
     assert (report.seeded.params > 0) == fossil
     moves = [(e["from"], e["to"]) for e in report.lifecycle if e["event"] == "transition"]
     assert moves[:2] == [("DORMANT", "GERMINATED"), ("GERMINATED", "TRAINING")]
@@ -199,5 +200,7 @@ def test_quick_stage_base_short_and_seed_helps(tmp_path: Path) -> None:
     if report.checks["seed_fossilized"]:
         assert report.seeded.metric > report.base.metric + QUICK.min_gain
         assert report.checks["clean_r1_within_tolerance"]
+        # the seed reads the image: fed another image's patches, it loses part of its gain
+        assert report.seeded.detail["shifted_r1_seed_reads_other_image"] < report.seeded.metric
     else:
         assert report.seeded.metric == report.base.metric  # a culled seed leaves the base as it was
