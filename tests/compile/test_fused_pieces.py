@@ -75,3 +75,34 @@ def test_onnx_suffix_gives_the_chain_logits(trained: Any, onnx_artifacts: dict[s
     chain = onnx_chain(onnx_artifacts, ChainLayout(segments, {}), x, rr)
     np.testing.assert_allclose(got, chain, rtol=0, atol=1e-5)
     assert np.array_equal(got.argmax(1), chain.argmax(1))
+
+
+def test_the_build_adds_the_pieces_around_its_kernels_sites(trained: Any, tflite_artifacts: dict[str, bytes]) -> None:
+    from kasmina_edge.compile.report import BuildReport
+    from kasmina_edge.compile.stages.export import ArtifactSet, BuiltArtifact
+    from kasmina_edge.compile.stages.fused_pieces import add_fused_pieces, piece_inputs, piece_span
+    from kasmina_edge.compile.stages.windows import EvalSet
+
+    built = {s.name: BuiltArtifact(s, tflite_artifacts[s.name], "tflite-int8", "ptq", 8) for s in trained.specs}
+    arts = ArtifactSet(built, "tflite-int8", fused=False)
+    segments = _segments(trained)
+    report = BuildReport(target="linux-arm", profile="p", bits=8, format="tflite-int8")
+    ev = EvalSet("test", trained.x_test[:64], trained.rr_test[:64], trained.y_test[:64])
+    added = add_fused_pieces(report, arts, segments, ev)
+    sites = sorted({s.site for s in trained.specs if s.kind == "kernel" and s.site is not None})
+    want = [n for n, _, _ in piece_ranges(len(segments)) if int(n.rsplit("site", 1)[1]) in sites]
+    assert added == want and added  # only the kernels' sites, every piece that reproduces its segments
+    assert all(arts.built[n].spec.kind == "whole" for n in added)
+    assert report.fused_base["pieces"]["artifacts"] == added and "bit for bit" in report.fused_base["pieces"]["reason"]
+    # the inputs a later stage hands a piece: its first segment's, and the RR where it ends at the logits
+    trace: dict[str, list[list[np.ndarray]]] = {}
+    from kasmina_edge.compile.chain import ChainLayout
+
+    arts.run(ChainLayout(segments, {}), ev.windows[:8], ev.rr[:8], trace)
+    for name in added:
+        span = piece_span(name, len(segments))
+        assert span is not None
+        ins = piece_inputs(trace, segments, *span, 8)
+        out = run_batched(arts.built[name].data, ins)[0]
+        np.testing.assert_array_equal(out, np.concatenate([c[-1] for c in trace[segments[span[1]]][:8]]))
+    assert piece_span("base_whole", len(segments)) is None
