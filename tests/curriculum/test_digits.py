@@ -73,6 +73,39 @@ def test_corrupt_mixed_uses_every_corruption(digits: tuple[np.ndarray, np.ndarra
     np.testing.assert_array_equal(out[which == k], corrupt(images[which == k], list(CORRUPTIONS)[k], 2, 0 * 1000 + k))
 
 
+def test_build_task_twins_splits_and_replay(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    from kasmina_edge.curriculum.digits import DigitsSettings, build_task
+
+    s = DigitsSettings(n_train=300, n_val=100, n_adapt=60, n_shift_val=50, adapt_copies=2, replay_fraction=0.5,
+                       jitter_copies=1)  # fmt: skip
+    data = build_task(*digits, s, seed=3)
+    task = data.task
+    n_shifted, n_replay = 60 * 2, 60
+    assert len(task.adapt) == len(task.adapt_clean) == n_shifted + n_replay  # type: ignore[arg-type]
+    assert len(task.train) == 300 * 2 and task.window == 64 and task.n_aux == 0
+    assert len(task.shift_test) == len(task.clean_test) == len(digits[1]) - 510
+    np.testing.assert_array_equal(task.adapt.labels, task.adapt_clean.labels)  # type: ignore[union-attr]
+    # the replayed clean images are their own twins; the corrupted ones differ from theirs
+    np.testing.assert_array_equal(task.adapt.windows[n_shifted:], task.adapt_clean.windows[n_shifted:])  # type: ignore[union-attr]
+    moved = np.abs(task.adapt.windows[:n_shifted] - task.adapt_clean.windows[:n_shifted]).max(axis=(1, 2))  # type: ignore[union-attr]
+    assert (moved > 1e-3).mean() > 0.9
+    # the held-out clean test set is what the per-corruption scores corrupt
+    np.testing.assert_array_equal(task.clean_test.windows.reshape(-1, 8, 8), data.test_images)
+    # same seed, same task
+    again = build_task(*digits, s, seed=3).task
+    np.testing.assert_array_equal(again.adapt.windows, task.adapt.windows)
+
+
+def test_jitter_is_mild(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    from kasmina_edge.curriculum.digits import jitter
+
+    images = digits[0][:50]
+    out = jitter(images, seed=0)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    d = np.abs(out - images).mean()
+    assert 0.01 < d < np.abs(corrupt(images, "translate", 2, seed=0) - images).mean()
+
+
 # -- FGSM and detectors -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_base(digits: tuple[np.ndarray, np.ndarray]) -> nn.Module:
