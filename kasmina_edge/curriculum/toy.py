@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kasmina_edge.curriculum.drift_warning import Metric, calibrate, evaluate_warning
+from kasmina_edge.curriculum.drift_warning import Metric, WarningResult, calibrate, evaluate_warning
 from kasmina_edge.curriculum.grow import (
     Arms,
     GrowSettings,
@@ -160,7 +160,7 @@ class ToyStage:
         notes = [
             f"shift {task.name}: base trained on clean data only; arms scored on held-out shifted data",
             f"lift: {task.window} random Fourier samples per point (scale {s.lift_scale}), no auxiliary features",
-            f"seeds: {settings.blueprint} at {', '.join(settings.sites or arms.base.config.site_names)}, "  # type: ignore[union-attr]
+            f"seeds: {settings.blueprint} at {', '.join(settings.sites or settings.model.site_names)}, "
             f"lr {cfg.lr}, {cfg.train_epochs} epochs (>= {cfg.min_train_steps} steps), min gain {cfg.min_gain}, "
             f"clean tolerance {cfg.global_tolerance}; adapt holds {task.name} samples plus clean replay",
             f"base {s.metric} on shifted validation {base_val:.3f} vs target {s.target}",
@@ -170,7 +170,7 @@ class ToyStage:
             seeded=seeded, fine_tuned=tuned, lifecycle=_jsonable(arms.events), checks=checks, notes=notes,
         )  # fmt: skip
 
-    def warning(self, base: Any, task: ShiftTask, lift: Lift, seed: int) -> Any:
+    def warning(self, base: Any, task: ShiftTask, lift: Lift, seed: int) -> WarningResult:
         s, plan = self.spec, self.spec.warning
         det = calibrate(base, task.train.windows, task.val.windows, window=plan.window, margin=plan.margin, seed=seed)
         n = plan.steps * plan.step_samples
