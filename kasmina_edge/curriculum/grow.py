@@ -98,7 +98,7 @@ class GrowSettings:
 @dataclass
 class Arms:
     base: nn.Module
-    seeded: nn.Module  # the base with every fossilized seed in place (the base itself when none fossilized)
+    seeded: nn.Module  # the base with the fossilized seeds that add up (combine_seeds); the base when none
     fine_tuned: nn.Module
     trials: list[Any]  # host.condition_trial.TrialResult, one per site tried
     events: list[dict[str, Any]]  # every lifecycle, gate and recipe event of every trial
@@ -174,7 +174,6 @@ def three_arms(
     """One seed trial per site (each on a fresh copy of the base); every seed that fossilized is kept, each in
     its own site. Fine-tuning trains every base weight on the same shifted data."""
     from kasmina_edge.host.condition_trial import run_trial
-    from kasmina_edge.host.conditions_morph import seeded_model
     from kasmina_edge.host.fine_tune import fine_tune
     from kasmina_edge.host.tamiyo.masks import Budget
 
@@ -184,20 +183,39 @@ def three_arms(
     split = _split(task)
     sites = settings.sites or tuple(base.config.site_names)
     trials, events = [], []
-    seeded: nn.Module = copy.deepcopy(base)
     for i, site in enumerate(sites):
         trial = run_trial(base, split, task.val, site, settings.blueprint, settings.grafting, settings.intensity,  # type: ignore[arg-type]
                           budget, cfg, sink=events.append, seed=seed + i, say=say)  # fmt: skip
         trials.append(trial)
-        if trial.fossilized:
-            seeded = seeded_model(seeded, trial)
-    seed_params = sum(t.param_count for t in trials if t.fossilized)
+    seeded, kept = combine_seeds(base, [t for t in trials if t.fossilized], task, cfg.global_tolerance)
+    for t in trials:
+        if t.fossilized and t not in kept:
+            events.append({"event": "combination_refused", "seed_id": t.seed_id, "site": t.site,
+                           "reason": "adds nothing to the seeds already kept on the shifted validation data"})  # fmt: skip
+    seed_params = sum(t.param_count for t in kept)
     if say is not None:
         say(f"{task.name}: full fine-tuning ({settings.fine_tune_epochs} epochs)")
     tuned = fine_tune(base, split, settings.fine_tune_epochs, settings.fine_tune_lr, settings.batch_size, seed,
                       min_support=cfg.gate_min_support)  # fmt: skip
     tuned_params = sum(p.numel() for p in base.host_parameters())
     return Arms(base, seeded.eval(), tuned, trials, events, base_params, seed_params, tuned_params)
+
+
+def combine_seeds(base: BeatClassifier, fossilized: list[Any], task: ShiftTask, tolerance: float) -> tuple[nn.Module, list[Any]]:
+    """Seeds grown apart do not always add up: each is added, best gain first, only while the shifted validation
+    accuracy rises and clean validation stays within ``tolerance`` of the base (G4's rule, on the combination)."""
+    from kasmina_edge.host.conditions_morph import seeded_model
+
+    model: nn.Module = copy.deepcopy(base)
+    best, clean_floor = accuracy(model, task.shift_val), accuracy(base, task.val) - tolerance
+    kept: list[Any] = []
+    for trial in sorted(fossilized, key=lambda t: -t.gain):
+        candidate = seeded_model(model, trial)
+        score = accuracy(candidate, task.shift_val)
+        if score > best and accuracy(candidate, task.val) >= clean_floor:
+            model, best = candidate, score
+            kept.append(trial)
+    return model.eval(), kept
 
 
 def quick_settings(settings: GrowSettings) -> GrowSettings:
