@@ -189,4 +189,4 @@ def test_the_edge_stage_runs_quick_and_reports_three_arms(tmp_path: Path, index:
                 assert f"{t}.{what}_within_budget" in report.checks
         assert set(report.seeded.detail["per_profile"]) == set(deploy.edge_plan(True).targets)
     else:
-        assert any(k.startswith("x86.decision_within") for k in report.checks)
+        assert any(k.startswith("cortex-m.decision_within") for k in report.checks)
