@@ -232,6 +232,7 @@ class DeviceRun:
     activation_ms: dict[str, float]  # per installed kernel: decision + G0 check + swap on the profile
     transitions: list[dict[str, Any]]
     parts: dict[str, float] = field(default_factory=dict)  # macro-F1 of named spans (clean / noisy halves)
+    boot_notes: list[str] = field(default_factory=list)  # e.g. a stored kernel bundle the boot skipped, and why
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -251,8 +252,13 @@ def stream(device: Any, record: Record, log: Path, *, mode: str,
     from kasmina_edge.ecg.sources import RecordSource
     from kasmina_edge.runtime.engine import RuntimeConfig
 
-    config = {"base": RuntimeConfig(adapt=False, boot_kernels=False), "seeded": RuntimeConfig(adapt=False),
-              "adaptive": RuntimeConfig()}[mode]
+    configs = {"base": RuntimeConfig(adapt=False, boot_kernels=False), "seeded": RuntimeConfig(adapt=False),
+               "adaptive": RuntimeConfig()}  # fmt: skip
+    if mode not in configs:
+        from kasmina_edge.contracts.errors import KasminaError
+
+        raise KasminaError(f"stream mode {mode!r}: choose one of {', '.join(configs)}")
+    config = configs[mode]
     options = RunOptions(runtime=config, keep_predictions=True)
     log.unlink(missing_ok=True)
     s = run_stream(device, RecordSource(record), out=log, options=options)
@@ -267,7 +273,8 @@ def stream(device: Any, record: Record, log: Path, *, mode: str,
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     moves = [e for e in events if e.get("event") in ("transition", "decision", "kernel_refused")]
     return DeviceRun(score.macro_f1(MIN_SUPPORT), int(s.status["beats"]), score.sensitivity, 1e6 * s.device_infer_s / beats,
-                     1e6 * s.host_infer_s / beats, int(s.status["swaps"]), p99, act, moves, parts)  # fmt: skip
+                     1e6 * s.host_infer_s / beats, int(s.status["swaps"]), p99, act, moves, parts,
+                     list(s.fallbacks))  # fmt: skip
 
 
 def open_emulator(root: Path, name: str) -> Any:
