@@ -81,6 +81,10 @@ class ToyStageSpec:
     quick_base_epochs: int = 15
     quick_train_steps: int = 150  # seeds' least TRAINING updates in a quick run (quick_settings' 60 were too few)
     base_lr: float = 1e-2  # 3e-3 left the spirals under-fit in the quick run's 15 epochs (clean val 0.89)
+    # fine-tuning, the upper bound, gets at least the seeds' number of updates at the base's rate (grow's
+    # defaults, 10 epochs at 1e-3, are 3 epochs in a quick run: ~15 updates against a seed's 300)
+    fine_tune_epochs: int = 60
+    fine_tune_lr: float = 1e-2
     morph: MorphConfig = field(default_factory=lambda: MorphConfig(target=None, gate_min_support=1))
     sites: tuple[str, ...] | None = None
     warning: WarningPlan = WarningPlan()
@@ -96,7 +100,8 @@ class ToyStage:
     def settings(self, task: ShiftTask, quick: bool) -> GrowSettings:
         s = self.spec
         settings = GrowSettings(model=task_model_config(f"toy{s.index}", task), base_epochs=s.base_epochs,
-                                base_lr=s.base_lr, morph=s.morph, sites=s.sites)  # fmt: skip
+                                base_lr=s.base_lr, fine_tune_epochs=s.fine_tune_epochs, fine_tune_lr=s.fine_tune_lr,
+                                morph=s.morph, sites=s.sites)  # fmt: skip
         if quick:
             settings = quick_settings(settings)
             morph = dataclasses.replace(settings.morph, min_train_steps=s.quick_train_steps)
