@@ -136,11 +136,8 @@ class ImageEncoder(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         # 4x4 patches embedded (as a ViT's stem), then mixed with their neighbours: cheap on two cores
-        self.convs = nn.Sequential(
-            nn.Conv2d(3, 32, 4, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, dim, 1),
-        )  # fmt: skip
+        self.convs = nn.Sequential(nn.Conv2d(3, 32, 4, stride=4), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                                   nn.Conv2d(32, dim, 1))  # fmt: skip
         self.pos = nn.Parameter(torch.zeros(1, dim, PATCHES))  # where a patch is (the captions name positions)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -367,8 +364,7 @@ class RetrievalRecipe:
         self.probe = (self.adapt[0][:16], self.adapt[1][:16])
         self.host_probe = self._probe_logits()
         self.batches: Any = iter(())
-        self.seed_val: float | None = None
-        self.clean_seed: float | None = None
+        self.seed_val = self.clean_seed = float("nan")  # measured at G4
         self.bit_exact: bool | None = None
 
     @torch.no_grad()
@@ -540,9 +536,17 @@ class RetrievalStage:
     settings: RetrievalSettings | None = None  # None: QUICK or FULL by ctx.quick
 
     def run(self, ctx: StageContext) -> StageReport:
-        t0 = time.perf_counter()
-        s = self.settings or (QUICK if ctx.quick else FULL)
-        say = ctx.say
+        # One thread: the model is tiny, and two threads on a shared two-core machine spin rather than work
+        # (measured here: the quick stage took 5x the CPU time under pytest's default of two).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._run(ctx, self.settings or (QUICK if ctx.quick else FULL))
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, ctx: StageContext, s: RetrievalSettings) -> StageReport:
+        t0, say = time.perf_counter(), ctx.say
         data = stage_data(s, ctx.seed, self.shift)
         say(f"retrieval: base dual encoder on {s.n_train} clean pairs ({s.base_epochs} epochs)")
         base = train_dual(DualEncoder(RetrievalConfig(), seed=ctx.seed), data.train, data.clean_val,
@@ -560,14 +564,13 @@ class RetrievalStage:
         tuned = train_dual(copy.deepcopy(base), data.adapt, data.shift_val, epochs=s.fine_tune_epochs,
                            lr=s.fine_tune_lr, batch=s.batch, seed=ctx.seed, label="fine-tune")  # fmt: skip
         tuned_arm = _arm(evaluate_many(tuned, data.shift_tests), evaluate_many(tuned, data.clean_tests), base_params)
-        r = walk.recipe
         report = StageReport(
             index=self.index, name=self.name, domain=self.domain, metric="R@1", target=s.target,
             base=base_arm, seeded=seeded_arm, fine_tuned=tuned_arm, lifecycle=walk.events,
             checks={
                 "seed_fossilized": walk.seed.final_stage == Stage.FOSSILIZED.name,
                 "host_frozen": host_unchanged(base, walk.model),
-                "output_bit_exact_while_training": bool(r.bit_exact),
+                "output_bit_exact_while_training": bool(walk.recipe.bit_exact),
                 "clean_r1_within_tolerance": seeded_arm.detail["clean"]["r1"]
                 >= base_arm.detail["clean"]["r1"] - s.global_tolerance,
             },
@@ -578,15 +581,15 @@ class RetrievalStage:
         return report
 
     def _notes(self, s: RetrievalSettings, data: StageData, walk: SeedWalk) -> list[str]:
+        r = walk.recipe
         return [
             f"shift {self.shift!r}: colour and shape words no training caption holds; images unchanged",
             f"R@1 = mean of image->text and text->image over {s.test_galleries} held-out galleries of {s.gallery} "
             f"distinct captions (chance {1 / s.gallery:.3f}); R@5 and each direction in detail",
             f"seed {BLUEPRINT} ({s.heads} heads x {s.head_dim}) at the fusion site; adaptation: {s.n_adapt} shifted "
-            f"+ {s.n_replay} clean pairs, the same for fine-tuning",
-            f"G4 on the shifted validation gallery: baseline {walk.recipe.baseline:.3f}, seed "
-            f"{walk.recipe.seed_val if walk.recipe.seed_val is not None else float('nan'):.3f}; clean host "
-            f"{walk.recipe.clean_host:.3f}, seed {walk.recipe.clean_seed if walk.recipe.clean_seed is not None else float('nan'):.3f}",
+            f"+ {s.n_replay} clean pairs ({len(data.adapt)}), the same for fine-tuning",
+            f"G4 on the validation galleries: shifted host {r.baseline:.3f}, seed {r.seed_val:.3f}; "
+            f"clean host {r.clean_host:.3f}, seed {r.clean_seed:.3f}",
             "settings: " + ("quick" if s == QUICK else "full" if s == FULL else "custom") + f" ({s})",
         ]
 
