@@ -196,8 +196,8 @@ class DualEncoder(nn.Module):
 
     def seed_live(self) -> bool:
         """Whether a seed at the site changes the output (then scores must be computed per pair)."""
-        return any(s.stage in (Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED)
-                   for s in self.sites[SITE].seeds())  # fmt: skip
+        layer: KasminaLayer = self.sites[SITE]  # type: ignore[assignment]
+        return any(s.stage in (Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY, Stage.FOSSILIZED) for s in layer.seeds())
 
     def dual_scores(self, patches: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """(Ni, Nt) logits with the site dormant: each side embedded once."""

@@ -48,7 +48,9 @@ _CENTRE = {"left": (4.5, 7.5), "right": (10.5, 7.5), "top": (7.5, 4.5), "bottom"
 _RADIUS = {"small": (2.0, 2.6), "large": (3.3, 3.9)}
 _SUPER = 4  # supersampling factor: shapes are drawn at 64x64 and averaged down (anti-aliased edges)
 
-COMBOS: tuple[tuple[int, int, int, int], ...] = tuple(itertools.product(*(range(len(a)) for a in ATTRIBUTES)))
+COMBOS: tuple[tuple[int, int, int, int], ...] = tuple(
+    itertools.product(range(len(SIZES)), range(len(COLOURS)), range(len(SHAPES)), range(len(POSITIONS)))
+)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def caption_tokens(combo: tuple[int, int, int, int], *, synonyms: bool = False) 
 
 def known_words(tokens: np.ndarray) -> np.ndarray:
     """(n,) bool: whether each caption is all in the words the base was trained on (no synonym)."""
-    return np.asarray(tokens < N_TRAINED_WORDS).all(axis=1)
+    return np.asarray(np.asarray(tokens < N_TRAINED_WORDS).all(axis=1), dtype=bool)
 
 
 def make_pairs(n: int, *, seed: int, shift: str | None = None, distinct: bool = False) -> Pairs:
