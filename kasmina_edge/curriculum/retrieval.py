@@ -20,12 +20,9 @@ captions.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -513,14 +510,6 @@ def host_unchanged(base: DualEncoder, grown: DualEncoder) -> bool:
     return all(torch.equal(a, b) for a, b in zip(base.host_parameters(), grown.host_parameters(), strict=True))
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Whole or not at all: a temp file beside it, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def _arm(figures: dict[str, float], clean: dict[str, float], params: int, **detail: Any) -> ArmScore:
     return ArmScore(metric=figures["r1"], params=params, detail={"shifted": figures, "clean": clean, **detail})
 
@@ -577,7 +566,6 @@ class RetrievalStage:
             notes=self._notes(s, data, walk),
         )  # fmt: skip
         report.seconds = time.perf_counter() - t0
-        _write_json(ctx.workdir / "retrieval.json", report.to_dict())
         return report
 
     def _notes(self, s: RetrievalSettings, data: StageData, walk: SeedWalk) -> list[str]:
