@@ -321,8 +321,8 @@ class RetrievalSettings:
 
 
 FULL = RetrievalSettings()
-QUICK = replace(FULL, n_train=4000, base_epochs=8, n_adapt=1000, n_replay=500, test_galleries=2, seed_epochs=12,
-                blend_steps=4, fine_tune_epochs=6)  # fmt: skip
+QUICK = replace(FULL, n_train=4000, base_epochs=8, n_adapt=1000, n_replay=500, test_galleries=2, seed_epochs=16,
+                seed_batch=32, blend_steps=4, fine_tune_epochs=6)  # fmt: skip
 
 
 def stage_data(s: RetrievalSettings, seed: int, shift: str = "synonyms") -> StageData:
