@@ -93,6 +93,11 @@ def test_the_build_adds_the_pieces_around_its_kernels_sites(trained: Any, tflite
     want = [n for n, _, _ in piece_ranges(len(segments)) if int(n.rsplit("site", 1)[1]) in sites]
     assert added == want and added  # only the kernels' sites, every piece that reproduces its segments
     assert all(arts.built[n].spec.kind == "whole" for n in added)
+    for name in added:  # named as in the chain: the first segment's input, and the RR where it ends at the logits
+        lo, hi = piece_span(name, len(segments)) or (0, 0)
+        want_names = [built[segments[lo]].spec.input_names[0],
+                      *(built[segments[-1]].spec.input_names[1:] if hi == len(segments) - 1 else [])]
+        assert arts.built[name].spec.input_names == want_names
     assert report.fused_base["pieces"]["artifacts"] == added and "bit for bit" in report.fused_base["pieces"]["reason"]
     # the inputs a later stage hands a piece: its first segment's, and the RR where it ends at the logits
     trace: dict[str, list[list[np.ndarray]]] = {}

@@ -76,9 +76,12 @@ def add_fused_pieces(report: BuildReport, arts: ArtifactSet, segments: tuple[str
         if worst:
             left.append(f"{name}: differs from segments {lo}..{hi} by {worst} LSB")
             continue
+        # its inputs keep the names of what they are in the chain: the first segment's, and the RR of the last
+        names = [*arts.built[segments[lo]].spec.input_names[:1],
+                 *(arts.built[segments[hi]].spec.input_names[1:] if hi == len(segments) - 1 else [])]
         spec = ArtifactSpec(
-            name=name, kind="whole", module=torch.nn.ModuleList(), input_names=[], example_args=(), calibration=[],
-            input_grids={}, output_grid=None,
+            name=name, kind="whole", module=torch.nn.ModuleList(), input_names=names, example_args=(),
+            calibration=[], input_grids={}, output_grid=None,
         )  # fmt: skip
         arts.built[name] = BuiltArtifact(spec, data, arts.built[segments[lo]].fmt,
                                          f"base segments {lo}..{hi} fused at their cuts", 8)
