@@ -161,10 +161,11 @@ class EdgeBuildStage:
             base=_arm(ref.base.macro_f1, host.base_params, clean=clean_run.macro_f1, host=host.host,
                       per_profile={o.target: o.base.macro_f1 if o.base else None for o in outcomes}),
             seeded=_arm(ref.seeded.macro_f1, _seed_params(host), blueprint=deploy.SEED_BLUEPRINT, site=deploy.SEED_SITE,
-                        per_profile={o.target: o.seeded.macro_f1 if o.seeded else None for o in outcomes}),
+                        per_profile={o.target: o.seeded.macro_f1 if o.seeded else None for o in outcomes},
+                        profiles=per_profile),
             fine_tuned=None if ft is None else _arm(ft.macro_f1, host.ft_params, where=f"new image on {ref.profile}"),
             lifecycle=host.lifecycle, checks=checks,
-            notes=notes + [f"profiles: {per_profile}", _data_note(plan)],
+            notes=notes + [_budget_note(o) for o in outcomes] + [_data_note(plan)],
             seconds=round(time.perf_counter() - t0, 1),
         )  # fmt: skip
 
@@ -173,6 +174,22 @@ def deploy_error(o: ProfileOutcome) -> Exception:
     from kasmina_edge.contracts.errors import KasminaError
 
     return KasminaError(f"edge stage: the reference profile {o.profile} refused the bundle ({o.refusal})")
+
+
+def _budget_note(o: ProfileOutcome) -> str:
+    b = o.budgets
+    if b is None:
+        return f"{o.target} ({o.profile}): not run ({o.refusal})"
+    return (f"{o.target} ({o.profile}): flash {b.flash_need:,} / {b.flash_limit:,} B (A/B), {b.ram_kind} "
+            f"{b.ram_need:,} / {b.ram_limit:,} B, {b.per_beat_us:,.0f} / {b.per_beat_budget_us:,.0f} us a beat")
+
+
+def _adapt_note(target: str, r: dict[str, Any]) -> str:
+    after = r["after"]
+    p99 = after["decision_ms_p99"]
+    act = ", ".join(f"{k} {v:.1f} ms" for k, v in after["activation_ms"].items()) or "none"
+    return (f"{target}: kernel store {r.get('kernel_store')}; swaps {after['swaps']}; decision p99 "
+            f"{'-' if p99 is None else f'{p99:.1f}'} ms on this host; activation on the profile: {act}")
 
 
 def _data_note(plan: deploy.EdgePlan) -> str:
@@ -216,10 +233,11 @@ class EdgeAdaptStage:
             target=round(ref["base_clean"] - deploy.TOLERANCE, 4),
             base=_arm(ref["base_condition"], host.base_params, clean=ref["base_clean"], host=host.host),
             seeded=_arm(ref["adapted_condition"], _seed_params(host), blueprint=deploy.SEED_BLUEPRINT,
-                        site=deploy.SEED_SITE, per_profile={t: r["adapted_condition"] for t, r in runs.items()}),
+                        site=deploy.SEED_SITE, per_profile={t: r["adapted_condition"] for t, r in runs.items()},
+                        devices=runs),
             fine_tuned=None if ft is None else _arm(ft.parts["condition"], host.ft_params,
                                                     where=f"new image on {deploy.TARGET_PROFILES[plan.targets[0]]}"),
-            lifecycle=lifecycle, checks=checks, notes=[f"devices: {runs}", _data_note(plan)],
+            lifecycle=lifecycle, checks=checks, notes=[_adapt_note(t, r) for t, r in runs.items()] + [_data_note(plan)],
             seconds=round(time.perf_counter() - t0, 1),
         )  # fmt: skip
 

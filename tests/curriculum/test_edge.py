@@ -190,3 +190,14 @@ def test_the_edge_stage_runs_quick_and_reports_three_arms(tmp_path: Path, index:
         assert set(report.seeded.detail["per_profile"]) == set(deploy.edge_plan(True).targets)
     else:
         assert any(k.startswith("cortex-m.decision_within") for k in report.checks)
+
+
+def test_the_notes_say_each_budget_and_the_swap_in_one_line() -> None:
+    from kasmina_edge.curriculum.edge import _adapt_note, _budget_note
+
+    note = _budget_note(ProfileOutcome("cortex-m", "stm32h743", True, budgets=_budgets(ram_kind="SRAM (arenas)")))
+    assert note.startswith("cortex-m (stm32h743): flash 100 / 1,000 B") and "SRAM (arenas) 10 / 100 B" in note
+    assert "not run (too big)" in _budget_note(ProfileOutcome("x86", "x86-64-host", False, refusal="too big"))
+    after = _run(0.5).to_dict() | {"swaps": 1, "decision_ms_p99": 4.25, "activation_ms": {"k": 6.0}}
+    line = _adapt_note("cortex-m", {"after": after, "kernel_store": {"kernels": ["k"]}})
+    assert "swaps 1" in line and "p99 4.2 ms" in line and "k 6.0 ms" in line
