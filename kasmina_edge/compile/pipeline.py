@@ -28,6 +28,7 @@ from kasmina_edge.compile.stages.chains import plan_chains
 from kasmina_edge.compile.stages.cuts import check_cuts
 from kasmina_edge.compile.stages.export import ArtifactSet, BuiltArtifact, export_artifact
 from kasmina_edge.compile.stages.fused_base import add_fused_base, keep_target_rules
+from kasmina_edge.compile.stages.fused_pieces import add_fused_pieces
 from kasmina_edge.compile.stages.lower import load_segmented, lower
 from kasmina_edge.compile.stages.package import BundleContents, PackageInput, kernels_only, package
 from kasmina_edge.compile.stages.plan import MAX_SITE_HEADROOM, BuildPlan, PlannedKernel, plan
@@ -106,6 +107,7 @@ def build(req: BuildRequest, console: Console | None = None, *, write: bool = Tr
         if not req.kernels_only:
             with steps.step("fused base"):
                 add_fused_base(report, arts, chains.segments, lowered.model, windows.evals[0], cal.logit_grid)
+                add_fused_pieces(report, arts, chains.segments, windows.evals[0])
         with steps.step("target checks"):
             extra = keep_target_rules(report, arts, lambda: check_target(
                 report, target, the_plan.profile, arts, windows.evals[0], chains.segments))

@@ -17,6 +17,7 @@ from kasmina_edge.compile.report import ArtifactReport
 from kasmina_edge.compile.stages.accuracy import parity_record
 from kasmina_edge.compile.stages.export import artifact_ops
 from kasmina_edge.compile.stages.fused_base import whole_inputs
+from kasmina_edge.compile.stages.fused_pieces import piece_inputs, piece_span
 from kasmina_edge.contracts.manifest import SCHEMA
 from kasmina_edge.core.formats import TFLITE_FORMATS
 
@@ -97,6 +98,11 @@ def _reference_vectors(job: PackageInput) -> dict[str, dict[str, np.ndarray]]:
     if whole is not None:  # the fused base on the base chain's inputs (it gives the chain's logits)
         ins = whole_inputs(trace, segments, rows)
         vectors[WHOLE_BASE] = {**{f"in{i}": a for i, a in enumerate(ins)}, "out": _run_whole(job, whole.data, ins)}
+    for name, b in job.artifacts.built.items():  # fused pieces: their segments' inputs, the pieces' own outputs
+        span = piece_span(name, len(segments)) if b.spec.kind == "whole" else None
+        if span is not None:
+            ins = piece_inputs(trace, segments, *span, rows)
+            vectors[name] = {**{f"in{i}": a for i, a in enumerate(ins)}, "out": _run_whole(job, b.data, ins)}
     return vectors
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from kasmina_edge.compile.fuse import WHOLE_BASE
 from kasmina_edge.compile.stages.fused_base import whole_inputs
+from kasmina_edge.compile.stages.fused_pieces import piece_inputs, piece_span
 from kasmina_edge.core.build_errors import ParityError, ProfileLimitError
 
 if TYPE_CHECKING:
@@ -85,6 +86,10 @@ def _micro_inputs(arts: ArtifactSet, ev: EvalSet, segments: tuple[str, ...]) -> 
     }
     if WHOLE_BASE in arts.built:  # the fused base takes the base chain's own inputs
         inputs[WHOLE_BASE] = whole_inputs(trace, segments, n)
+    for name in arts.built:  # a fused piece: the inputs of the segments it replaces
+        span = piece_span(name, len(segments))
+        if span is not None:
+            inputs[name] = piece_inputs(trace, segments, *span, n)
     return inputs
 
 
@@ -107,7 +112,7 @@ def _tflite_micro(
     reported, outs = run_micro(data, inputs)
     arenas = measure_arenas(data, reported)
     for name, b in arts.built.items():
-        logits = name in (segments[-1], WHOLE_BASE)
+        logits = name in (segments[-1], WHOLE_BASE) or name.startswith("base_from_site")
         par = compare_with_reference(name, b.data, inputs[name], outs[name], logits=logits)
         report.memory.setdefault("micro_parity", {})[name] = {**par.__dict__, "ok": par.ok}
         if not par.ok:
