@@ -139,3 +139,18 @@ def test_streaming_beatizer_errors() -> None:
     sb = StreamingBeatizer(360.0)
     with pytest.raises(KasminaError, match="NaN"):
         sb.process(np.array([0.0, np.inf]))
+
+
+@pytest.mark.parametrize("length", [2, 3, 64, 255, 256])
+def test_normalise_windows_gives_numpys_median_and_percentile(length: int) -> None:
+    """The selection-based normalisation is the very formula of np.median and np.percentile(99), ties included."""
+    from kasmina_edge.ecg.windowing import NORM_FLOOR_MV, NORM_PERCENTILE, normalise_windows
+
+    rng = np.random.default_rng(length)
+    w = rng.normal(0, 1, (40, 1, length))
+    w[:5] = np.round(w[:5])  # many ties
+    w[5] = 0.0  # flat: the floor divides
+    med = np.median(w, axis=-1, keepdims=True)
+    dev = w - med
+    scale = np.maximum(np.percentile(np.abs(dev), NORM_PERCENTILE, axis=-1, keepdims=True), NORM_FLOOR_MV)
+    np.testing.assert_array_equal(normalise_windows(w), (dev / scale).astype(np.float32))
