@@ -188,7 +188,9 @@ def _adapt_note(target: str, r: dict[str, Any]) -> str:
     after = r["after"]
     p99 = after["decision_ms_p99"]
     act = ", ".join(f"{k} {v:.1f} ms" for k, v in after["activation_ms"].items()) or "none"
-    return (f"{target}: kernel store {r.get('kernel_store')}; swaps {after['swaps']}; decision p99 "
+    live = r.get("live_at_s")
+    when = "" if live is None else f" (live at {live:.1f} s, the condition from {r.get('condition_from_s', 0.0):.0f} s)"
+    return (f"{target}: kernel store {r.get('kernel_store')}; swaps {after['swaps']}{when}; decision p99 "
             f"{'-' if p99 is None else f'{p99:.1f}'} ms on this host; activation on the profile: {act}")
 
 
@@ -266,6 +268,10 @@ def adapt_on_device(plan: deploy.EdgePlan, host: deploy.HostModels, target: str,
         out["kernel_store"] = None if installed is None else {"kernels": installed.kernels, "bytes": installed.bytes,
                                                                "erase_blocks": installed.erase_blocks}  # fmt: skip
     live = [e for e in after.transitions if e.get("event") == "transition" and e.get("to") in LIVE_STAGES]
+    # when it went live against when the condition began: a stored kernel is brought live at boot's end
+    # (the runtime pins a kernel-only bundle), not by the noise
+    out["live_at_s"] = min((float(e.get("t", e.get("at", 0.0))) for e in live), default=None)
+    out["condition_from_s"] = spans["condition"][0]
     checks[f"{target}.swapped_live"] = after.swaps >= 1 and bool(live)
     checks[f"{target}.decision_within_{DECISION_BUDGET_MS:g}ms"] = (
         after.decision_ms_p99 is not None and after.decision_ms_p99 <= DECISION_BUDGET_MS)
