@@ -205,9 +205,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 # -- the registry's factories --------------------------------------------------------------------------------
-# Chosen on the validation splits (quick runs, seed 0): the seeds' learning rate, steps and site, the shift's
-# severity and the target, so that the base is short of the target on shifted validation data and the base
-# with its seed reaches it there (stage 0: base 0.762, seeded 0.848 purity; stage 1: base 0.873, seeded 0.892).
+# Chosen on the validation splits (seed 0): the seeds' learning rate, steps and site, the shift's severity and
+# the target, so that the base is short of the target on shifted validation data and the base with its seed
+# reaches it there. Stage 0 (quick runs): base 0.762, seeded 0.848 purity. Stage 1 (full run): base 0.884,
+# seeded 0.911 accuracy; its quick run's base (15 epochs) is weaker and its seed gains too little to pass.
 def _seeds(lr: float) -> MorphConfig:
     return MorphConfig(target=None, gate_min_support=1, lr=lr, train_epochs=20, max_mac_fraction=1.0)
 
@@ -225,7 +226,7 @@ def spirals_moons_stage() -> ToyStage:
     # the noise costs the base only a few points, so the shifted splits are large: the gap must not be split noise
     return ToyStage(ToyStageSpec(
         index=1, name="spirals_moons", domain="toy 2-D: two moons and two spirals through a noisy sensor",
-        metric="accuracy", target=0.885, sampler=moons_and_spirals, n_classes=4,
+        metric="accuracy", target=0.90, sampler=moons_and_spirals, n_classes=4,
         shift=ToyShift("noise", sigma=0.3), morph=_seeds(1e-2), sites=("site3",), quick_train_steps=300,
         sizes=ToySizes(shift_val=1500, shift_test=3000),
         quick_sizes=ToySizes(train=1200, val=400, adapt=400, shift_val=1000, shift_test=2000, clean_test=600),
