@@ -208,7 +208,9 @@ def _jsonable(obj: Any) -> Any:
 # Chosen on the validation splits (seed 0): the seeds' learning rate, steps and site, the shift's severity and
 # the target, so that the base is short of the target on shifted validation data and the base with its seed
 # reaches it there. Stage 0 (quick runs): base 0.762, seeded 0.848 purity. Stage 1 (full run): base 0.884,
-# seeded 0.911 accuracy (quick: 0.884, 0.909).
+# seeded 0.911 accuracy (quick: 0.884, 0.909). Then, over seeds 0-3 (quick, validation only), stage 1's seed
+# site with the most seeds passing on validation and the highest mean seeded score (site1 over site3, site2).
+# Stage 0's 600 quick steps scored higher still but moved clean data by more than G4's tolerance: kept 300.
 def _seeds(lr: float) -> MorphConfig:
     return MorphConfig(target=None, gate_min_support=1, lr=lr, train_epochs=20, max_mac_fraction=1.0)
 
@@ -230,6 +232,6 @@ def spirals_moons_stage() -> ToyStage:
     return ToyStage(ToyStageSpec(
         index=1, name="spirals_moons", domain="toy 2-D: two moons and two spirals through a noisy sensor",
         metric="accuracy", target=0.90, sampler=moons_and_spirals, n_classes=4,
-        shift=ToyShift("noise", sigma=0.3), morph=_seeds(1e-2), sites=("site3",),
+        shift=ToyShift("noise", sigma=0.3), morph=_seeds(1e-2), sites=("site1",),
         sizes=full, quick_sizes=full, quick_base_epochs=30, quick_train_steps=150,
     ))  # fmt: skip
