@@ -31,7 +31,8 @@ def _row(outcome: Any) -> dict[str, Any]:
         fine_tuned=None if ft is None else ft.metric, base_params=r.base.params, seed_params=r.seeded.params,
         fine_tune_params=None if ft is None else ft.params,
         # what the seeds win back of what full fine-tuning wins, and at what share of its trained parameters
-        share_of_fine_tune_gain=None if not gap or gap <= 0 else (r.seeded.metric - r.base.metric) / gap,
+        # (not stated where fine-tuning itself gains under a point: the ratio would be noise)
+        share_of_fine_tune_gain=None if gap is None or gap < 0.01 else (r.seeded.metric - r.base.metric) / gap,
         param_ratio=None if ft is None or not ft.params else r.seeded.params / ft.params,
         checks=r.checks,
     )  # fmt: skip
@@ -52,7 +53,7 @@ def main() -> None:
     from kasmina_edge.curriculum.runner import run_curriculum
     from kasmina_edge.host.experiment import atomic_write_json
 
-    con = Console()
+    con = Console(width=160)  # the table's nine columns, also when stdout is a file
     with tempfile.TemporaryDirectory(prefix="bench-curriculum-") as tmp:
         run = run_curriculum(parse_stages(args.stages), Path(tmp), quick=args.quick, seed=args.seed, data=args.data,
                              keep_going=True, say=lambda m: con.print(f"[dim]{m}[/]"))  # fmt: skip
