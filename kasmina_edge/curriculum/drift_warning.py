@@ -9,8 +9,8 @@ same size, times a margin, so it has no nominal p-value to trust across many ste
 warning reads no labels (which the device does not have), so it can fire before the accuracy falls.
 
 Why not Tamiyo's per-site mean drift alone (:func:`kasmina_edge.host.tamiyo.features.site_drift`):
-zero-mean sensor noise barely moves channel *means*; on stage 1 it fired only at severity 0.92, long
-after the accuracy had fallen (measured on the validation streams). A KS distance sees the spread.
+zero-mean sensor noise barely moves channel *means*; in a first stage-1 run it fired only at severity 0.92
+of the ramped stream. A KS distance sees the spread as well as the location.
 
 :func:`evaluate_warning` runs it on two streams: a clean one (every alarm is a false alarm) and one
 whose shift severity ramps from 0 to 1; it reports the step the warning fires, the step the base's
