@@ -34,7 +34,7 @@ def _row(outcome: Any) -> dict[str, Any]:
         # (not stated where fine-tuning itself gains under a point: the ratio would be noise)
         share_of_fine_tune_gain=None if gap is None or gap < 0.01 else (r.seeded.metric - r.base.metric) / gap,
         param_ratio=None if ft is None or not ft.params else r.seeded.params / ft.params,
-        checks=r.checks,
+        checks=r.checks, notes=r.notes,
     )  # fmt: skip
     return row
 
