@@ -182,7 +182,8 @@ def three_arms(
     budget = Budget(target=cfg.target, max_params=max(1, int(cfg.max_seed_fraction * base_params)))
     split = _split(task)
     sites = settings.sites or tuple(base.config.site_names)
-    trials, events = [], []
+    trials: list[Any] = []
+    events: list[dict[str, Any]] = []
     for i, site in enumerate(sites):
         trial = run_trial(base, split, task.val, site, settings.blueprint, settings.grafting, settings.intensity,  # type: ignore[arg-type]
                           budget, cfg, sink=events.append, seed=seed + i, say=say)  # fmt: skip

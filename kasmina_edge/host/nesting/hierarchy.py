@@ -18,7 +18,7 @@ the same 11 stages through the *same* :class:`LifecycleEngine`, behind the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,23 +217,19 @@ class NestedHierarchy:
         child.holder.set_child(child.index, alpha, True)
         child.alpha_history.append(float(alpha))
 
-    @contextmanager
-    def muted(self, seed_id: str) -> Iterator[None]:
+    def muted(self, seed_id: str) -> AbstractContextManager[None]:
         """The child off the path for the duration (to measure what it adds); restored afterwards."""
-        child = self.child(seed_id)
-        before = (float(child.holder.child_alpha[child.index]), child.holder.child_live[child.index])
-        child.holder.set_child(child.index, 0.0, False)
-        try:
-            yield
-        finally:
-            child.holder.set_child(child.index, *before)
+        return self._child_set(seed_id, 0.0, False)
+
+    def incubate(self, seed_id: str) -> AbstractContextManager[None]:
+        """The child at alpha 1 for the duration (its own training forward); restored afterwards."""
+        return self._child_set(seed_id, 1.0, True)
 
     @contextmanager
-    def incubate(self, seed_id: str) -> Iterator[None]:
-        """The child at alpha 1 for the duration (its own training forward); restored afterwards."""
+    def _child_set(self, seed_id: str, alpha: float, live: bool) -> Iterator[None]:
         child = self.child(seed_id)
         before = (float(child.holder.child_alpha[child.index]), child.holder.child_live[child.index])
-        child.holder.set_child(child.index, 1.0, True)
+        child.holder.set_child(child.index, alpha, live)
         try:
             yield
         finally:
