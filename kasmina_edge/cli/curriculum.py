@@ -29,34 +29,27 @@ def _fmt(v: float | None) -> str:
 
 
 def outcome_table(outcomes: list[Any]) -> Table:
-    t = Table(
-        title="curriculum: base vs base + seeds vs full fine-tuning (held-out data)", title_justify="left"
-    )
-    for col in (
-        "stage",
-        "domain",
-        "metric",
-        "target",
-        "base",
-        "+ seeds",
-        "fine-tune",
-        "seed params",
-        "status",
-    ):
-        t.add_column(
-            col,
-            justify="right" if col in ("target", "base", "+ seeds", "fine-tune", "seed params") else "left",
-        )
+    """One row per stage; why a stage failed goes in the caption (a narrow terminal keeps the figures readable)."""
+    t = Table(title="curriculum: base vs base + seeds vs full fine-tuning (held-out data)", title_justify="left",
+              caption_justify="left")  # fmt: skip
+    t.add_column("stage", no_wrap=True)
+    t.add_column("metric", ratio=1)
+    for col in ("target", "base", "seeds", "tuned", "seed p."):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    why = []
     for o in outcomes:
         r = o.report
-        style = _STATUS_STYLE.get(o.status, "")
-        status = f"[{style}]{o.status}[/]" + (f"\n[dim]{o.reason}[/]" if o.reason else "")
+        status = f"[{_STATUS_STYLE.get(o.status, '')}]{o.status}[/]"
+        if o.reason:
+            why.append(f"stage {o.index}: {o.reason}")
         if r is None:
-            t.add_row(str(o.index), "", "", "", "", "", "", "", status)
+            t.add_row(str(o.index), "", "", "", "", "", "", status)
             continue
         ft = r.fine_tuned.metric if r.fine_tuned is not None else None
-        t.add_row(str(r.index), f"{r.name}\n[dim]{r.domain}[/]", r.metric, _fmt(r.target), _fmt(r.base.metric),
-                  _fmt(r.seeded.metric), _fmt(ft), f"{r.seeded.params:,}", status)  # fmt: skip
+        t.add_row(str(r.index), f"{r.name}: {r.metric}", _fmt(r.target), _fmt(r.base.metric), _fmt(r.seeded.metric),
+                  _fmt(ft), f"{r.seeded.params:,}", status)  # fmt: skip
+    t.caption = "\n".join(why) or None
     return t
 
 
