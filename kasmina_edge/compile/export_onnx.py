@@ -15,8 +15,11 @@ sides of a cut share one grid, the next QuantizeLinear recovers the very same in
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +71,20 @@ class _Reader:
         return next(self._it, None)
 
 
+@contextmanager
+def _root_logger_quiet() -> Iterator[None]:
+    """ONNX Runtime's quantizer gives advice on the root logger ("Bias of Gemm node ... is not constant"): noise
+    in a build's output. KASMINA_VERBOSE=1 shows it."""
+    root = logging.getLogger()
+    level = root.level
+    if not os.environ.get("KASMINA_VERBOSE"):
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def export_int8_onnx(
     module: nn.Module,
     example_args: Sequence[torch.Tensor],
@@ -95,7 +112,8 @@ def export_int8_onnx(
         fp32, pre, q8 = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         try:
             export_float_onnx(folded, example_args, input_names, fp32)
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            with _root_logger_quiet():
+                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             overrides: dict[str, list[dict[str, Any]]] = {}
             for pos, grid in input_grids.items():
                 for name in _grid_sharing_chain_forward(pre.read_bytes(), input_names[pos]):
@@ -103,24 +121,25 @@ def export_int8_onnx(
             if output_grid is not None:
                 for name in _grid_sharing_chain(pre.read_bytes(), "output"):
                     overrides[name] = [_override(output_grid)]
-            quantize_static(
-                str(pre),
-                str(q8),
-                _Reader(input_names, calibration),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                reduce_range=reduce_range,
-                calibrate_method=CalibrationMethod.MinMax,
-                # keep ReLUs: ORT would drop one whose output grid it assumes starts at 0, which a
-                # symmetric cut grid does not
-                extra_options={
-                    "TensorQuantOverrides": overrides,
-                    "WeightSymmetric": True,
-                    "QDQKeepRemovableActivations": True,
-                },
-            )
+            with _root_logger_quiet():
+                quantize_static(
+                    str(pre),
+                    str(q8),
+                    _Reader(input_names, calibration),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    reduce_range=reduce_range,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    # keep ReLUs: ORT would drop one whose output grid it assumes starts at 0, which a
+                    # symmetric cut grid does not
+                    extra_options={
+                        "TensorQuantOverrides": overrides,
+                        "WeightSymmetric": True,
+                        "QDQKeepRemovableActivations": True,
+                    },
+                )
         except Exception as exc:
             raise BuildError(f"{artifact}: ONNX int8 export failed: {exc}") from exc
         data = q8.read_bytes()
